@@ -1,0 +1,50 @@
+# visionfn: `make up` starts the local platform, `make test` runs the whole suite.
+# Both install what is missing first (virtualenvs, LocalStack, model files).
+
+PYTHON      ?= python3.11
+# LocalStack runs on Python 3.13 in its own virtualenv: the first 3.13 interpreter that works.
+PYTHON313   ?= $(shell for p in $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python 2>/dev/null) python3.13; do \
+                 "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
+VENV        := .venv
+PY          := $(VENV)/bin/python
+LS_VENV     := infra/localstack/.venv
+
+.PHONY: install up down status test test-unit lint bench clean
+
+install: $(VENV)/.installed $(LS_VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	@touch $@
+
+$(LS_VENV)/.installed: infra/localstack/requirements.lock
+	@test -n "$(PYTHON313)" || { echo "LocalStack needs Python 3.13: install it (pyenv install 3.13) or set PYTHON313=/path/to/python3.13"; exit 1; }
+	$(PYTHON313) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/localstack/requirements.lock
+	@touch $@
+
+up: install
+	$(PY) -m infra.runner up
+
+down:
+	@$(PY) -m infra.runner down
+
+status:
+	@$(PY) -m infra.runner status
+
+test: install
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+lint: install
+	$(VENV)/bin/cfn-lint template.yaml
+
+bench: install
+	$(PY) tests/bench/bench_platform.py
+
+clean:
+	rm -rf .run

@@ -1,0 +1,23 @@
+"""Upload trigger: uploads/<path> -> thumbnails/<path>, recorded on the task it belongs to."""
+
+import flask
+
+from shared.batch import for_each_created_object
+from shared.http import FunctionRoutes
+from shared.idempotency import ProcessedObjectLog
+from shared.logs import configure_logging
+from shared.settings import get_settings
+from shared.storage import get_object_store
+from shared.tasks import TaskRepository
+from shared.thumbnails import ThumbnailWriter
+
+configure_logging("thumbnail")
+writer = ThumbnailWriter(
+    get_object_store(), TaskRepository(), ProcessedObjectLog(ThumbnailWriter.consumer), get_settings()
+)
+routes = FunctionRoutes()
+routes.events(for_each_created_object(writer.handle_upload))
+
+
+def handle(request: flask.Request) -> flask.Response:
+    return routes.dispatch(request)

@@ -1,0 +1,1 @@
+"""Local runtime of visionfn: LocalStack, template deployment, function processes, bridge, gateway."""

@@ -1,0 +1,118 @@
+"""The local API gateway: routes from template.yaml's API events, streamed to the functions.
+
+``python -m infra.gateway ROUTES_JSON PORT`` where ROUTES_JSON lists
+``{"method", "path", "function", "upstream"}``; path parameters use the API Gateway syntax.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+log = logging.getLogger("visionfn.gateway")
+
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+}
+SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
+
+
+@dataclass(frozen=True)
+class GatewayRoute:
+    method: str
+    path: str
+    function: str
+    upstream: str  # http://127.0.0.1:PORT
+
+
+def load_routes(path: Path) -> list[GatewayRoute]:
+    return [GatewayRoute(**item) for item in json.loads(path.read_text())]
+
+
+def _json(status: int, detail: str) -> web.Response:
+    return web.json_response({"detail": detail}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler):  # noqa: ANN001, ANN201 (aiohttp middleware)
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed as error:
+        return _json(405, f"Method {request.method} not allowed on {request.path}; allowed: "
+                     f"{', '.join(sorted(error.allowed_methods))}")
+    except web.HTTPNotFound:
+        return _json(404, f"No route for {request.method} {request.path}")
+
+
+async def forward(request: web.Request, route: GatewayRoute) -> web.StreamResponse:
+    """Stream the request to the function and its answer back, headers kept."""
+    headers = {key: value for key, value in request.headers.items() if key.lower() not in HOP_BY_HOP}
+    headers["X-Forwarded-For"] = request.remote or ""
+    headers["X-Forwarded-Host"] = request.host
+    headers["X-Forwarded-Proto"] = request.scheme
+    try:
+        async with request.app[SESSION].request(
+            request.method,
+            route.upstream + request.raw_path,
+            headers=headers,
+            data=request.content if request.body_exists else None,
+            allow_redirects=False,
+            auto_decompress=False,
+        ) as upstream:
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for key, value in upstream.headers.items():
+                if key.lower() not in HOP_BY_HOP:
+                    response.headers.add(key, value)
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+    except aiohttp.ClientConnectionError as error:
+        log.error("function %s at %s unreachable: %s", route.function, route.upstream, error)
+        return _json(502, f"Function {route.function} is not reachable")
+
+
+async def _open_session(app: web.Application) -> None:
+    app[SESSION] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+
+
+async def _close_session(app: web.Application) -> None:
+    await app[SESSION].close()
+
+
+def build_app(routes: list[GatewayRoute]) -> web.Application:
+    app = web.Application(middlewares=[json_errors])
+    for route in routes:
+        app.router.add_route(route.method, route.path, partial(forward, route=route))
+    app.on_startup.append(_open_session)
+    app.on_cleanup.append(_close_session)
+    return app
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s gateway: %(message)s")
+    routes_file, port = Path(sys.argv[1]), int(sys.argv[2])
+    routes = load_routes(routes_file)
+    for route in routes:
+        log.info("%-6s %-40s -> %s (%s)", route.method, route.path, route.function, route.upstream)
+    web.run_app(build_app(routes), host="127.0.0.1", port=port, print=None, access_log=log)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,311 @@
+"""The whole local platform in one command.
+
+``python -m infra.runner up``     start LocalStack, deploy template.yaml, migrate, start every
+                                  function, the event bridge and the gateway; Ctrl-C stops all.
+``python -m infra.runner down``   stop a running ``up`` (from another terminal).
+``python -m infra.runner status`` what is running, and the platform's health.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from infra.event_bridge import QueueBinding
+from infra.gateway import GatewayRoute
+from infra.processes import ChildProcess, PortInUse, ensure_port_free, port_accepts
+from infra.stack import (
+    LOCAL_CREDENTIALS,
+    StackError,
+    deploy_template,
+    localstack_command,
+    localstack_environment,
+    localstack_url,
+    wait_for_localstack,
+)
+from infra.template import FunctionSpec, StackContext, function_specs, load_template
+from shared.db.migrate import upgrade
+from shared.settings import PROJECT_ROOT, Settings, get_settings
+from shared.storage import aws_client
+
+FUNCTIONS_FRAMEWORK = PROJECT_ROOT / ".venv" / "bin" / "functions-framework"
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class LocalFunction:
+    spec: FunctionSpec
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class PlatformState:
+    """Written to ``<run_dir>/state.json`` once the platform is ready."""
+
+    runner_pid: int
+    gateway_url: str
+    localstack_url: str
+    stack_name: str
+    bucket: str
+    database_url: str
+    functions: dict[str, str]
+    outputs: dict[str, str]
+    ready_seconds: float
+
+
+def state_path(settings: Settings) -> Path:
+    return settings.run_dir / "state.json"
+
+
+def log_dir(settings: Settings) -> Path:
+    return settings.run_dir / "logs"
+
+
+class Platform:
+    def __init__(self, settings: Settings) -> None:
+        # the runner itself talks to LocalStack, with its throwaway credentials
+        self.settings = settings.model_copy(update={"aws_endpoint_url": localstack_url(settings)})
+        os.environ.update(LOCAL_CREDENTIALS)
+        self.children: list[ChildProcess] = []
+        self.stopping = threading.Event()
+
+    # --- start-up ------------------------------------------------------------------------------
+    def up(self) -> PlatformState:
+        started = time.monotonic()
+        settings = self.settings
+        functions = [
+            LocalFunction(spec, settings.function_base_port + index)
+            for index, spec in enumerate(function_specs(load_template()))
+        ]
+        ensure_port_free(settings.localstack_port, "LocalStack")
+        ensure_port_free(settings.gateway_port, "the gateway")
+        for function in functions:
+            ensure_port_free(function.port, f"function {function.spec.name}")
+        state_path(settings).unlink(missing_ok=True)
+
+        localstack = self._start(
+            "localstack", localstack_command(), {**os.environ, **localstack_environment(settings)}
+        )
+        self._say(f"migrating {_redact(settings.database_url)}")
+        upgrade(settings.database_url)
+        try:
+            wait_for_localstack(settings, timeout=90, alive=lambda: localstack.exited() is None)
+        except StackError as error:
+            raise StartupError(f"{error}\n{localstack.log_tail()}") from error
+        self._say(f"LocalStack ready at {localstack_url(settings)}; deploying template.yaml")
+        stack = deploy_template(settings)
+
+        env = self._function_environment()
+        for function in functions:
+            self._start(function.spec.name, self._function_command(function), self._resolved_env(env, function, stack.context))
+        self._wait_for_ports({function.spec.name: function.port for function in functions})
+
+        bindings = self._queue_bindings(functions, stack.context)
+        bindings_file = settings.run_dir / "bridge.json"
+        bindings_file.write_text(json.dumps([asdict(binding) for binding in bindings], indent=2))
+        routes = [
+            GatewayRoute(route.method, route.path, function.spec.name, function.url)
+            for function in functions
+            for route in function.spec.routes
+        ]
+        routes_file = settings.run_dir / "routes.json"
+        routes_file.write_text(json.dumps([asdict(route) for route in routes], indent=2))
+        python = sys.executable
+        self._start("event_bridge", [python, "-m", "infra.event_bridge", str(bindings_file)], env)
+        self._start("gateway", [python, "-m", "infra.gateway", str(routes_file), str(settings.gateway_port)], env)
+        self._wait_for_ports({"gateway": settings.gateway_port})
+
+        state = PlatformState(
+            runner_pid=os.getpid(),
+            gateway_url=f"http://127.0.0.1:{settings.gateway_port}",
+            localstack_url=localstack_url(settings),
+            stack_name=settings.stack_name,
+            bucket=stack.outputs["BucketName"],
+            database_url=_redact(settings.database_url),
+            functions={function.spec.name: function.url for function in functions},
+            outputs=stack.outputs,
+            ready_seconds=round(time.monotonic() - started, 2),
+        )
+        state_path(settings).write_text(json.dumps(asdict(state), indent=2))
+        return state
+
+    def _start(self, name: str, command: list[str], env: dict[str, str]) -> ChildProcess:
+        child = ChildProcess.start(name, command, env, log_dir(self.settings))
+        self.children.append(child)
+        return child
+
+    def _function_environment(self) -> dict[str, str]:
+        """What every local process gets besides the template's variables."""
+        return {
+            **os.environ,
+            **LOCAL_CREDENTIALS,
+            "AWS_ENDPOINT_URL": localstack_url(self.settings),
+            "AWS_REGION": self.settings.aws_region,
+            "AWS_DEFAULT_REGION": self.settings.aws_region,
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _resolved_env(self, base: dict[str, str], function: LocalFunction, context: StackContext) -> dict[str, str]:
+        env = {**base, **{key: context.resolve(value) for key, value in function.spec.environment.items()}}
+        env["DATABASE_URL"] = self.settings.database_url  # the template's is the cloud's secret
+        env.pop("PORT", None)
+        return env
+
+    def _function_command(self, function: LocalFunction) -> list[str]:
+        return [
+            str(FUNCTIONS_FRAMEWORK),
+            f"--source={function.spec.source}",
+            f"--target={function.spec.target}",
+            "--host=127.0.0.1",
+            f"--port={function.port}",
+        ]
+
+    def _queue_bindings(self, functions: list[LocalFunction], context: StackContext) -> list[QueueBinding]:
+        sqs = aws_client("sqs", self.settings)
+        bindings = []
+        for function in functions:
+            for trigger in function.spec.queues:
+                url = context.physical_ids[trigger.queue]
+                arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+                bindings.append(
+                    QueueBinding(
+                        function=function.spec.name,
+                        queue_url=url,
+                        queue_arn=arn,
+                        endpoint=function.url,
+                        batch_size=trigger.batch_size,
+                        timeout=function.spec.timeout,
+                        report_batch_item_failures=trigger.report_batch_item_failures,
+                    )
+                )
+        return bindings
+
+    def _wait_for_ports(self, ports: dict[str, int], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        waiting = dict(ports)
+        while waiting:
+            self.raise_if_a_child_died()
+            waiting = {name: port for name, port in waiting.items() if not port_accepts(port)}
+            if waiting and time.monotonic() > deadline:
+                raise StartupError(f"not listening after {timeout:.0f} s: {waiting}")
+            time.sleep(0.05)
+
+    # --- supervision -----------------------------------------------------------------------------
+    def raise_if_a_child_died(self) -> None:
+        for child in self.children:
+            code = child.exited()
+            if code is not None:
+                raise StartupError(
+                    f"{child.name} (pid {child.process.pid}) exited with code {code}; "
+                    f"log {child.log_path}:\n{child.log_tail()}"
+                )
+
+    def supervise(self) -> None:
+        while not self.stopping.wait(0.5):
+            self.raise_if_a_child_died()
+
+    def down(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        state_path(self.settings).unlink(missing_ok=True)
+
+    def _say(self, message: str) -> None:
+        print(f"[visionfn] {message}", flush=True)
+
+
+def _redact(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+def command_up(settings: Settings) -> int:
+    platform = Platform(settings)
+    signal.signal(signal.SIGTERM, lambda *_: platform.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: platform.stopping.set())
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        state = platform.up()
+        print(
+            f"[visionfn] ready in {state.ready_seconds} s\n"
+            f"  gateway     {state.gateway_url}   (try: curl {state.gateway_url}/health)\n"
+            f"  localstack  {state.localstack_url}   bucket {state.bucket}\n"
+            f"  database    {state.database_url}\n"
+            + "".join(f"  function    {name:<12} {url}\n" for name, url in state.functions.items())
+            + f"  logs        {log_dir(settings)}/\n"
+            "[visionfn] Ctrl-C (or `make down`) stops everything.",
+            flush=True,
+        )
+        platform.supervise()
+        print("[visionfn] stopping", flush=True)
+        return 0
+    except (StartupError, StackError, PortInUse) as error:
+        print(f"[visionfn] ERROR: {error}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        platform.down()
+
+
+def command_down(settings: Settings) -> int:
+    path = state_path(settings)
+    if not path.exists():
+        print("[visionfn] nothing is running (no state file)")
+        return 0
+    pid = json.loads(path.read_text())["runner_pid"]
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+        print("[visionfn] the runner was already gone; state cleared")
+        return 0
+    for _ in range(200):
+        if not path.exists():
+            print("[visionfn] stopped")
+            return 0
+        time.sleep(0.1)
+    print(f"[visionfn] runner {pid} did not stop within 20 s", file=sys.stderr)
+    return 1
+
+
+def command_status(settings: Settings) -> int:
+    path = state_path(settings)
+    if not path.exists():
+        print("[visionfn] not running")
+        return 3
+    state = json.loads(path.read_text())
+    print(json.dumps(state, indent=2))
+    try:
+        with urllib.request.urlopen(f"{state['gateway_url']}/health", timeout=5) as response:  # noqa: S310
+            print(response.read().decode())
+    except OSError as error:
+        print(f"[visionfn] health check failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main() -> int:
+    commands = {"up": command_up, "down": command_down, "status": command_status}
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        print(__doc__)
+        return 2
+    return commands[sys.argv[1]](get_settings())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

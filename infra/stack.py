@@ -1,0 +1,112 @@
+"""LocalStack in host mode, and the deployment of template.yaml to its CloudFormation."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.template import TEMPLATE_PATH, StackContext
+from shared.settings import PROJECT_ROOT, Settings
+from shared.storage import aws_client
+
+LOCALSTACK_PYTHON = PROJECT_ROOT / "infra" / "localstack" / ".venv" / "bin" / "python"
+LOCALSTACK_SERVICES = "s3,sqs,stepfunctions,events,sts,iam,cloudformation,lambda"
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def localstack_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.localstack_port}"
+
+
+def localstack_command() -> list[str]:
+    if not LOCALSTACK_PYTHON.exists():
+        raise StackError(f"LocalStack is not installed ({LOCALSTACK_PYTHON} is missing): run `make install`")
+    return [str(LOCALSTACK_PYTHON), "-m", "localstack.runtime.main"]
+
+
+def localstack_environment(settings: Settings) -> dict[str, str]:
+    address = f"127.0.0.1:{settings.localstack_port}"
+    data = settings.run_dir / "localstack"
+    return {
+        "GATEWAY_LISTEN": address,
+        "GATEWAY_SERVER": "hypercorn",  # the default server binds 0.0.0.0 whatever it is told
+        "LOCALSTACK_HOST": address,
+        "SERVICES": LOCALSTACK_SERVICES,
+        "DNS_ADDRESS": "0",
+        "PERSISTENCE": "0",
+        "SKIP_SSL_CERT_DOWNLOAD": "1",
+        "DISABLE_EVENTS": "1",
+        "FILESYSTEM_ROOT": str(data / "fs"),
+        "LOCALSTACK_VOLUME_DIR": str(data / "volume"),
+    }
+
+
+def wait_for_localstack(settings: Settings, timeout: float, alive: callable) -> None:  # type: ignore[valid-type]
+    deadline = time.monotonic() + timeout
+    url = f"{localstack_url(settings)}/_localstack/health"
+    while time.monotonic() < deadline:
+        if not alive():
+            raise StackError("LocalStack exited during start-up")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback)
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise StackError(f"LocalStack did not answer {url} within {timeout:.0f} s")
+
+
+@dataclass(frozen=True)
+class DeployedStack:
+    context: StackContext
+    outputs: dict[str, str]
+
+
+def deploy_template(settings: Settings, template_path: Path = TEMPLATE_PATH, timeout: float = 120) -> DeployedStack:
+    """Create the stack from template.yaml with Stage=local and wait for CREATE_COMPLETE."""
+    cloudformation = aws_client("cloudformation", settings)
+    parameters = {
+        "Stage": "local",
+        "QueueVisibilityTimeout": str(settings.queue_visibility_timeout),
+        "MaxReceiveCount": str(settings.max_receive_count),
+    }
+    cloudformation.create_stack(
+        StackName=settings.stack_name,
+        TemplateBody=template_path.read_text(),
+        Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        stack = cloudformation.describe_stacks(StackName=settings.stack_name)["Stacks"][0]
+        if not stack["StackStatus"].endswith("_IN_PROGRESS"):
+            break
+        if time.monotonic() > deadline:
+            raise StackError(f"stack {settings.stack_name} still {stack['StackStatus']} after {timeout:.0f} s")
+        time.sleep(0.1)
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        events = cloudformation.describe_stack_events(StackName=settings.stack_name)["StackEvents"]
+        reasons = [
+            f"{event['LogicalResourceId']}: {event.get('ResourceStatusReason')}"
+            for event in events
+            if event.get("ResourceStatus", "").endswith("FAILED")
+        ]
+        raise StackError(f"stack {stack['StackStatus']}: {stack.get('StackStatusReason')}; {reasons}")
+    resources = cloudformation.describe_stack_resources(StackName=settings.stack_name)["StackResources"]
+    account = aws_client("sts", settings).get_caller_identity()["Account"]
+    context = StackContext(
+        stack_name=settings.stack_name,
+        region=settings.aws_region,
+        account_id=account,
+        parameters={item["ParameterKey"]: item.get("ParameterValue", "") for item in stack.get("Parameters", [])},
+        physical_ids={item["LogicalResourceId"]: item["PhysicalResourceId"] for item in resources},
+    )
+    outputs = {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}
+    return DeployedStack(context=context, outputs=outputs)

@@ -1,0 +1,1 @@
+"""visionfn's common code: settings, errors, storage, database, event models and cores."""

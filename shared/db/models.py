@@ -1,0 +1,55 @@
+"""Tables. Changes here need a migration under ``shared/db/migrations/versions``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JsonColumn = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Task(Base):
+    """An asynchronous job: ``queued -> processing -> done | error``."""
+
+    __tablename__ = "tasks"
+
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tool: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JsonColumn, default=dict)
+    input_files: Mapped[list[str]] = mapped_column(JsonColumn, default=list)
+    thumbnails: Mapped[list[str]] = mapped_column(JsonColumn, default=list)
+    result_files: Mapped[list[str]] = mapped_column(JsonColumn, default=list)
+    result_data: Mapped[dict[str, Any] | None] = mapped_column(JsonColumn, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class ProcessedObject(Base):
+    """One row per (consumer, object version) an upload handler finished: idempotency record."""
+
+    __tablename__ = "processed_objects"
+    __table_args__ = (UniqueConstraint("consumer", "object_key", "etag"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consumer: Mapped[str] = mapped_column(String(64))
+    object_key: Mapped[str] = mapped_column(String(1024))
+    etag: Mapped[str] = mapped_column(String(64))
+    output_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    receive_count: Mapped[int] = mapped_column(Integer, default=1)
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

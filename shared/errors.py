@@ -1,0 +1,88 @@
+"""One exception hierarchy; each error carries its HTTP status and a message for the client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+
+class VisionFnError(Exception):
+    """Base of every error this project raises on purpose. ``status`` < 500 means bad input."""
+
+    status: int = 500
+
+    def __init__(self, detail: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    @property
+    def is_client_error(self) -> bool:
+        return self.status < 500
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.detail}
+
+
+class BadRequest(VisionFnError):
+    status = 400
+
+
+class NotAnImage(BadRequest):
+    """The bytes are empty, truncated or not an image format we decode."""
+
+
+class NotFound(VisionFnError):
+    status = 404
+
+
+class TaskNotFound(NotFound):
+    def __init__(self, uid: str) -> None:
+        super().__init__("Task not found")
+        self.uid = uid
+
+
+class ObjectNotFound(NotFound):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Object not found: {key}")
+
+
+class MethodNotAllowed(VisionFnError):
+    status = 405
+
+
+class PayloadTooLarge(VisionFnError):
+    status = 413
+
+
+class RequestValidationFailed(VisionFnError):
+    """422 in the shape FastAPI gives: ``{"detail": [{"type", "loc", "msg", "input"}, ...]}``."""
+
+    status = 422
+
+    @classmethod
+    def from_pydantic(cls, error: ValidationError, location: str) -> RequestValidationFailed:
+        details = []
+        for item in error.errors(include_url=False):
+            entry = {
+                "type": item["type"],
+                "loc": [location, *item["loc"]],
+                "msg": item["msg"],
+                "input": item.get("input"),
+            }
+            if "ctx" in item:
+                entry["ctx"] = {key: _jsonable(value) for key, value in item["ctx"].items()}
+            details.append(entry)
+        return cls(details)
+
+
+class ServiceUnavailable(VisionFnError):
+    status = 503
+
+
+class InjectedFault(VisionFnError):
+    """Raised on purpose by the fault-injection hook (tests of redelivery and DLQ)."""
+
+
+def _jsonable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)

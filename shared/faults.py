@@ -1,0 +1,19 @@
+"""Fault injection for the redelivery and dead-letter tests (off unless the setting enables it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from shared.errors import InjectedFault
+from shared.settings import Settings
+
+#: Object metadata key (``x-amz-meta-visionfn-fail-attempts``) naming how many deliveries fail.
+FAIL_ATTEMPTS_METADATA = "visionfn-fail-attempts"
+
+
+def inject_fault_if_requested(metadata: Mapping[str, str], receive_count: int, settings: Settings) -> None:
+    if not settings.fault_injection or FAIL_ATTEMPTS_METADATA not in metadata:
+        return
+    fail_attempts = int(metadata[FAIL_ATTEMPTS_METADATA])
+    if receive_count <= fail_attempts:
+        raise InjectedFault(f"injected failure on delivery {receive_count} of {fail_attempts} requested")

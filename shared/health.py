@@ -1,0 +1,76 @@
+"""Health of the platform parts a function depends on: database, bucket, queues."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from shared.db.engine import check_database
+from shared.settings import Settings
+from shared.storage import ObjectStore, aws_client
+
+
+class ComponentHealth(BaseModel):
+    status: Literal["ok", "error"]
+    detail: str | None = None
+
+
+class QueueDepth(BaseModel):
+    visible: int
+    in_flight: int
+
+
+class QueuesHealth(ComponentHealth):
+    queues: dict[str, QueueDepth] = {}
+
+
+class PlatformHealth(BaseModel):
+    status: Literal["ok", "degraded"]
+    stage: str
+    database: ComponentHealth
+    bucket: ComponentHealth
+    queues: QueuesHealth
+
+
+def _component(check: Any) -> ComponentHealth:
+    try:
+        check()
+    except Exception as error:  # health reports any failure instead of raising it
+        return ComponentHealth(status="error", detail=f"{type(error).__name__}: {error}")
+    return ComponentHealth(status="ok")
+
+
+def queue_depths(settings: Settings) -> QueuesHealth:
+    try:
+        sqs = aws_client("sqs", settings)
+        urls = sqs.list_queues(QueueNamePrefix=settings.queue_prefix).get("QueueUrls", [])
+        depths = {}
+        for url in urls:
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            depths[url.rsplit("/", 1)[-1]] = QueueDepth(
+                visible=int(attributes["ApproximateNumberOfMessages"]),
+                in_flight=int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+            )
+    except Exception as error:  # reported, not raised
+        return QueuesHealth(status="error", detail=f"{type(error).__name__}: {error}")
+    if not depths:
+        return QueuesHealth(status="error", detail=f"no queue named {settings.queue_prefix}*")
+    return QueuesHealth(status="ok", queues=depths)
+
+
+def platform_health(settings: Settings, store: ObjectStore) -> PlatformHealth:
+    database = _component(lambda: check_database(settings.database_url))
+    bucket = _component(store.check)
+    queues = queue_depths(settings)
+    healthy = all(part.status == "ok" for part in (database, bucket, queues))
+    return PlatformHealth(
+        status="ok" if healthy else "degraded",
+        stage=settings.stage,
+        database=database,
+        bucket=bucket,
+        queues=queues,
+    )

@@ -1,0 +1,129 @@
+"""HTTP plumbing of a function: routes, request parsing, JSON responses, the one error handler."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import flask
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
+from werkzeug.exceptions import NotFound as WerkzeugNotFound
+from werkzeug.routing import Map, Rule
+
+from shared.batch import RecordHandler, process_sqs_batch
+from shared.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestValidationFailed,
+    VisionFnError,
+)
+from shared.settings import get_settings
+
+log = logging.getLogger("visionfn.http")
+
+Model = TypeVar("Model", bound=BaseModel)
+Handler = Callable[..., flask.Response]
+
+#: Path on which the event bridge (and the Lambda Web Adapter) delivers non-HTTP events.
+EVENTS_PATH = "/events"
+
+
+def json_response(payload: BaseModel | dict[str, Any] | list[Any], status: int = 200) -> flask.Response:
+    if isinstance(payload, BaseModel):
+        body = payload.model_dump_json(by_alias=True)
+    else:
+        body = json.dumps(payload, default=str)
+    return flask.Response(body, status=status, mimetype="application/json")
+
+
+def error_response(error: VisionFnError) -> flask.Response:
+    return json_response(error.body(), status=error.status)
+
+
+def parse_query(model: type[Model], request: flask.Request) -> Model:
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as error:
+        raise RequestValidationFailed.from_pydantic(error, "query") from error
+
+
+def parse_json_body(model: type[Model], request: flask.Request) -> Model:
+    payload = request.get_json(silent=True)
+    if payload is None:
+        raise BadRequest("Request body must be JSON")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as error:
+        raise RequestValidationFailed.from_pydantic(error, "body") from error
+
+
+class FunctionRoutes:
+    """The routes one function serves; the gateway forwards the original path and method."""
+
+    def __init__(self) -> None:
+        self._map = Map()
+        self._handlers: dict[str, Handler] = {}
+
+    def route(self, rule: str, methods: list[str]) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            endpoint = f"{handler.__name__}:{rule}"
+            self._map.add(Rule(rule, endpoint=endpoint, methods=methods))
+            self._handlers[endpoint] = handler
+            return handler
+
+        return register
+
+    def get(self, rule: str) -> Callable[[Handler], Handler]:
+        return self.route(rule, ["GET"])
+
+    def post(self, rule: str) -> Callable[[Handler], Handler]:
+        return self.route(rule, ["POST"])
+
+    def put(self, rule: str) -> Callable[[Handler], Handler]:
+        return self.route(rule, ["PUT"])
+
+    def delete(self, rule: str) -> Callable[[Handler], Handler]:
+        return self.route(rule, ["DELETE"])
+
+    def events(self, handle_record: RecordHandler) -> None:
+        """Serve SQS batches on POST /events, answering with the partial-batch response."""
+
+        def deliver_events(request: flask.Request) -> flask.Response:
+            payload = request.get_json(silent=True)
+            if payload is None:
+                raise BadRequest("Event body must be an SQS batch in JSON")
+            return json_response(process_sqs_batch(payload, handle_record).to_json())
+
+        self.route(EVENTS_PATH, ["POST"])(deliver_events)
+
+    def dispatch(self, request: flask.Request) -> flask.Response:
+        """Route the request; every error becomes ``{"detail": ...}`` JSON with its status."""
+        try:
+            if (request.content_length or 0) > get_settings().max_upload_bytes:
+                raise PayloadTooLarge(
+                    f"Request body is {request.content_length} bytes; the limit is "
+                    f"{get_settings().max_upload_bytes} bytes"
+                )
+            adapter = self._map.bind("", path_info=request.path, url_scheme="http")
+            try:
+                endpoint, arguments = adapter.match(request.path, method=request.method)
+            except WerkzeugNotFound as error:
+                raise NotFound(f"No route for {request.method} {request.path}") from error
+            except WerkzeugMethodNotAllowed as error:
+                raise MethodNotAllowed(
+                    f"Method {request.method} not allowed on {request.path}; allowed: "
+                    f"{', '.join(sorted(error.valid_methods or []))}"
+                ) from error
+            return self._handlers[endpoint](request, **arguments)
+        except VisionFnError as error:
+            if not error.is_client_error:
+                log.error("%s %s failed: %s", request.method, request.path, error.detail)
+            return error_response(error)
+        except Exception:  # the one place that turns a bug into a 500 instead of a crash
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            return json_response({"detail": "Internal error"}, status=500)

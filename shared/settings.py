@@ -1,0 +1,71 @@
+"""The one settings object: every environment variable the project reads is declared here."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Configuration read from the environment (prefix ``VISIONFN_`` unless noted)."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONFN_", extra="ignore", frozen=True)
+
+    # --- platform -----------------------------------------------------------------------
+    stage: str = Field("local", description="Deployment stage; `local` runs the functions as processes.")
+    database_url: str = Field(
+        f"sqlite:///{PROJECT_ROOT / '.run' / 'visionfn.sqlite3'}",
+        validation_alias=AliasChoices("DATABASE_URL", "VISIONFN_DATABASE_URL"),
+        description="SQLAlchemy URL of the database (Postgres in production and tests).",
+    )
+    bucket: str = Field("visionfn-data-local", description="The one object-store bucket.")
+    event_bus: str = Field("visionfn-local", description="EventBridge bus for task-finished events.")
+    queue_prefix: str = Field("visionfn-local-", description="Name prefix of the stack's queues (health).")
+    aws_endpoint_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL", "VISIONFN_AWS_ENDPOINT_URL"),
+        description="S3/SQS/EventBridge endpoint (LocalStack, MinIO); unset for AWS itself.",
+    )
+    aws_region: str = Field(
+        "us-east-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="AWS region.",
+    )
+
+    # --- input limits ------------------------------------------------------------------------
+    max_image_pixels: int = Field(50_000_000, gt=0, description="Images above this pixel count get 413.")
+    max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Request bodies above this get 413.")
+    thumbnail_max_side: int = Field(256, ge=16, le=4096, description="Longest side of a thumbnail, px.")
+    presigned_url_seconds: int = Field(3600, ge=1, description="Lifetime of presigned download URLs.")
+    task_lease_seconds: int = Field(
+        60, ge=1, description="How long a claimed task stays `processing` before a redelivery may reclaim it."
+    )
+
+    # --- testing -----------------------------------------------------------------------------
+    fault_injection: bool = Field(
+        False,
+        description="Honour the `visionfn-fail-attempts` object metadata (tests only): the "
+        "event handler fails while the message's receive count is at most that number.",
+    )
+
+    # --- local runner (infra/) ----------------------------------------------------------------
+    run_dir: Path = Field(PROJECT_ROOT / ".run", description="Logs, state and LocalStack data of `make up`.")
+    stack_name: str = Field("visionfn-local", description="CloudFormation stack deployed to LocalStack.")
+    localstack_port: int = Field(4566, description="LocalStack port on 127.0.0.1.")
+    gateway_port: int = Field(8888, description="Gateway port on 127.0.0.1.")
+    function_base_port: int = Field(8100, description="First port of the function processes.")
+    queue_visibility_timeout: int = Field(60, ge=1, description="Visibility timeout of the queues, s.")
+    max_receive_count: int = Field(3, ge=1, description="Deliveries before a message goes to its DLQ.")
+    bridge_wait_seconds: int = Field(5, ge=1, le=20, description="Long-poll wait of the event bridge, s.")
+    log_level: str = Field("INFO", description="Python log level of every process.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()

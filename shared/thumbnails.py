@@ -1,0 +1,74 @@
+"""Thumbnails of uploads: a pure core, and the upload handler that stores and records them."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from shared.events import ObjectRef
+from shared.faults import inject_fault_if_requested
+from shared.idempotency import ProcessedObjectLog
+from shared.images import EncodedImage, decode_image, encode_image
+from shared.settings import Settings
+from shared.storage import ObjectStore
+from shared.tasks import TaskRepository
+
+log = logging.getLogger("visionfn.thumbnails")
+
+UPLOADS_PREFIX = "uploads/"
+THUMBNAILS_PREFIX = "thumbnails/"
+_TASK_UPLOAD = re.compile(r"^uploads/(?P<uid>[0-9a-f]{32})/")
+
+
+def make_thumbnail(data: bytes, max_side: int, max_pixels: int) -> EncodedImage:
+    """A copy no larger than ``max_side`` on either side, in the source's own format."""
+    image = decode_image(data, max_pixels)
+    source_format = image.format or "PNG"
+    thumbnail = image.copy()
+    thumbnail.thumbnail((max_side, max_side))
+    return encode_image(thumbnail, source_format)
+
+
+def thumbnail_key(upload_key: str) -> str:
+    """``uploads/<path>`` -> ``thumbnails/<path>`` (same relative path)."""
+    if not upload_key.startswith(UPLOADS_PREFIX):
+        raise ValueError(f"not an upload key: {upload_key!r}")
+    return THUMBNAILS_PREFIX + upload_key.removeprefix(UPLOADS_PREFIX)
+
+
+def task_uid_of(upload_key: str) -> str | None:
+    """The task an upload belongs to (``uploads/<uid>/...``), if any."""
+    match = _TASK_UPLOAD.match(upload_key)
+    return match["uid"] if match else None
+
+
+class ThumbnailWriter:
+    """Handles one created object under ``uploads/``; safe to call again for the same object."""
+
+    consumer = "thumbnail"
+
+    def __init__(
+        self, store: ObjectStore, tasks: TaskRepository, processed: ProcessedObjectLog, settings: Settings
+    ) -> None:
+        self.store = store
+        self.tasks = tasks
+        self.processed = processed
+        self.settings = settings
+
+    def handle_upload(self, obj: ObjectRef, receive_count: int) -> None:
+        if not obj.key.startswith(UPLOADS_PREFIX):
+            log.info("ignoring %s: not under %s", obj.key, UPLOADS_PREFIX)
+            return
+        if self.processed.is_done(obj):
+            log.info("thumbnail of %s (etag %s) already made; nothing to do", obj.key, obj.etag)
+            return
+        stored = self.store.get(obj.key)
+        inject_fault_if_requested(stored.metadata, receive_count, self.settings)
+        thumbnail = make_thumbnail(stored.data, self.settings.thumbnail_max_side, self.settings.max_image_pixels)
+        output_key = thumbnail_key(obj.key)
+        self.store.put(output_key, thumbnail.data, thumbnail.content_type)
+        uid = task_uid_of(obj.key)
+        if uid and not self.tasks.add_thumbnail(uid, output_key):
+            log.info("thumbnail %s written; no task %s to record it on", output_key, uid)
+        self.processed.mark_done(obj, output_key, receive_count)
+        log.info("thumbnail %s (%dx%d) written", output_key, thumbnail.width, thumbnail.height)

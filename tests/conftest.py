@@ -1,0 +1,82 @@
+"""Fixtures shared by every test layer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+
+
+def load_event(name: str) -> dict:
+    """A real payload from events/ by name (without .json)."""
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def event_file(name: str) -> bytes:
+    """A tiny file from events/files/."""
+    return (EVENTS / "files" / name).read_bytes()
+
+
+@pytest.fixture
+def sqs_s3_batch() -> dict:
+    return load_event("sqs_s3_batch")
+
+
+# --- the real stack: Postgres, LocalStack, function processes, bridge, gateway ---------------
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """Postgres (DATABASE_URL or a throwaway cluster), migrated to head."""
+    from shared.db.migrate import upgrade
+    from tests.postgres import postgres_url
+
+    with postgres_url() as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def platform(database_url: str):
+    """The whole local platform, started by the runner exactly as `make up` does."""
+    from tests.platform import running_platform
+
+    with running_platform(
+        database_url,
+        VISIONFN_FAULT_INJECTION="1",
+        VISIONFN_QUEUE_VISIBILITY_TIMEOUT="2",
+        VISIONFN_MAX_RECEIVE_COUNT="3",
+        VISIONFN_BRIDGE_WAIT_SECONDS="2",
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def platform_env(platform):
+    """This process configured as a function of the running platform (for the test client)."""
+    from shared.settings import get_settings
+    from shared.storage import get_object_store
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {**platform.env, "VISIONFN_FAULT_INJECTION": "1"}.items():
+            patch.setenv(key, value)
+        get_settings.cache_clear()
+        get_object_store.cache_clear()
+        yield platform.env
+    get_settings.cache_clear()
+    get_object_store.cache_clear()
+
+
+@pytest.fixture
+def function_client(platform_env):
+    """functions-framework test client of functions/<name>/main.py (entry point `handle`)."""
+    from functions_framework import create_app
+
+    from shared.settings import PROJECT_ROOT
+
+    def make(name: str):
+        return create_app("handle", str(PROJECT_ROOT / "functions" / name / "main.py")).test_client()
+
+    return make
