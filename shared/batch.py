@@ -52,6 +52,9 @@ def for_each_created_object(handle_object: ObjectHandler) -> RecordHandler:
         except (ValueError, ValidationError) as error:
             raise BadRequest(f"Message body is not an S3 notification: {error}") from error
         for obj in objects:
-            handle_object(obj, record.attributes.approximate_receive_count)
+            try:
+                handle_object(obj, record.attributes.approximate_receive_count)
+            except VisionFnError as error:
+                raise error.about(obj.key) from error
 
     return handle_record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,6 +23,12 @@ class VisionFnError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"detail": self.detail}
+
+    def about(self, subject: str) -> VisionFnError:
+        """The same error, its message prefixed with what it is about (an object key, a file)."""
+        about = copy.copy(self)
+        about.detail = f"{subject}: {self.detail}"
+        return about
 
 
 class BadRequest(VisionFnError):

@@ -20,6 +20,12 @@ CONTENT_TYPES = {
 
 
 @dataclass(frozen=True)
+class DecodedImage:
+    pixels: Image.Image  # upright: EXIF orientation applied
+    format: str  # the source's format (JPEG, PNG, ...)
+
+
+@dataclass(frozen=True)
 class EncodedImage:
     data: bytes
     content_type: str
@@ -27,7 +33,7 @@ class EncodedImage:
     height: int
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
     """Open, bound-check and fully load an image, applying its EXIF orientation.
 
     Raises NotAnImage (400) for empty, unknown or corrupt data and PayloadTooLarge (413)
@@ -51,9 +57,10 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         )
     try:
         image.load()
-        return ImageOps.exif_transpose(image) or image
+        upright = ImageOps.exif_transpose(image) or image
     except (OSError, ValueError, SyntaxError) as error:
         raise NotAnImage(f"Image data is truncated or corrupt: {error}") from error
+    return DecodedImage(pixels=upright, format=image.format or "PNG")
 
 
 def encode_image(image: Image.Image, image_format: str, quality: int = 85) -> EncodedImage:

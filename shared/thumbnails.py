@@ -22,11 +22,10 @@ _TASK_UPLOAD = re.compile(r"^uploads/(?P<uid>[0-9a-f]{32})/")
 
 def make_thumbnail(data: bytes, max_side: int, max_pixels: int) -> EncodedImage:
     """A copy no larger than ``max_side`` on either side, in the source's own format."""
-    image = decode_image(data, max_pixels)
-    source_format = image.format or "PNG"
-    thumbnail = image.copy()
+    decoded = decode_image(data, max_pixels)
+    thumbnail = decoded.pixels.copy()
     thumbnail.thumbnail((max_side, max_side))
-    return encode_image(thumbnail, source_format)
+    return encode_image(thumbnail, decoded.format)
 
 
 def thumbnail_key(upload_key: str) -> str:

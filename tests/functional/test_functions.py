@@ -1,0 +1,110 @@
+"""Each function through the functions-framework test client, against LocalStack and Postgres."""
+
+import copy
+import json
+import uuid
+
+import pytest
+
+from shared.idempotency import ProcessedObjectLog
+from shared.storage import get_object_store
+from shared.tasks import TaskRepository
+from tests.conftest import event_file
+
+
+def test_health_reports_every_part(function_client):
+    response = function_client("health").get("/health")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok"
+    assert body["database"]["status"] == body["bucket"]["status"] == "ok"
+    assert any(name.endswith("-thumbnail-dlq") for name in body["queues"]["queues"])
+
+
+def test_health_is_degraded_when_the_database_is_down(function_client, monkeypatch):
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    get_settings.cache_clear()
+    try:
+        response = function_client("health").get("/health")
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] == "degraded"
+    assert body["database"]["status"] == "error" and body["database"]["detail"]
+    assert body["bucket"]["status"] == "ok"
+
+
+def test_tasks_list_get_and_errors(function_client, database_url):
+    client = function_client("tasks")
+    uid = TaskRepository(database_url).create("template", {"method": "TM_CCOEFF_NORMED"}, []).uid
+    listed = client.get("/api/v1/tasks?limit=1").get_json()
+    assert listed["tasks"][0]["uid"] == uid and listed["total"] >= 1
+    assert client.get(f"/api/v1/tasks/{uid}").get_json()["params"] == {"method": "TM_CCOEFF_NORMED"}
+    missing = client.get(f"/api/v1/tasks/{uuid.uuid4().hex}")
+    assert (missing.status_code, missing.get_json()) == (404, {"detail": "Task not found"})
+    invalid = client.get("/api/v1/tasks?offset=-1&limit=500")
+    assert invalid.status_code == 422
+    assert sorted(tuple(item["loc"]) for item in invalid.get_json()["detail"]) == [
+        ("query", "limit"),
+        ("query", "offset"),
+    ]
+    assert client.post("/api/v1/tasks").status_code == 405
+
+
+def _batch_for(sqs_s3_batch: dict, key: str, etag: str, receive_count: int = 1) -> dict:
+    batch = copy.deepcopy(sqs_s3_batch)
+    record = batch["Records"][0]
+    notification = json.loads(record["body"])
+    notification["Records"][0]["s3"]["object"].update(key=key.replace(" ", "+"), eTag=etag)
+    record["body"] = json.dumps(notification)
+    record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+    return batch
+
+
+def _upload(key: str, data: bytes, metadata: dict | None = None) -> str:
+    store = get_object_store()
+    store.put(key, data, metadata=metadata)
+    return store.get(key).etag
+
+
+def test_thumbnail_event_writes_records_and_is_idempotent(function_client, database_url, sqs_s3_batch):
+    uid = TaskRepository(database_url).create("template", {}, []).uid
+    key = f"uploads/{uid}/team photo.png"
+    etag = _upload(key, event_file("landscape.png"))
+    client = function_client("thumbnail")
+    batch = _batch_for(sqs_s3_batch, key, etag)
+    for _ in range(2):  # a redelivery of the same object does no second piece of work
+        response = client.post("/events", json=batch)
+        assert (response.status_code, response.get_json()) == (200, {"batchItemFailures": []})
+    assert get_object_store().exists(f"thumbnails/{uid}/team photo.png")
+    assert TaskRepository(database_url).get(uid).thumbnails == [f"thumbnails/{uid}/team photo.png"]
+    assert len(ProcessedObjectLog("thumbnail", database_url).entries(key)) == 1
+
+
+def test_thumbnail_event_skips_non_images_and_reports_retryable_failures(function_client, sqs_s3_batch):
+    client = function_client("thumbnail")
+    text_key = f"uploads/{uuid.uuid4().hex}/notes.txt"
+    skipped = client.post("/events", json=_batch_for(sqs_s3_batch, text_key, _upload(text_key, b"hello")))
+    assert skipped.get_json() == {"batchItemFailures": []}
+    assert not get_object_store().exists(text_key.replace("uploads/", "thumbnails/", 1))
+
+    flaky_key = f"uploads/{uuid.uuid4().hex}/flaky.png"
+    etag = _upload(flaky_key, event_file("landscape.png"), {"visionfn-fail-attempts": "1"})
+    first = client.post("/events", json=_batch_for(sqs_s3_batch, flaky_key, etag, receive_count=1))
+    assert first.get_json() == {"batchItemFailures": [{"itemIdentifier": sqs_s3_batch["Records"][0]["messageId"]}]}
+    second = client.post("/events", json=_batch_for(sqs_s3_batch, flaky_key, etag, receive_count=2))
+    assert second.get_json() == {"batchItemFailures": []}
+
+    gone_key = f"uploads/{uuid.uuid4().hex}/deleted.png"
+    assert client.post("/events", json=_batch_for(sqs_s3_batch, gone_key, "x")).get_json() == {"batchItemFailures": []}
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"Records": [{"body": "x"}]}'])
+def test_thumbnail_event_rejects_malformed_batches(function_client, body):
+    response = function_client("thumbnail").post("/events", data=body, content_type="application/json")
+    assert response.status_code in (400, 422)
+    assert "detail" in response.get_json()

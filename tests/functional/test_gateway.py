@@ -1,0 +1,119 @@
+"""The gateway over real HTTP: path parameters, streaming bodies, headers, JSON errors."""
+
+import asyncio
+import hashlib
+import os
+import threading
+
+import pytest
+import requests
+from aiohttp import web
+
+from infra.gateway import GatewayRoute, build_app
+from tests.platform import free_port_block
+
+
+async def _echo(request: web.Request) -> web.Response:
+    digest = hashlib.sha256()
+    size = 0
+    async for chunk in request.content.iter_any():
+        digest.update(chunk)
+        size += len(chunk)
+    return web.json_response(
+        {
+            "method": request.method,
+            "path": request.raw_path,
+            "size": size,
+            "sha256": digest.hexdigest(),
+            "x_custom": request.headers.get("X-Custom"),
+            "forwarded_host": request.headers.get("X-Forwarded-Host"),
+        },
+        headers={"X-Faces-Count": "3", "Set-Cookie": "a=1"},
+    )
+
+
+async def _large(_request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    await response.prepare(_request)
+    for _ in range(64):
+        await response.write(b"x" * 65536)
+    return response
+
+
+class ServerThread:
+    """Runs aiohttp apps on 127.0.0.1 in a background event loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.runners: list[web.AppRunner] = []
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+
+    def serve(self, app: web.Application, port: int) -> None:
+        async def start() -> None:
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            self.runners.append(runner)
+
+        asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
+
+    def close(self) -> None:
+        for runner in self.runners:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    upstream_port, gateway_port, dead_port = (lambda base: (base, base + 1, base + 2))(free_port_block(3, 45000))
+    upstream = web.Application()
+    upstream.router.add_route("*", "/{tail:.*}", _echo)
+    upstream.router.add_get("/large", _large)
+    routes = [
+        GatewayRoute("POST", "/process", "face", f"http://127.0.0.1:{upstream_port}"),
+        GatewayRoute("GET", "/api/v1/tasks/{uid}", "tasks", f"http://127.0.0.1:{upstream_port}"),
+        GatewayRoute("GET", "/large", "tasks", f"http://127.0.0.1:{upstream_port}"),
+        GatewayRoute("GET", "/down", "ghost", f"http://127.0.0.1:{dead_port}"),
+    ]
+    servers = ServerThread()
+    servers.serve(upstream, upstream_port)
+    servers.serve(build_app(routes), gateway_port)
+    yield f"http://127.0.0.1:{gateway_port}"
+    servers.close()
+
+
+def test_body_is_streamed_intact_and_headers_kept(gateway):
+    body = os.urandom(5 * 1024 * 1024 + 17)
+    response = requests.post(f"{gateway}/process?mode=blur", data=body, headers={"X-Custom": "kept"}, timeout=30)
+    assert response.status_code == 200
+    echoed = response.json()
+    assert echoed["path"] == "/process?mode=blur"
+    assert (echoed["size"], echoed["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
+    assert echoed["x_custom"] == "kept" and echoed["forwarded_host"]
+    assert response.headers["X-Faces-Count"] == "3"
+
+
+def test_chunked_request_body_is_forwarded(gateway):
+    chunks = [os.urandom(100_000) for _ in range(5)]
+    response = requests.post(f"{gateway}/process", data=iter(chunks), timeout=30)
+    assert response.json()["sha256"] == hashlib.sha256(b"".join(chunks)).hexdigest()
+
+
+def test_path_parameters_route_and_large_responses_stream(gateway):
+    assert requests.get(f"{gateway}/api/v1/tasks/abc123", timeout=10).json()["path"] == "/api/v1/tasks/abc123"
+    assert len(requests.get(f"{gateway}/large", timeout=10).content) == 64 * 65536
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "detail"),
+    [
+        ("GET", "/nowhere", 404, "No route for GET /nowhere"),
+        ("GET", "/api/v1/tasks/a/b", 404, "No route for GET /api/v1/tasks/a/b"),
+        ("DELETE", "/process", 405, "Method DELETE not allowed on /process; allowed: POST"),
+        ("GET", "/down", 502, "Function ghost is not reachable"),
+    ],
+)
+def test_errors_are_json(gateway, method, path, status, detail):
+    response = requests.request(method, f"{gateway}{path}", timeout=10)
+    assert response.status_code == status
+    assert response.json() == {"detail": detail}

@@ -1,0 +1,87 @@
+"""The task repository against a real Postgres: atomic claims, leases, finishing, paging."""
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from shared.errors import TaskNotFound
+from shared.tasks import TaskRepository
+
+
+@pytest.fixture
+def tasks(database_url):
+    return TaskRepository(database_url)
+
+
+def test_create_and_get(tasks):
+    created = tasks.create("template", {"threshold": 0.8}, ["uploads/x/image.png"])
+    fetched = tasks.get(created.uid)
+    assert fetched.status == "queued"
+    assert fetched.params == {"threshold": 0.8}
+    assert fetched.input_files == ["uploads/x/image.png"]
+    assert fetched.thumbnails == fetched.result_files == []
+    assert fetched.result_data is None and fetched.error is None
+    assert fetched.created_at.tzinfo is not None
+
+
+def test_unknown_uid(tasks):
+    with pytest.raises(TaskNotFound):
+        tasks.get(uuid.uuid4().hex)
+
+
+def test_claim_happens_once_even_when_racing(tasks):
+    uid = tasks.create("feature", {}, []).uid
+    barrier = threading.Barrier(8)
+    results = []
+
+    def claim():
+        barrier.wait()
+        results.append(tasks.claim(uid, lease_seconds=60))
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 7 + [True]
+    assert tasks.get(uid).status == "processing"
+
+
+def test_lapsed_lease_can_be_reclaimed_by_a_redelivery(tasks):
+    uid = tasks.create("surface", {}, []).uid
+    assert tasks.claim(uid, lease_seconds=1)
+    assert not tasks.claim(uid, lease_seconds=1)  # the worker is still within its lease
+    time.sleep(1.2)
+    assert tasks.claim(uid, lease_seconds=60)  # the first worker died; the redelivery takes over
+
+
+def test_finished_task_is_never_claimed_again(tasks):
+    uid = tasks.create("template", {}, []).uid
+    assert tasks.claim(uid, 60)
+    done = tasks.complete(uid, {"matches_found": 2}, [f"results/{uid}/matches.png"])
+    assert (done.status, done.result_data, done.result_files) == ("done", {"matches_found": 2}, [f"results/{uid}/matches.png"])
+    assert not tasks.claim(uid, 60)
+    failed_uid = tasks.create("template", {}, []).uid
+    assert tasks.claim(failed_uid, 60)
+    failed = tasks.fail(failed_uid, "Template is larger than the image")
+    assert (failed.status, failed.error) == ("error", "Template is larger than the image")
+
+
+def test_page_is_newest_first_with_total(tasks):
+    before = tasks.page(0, 1).total
+    uids = [tasks.create("template", {"n": n}, []).uid for n in range(3)]
+    page = tasks.page(0, 2)
+    assert page.total == before + 3
+    assert [task.uid for task in page.tasks] == uids[::-1][:2]
+    assert [task.uid for task in tasks.page(2, 1).tasks] == [uids[0]]
+
+
+def test_thumbnail_recorded_once(tasks):
+    uid = tasks.create("template", {}, []).uid
+    key = f"thumbnails/{uid}/image.png"
+    assert tasks.add_thumbnail(uid, key)
+    assert tasks.add_thumbnail(uid, key)
+    assert tasks.get(uid).thumbnails == [key]
+    assert not tasks.add_thumbnail(uuid.uuid4().hex, key)

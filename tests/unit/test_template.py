@@ -1,0 +1,72 @@
+"""template.yaml is the one description: valid, and readable by the local runtime."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.template import TEMPLATE_PATH, StackContext, function_specs, load_template
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return {spec.name: spec for spec in function_specs(load_template())}
+
+
+def test_template_passes_cfn_lint():
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run([str(cfn_lint), str(TEMPLATE_PATH)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_function_has_its_source_and_entry_point(specs):
+    assert {"health", "tasks", "thumbnail"} <= set(specs)
+    for spec in specs.values():
+        assert spec.source.exists(), spec.source
+        assert f"def {spec.target}(" in spec.source.read_text()
+
+
+def test_routes_and_queue_triggers(specs):
+    assert [(r.method, r.path) for r in specs["tasks"].routes] == [
+        ("GET", "/api/v1/tasks"),
+        ("GET", "/api/v1/tasks/{uid}"),
+    ]
+    (trigger,) = specs["thumbnail"].queues
+    assert trigger.queue == "ThumbnailQueue"
+    assert trigger.report_batch_item_failures
+
+
+def test_every_queue_has_a_dead_letter_queue():
+    resources = load_template()["Resources"]
+    queues = {name: r for name, r in resources.items() if r["Type"] == "AWS::SQS::Queue"}
+    for name, queue in queues.items():
+        if name.endswith("DLQ"):
+            continue
+        target = queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert target in queues and target.endswith("DLQ"), name
+
+
+def test_functions_stay_out_of_the_local_deployment():
+    resources = load_template()["Resources"]
+    for name, resource in resources.items():
+        if resource["Type"].startswith("AWS::Serverless::Function") or resource["Type"].endswith("HttpApi"):
+            assert resource.get("Condition") == "InCloud", name
+
+
+def test_environment_resolution(specs):
+    context = StackContext(
+        stack_name="visionfn-local",
+        region="us-east-1",
+        account_id="000000000000",
+        parameters={"Stage": "local"},
+        physical_ids={"DataBucket": "visionfn-local-data-000000000000", "EventBus": "visionfn-local-bus"},
+    )
+    env = specs["health"].environment
+    assert context.resolve(env["VISIONFN_BUCKET"]) == "visionfn-local-data-000000000000"
+    assert context.resolve(env["VISIONFN_QUEUE_PREFIX"]) == "visionfn-local-"
+    assert context.resolve(env["VISIONFN_STAGE"]) == "local"
+    with pytest.raises(KeyError, match="NoSuchThing"):
+        context.resolve({"Ref": "NoSuchThing"})
+    with pytest.raises(ValueError):
+        context.resolve({"Fn::Join": ["", ["a"]]})
