@@ -44,7 +44,7 @@ lint: install
 	$(VENV)/bin/cfn-lint template.yaml
 
 bench: install
-	$(PY) tests/bench/bench_platform.py
+	$(PY) -m tests.bench.bench_platform
 
 clean:
 	rm -rf .run

@@ -23,8 +23,8 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "VISIONFN_DATABASE_URL"),
         description="SQLAlchemy URL of the database (Postgres in production and tests).",
     )
-    bucket: str = Field("visionfn-data-local", description="The one object-store bucket.")
-    event_bus: str = Field("visionfn-local", description="EventBridge bus for task-finished events.")
+    bucket: str = Field("visionfn-local-data-000000000000", description="The one object-store bucket.")
+    event_bus: str = Field("visionfn-local-bus", description="EventBridge bus for task-finished events.")
     queue_prefix: str = Field("visionfn-local-", description="Name prefix of the stack's queues (health).")
     aws_endpoint_url: str | None = Field(
         None,

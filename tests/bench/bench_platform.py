@@ -1,0 +1,137 @@
+"""Platform benchmark: gateway overhead, upload-to-result latency, `make up` time to ready.
+
+    make bench            (or: .venv/bin/python -m tests.bench.bench_platform [--requests N])
+
+Starts its own platform exactly as `make up` does (Postgres from DATABASE_URL or a
+throwaway cluster), prints the figures, and stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+import boto3
+import requests
+
+from shared.settings import PROJECT_ROOT
+from tests.platform import free_port_block, running_platform
+from tests.postgres import postgres_url
+from shared.db.migrate import upgrade
+from tests.conftest import event_file
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def timed_gets(session: requests.Session, url: str, count: int) -> list[float]:
+    session.get(url, timeout=10)  # warm the connection
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        session.get(url, timeout=10).raise_for_status()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def gateway_overhead(platform, count: int) -> dict:
+    path = "/api/v1/tasks?limit=1"
+    direct = timed_gets(requests.Session(), platform.state["functions"]["tasks"] + path, count)
+    through = timed_gets(requests.Session(), platform.gateway + path, count)
+    return {
+        "request": f"GET {path} x {count} (keep-alive)",
+        "direct_p50_ms": round(statistics.median(direct), 2),
+        "gateway_p50_ms": round(statistics.median(through), 2),
+        "direct_p95_ms": round(percentile(direct, 0.95), 2),
+        "gateway_p95_ms": round(percentile(through, 0.95), 2),
+        "overhead_p50_ms": round(statistics.median(through) - statistics.median(direct), 2),
+        "ratio_p50": round(statistics.median(through) / statistics.median(direct), 2),
+    }
+
+
+def upload_latency(platform, count: int) -> dict:
+    s3 = boto3.client(
+        "s3", endpoint_url=platform.env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+    )
+    bucket = platform.state["bucket"]
+    image = event_file("landscape.png")
+    latencies = []
+    for _ in range(count):
+        key = f"uploads/bench/{uuid.uuid4().hex}.png"
+        started = time.perf_counter()
+        s3.put_object(Bucket=bucket, Key=key, Body=image)
+        thumbnail = key.replace("uploads/", "thumbnails/", 1)
+        while True:
+            try:
+                s3.head_object(Bucket=bucket, Key=thumbnail)
+                break
+            except s3.exceptions.ClientError:
+                time.sleep(0.002)
+            if time.perf_counter() - started > 30:
+                raise RuntimeError(f"no thumbnail for {key} after 30 s")
+        latencies.append((time.perf_counter() - started) * 1000)
+    return {
+        "path": "put uploads/<key> -> S3 notification -> SQS -> bridge -> thumbnail function -> thumbnail stored",
+        "uploads": count,
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p95_ms": round(percentile(latencies, 0.95), 1),
+        "max_ms": round(max(latencies), 1),
+    }
+
+
+def time_to_ready(database_url: str, runs: int) -> dict:
+    """`python -m infra.runner up` (what `make up` runs once installed) until it reports ready."""
+    seconds = []
+    for run in range(runs):
+        base = free_port_block(40)
+        run_dir = PROJECT_ROOT / ".run" / f"bench-up-{run}"
+        env = {
+            **os.environ, "DATABASE_URL": database_url, "VISIONFN_RUN_DIR": str(run_dir),
+            "VISIONFN_STACK_NAME": "visionfn-bench", "VISIONFN_LOCALSTACK_PORT": str(base),
+            "VISIONFN_GATEWAY_PORT": str(base + 1), "VISIONFN_FUNCTION_BASE_PORT": str(base + 2),
+        }
+        started = time.perf_counter()
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "infra.runner", "up"], cwd=PROJECT_ROOT, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        state = run_dir / "state.json"
+        while not state.exists():
+            if runner.poll() is not None:
+                raise RuntimeError(f"runner exited with {runner.returncode}; see {run_dir}/logs")
+            time.sleep(0.02)
+        seconds.append(time.perf_counter() - started)
+        requests.get(f"http://127.0.0.1:{base + 1}/health", timeout=10).raise_for_status()
+        runner.send_signal(signal.SIGINT)
+        runner.wait(60)
+    return {"runs": runs, "median_s": round(statistics.median(seconds), 2), "all_s": [round(s, 2) for s in seconds]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--uploads", type=int, default=40)
+    parser.add_argument("--up-runs", type=int, default=3)
+    options = parser.parse_args()
+    report: dict = {"machine": f"{os.cpu_count()} cores"}
+    with postgres_url() as database_url:
+        upgrade(database_url)
+        report["make_up_time_to_ready"] = time_to_ready(database_url, options.up_runs)
+        with running_platform(database_url, name="bench") as platform:
+            report["gateway_overhead"] = gateway_overhead(platform, options.requests)
+            report["upload_to_thumbnail_latency"] = upload_latency(platform, options.uploads)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
