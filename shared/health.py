@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from shared.db.engine import check_database
+from shared.faces.models import DETECTOR_MODELS, ModelMissing, model_identity, model_path
 from shared.settings import Settings
 from shared.storage import ObjectStore, aws_client
 
@@ -25,9 +26,16 @@ class QueuesHealth(ComponentHealth):
     queues: dict[str, QueueDepth] = {}
 
 
+class ModelsHealth(ComponentHealth):
+    files: dict[str, str] = {}  # model name -> "ok" or what is wrong
+
+
 class PlatformHealth(BaseModel):
     status: Literal["ok", "degraded"]
+    model: str  # what the face functions run by default (the seed's field)
+    detector: str
     stage: str
+    models: ModelsHealth
     database: ComponentHealth
     bucket: ComponentHealth
     queues: QueuesHealth
@@ -62,14 +70,30 @@ def queue_depths(settings: Settings) -> QueuesHealth:
     return QueuesHealth(status="ok", queues=depths)
 
 
+def model_files(settings: Settings) -> ModelsHealth:
+    files = {}
+    for model in DETECTOR_MODELS[settings.face_detector]:
+        try:
+            model_path(model, settings.model_dir)
+            files[model.name] = "ok"
+        except ModelMissing as error:
+            files[model.name] = str(error.detail)
+    healthy = all(state == "ok" for state in files.values())
+    return ModelsHealth(status="ok" if healthy else "error", files=files)
+
+
 def platform_health(settings: Settings, store: ObjectStore) -> PlatformHealth:
     database = _component(lambda: check_database(settings.database_url))
     bucket = _component(store.check)
     queues = queue_depths(settings)
-    healthy = all(part.status == "ok" for part in (database, bucket, queues))
+    models = model_files(settings)
+    healthy = all(part.status == "ok" for part in (database, bucket, queues, models))
     return PlatformHealth(
         status="ok" if healthy else "degraded",
+        model=model_identity(settings.face_detector),
+        detector=settings.face_detector,
         stage=settings.stage,
+        models=models,
         database=database,
         bucket=bucket,
         queues=queues,

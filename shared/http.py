@@ -62,6 +62,29 @@ def parse_json_body(model: type[Model], request: flask.Request) -> Model:
         raise RequestValidationFailed.from_pydantic(error, "body") from error
 
 
+def parse_form(model: type[Model], request: flask.Request) -> Model:
+    """Multipart/urlencoded form fields (files excluded) validated by ``model``; 422 on error."""
+    try:
+        return model.model_validate(request.form.to_dict())
+    except ValidationError as error:
+        raise RequestValidationFailed.from_pydantic(error, "body") from error
+
+
+def uploaded_file(request: flask.Request, field: str) -> bytes:
+    """The bytes of multipart file field ``field``; 400 when it is absent."""
+    upload = request.files.get(field)
+    if upload is None:
+        sent = ", ".join(sorted(request.files)) or "none"
+        raise BadRequest(f"Missing file field '{field}' (multipart/form-data); file fields sent: {sent}")
+    return upload.read()
+
+
+def wants_json(request: flask.Request) -> bool:
+    return request.accept_mimetypes.best_match(["image/*", "application/json"]) == "application/json" and (
+        "application/json" in request.accept_mimetypes
+    )
+
+
 class FunctionRoutes:
     """The routes one function serves; the gateway forwards the original path and method."""
 

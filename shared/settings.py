@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,16 @@ class Settings(BaseSettings):
     task_lease_seconds: int = Field(
         60, ge=1, description="How long a claimed task stays `processing` before a redelivery may reclaim it."
     )
+
+    # --- face privacy -------------------------------------------------------------------------
+    model_dir: Path = Field(PROJECT_ROOT / ".models", description="Cached model files (fetched by `make install`).")
+    face_detector: Literal["combined", "centerface", "mediapipe"] = Field(
+        "combined", description="Detector used when a request names none."
+    )
+    face_max_input_pixels: int = Field(
+        500_000, ge=50_000, description="CenterFace's input size cap (pixels): speed vs smallest face."
+    )
+    face_output_quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of anonymized images.")
 
     # --- testing -----------------------------------------------------------------------------
     fault_injection: bool = Field(

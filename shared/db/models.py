@@ -53,3 +53,20 @@ class ProcessedObject(Base):
     output_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     receive_count: Mapped[int] = mapped_column(Integer, default=1)
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class FaceAnonymization(Base):
+    """One row per object version anonymized by the inbox/faces/ upload trigger."""
+
+    __tablename__ = "face_anonymizations"
+    __table_args__ = (UniqueConstraint("object_key", "etag"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    object_key: Mapped[str] = mapped_column(String(1024))
+    etag: Mapped[str] = mapped_column(String(64))
+    output_key: Mapped[str] = mapped_column(String(1024))
+    sidecar_key: Mapped[str] = mapped_column(String(1024))
+    faces_count: Mapped[int] = mapped_column(Integer)
+    detector: Mapped[str] = mapped_column(String(64))
+    processing_time_ms: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

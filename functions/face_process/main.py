@@ -1,0 +1,38 @@
+"""POST /process: the anonymized picture (or its JSON report); upload trigger inbox/faces/."""
+
+import flask
+
+from shared.batch import for_each_created_object
+from shared.faces.inbox import FaceInbox, FaceRecords
+from shared.faces.privacy import FaceOptions, FacePrivacy
+from shared.http import FunctionRoutes, json_response, parse_form, uploaded_file, wants_json
+from shared.logs import configure_logging
+from shared.settings import get_settings
+from shared.storage import get_object_store
+
+configure_logging("face_process")
+privacy = FacePrivacy(get_settings())
+inbox = FaceInbox(privacy, get_object_store(), FaceRecords(), get_settings())
+routes = FunctionRoutes()
+routes.events(for_each_created_object(inbox.handle_upload))
+
+
+@routes.post("/process")
+def process(request: flask.Request) -> flask.Response:
+    options = parse_form(FaceOptions, request)
+    report, image = privacy.anonymize(uploaded_file(request, "image"), options)
+    if wants_json(request):
+        return json_response(report)
+    return flask.Response(
+        image.data,
+        mimetype=image.content_type,
+        headers={
+            "X-Faces-Count": str(report.total_count),
+            "X-Processing-Time-Ms": str(report.processing_time_ms),
+            "X-Detector": report.detector,
+        },
+    )
+
+
+def handle(request: flask.Request) -> flask.Response:
+    return routes.dispatch(request)

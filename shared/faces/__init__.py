@@ -1,0 +1,1 @@
+"""Face privacy: detection (MediaPipe, CenterFace, combined) and anonymization. Pure numpy cores."""

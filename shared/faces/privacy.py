@@ -1,0 +1,147 @@
+"""Face privacy service: request options, the detectors of this process, detect and anonymize."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.faces.anonymize import AnonymizeStyle, anonymize, strength
+from shared.faces.detections import FaceDetections
+from shared.faces.detectors import CenterFaceDetector, CombinedDetector, FaceDetector, MediaPipeDetector
+from shared.faces.models import CENTERFACE, MEDIAPIPE_FULL_RANGE, model_path
+from shared.images import EncodedImage, decode_image, encode_image
+from shared.settings import Settings
+
+DetectorName = Literal["combined", "centerface", "mediapipe"]
+
+
+class FaceOptions(BaseModel):
+    """Form fields of POST /process and /detect (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["blur", "pixelate", "solid"] = "blur"
+    shape: Literal["ellipse", "rectangle"] = "ellipse"
+    margin: float = Field(0.3, ge=0.0, le=1.0, description="Enlargement of each side, fraction of the face box")
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    draw_boxes: bool = False
+    format: Literal["jpeg", "png", "webp"] | None = None
+    detector: DetectorName | None = None
+
+
+class FaceOut(BaseModel):
+    bbox: list[int]  # x, y, w, h
+    confidence: float
+    blur_radius: int
+
+
+class FaceReport(BaseModel):
+    faces: list[FaceOut]
+    total_count: int
+    processing_time_ms: int
+    detector: str
+    model: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Analysis:
+    rgb: np.ndarray
+    source_format: str
+    detections: FaceDetections
+    detector: FaceDetector
+    started: float
+
+
+def to_rgb(pixels: Image.Image) -> np.ndarray:
+    """Any decoded mode (L, LA, P, RGBA, CMYK, I;16, ...) as an 8-bit RGB array."""
+    if pixels.mode in ("I;16", "I;16B", "I;16L", "I"):
+        depth = np.asarray(pixels, dtype=np.float64)
+        scale = 65535.0 if depth.max() > 255 else 255.0
+        pixels = Image.fromarray((depth / scale * 255).clip(0, 255).astype(np.uint8), "L")
+    elif pixels.mode == "F":
+        pixels = Image.fromarray((np.asarray(pixels).clip(0, 1) * 255).astype(np.uint8), "L")
+    return np.asarray(pixels.convert("RGB"))
+
+
+class FacePrivacy:
+    """One per process. The model files are checked when it is made (a missing one fails the
+    start-up with the fix in the message); the models are loaded on first use, in the
+    process that serves: gunicorn imports the function and then forks its worker, and
+    MediaPipe's and OpenCV's threads do not survive a fork."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model_paths = {
+            model.name: model_path(model, settings.model_dir) for model in (MEDIAPIPE_FULL_RANGE, CENTERFACE)
+        }
+        self._loading = threading.Lock()
+
+    @cached_property
+    def detectors(self) -> dict[str, FaceDetector]:
+        mediapipe = MediaPipeDetector(self.model_paths[MEDIAPIPE_FULL_RANGE.name], min_score=0.5)
+        centerface = CenterFaceDetector(
+            self.model_paths[CENTERFACE.name], max_input_pixels=self.settings.face_max_input_pixels
+        )
+        return {
+            "combined": CombinedDetector([centerface, mediapipe]),
+            "centerface": centerface,
+            "mediapipe": mediapipe,
+        }
+
+    def detector(self, name: str | None) -> FaceDetector:
+        with self._loading:
+            detectors = self.detectors
+        return detectors[name or self.settings.face_detector]
+
+    def analyze(self, data: bytes, options: FaceOptions) -> Analysis:
+        decoded = decode_image(data, self.settings.max_image_pixels)
+        started = time.perf_counter()
+        rgb = to_rgb(decoded.pixels)
+        detector = self.detector(options.detector)
+        detections = detector.detect(rgb)
+        if options.min_confidence is not None:
+            detections = detections.above(options.min_confidence)
+        return Analysis(rgb, decoded.format, detections, detector, started)
+
+    def detect(self, data: bytes, options: FaceOptions) -> FaceReport:
+        analysis = self.analyze(data, options)
+        radii = [strength(w, h, options.mode) for _, _, w, h in analysis.detections.boxes]
+        return self._report(analysis, radii)
+
+    def anonymize(self, data: bytes, options: FaceOptions, keep_format: bool = False) -> tuple[FaceReport, EncodedImage]:
+        analysis = self.analyze(data, options)
+        style = AnonymizeStyle(mode=options.mode, shape=options.shape, margin=options.margin, draw_boxes=options.draw_boxes)
+        output, radii = anonymize(analysis.rgb, analysis.detections, style)
+        image_format = analysis.source_format if keep_format else self.output_format(options, analysis.source_format)
+        encoded = encode_image(Image.fromarray(output), image_format, quality=self.settings.face_output_quality)
+        return self._report(analysis, radii), encoded
+
+    @staticmethod
+    def output_format(options: FaceOptions, source_format: str) -> str:
+        if options.format:
+            return options.format.upper()
+        return "PNG" if source_format == "PNG" else "JPEG"
+
+    def _report(self, analysis: Analysis, radii: list[int]) -> FaceReport:
+        faces = [
+            FaceOut(bbox=[int(round(v)) for v in box], confidence=round(float(score), 3), blur_radius=radius)
+            for box, score, radius in zip(analysis.detections.boxes, analysis.detections.scores, radii, strict=True)
+        ]
+        return FaceReport(
+            faces=faces,
+            total_count=len(faces),
+            processing_time_ms=int(round((time.perf_counter() - analysis.started) * 1000)),
+            detector=analysis.detector.name,
+            model=analysis.detector.model_name,
+            width=int(analysis.rgb.shape[1]),
+            height=int(analysis.rgb.shape[0]),
+        )
