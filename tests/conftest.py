@@ -80,3 +80,16 @@ def function_client(platform_env):
         return create_app("handle", str(PROJECT_ROOT / "functions" / name / "main.py")).test_client()
 
     return make
+
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+CROWD_PHOTO = "faces/wider_subset/images/0--Parade/0_Parade_Parade_0_205.jpg"  # several faces
+PORTRAIT_PHOTO = "faces/wider_subset/images/1--Handshaking/1_Handshaking_Handshaking_1_107.jpg"  # one large face
+
+
+def shared_data(relative: str) -> bytes:
+    """A file of the real evaluation data beside the repository (../shared/data)."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the tests expect ../shared/data beside the repository")
+    return path.read_bytes()

@@ -1,0 +1,71 @@
+"""Face privacy on the real stack: HTTP through the gateway, and the inbox/faces/ trigger."""
+
+import io
+import json
+import time
+import uuid
+
+import pytest
+import requests
+from PIL import Image
+
+from shared.faces.inbox import FaceRecords
+from tests.conftest import CROWD_PHOTO, shared_data
+from tests.integration.conftest import object_exists, wait_for
+
+
+def test_seed_client_works_unchanged(platform):
+    """The seed's own client: POST /process with files={'image': f}, read X-Faces-Count."""
+    response = requests.post(f"{platform.gateway}/process", files={"image": io.BytesIO(shared_data(CROWD_PHOTO))}, timeout=60)
+    response.raise_for_status()
+    assert int(response.headers["X-Faces-Count"]) >= 5
+    assert Image.open(io.BytesIO(response.content)).format == "JPEG"
+    detail = requests.post(
+        f"{platform.gateway}/process", files={"image": shared_data(CROWD_PHOTO)}, headers={"Accept": "application/json"}, timeout=60
+    ).json()
+    assert detail["total_count"] == int(response.headers["X-Faces-Count"])
+    detected = requests.post(f"{platform.gateway}/detect", files={"image": shared_data(CROWD_PHOTO)}, timeout=60).json()
+    assert detected.get("total_count", 0) > 0  # the seed's should_process()
+
+
+def test_health_names_the_model(platform):
+    body = requests.get(f"{platform.gateway}/health", timeout=10).json()
+    assert body["status"] == "ok"
+    assert "mediapipe_full_range" in body["model"]
+    assert body["models"]["files"] == {"centerface": "ok", "mediapipe_full_range": "ok"}
+
+
+def test_bad_upload_through_the_gateway_is_a_clear_400(platform):
+    response = requests.post(f"{platform.gateway}/process", files={"image": ("x.jpg", b"not an image")}, timeout=30)
+    assert response.status_code == 400
+    assert "not a supported image" in response.json()["detail"]
+
+
+def test_inbox_upload_is_anonymized_once_with_a_sidecar_and_a_row(platform, database_url, s3, bucket):
+    name = f"{uuid.uuid4().hex}/crowd photo.jpg"
+    s3.put_object(Bucket=bucket, Key=f"inbox/faces/{name}", Body=shared_data(CROWD_PHOTO))
+    output, sidecar = f"outputs/faces/{name}", f"outputs/faces/{name}.json"
+    wait_for(lambda: object_exists(s3, bucket, sidecar), timeout=60)
+    report = json.loads(s3.get_object(Bucket=bucket, Key=sidecar)["Body"].read())
+    assert report["total_count"] >= 5
+    image = Image.open(io.BytesIO(s3.get_object(Bucket=bucket, Key=output)["Body"].read()))
+    assert image.format == "JPEG" and len(image.getexif()) == 0
+    etag = s3.head_object(Bucket=bucket, Key=f"inbox/faces/{name}")["ETag"].strip('"')
+    record = wait_for(lambda: FaceRecords(database_url).find(f"inbox/faces/{name}", etag))
+    assert record.faces_count == report["total_count"] and record.output_key == output
+
+
+def test_redelivered_inbox_object_yields_one_result(platform, database_url, s3, bucket):
+    from sqlalchemy import func, select
+
+    from shared.db.engine import session_scope
+    from shared.db.models import FaceAnonymization
+
+    key = f"inbox/faces/{uuid.uuid4().hex}.jpg"
+    s3.put_object(Bucket=bucket, Key=key, Body=shared_data(CROWD_PHOTO), Metadata={"visionfn-fail-attempts": "1"})
+    wait_for(lambda: object_exists(s3, bucket, key.replace("inbox/", "outputs/", 1) + ".json"), timeout=60)
+    time.sleep(3)
+    with session_scope(database_url) as session:
+        rows = session.scalar(select(func.count()).select_from(FaceAnonymization).where(FaceAnonymization.object_key == key))
+    assert rows == 1
+    assert "injected failure on delivery 1 of 1" in platform.log("face_process")

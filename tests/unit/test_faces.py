@@ -1,0 +1,170 @@
+"""Face cores: detections, anonymization, image modes, models, and the detectors on real photos."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from shared.faces.anonymize import AnonymizeStyle, anonymize, coverage_mask, covered_regions, strength
+from shared.faces.detections import FaceDetections
+from shared.faces.detectors import decode_centerface
+from shared.faces.models import CENTERFACE, ModelMissing, model_path
+from shared.faces.privacy import FaceOptions, FacePrivacy, to_rgb
+from shared.settings import Settings
+from tests.conftest import CROWD_PHOTO, PORTRAIT_PHOTO, shared_data
+
+
+def _detections(*boxes, scores=None):
+    boxes = np.array(boxes, np.float32).reshape(-1, 4)
+    return FaceDetections(boxes, np.array(scores or [0.9] * len(boxes), np.float32))
+
+
+def test_detections_validate_shapes():
+    with pytest.raises(ValueError, match="shape"):
+        FaceDetections(np.zeros((2, 3), np.float32), np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="scores"):
+        FaceDetections(np.zeros((2, 4), np.float32), np.zeros(3, np.float32))
+    assert len(FaceDetections.empty()) == 0
+
+
+def test_nms_keeps_the_best_of_overlaps_and_separate_faces():
+    found = _detections([10, 10, 50, 50], [12, 12, 50, 50], [200, 10, 40, 40], scores=[0.6, 0.9, 0.5])
+    kept = found.non_max_suppressed(0.3)
+    assert sorted(kept.scores.tolist()) == pytest.approx([0.5, 0.9])
+
+
+def test_nested_boxes_dropped_only_when_asked():
+    found = _detections([0, 0, 100, 100], [10, 10, 20, 20], scores=[0.9, 0.8])
+    assert len(found.non_max_suppressed(0.3)) == 1
+    assert len(found.non_max_suppressed(0.3, drop_nested=False)) == 2
+
+
+def test_clipping_and_rescaling():
+    found = _detections([-10, -10, 30, 30], [95, 95, 20, 20]).clipped(100, 100)
+    assert found.boxes.tolist() == [[0, 0, 20, 20], [95, 95, 5, 5]]
+    assert _detections([1, 2, 3, 4]).shifted_scaled(2.0, 10, 20).boxes.tolist() == [[12, 24, 6, 8]]
+
+
+def test_centerface_decoding_places_boxes_at_the_cell_centres():
+    heatmap = np.zeros((8, 8), np.float32)
+    heatmap[2, 5] = 0.9
+    scale = np.zeros((2, 8, 8), np.float32)
+    scale[:, 2, 5] = np.log(10 / 4)  # a 10 px box
+    offset = np.zeros((2, 8, 8), np.float32)
+    found = decode_centerface(heatmap, scale, offset, 0.5)
+    assert found.boxes.tolist() == [pytest.approx([(5.5 * 4) - 5, (2.5 * 4) - 5, 10, 10])]
+    assert found.scores.tolist() == pytest.approx([0.9])
+    assert len(decode_centerface(heatmap, scale, offset, 0.95)) == 0
+
+
+def test_covered_region_is_enlarged_and_clipped():
+    regions = covered_regions(_detections([10, 10, 20, 40], [90, 90, 20, 20]), 100, 100, margin=0.5)
+    assert regions.tolist() == [[0, 0, 40, 70], [80, 80, 100, 100]]
+
+
+@pytest.mark.parametrize("mode", ["blur", "pixelate", "solid"])
+@pytest.mark.parametrize("shape", ["ellipse", "rectangle"])
+def test_anonymize_changes_only_the_covered_region(mode, shape):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    found = _detections([40, 30, 40, 40])
+    style = AnonymizeStyle(mode=mode, shape=shape, margin=0.25)
+    output, strengths = anonymize(image, found, style)
+    mask = coverage_mask(covered_regions(found, 160, 120, 0.25), 160, 120, shape)
+    assert np.array_equal(output[~mask], image[~mask])  # nothing outside the region
+    changed = np.any(output != image, axis=2)
+    assert changed[mask].mean() > 0.9  # nearly every covered pixel replaced
+    assert strengths == [strength(40, 40, mode)]
+    assert (image == output).all() is not True
+
+
+def test_strength_grows_with_the_face():
+    assert strength(20, 20, "blur") < strength(60, 60, "blur") < strength(200, 150, "blur")
+    assert strength(60, 60, "blur") == 15  # the seed's example: a 60 px face, radius 15
+    assert strength(60, 60, "solid") == 0
+
+
+def test_draw_boxes_paints_green_frames():
+    image = np.zeros((100, 100, 3), np.uint8)
+    output, _ = anonymize(image, _detections([20, 20, 40, 40]), AnonymizeStyle(mode="solid", draw_boxes=True))
+    assert tuple(output[20, 30]) == (0, 255, 0)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F", "1"])
+def test_every_image_mode_becomes_8_bit_rgb(mode):
+    source = Image.new("RGB", (8, 6), (200, 100, 50)).convert(mode)
+    rgb = to_rgb(source)
+    assert rgb.shape == (6, 8, 3) and rgb.dtype == np.uint8
+
+
+def test_sixteen_bit_depth_is_scaled_not_clipped():
+    deep = Image.fromarray(np.full((4, 4), 40000, np.uint16))
+    assert to_rgb(deep)[0, 0, 0] == pytest.approx(40000 / 65535 * 255, abs=1)
+
+
+def test_options_reject_unknown_and_out_of_range_values():
+    with pytest.raises(Exception, match="mode"):
+        FaceOptions.model_validate({"mode": "swirl"})
+    with pytest.raises(Exception, match="min_confidence"):
+        FaceOptions.model_validate({"min_confidence": "1.5"})
+    with pytest.raises(Exception, match="colour"):
+        FaceOptions.model_validate({"colour": "red"})
+    assert FaceOptions.model_validate({"draw_boxes": "true", "format": "png"}).draw_boxes is True
+
+
+def test_missing_model_names_the_fix(tmp_path):
+    with pytest.raises(ModelMissing, match="make install"):
+        model_path(CENTERFACE, tmp_path)
+    with pytest.raises(ModelMissing):
+        FacePrivacy(Settings(model_dir=tmp_path))
+
+
+# --- the detectors on real photos (models from `make install`) -----------------------------
+
+@pytest.fixture(scope="module")
+def privacy():
+    return FacePrivacy(Settings())
+
+
+@pytest.mark.parametrize("detector", ["combined", "centerface", "mediapipe"])
+def test_every_detector_finds_the_portrait_face(privacy, detector):
+    report = privacy.detect(shared_data(PORTRAIT_PHOTO), FaceOptions(detector=detector))
+    # ground truth: 391 177 174 258
+    assert report.total_count >= 1
+    best = max(report.faces, key=lambda face: face.confidence)
+    x, y, w, h = best.bbox
+    assert abs((x + w / 2) - (391 + 87)) < 60 and abs((y + h / 2) - (177 + 129)) < 80
+
+
+def test_combined_finds_more_of_the_crowd_than_mediapipe_alone(privacy):
+    crowd = shared_data(CROWD_PHOTO)  # 6 labelled faces, 13 to 78 px
+    combined = privacy.detect(crowd, FaceOptions()).total_count
+    mediapipe = privacy.detect(crowd, FaceOptions(detector="mediapipe")).total_count
+    assert combined >= 5 and combined > mediapipe
+
+
+def test_min_confidence_filters(privacy):
+    crowd = shared_data(CROWD_PHOTO)
+    everything = privacy.detect(crowd, FaceOptions())
+    confident = privacy.detect(crowd, FaceOptions(min_confidence=0.6))
+    assert 0 < confident.total_count < everything.total_count
+    assert all(face.confidence >= 0.6 for face in confident.faces)
+
+
+def test_exif_rotated_photo_is_anonymized_where_the_face_really_is(privacy):
+    upright = Image.open(io.BytesIO(shared_data(PORTRAIT_PHOTO)))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # as a phone stores a shot taken turned
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    exif[0x8825] = {2: (48.0, 51.0, 30.0)}  # a GPS latitude that must not leak
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", exif=exif.tobytes(), quality=92)
+    report, image = privacy.anonymize(buffer.getvalue(), FaceOptions())
+    assert (report.width, report.height) == upright.size
+    assert any(abs((x + w / 2) - (391 + 87)) < 60 and abs((y + h / 2) - (177 + 129)) < 80 for x, y, w, h in (f.bbox for f in report.faces))
+    output = Image.open(io.BytesIO(image.data))
+    assert output.size == upright.size
+    difference = np.abs(np.asarray(output, np.int16) - np.asarray(upright.convert("RGB"), np.int16)).mean(axis=2)
+    assert difference[177:435, 391:565].mean() > 4 * difference[600:, :200].mean()  # the face changed, a corner did not
+    assert len(output.getexif()) == 0 and "exif" not in output.info and "icc_profile" not in output.info
