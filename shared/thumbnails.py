@@ -6,12 +6,12 @@ import logging
 import re
 
 from shared.events import ObjectRef
-from shared.faults import inject_fault_if_requested
 from shared.idempotency import ProcessedObjectLog
 from shared.images import EncodedImage, decode_image, encode_image
 from shared.settings import Settings
-from shared.storage import ObjectStore
+from shared.storage import ObjectStore, StoredObject
 from shared.tasks import TaskRepository
+from shared.uploads import UploadHandler
 
 log = logging.getLogger("visionfn.thumbnails")
 
@@ -41,28 +41,21 @@ def task_uid_of(upload_key: str) -> str | None:
     return match["uid"] if match else None
 
 
-class ThumbnailWriter:
-    """Handles one created object under ``uploads/``; safe to call again for the same object."""
+class ThumbnailWriter(UploadHandler):
+    """uploads/<path> -> thumbnails/<path>, recorded on the task the upload belongs to."""
 
+    prefix = UPLOADS_PREFIX
     consumer = "thumbnail"
 
-    def __init__(
-        self, store: ObjectStore, tasks: TaskRepository, processed: ProcessedObjectLog, settings: Settings
-    ) -> None:
-        self.store = store
+    def __init__(self, store: ObjectStore, tasks: TaskRepository, processed: ProcessedObjectLog, settings: Settings) -> None:
+        super().__init__(store, settings)
         self.tasks = tasks
         self.processed = processed
-        self.settings = settings
 
-    def handle_upload(self, obj: ObjectRef, receive_count: int) -> None:
-        if not obj.key.startswith(UPLOADS_PREFIX):
-            log.info("ignoring %s: not under %s", obj.key, UPLOADS_PREFIX)
-            return
-        if self.processed.is_done(obj):
-            log.info("thumbnail of %s (etag %s) already made; nothing to do", obj.key, obj.etag)
-            return
-        stored = self.store.get(obj.key)
-        inject_fault_if_requested(stored.metadata, receive_count, self.settings)
+    def already_done(self, obj: ObjectRef) -> bool:
+        return self.processed.is_done(obj)
+
+    def process(self, obj: ObjectRef, stored: StoredObject, receive_count: int) -> None:
         thumbnail = make_thumbnail(stored.data, self.settings.thumbnail_max_side, self.settings.max_image_pixels)
         output_key = thumbnail_key(obj.key)
         self.store.put(output_key, thumbnail.data, thumbnail.content_type)

@@ -11,9 +11,9 @@ from shared.db.engine import session_scope
 from shared.db.models import FaceAnonymization
 from shared.events import ObjectRef
 from shared.faces.privacy import FaceOptions, FacePrivacy
-from shared.faults import inject_fault_if_requested
 from shared.settings import Settings
-from shared.storage import ObjectStore
+from shared.storage import ObjectStore, StoredObject
+from shared.uploads import UploadHandler
 
 log = logging.getLogger("visionfn.faces.inbox")
 
@@ -43,23 +43,20 @@ class FaceRecords:
         return True
 
 
-class FaceInbox:
-    def __init__(self, privacy: FacePrivacy, store: ObjectStore, records: FaceRecords, settings: Settings) -> None:
-        self.privacy = privacy
-        self.store = store
-        self.records = records
-        self.settings = settings
+class FaceInbox(UploadHandler):
+    """inbox/faces/<name> -> outputs/faces/<name> (+ <name>.json), one row per object version."""
 
-    def handle_upload(self, obj: ObjectRef, receive_count: int) -> None:
-        if not obj.key.startswith(INBOX_PREFIX):
-            log.info("ignoring %s: not under %s", obj.key, INBOX_PREFIX)
-            return
-        etag = obj.etag or ""
-        if self.records.find(obj.key, etag):
-            log.info("%s (etag %s) already anonymized; nothing to do", obj.key, etag)
-            return
-        stored = self.store.get(obj.key)
-        inject_fault_if_requested(stored.metadata, receive_count, self.settings)
+    prefix = INBOX_PREFIX
+
+    def __init__(self, privacy: FacePrivacy, store: ObjectStore, records: FaceRecords, settings: Settings) -> None:
+        super().__init__(store, settings)
+        self.privacy = privacy
+        self.records = records
+
+    def already_done(self, obj: ObjectRef) -> bool:
+        return self.records.find(obj.key, obj.etag or "") is not None
+
+    def process(self, obj: ObjectRef, stored: StoredObject, receive_count: int) -> None:
         report, image = self.privacy.anonymize(stored.data, FaceOptions(), keep_format=True)
         output_key = OUTPUT_PREFIX + obj.key.removeprefix(INBOX_PREFIX)
         sidecar_key = f"{output_key}.json"
@@ -68,7 +65,7 @@ class FaceInbox:
         self.records.add(
             FaceAnonymization(
                 object_key=obj.key,
-                etag=etag,
+                etag=obj.etag or "",
                 output_key=output_key,
                 sidecar_key=sidecar_key,
                 faces_count=report.total_count,

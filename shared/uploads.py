@@ -1,0 +1,41 @@
+"""The skeleton every upload handler shares: prefix check, once-per-version, fetch, fault hook."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+
+from shared.events import ObjectRef
+from shared.faults import inject_fault_if_requested
+from shared.settings import Settings
+from shared.storage import ObjectStore, StoredObject
+
+log = logging.getLogger("visionfn.uploads")
+
+
+class UploadHandler(ABC):
+    """Handles one created object under ``prefix``; safe to call again for the same object."""
+
+    prefix: str
+
+    def __init__(self, store: ObjectStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    def handle_upload(self, obj: ObjectRef, receive_count: int) -> None:
+        if not obj.key.startswith(self.prefix):
+            log.info("ignoring %s: not under %s", obj.key, self.prefix)
+            return
+        if self.already_done(obj):
+            log.info("%s (etag %s) already processed; nothing to do", obj.key, obj.etag)
+            return
+        stored = self.store.get(obj.key)
+        inject_fault_if_requested(stored.metadata, receive_count, self.settings)
+        self.process(obj, stored, receive_count)
+
+    @abstractmethod
+    def already_done(self, obj: ObjectRef) -> bool: ...
+
+    @abstractmethod
+    def process(self, obj: ObjectRef, stored: StoredObject, receive_count: int) -> None:
+        """Write the outputs, then record the object version as done (last)."""

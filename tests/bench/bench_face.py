@@ -1,0 +1,159 @@
+"""Face privacy benchmark: speed at 1080p/4K, HTTP end to end, anonymization recall on WIDER.
+
+    make bench        (or: .venv/bin/python -m tests.bench.bench_face [--runs 20] [--http 30])
+
+Prints, in one run on this machine, for each detector setting of ours and for the reference
+tool `deface` (its own CenterFace code, threshold 0.2, mask scale 1.3, ellipse):
+- detect+anonymize time, in process, at 1920x1080 and 3840x2160 (median of --runs);
+- anonymization recall on ../shared/data/faces/wider_subset: a labelled face (not invalid,
+  >= 10 px) counts as covered when >= 70% of its box lies inside the anonymized region;
+  overall, on faces >= 20 px and >= 40 px, and by WIDER's easy/medium/hard sets;
+- false positives per image: detections that touch no labelled face at all (invalid and
+  tiny faces included);
+- POST /process through the gateway of a running platform (p50/p95).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import requests
+
+from shared.faces.anonymize import AnonymizeStyle, anonymize, coverage_mask, covered_regions
+from shared.faces.detections import FaceDetections
+from shared.faces.privacy import FaceOptions, FacePrivacy
+from shared.settings import get_settings
+from tests.conftest import CROWD_PHOTO, SHARED_DATA
+
+WIDER = SHARED_DATA / "faces" / "wider_subset"
+STYLE = AnonymizeStyle()  # blur, ellipse, margin 0.3 (deface's mask scale 1.3)
+
+
+class DefaceReference:
+    """deface 1.5.0's CenterFace as its command line runs it (OpenCV backend, full-size input)."""
+
+    name = "deface (reference)"
+
+    def __init__(self, threshold: float = 0.2) -> None:
+        from deface.centerface import CenterFace
+
+        self.model = CenterFace(backend="opencv")
+        self.threshold = threshold
+
+    def detect(self, rgb: np.ndarray) -> FaceDetections:
+        found, _landmarks = self.model(rgb, threshold=self.threshold)
+        return FaceDetections.from_corners(found[:, :4], found[:, 4])
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def evaluate_recall(detector, items: list[dict]) -> dict:
+    covered = {"all": [0, 0], ">=20px": [0, 0], ">=40px": [0, 0], "easy": [0, 0], "medium": [0, 0], "hard": [0, 0]}
+    false_positives = 0
+    for item in items:
+        rgb = load_rgb(WIDER / item["file"])
+        height, width = rgb.shape[:2]
+        found = detector.detect(rgb)
+        mask = coverage_mask(covered_regions(found, width, height, STYLE.margin), width, height, STYLE.shape)
+        labelled = np.array([face["bbox_xywh"] for face in item["faces"]], float).reshape(-1, 4)
+        for face in item["faces"]:
+            x, y, w, h = face["bbox_xywh"]
+            if face["invalid"] or max(w, h) < 10:
+                continue
+            hit = mask[y : y + h, x : x + w].mean() >= 0.7
+            groups = ["all"] + [g for g, size in ((">=20px", 20), (">=40px", 40)) if max(w, h) >= size]
+            groups += [subset for subset in ("easy", "medium", "hard") if subset in face.get("in_eval_subsets", [])]
+            for group in groups:
+                covered[group][0] += hit
+                covered[group][1] += 1
+        for x, y, w, h in found.boxes:
+            touches = (
+                (labelled[:, 0] <= x + w) & (labelled[:, 0] + labelled[:, 2] >= x)
+                & (labelled[:, 1] <= y + h) & (labelled[:, 1] + labelled[:, 3] >= y)
+            )
+            false_positives += not touches.any()
+    report = {group: f"{hits / total:.3f} ({hits}/{total})" for group, (hits, total) in covered.items()}
+    report["recall"] = covered["all"][0] / covered["all"][1]
+    report["false_positives_per_image"] = round(false_positives / len(items), 2)
+    return report
+
+
+def time_frames(detector, frame: np.ndarray, runs: int) -> float:
+    anonymize(frame, detector.detect(frame), STYLE)  # warm-up (model load, allocation)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        anonymize(frame, detector.detect(frame), STYLE)
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 1)
+
+
+def http_end_to_end(jpeg_1080p: bytes, requests_count: int) -> dict:
+    from shared.db.migrate import upgrade
+    from tests.platform import running_platform
+    from tests.postgres import postgres_url
+
+    with postgres_url() as database_url:
+        upgrade(database_url)
+        with running_platform(database_url, name="bench-face") as platform:
+            session = requests.Session()
+            url = f"{platform.gateway}/process"
+            session.post(url, files={"image": jpeg_1080p}, timeout=60).raise_for_status()  # loads the models
+            times = []
+            for _ in range(requests_count):
+                started = time.perf_counter()
+                session.post(url, files={"image": jpeg_1080p}, timeout=60).raise_for_status()
+                times.append((time.perf_counter() - started) * 1000)
+    ordered = sorted(times)
+    return {
+        "request": f"POST /process, 1920x1080 JPEG ({len(jpeg_1080p) // 1024} KiB), default detector, x {requests_count}",
+        "p50_ms": round(statistics.median(times), 1),
+        "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--http", type=int, default=30)
+    options = parser.parse_args()
+
+    items = json.loads((WIDER / "ground_truth.json").read_text())
+    photo = load_rgb(SHARED_DATA / CROWD_PHOTO)
+    frames = {"1080p": cv2.resize(photo, (1920, 1080)), "4K": cv2.resize(photo, (3840, 2160))}
+    privacy = FacePrivacy(get_settings())
+    contenders = {name: privacy.detector(name) for name in ("combined", "centerface", "mediapipe")}
+    contenders["deface"] = DefaceReference()
+
+    results = {}
+    for name, detector in contenders.items():
+        results[name] = {
+            "ms_1080p": time_frames(detector, frames["1080p"], options.runs),
+            "ms_4k": time_frames(detector, frames["4K"], options.runs),
+            **evaluate_recall(detector, items),
+        }
+        print(f"{name}: {json.dumps(results[name])}", flush=True)
+    reference = results["deface"]
+    for name in ("combined", "centerface", "mediapipe"):
+        results[name]["time_vs_deface_1080p"] = round(results[name]["ms_1080p"] / reference["ms_1080p"], 3)
+        results[name]["recall_vs_deface"] = round(results[name]["recall"] / reference["recall"], 3)
+    buffer = io.BytesIO()
+    from PIL import Image
+
+    Image.fromarray(frames["1080p"]).save(buffer, "JPEG", quality=90)
+    results["http"] = http_end_to_end(buffer.getvalue(), options.http)
+    results["settings"] = {"max_input_pixels": privacy.settings.face_max_input_pixels, "images": len(items)}
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
