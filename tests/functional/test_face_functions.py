@@ -150,3 +150,18 @@ def test_missing_file_field(clients):
     assert response.status_code == 400
     assert response.get_json() == {"detail": "Missing file field 'image' (multipart/form-data); file fields sent: file"}
     assert clients["face_detect"].post("/detect").status_code == 400
+
+
+
+def test_body_over_the_upload_limit_is_413(clients, monkeypatch):
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("VISIONFN_MAX_UPLOAD_BYTES", "100000")
+    get_settings.cache_clear()
+    try:
+        response = _post(clients["face_process"], "/process", b"\xff" * 200_000)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert response.status_code == 413
+    assert "the limit is 100000 bytes" in response.get_json()["detail"]
