@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ def localstack_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def wait_for_localstack(settings: Settings, timeout: float, alive: callable) -> None:  # type: ignore[valid-type]
+def wait_for_localstack(settings: Settings, timeout: float, alive: Callable[[], bool]) -> None:
     deadline = time.monotonic() + timeout
     url = f"{localstack_url(settings)}/_localstack/health"
     while time.monotonic() < deadline:

@@ -42,13 +42,6 @@ class FaceDetections:
         keep = self.scores >= min_score
         return FaceDetections(self.boxes[keep], self.scores[keep])
 
-    def shifted_scaled(self, scale: float, dx: float = 0.0, dy: float = 0.0) -> FaceDetections:
-        """Boxes from a resized/cropped view back to the full image: ``box * scale + (dx, dy)``."""
-        boxes = self.boxes * scale
-        boxes[:, 0] += dx
-        boxes[:, 1] += dy
-        return FaceDetections(boxes.astype(np.float32), self.scores)
-
     def clipped(self, width: int, height: int) -> FaceDetections:
         corners = self.corners
         corners[:, [0, 2]] = corners[:, [0, 2]].clip(0, width)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -75,7 +76,7 @@ def to_rgb(pixels: Image.Image) -> np.ndarray:
 class FacePrivacy:
     """One per process. The model files are checked when it is made (a missing one fails the
     start-up with the fix in the message); the models are loaded on first use, in the
-    process that serves: gunicorn imports the function and then forks its worker, and
+    process that serves (once per process, see load_detectors): gunicorn imports the function and then forks its worker, and
     MediaPipe's and OpenCV's threads do not survive a fork."""
 
     def __init__(self, settings: Settings) -> None:
@@ -85,22 +86,15 @@ class FacePrivacy:
         }
         self._loading = threading.Lock()
 
-    @cached_property
-    def detectors(self) -> dict[str, FaceDetector]:
-        mediapipe = MediaPipeDetector(self.model_paths[MEDIAPIPE_FULL_RANGE.name], min_score=0.5)
-        centerface = CenterFaceDetector(
-            self.model_paths[CENTERFACE.name], max_input_pixels=self.settings.face_max_input_pixels
-        )
-        return {
-            "combined": CombinedDetector([centerface, mediapipe]),
-            "centerface": centerface,
-            "mediapipe": mediapipe,
-        }
-
     def detector(self, name: str | None) -> FaceDetector:
         with self._loading:
-            detectors = self.detectors
+            detectors = load_detectors(
+                self.model_paths[MEDIAPIPE_FULL_RANGE.name],
+                self.model_paths[CENTERFACE.name],
+                self.settings.face_max_input_pixels,
+            )
         return detectors[name or self.settings.face_detector]
+
 
     def analyze(self, data: bytes, options: FaceOptions) -> Analysis:
         decoded = decode_image(data, self.settings.max_image_pixels)
@@ -145,3 +139,17 @@ class FacePrivacy:
             width=int(analysis.rgb.shape[1]),
             height=int(analysis.rgb.shape[0]),
         )
+
+
+@lru_cache(maxsize=4)
+def load_detectors(mediapipe_path: Path, centerface_path: Path, max_input_pixels: int) -> dict[str, FaceDetector]:
+    """The detectors of this process, loaded once and kept for its lifetime (a MediaPipe
+    detector must never be garbage-collected while the process runs: its destructor can
+    deadlock)."""
+    mediapipe = MediaPipeDetector(mediapipe_path, min_score=0.5)
+    centerface = CenterFaceDetector(centerface_path, max_input_pixels=max_input_pixels)
+    return {
+        "combined": CombinedDetector([centerface, mediapipe]),
+        "centerface": centerface,
+        "mediapipe": mediapipe,
+    }

@@ -108,3 +108,20 @@ def test_thumbnail_event_rejects_malformed_batches(function_client, body):
     response = function_client("thumbnail").post("/events", data=body, content_type="application/json")
     assert response.status_code in (400, 422)
     assert "detail" in response.get_json()
+
+
+def test_storage_round_trip_and_presigned_download(platform_env):
+    import requests
+
+    from shared.errors import ObjectNotFound
+
+    store = get_object_store()
+    key = f"results/{uuid.uuid4().hex}/matches.png"
+    store.put(key, event_file("landscape.png"), "image/png", metadata={"tool": "template"})
+    stored = store.get(key)
+    assert (stored.data, stored.content_type, stored.metadata) == (event_file("landscape.png"), "image/png", {"tool": "template"})
+    download = requests.get(store.presigned_url(key, expires_seconds=60), timeout=10)
+    assert download.status_code == 200 and download.content == event_file("landscape.png")
+    with pytest.raises(ObjectNotFound):
+        store.get(f"results/{uuid.uuid4().hex}/none.png")
+    assert not store.exists(f"results/{uuid.uuid4().hex}/none.png")
