@@ -80,9 +80,8 @@ def uploaded_file(request: flask.Request, field: str) -> bytes:
 
 
 def wants_json(request: flask.Request) -> bool:
-    return request.accept_mimetypes.best_match(["image/*", "application/json"]) == "application/json" and (
-        "application/json" in request.accept_mimetypes
-    )
+    """True when the client prefers JSON to an image (``*/*`` and no Accept mean the image)."""
+    return request.accept_mimetypes.best_match(["image/*", "application/json"]) == "application/json"
 
 
 class FunctionRoutes:

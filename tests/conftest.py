@@ -69,7 +69,7 @@ def platform_env(platform):
     get_object_store.cache_clear()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def function_client(platform_env):
     """functions-framework test client of functions/<name>/main.py (entry point `handle`)."""
     from functions_framework import create_app

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import VisionFnError
+from shared.errors import ServiceUnavailable
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ CENTERFACE = ModelFile(
 MODEL_FILES = {model.name: model for model in (MEDIAPIPE_FULL_RANGE, CENTERFACE)}
 
 
-class ModelMissing(VisionFnError):
-    status = 503
+class ModelMissing(ServiceUnavailable):
+    pass
 
 
 def model_path(model: ModelFile, model_dir: Path) -> Path:

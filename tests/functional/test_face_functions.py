@@ -31,15 +31,8 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def clients(platform_env):
-    from functions_framework import create_app
-
-    from shared.settings import PROJECT_ROOT
-
-    return {
-        name: create_app("handle", str(PROJECT_ROOT / "functions" / name / "main.py")).test_client()
-        for name in ("face_process", "face_detect")
-    }
+def clients(function_client):
+    return {name: function_client(name) for name in ("face_process", "face_detect")}
 
 
 def _post(client, path, data: bytes, filename="photo.jpg", field="image", headers=None, **form):
