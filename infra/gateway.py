@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -96,10 +97,15 @@ async def _close_session(app: web.Application) -> None:
     await app[SESSION].close()
 
 
+def aiohttp_path(path: str) -> str:
+    """API Gateway's greedy ``{name+}`` becomes aiohttp's ``{name:.+}``; ``{name}`` stays."""
+    return re.sub(r"\{(\w+)\+\}", r"{\1:.+}", path)
+
+
 def build_app(routes: list[GatewayRoute]) -> web.Application:
     app = web.Application(middlewares=[json_errors])
     for route in routes:
-        app.router.add_route(route.method, route.path, partial(forward, route=route))
+        app.router.add_route(route.method, aiohttp_path(route.path), partial(forward, route=route))
     app.on_startup.append(_open_session)
     app.on_cleanup.append(_close_session)
     return app

@@ -39,6 +39,10 @@ class NotAnImage(BadRequest):
     """The bytes are empty, truncated or not an image format we decode."""
 
 
+class NotAPointCloud(BadRequest):
+    """The bytes are not a PLY point cloud we can match (format, normals, values)."""
+
+
 class NotFound(VisionFnError):
     status = 404
 

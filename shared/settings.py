@@ -57,6 +57,20 @@ class Settings(BaseSettings):
     )
     face_output_quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of anonymized images.")
 
+    # --- matching -----------------------------------------------------------------------------
+    job_queue_url: str | None = Field(
+        None, description="SQS queue a matching function hands its tasks to (set per function by template.yaml)."
+    )
+    surface_max_points: int = Field(
+        500_000, ge=1, description="PLY files with more vertices than this get 413 (parsing memory and time)."
+    )
+    surface_max_model_samples: int = Field(
+        1500,
+        ge=10,
+        description="Surface tasks whose model keeps more points than this after sampling end in `error` "
+        "(PPF training time grows steeply: ~3 s at 760 points, ~21 s at 1340, ~140 s at 2270 on 2 cores).",
+    )
+
     # --- testing -----------------------------------------------------------------------------
     fault_injection: bool = Field(
         False,

@@ -10,7 +10,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from shared.errors import ObjectNotFound
+from shared.errors import NotFound, ObjectNotFound
 from shared.settings import Settings, get_settings
 
 
@@ -88,6 +88,20 @@ class ObjectStore:
     def check(self) -> None:
         """Raise if the bucket cannot be reached (health)."""
         self.client.head_bucket(Bucket=self.bucket)
+
+
+#: Prefixes clients may download from: what they uploaded and what the platform wrote.
+DOWNLOADABLE_PREFIXES = ("uploads/", "thumbnails/", "results/", "outputs/")
+
+
+def download_url(store: ObjectStore, key: str, expires_seconds: int) -> str:
+    """A presigned GET URL for a downloadable key; 404 for other keys and missing objects."""
+    segments = key.split("/")
+    if not key.startswith(DOWNLOADABLE_PREFIXES) or any(part in ("", ".", "..") for part in segments[1:]):
+        raise NotFound(f"Object not found: {key} (downloadable prefixes: {', '.join(DOWNLOADABLE_PREFIXES)})")
+    if not store.exists(key):
+        raise ObjectNotFound(key)
+    return store.presigned_url(key, expires_seconds)
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -37,6 +38,15 @@ class TaskOut(BaseModel):
 class TaskPage(BaseModel):
     total: int
     tasks: list[TaskOut]
+
+
+class Claim(enum.Enum):
+    """What a worker's attempt to take a task found."""
+
+    CLAIMED = "claimed"  # it is ours now: queued -> processing
+    BUSY = "busy"  # another worker holds an unexpired lease: try again later
+    FINISHED = "finished"  # already done or error: nothing left to do
+    MISSING = "missing"  # no such task
 
 
 class TaskListQuery(BaseModel):
@@ -88,7 +98,7 @@ class TaskRepository:
             )
             return TaskPage(total=total, tasks=[TaskOut.model_validate(row) for row in rows])
 
-    def claim(self, uid: str, lease_seconds: int) -> bool:
+    def claim(self, uid: str, lease_seconds: int) -> Claim:
         """``queued -> processing`` exactly once; a lapsed lease (a worker died) may be reclaimed."""
         now = utc_now()
         statement = (
@@ -108,7 +118,22 @@ class TaskRepository:
             )
         )
         with session_scope(self.database_url) as session:
-            return session.execute(statement).rowcount == 1
+            if session.execute(statement).rowcount == 1:
+                return Claim.CLAIMED
+            status = session.scalar(select(Task.status).where(Task.uid == uid))
+        if status is None:
+            return Claim.MISSING
+        return Claim.FINISHED if status in ("done", "error") else Claim.BUSY
+
+    def release(self, uid: str) -> None:
+        """Give a claimed task back (``processing -> queued``) so a retry may claim it at once."""
+        statement = (
+            update(Task)
+            .where(Task.uid == uid, Task.status == "processing")
+            .values(status="queued", lease_expires_at=None, updated_at=utc_now())
+        )
+        with session_scope(self.database_url) as session:
+            session.execute(statement)
 
     def complete(self, uid: str, result_data: dict[str, Any], result_files: list[str]) -> TaskOut:
         return self._finish(uid, status="done", result_data=result_data, result_files=result_files, error=None)

@@ -17,6 +17,8 @@ log = logging.getLogger("visionfn.thumbnails")
 
 UPLOADS_PREFIX = "uploads/"
 THUMBNAILS_PREFIX = "thumbnails/"
+#: Uploads that are not pictures (surface-matching point clouds): no thumbnail.
+NOT_PICTURES = (".ply",)
 _TASK_UPLOAD = re.compile(r"^uploads/(?P<uid>[0-9a-f]{32})/")
 
 
@@ -51,6 +53,9 @@ class ThumbnailWriter(UploadHandler):
         super().__init__(store, settings)
         self.tasks = tasks
         self.processed = processed
+
+    def wants(self, key: str) -> bool:
+        return super().wants(key) and not key.lower().endswith(NOT_PICTURES)
 
     def already_done(self, obj: ObjectRef) -> bool:
         return self.processed.is_done(obj)

@@ -23,8 +23,8 @@ class UploadHandler(ABC):
         self.settings = settings
 
     def handle_upload(self, obj: ObjectRef, receive_count: int) -> None:
-        if not obj.key.startswith(self.prefix):
-            log.info("ignoring %s: not under %s", obj.key, self.prefix)
+        if not self.wants(obj.key):
+            log.info("ignoring %s: not for %s", obj.key, type(self).__name__)
             return
         if self.already_done(obj):
             log.info("%s (etag %s) already processed; nothing to do", obj.key, obj.etag)
@@ -32,6 +32,10 @@ class UploadHandler(ABC):
         stored = self.store.get(obj.key)
         inject_fault_if_requested(stored.metadata, receive_count, self.settings)
         self.process(obj, stored, receive_count)
+
+    def wants(self, key: str) -> bool:
+        """Whether this handler processes the object at all (by default: everything under prefix)."""
+        return key.startswith(self.prefix)
 
     @abstractmethod
     def already_done(self, obj: ObjectRef) -> bool: ...

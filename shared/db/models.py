@@ -70,3 +70,13 @@ class FaceAnonymization(Base):
     detector: Mapped[str] = mapped_column(String(64))
     processing_time_ms: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class ToolSettings(Base):
+    """The stored defaults of one matching tool (``PUT /api/v1/settings/{tool}``)."""
+
+    __tablename__ = "tool_settings"
+
+    tool: Mapped[str] = mapped_column(String(32), primary_key=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

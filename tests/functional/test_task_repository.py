@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from shared.errors import TaskNotFound
-from shared.tasks import TaskRepository
+from shared.tasks import Claim, TaskRepository
 
 
 @pytest.fixture
@@ -45,28 +45,41 @@ def test_claim_happens_once_even_when_racing(tasks):
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(results) == [False] * 7 + [True]
+    assert sorted(results, key=lambda claim: claim.value) == [Claim.BUSY] * 7 + [Claim.CLAIMED]
     assert tasks.get(uid).status == "processing"
 
 
 def test_lapsed_lease_can_be_reclaimed_by_a_redelivery(tasks):
     uid = tasks.create("surface", {}, []).uid
-    assert tasks.claim(uid, lease_seconds=1)
-    assert not tasks.claim(uid, lease_seconds=1)  # the worker is still within its lease
+    assert tasks.claim(uid, lease_seconds=1) is Claim.CLAIMED
+    assert tasks.claim(uid, lease_seconds=1) is Claim.BUSY  # the worker is still within its lease
     time.sleep(1.2)
-    assert tasks.claim(uid, lease_seconds=60)  # the first worker died; the redelivery takes over
+    assert tasks.claim(uid, lease_seconds=60) is Claim.CLAIMED  # the first worker died; the redelivery takes over
 
 
 def test_finished_task_is_never_claimed_again(tasks):
     uid = tasks.create("template", {}, []).uid
-    assert tasks.claim(uid, 60)
+    assert tasks.claim(uid, 60) is Claim.CLAIMED
     done = tasks.complete(uid, {"matches_found": 2}, [f"results/{uid}/matches.png"])
     assert (done.status, done.result_data, done.result_files) == ("done", {"matches_found": 2}, [f"results/{uid}/matches.png"])
-    assert not tasks.claim(uid, 60)
+    assert tasks.claim(uid, 60) is Claim.FINISHED
     failed_uid = tasks.create("template", {}, []).uid
-    assert tasks.claim(failed_uid, 60)
+    assert tasks.claim(failed_uid, 60) is Claim.CLAIMED
     failed = tasks.fail(failed_uid, "Template is larger than the image")
     assert (failed.status, failed.error) == ("error", "Template is larger than the image")
+
+
+def test_unknown_task_cannot_be_claimed(tasks):
+    assert tasks.claim(uuid.uuid4().hex, 60) is Claim.MISSING
+
+
+def test_released_task_is_claimed_again_at_once(tasks):
+    uid = tasks.create("feature", {}, []).uid
+    assert tasks.claim(uid, 600) is Claim.CLAIMED
+    tasks.release(uid)
+    assert tasks.get(uid).status == "queued"
+    assert tasks.claim(uid, 600) is Claim.CLAIMED
+    assert tasks.get(uid).status == "processing"
 
 
 def test_page_is_newest_first_with_total(tasks):

@@ -1,0 +1,13 @@
+"""POST /api/v1/match/feature queues a feature-matching task; its job queue's events do the work."""
+
+import flask
+
+from shared.logs import configure_logging
+from shared.matching.function import match_function_routes
+
+configure_logging("match_feature")
+routes = match_function_routes("feature")
+
+
+def handle(request: flask.Request) -> flask.Response:
+    return routes.dispatch(request)

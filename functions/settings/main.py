@@ -1,0 +1,29 @@
+"""GET/PUT /api/v1/settings/{tool}: the defaults of a matching tool's parameters."""
+
+import flask
+
+from shared.errors import BadRequest
+from shared.http import FunctionRoutes, json_response
+from shared.logs import configure_logging
+from shared.matching.defaults import ToolDefaults, ToolSettingsOut
+
+configure_logging("settings")
+routes = FunctionRoutes()
+defaults = ToolDefaults()
+
+
+@routes.get("/api/v1/settings/<tool>")
+def get_settings(_request: flask.Request, tool: str) -> flask.Response:
+    return json_response(ToolSettingsOut(tool=tool, params=defaults.get(tool).model_dump()))
+
+
+@routes.put("/api/v1/settings/<tool>")
+def put_settings(request: flask.Request, tool: str) -> flask.Response:
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise BadRequest("Request body must be a JSON object of the tool's parameters")
+    return json_response(ToolSettingsOut(tool=tool, params=defaults.put(tool, payload).model_dump()))
+
+
+def handle(request: flask.Request) -> flask.Response:
+    return routes.dispatch(request)

@@ -1,0 +1,1 @@
+"""2D and 3D matching: template, keypoint feature and surface (PPF + ICP) matching."""

@@ -1,0 +1,55 @@
+"""Per-tool default parameters (``/api/v1/settings/{tool}``), stored in the database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from shared.db.engine import session_scope
+from shared.db.models import ToolSettings, utc_now
+from shared.errors import RequestValidationFailed
+from shared.matching.tool import ToolParams
+from shared.matching.tools import tool_class
+
+
+class ToolSettingsOut(BaseModel):
+    tool: str
+    params: dict[str, Any]
+
+
+class ToolDefaults:
+    def __init__(self, database_url: str | None = None) -> None:
+        self.database_url = database_url
+
+    def get(self, tool: str) -> ToolParams:
+        """The stored defaults, or the tool's built-in ones when none were stored."""
+        model = tool_class(tool).params_model
+        with session_scope(self.database_url) as session:
+            row = session.get(ToolSettings, tool)
+            stored = dict(row.params) if row else {}
+        return model.model_validate(stored)
+
+    def put(self, tool: str, payload: Any) -> ToolParams:
+        """Replace the defaults; names left out take the built-in default. 422 on bad values."""
+        model = tool_class(tool).params_model
+        try:
+            params = model.model_validate(payload)
+        except ValidationError as error:
+            raise RequestValidationFailed.from_pydantic(error, "body") from error
+        with session_scope(self.database_url) as session:
+            row = session.get(ToolSettings, tool, with_for_update=True)
+            if row is None:
+                session.add(ToolSettings(tool=tool, params=params.model_dump(), updated_at=utc_now()))
+            else:
+                row.params = params.model_dump()
+                row.updated_at = utc_now()
+        return params
+
+    def resolve(self, tool: str, given: dict[str, Any]) -> ToolParams:
+        """A submission's parameters: what it gave over the stored defaults. 422 on bad values."""
+        model = tool_class(tool).params_model
+        try:
+            return model.model_validate({**self.get(tool).model_dump(), **given})
+        except ValidationError as error:
+            raise RequestValidationFailed.from_pydantic(error, "body") from error

@@ -1,0 +1,27 @@
+"""Images in and out of the matching cores: untrusted bytes -> OpenCV arrays -> PNG bytes."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from shared.errors import NotAnImage
+from shared.images import decode_image
+
+
+def load_bgr(data: bytes, max_pixels: int) -> np.ndarray:
+    """An upright 8-bit BGR array (any mode, depth or alpha is converted; alpha is dropped)."""
+    decoded = decode_image(data, max_pixels)
+    rgb = np.asarray(decoded.pixels.convert("RGB"))
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:  # pragma: no cover - OpenCV encodes any 8-bit array
+        raise NotAnImage("could not encode the result picture")
+    return encoded.tobytes()

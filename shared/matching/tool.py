@@ -1,0 +1,56 @@
+"""What every matching tool provides to the task machinery: its parameters, inputs and work."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.matching.pictures import load_bgr
+from shared.matching.ply import parse_header
+from shared.settings import Settings
+
+
+class ToolParams(BaseModel):
+    """Base of the per-tool parameter models: unknown names are errors (a typo is not ignored)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class ToolInput:
+    field: str  # multipart field name
+    kind: Literal["image", "point_cloud"]
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    result_data: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)  # result file name -> PNG bytes
+
+
+class MatchTool(ABC):
+    """One matching tool: cheap input checks at submission, the work itself in the worker."""
+
+    name: ClassVar[str]
+    params_model: ClassVar[type[ToolParams]]
+    inputs: ClassVar[tuple[ToolInput, ...]]
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def check_input(self, spec: ToolInput, data: bytes) -> None:
+        """Reject an unreadable input with a 4xx before queueing (images are decoded, PLY headers read)."""
+        if spec.kind == "image":
+            load_bgr(data, self.settings.max_image_pixels)
+        else:
+            parse_header(data, self.settings.surface_max_points)
+
+    def check(self, inputs: list[bytes], params: Any) -> None:
+        """Reject inputs that cannot go together (4xx), before queueing. Nothing by default."""
+
+    @abstractmethod
+    def run(self, inputs: list[bytes], params: Any) -> ToolOutput:
+        """Do the matching; a VisionFnError with a 4xx status means the input is at fault."""
