@@ -1,0 +1,337 @@
+"""The matching, settings and download functions through the functions-framework test client,
+against LocalStack and Postgres: submission, the worker's queue events, errors, redelivery."""
+
+import io
+import json
+import time
+import uuid
+
+import boto3
+import numpy as np
+import pytest
+from PIL import Image
+
+from shared.faults import FAIL_ATTEMPTS_METADATA
+from shared.storage import get_object_store
+from shared.tasks import Claim, TaskRepository
+from tests.conftest import event_file, load_event, shared_data
+
+BOX = "matching/opencv_samples/box.png"
+BOX_IN_SCENE = "matching/opencv_samples/box_in_scene.png"
+PARASAUROLOPHUS = "3d/opencv_surface_matching/parasaurolophus_6700.ply"
+
+
+def _png(width: int, height: int, seed: int = 0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _ply(with_normals: bool = True, bad_value: str | None = None) -> bytes:
+    names = ["x", "y", "z", "nx", "ny", "nz"] if with_normals else ["x", "y", "z"]
+    header = "ply\nformat ascii 1.0\nelement vertex 2\n" + "".join(f"property float {n}\n" for n in names)
+    rows = ["0 0 0 0 0 1", f"1 {bad_value or 0} 0 0 0 1"]
+    return (header + "end_header\n" + "\n".join(" ".join(r.split()[: len(names)]) for r in rows) + "\n").encode()
+
+
+@pytest.fixture(scope="module")
+def aws(platform_env):
+    def client(service):
+        return boto3.client(service, endpoint_url=platform_env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+
+    return client
+
+
+@pytest.fixture(scope="module")
+def job_queue(aws):
+    """A queue nobody consumes, so the test sees exactly what a submission queued."""
+    sqs = aws("sqs")
+    url = sqs.create_queue(QueueName=f"visionfn-test-jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    yield url
+    sqs.delete_queue(QueueUrl=url)
+
+
+@pytest.fixture(scope="module")
+def match_client(function_client, job_queue):
+    """Test client of match_<tool>, handing its tasks to the test's queue."""
+    from shared.settings import get_settings
+
+    def make(tool: str):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("VISIONFN_JOB_QUEUE_URL", job_queue)
+            get_settings.cache_clear()
+            client = function_client(f"match_{tool}")
+        get_settings.cache_clear()
+        return client
+
+    return make
+
+
+@pytest.fixture
+def tasks(database_url):
+    return TaskRepository(database_url)
+
+
+def _queued_jobs(aws, queue_url) -> list[dict]:
+    messages = aws("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    return [json.loads(message["Body"]) for message in messages.get("Messages", [])]
+
+
+def _job_batch(uid: str, receive_count: int = 1, body: str | None = None) -> dict:
+    batch = load_event("sqs_match_job")
+    record = batch["Records"][0]
+    record["body"] = body if body is not None else json.dumps({"uid": uid})
+    record["messageId"] = str(uuid.uuid4())
+    record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+    return batch
+
+
+def _stored_task(tasks, tool: str, params: dict, files: dict[str, bytes], metadata: dict | None = None) -> str:
+    """A queued task whose inputs are in the bucket, as a submission leaves it."""
+    uid = uuid.uuid4().hex
+    keys = [f"uploads/{uid}/{name}" for name in files]
+    tasks.create(tool, params, keys, uid=uid)
+    for key, data in zip(keys, files.values(), strict=True):
+        get_object_store().put(key, data, metadata=metadata)
+    return uid
+
+
+def _task_events(aws, platform, uid: str, timeout: float = 10) -> list[dict]:
+    """The "Task Finished" events for ``uid`` that reached the task-events queue."""
+    sqs, url = aws("sqs"), platform.state["outputs"]["TaskEventsQueueUrl"]
+    deadline, found = time.monotonic() + timeout, []
+    while time.monotonic() < deadline and not found:
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+            event = json.loads(message["Body"])
+            if event["detail"]["uid"] == uid:
+                found.append(event)
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return found
+
+
+# --- submission ---------------------------------------------------------------------------------
+
+def test_submission_stores_inputs_creates_a_queued_task_and_queues_its_job(match_client, aws, job_queue):
+    image, template = _png(64, 48), _png(16, 12, seed=1)
+    response = match_client("template").post(
+        "/api/v1/match/template",
+        data={"image": (io.BytesIO(image), "../../screen shot.png"), "template": (io.BytesIO(template), "icon.png"), "threshold": "0.9"},
+    )
+    assert response.status_code == 201, response.get_json()
+    task = response.get_json()
+    uid = task["uid"]
+    assert task["status"] == "queued" and task["tool"] == "template"
+    assert task["params"] == {"method": "TM_CCOEFF_NORMED", "threshold": 0.9, "max_results": 20, "use_grayscale": True}
+    assert task["input_files"] == [f"uploads/{uid}/screen_shot.png", f"uploads/{uid}/icon.png"]
+    assert task["result_files"] == [] and task["result_data"] is None
+    assert [get_object_store().get(key).data for key in task["input_files"]] == [image, template]
+    assert {"uid": uid} in _queued_jobs(aws, job_queue)
+
+
+def test_inputs_with_the_same_name_get_distinct_keys(match_client):
+    response = match_client("feature").post(
+        "/api/v1/match/feature",
+        data={"query_image": (io.BytesIO(_png(40, 40)), "a.png"), "train_image": (io.BytesIO(_png(40, 40, 2)), "a.png")},
+    )
+    uid = response.get_json()["uid"]
+    assert response.get_json()["input_files"] == [f"uploads/{uid}/a.png", f"uploads/{uid}/train_image-a.png"]
+
+
+def test_invalid_parameters_and_missing_files_are_422_in_pydantic_shape(match_client, tasks):
+    before = tasks.page(0, 1).total
+    response = match_client("feature").post(
+        "/api/v1/match/feature",
+        data={"query_image": (io.BytesIO(_png(20, 20)), "q.png"), "ratio_threshold": "1.5", "detector": "SURF", "max_matches": "x", "colour": "1"},
+    )
+    assert response.status_code == 422
+    detail = response.get_json()["detail"]
+    by_field = {item["loc"][1]: item for item in detail}
+    assert all(item["loc"][0] == "body" and {"type", "msg", "input"} <= item.keys() for item in detail)
+    assert set(by_field) == {"train_image", "ratio_threshold", "detector", "max_matches", "colour"}
+    assert by_field["train_image"]["type"] == "missing"
+    assert by_field["ratio_threshold"]["msg"] == "Input should be less than or equal to 1"
+    assert by_field["detector"]["type"] == "literal_error"
+    assert by_field["colour"]["type"] == "extra_forbidden"
+    assert tasks.page(0, 1).total == before  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("tool", "files", "status", "message"),
+    [
+        ("template", {"image": b"", "template": _png(4, 4)}, 400, "image (x.bin): The file is empty"),
+        ("template", {"image": b"just text", "template": _png(4, 4)}, 400, "not a supported image"),
+        ("template", {"image": event_file("truncated.jpg"), "template": _png(4, 4)}, 400, "truncated or corrupt"),
+        ("template", {"image": _png(20, 20), "template": _png(30, 10)}, 400, "larger than the image"),
+        ("template", {"image": _ply(), "template": _png(4, 4)}, 400, "not a supported image"),
+        ("surface", {"model_file": _png(8, 8), "scene_file": _ply()}, 400, "model_file (x.bin): The file is not a PLY"),
+        ("surface", {"model_file": _ply(), "scene_file": _ply(with_normals=False)}, 400, "no normals (nx, ny, nz)"),
+        ("surface", {"model_file": _ply(), "scene_file": b""}, 400, "The file is empty"),
+    ],
+)
+def test_unusable_files_are_rejected_before_a_task_exists(match_client, tasks, tool, files, status, message):
+    before = tasks.page(0, 1).total
+    data = {field: (io.BytesIO(content), "x.bin") for field, content in files.items()}
+    response = match_client(tool).post(f"/api/v1/match/{tool}", data=data)
+    assert response.status_code == status
+    assert message in response.get_json()["detail"]
+    assert tasks.page(0, 1).total == before
+
+
+def test_huge_image_is_413_from_its_header(match_client):
+    buffer = io.BytesIO()
+    Image.new("L", (9000, 9000)).save(buffer, format="PNG")  # 81 MP, a small file
+    data = {"image": (io.BytesIO(buffer.getvalue()), "big.png"), "template": (io.BytesIO(_png(4, 4)), "t.png")}
+    response = match_client("template").post("/api/v1/match/template", data=data)
+    assert response.status_code == 413 and "pixels" in response.get_json()["detail"]
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+def _template_form() -> dict:
+    return {"image": (io.BytesIO(_png(30, 30)), "i.png"), "template": (io.BytesIO(_png(5, 5)), "t.png")}
+
+
+def test_settings_round_trip_and_become_submission_defaults(function_client, match_client):
+    settings = function_client("settings")
+    assert settings.get("/api/v1/settings/feature").get_json() == {
+        "tool": "feature",
+        "params": {"detector": "SIFT", "matcher": "FLANN", "ratio_threshold": 0.75, "max_matches": 200},
+    }
+    try:
+        put = settings.put("/api/v1/settings/template", json={"threshold": 0.6, "method": "TM_SQDIFF_NORMED"})
+        assert put.status_code == 200
+        stored = {"method": "TM_SQDIFF_NORMED", "threshold": 0.6, "max_results": 20, "use_grayscale": True}
+        assert put.get_json() == {"tool": "template", "params": stored}
+        assert settings.get("/api/v1/settings/template").get_json()["params"] == stored
+        client = match_client("template")
+        assert client.post("/api/v1/match/template", data=_template_form()).get_json()["params"] == stored
+        given = client.post("/api/v1/match/template", data={**_template_form(), "threshold": "0.95"}).get_json()["params"]
+        assert given == {**stored, "threshold": 0.95}
+    finally:
+        settings.put("/api/v1/settings/template", json={})
+
+
+def test_settings_errors(function_client):
+    settings = function_client("settings")
+    invalid = settings.put("/api/v1/settings/surface", json={"num_angles": 0, "use_icp": "maybe"})
+    assert invalid.status_code == 422
+    assert sorted(item["loc"] for item in invalid.get_json()["detail"]) == [["body", "num_angles"], ["body", "use_icp"]]
+    unknown = settings.get("/api/v1/settings/chain")
+    assert unknown.status_code == 404 and "template, feature, surface" in unknown.get_json()["detail"]
+    assert settings.put("/api/v1/settings/template", data="threshold=1").status_code == 400
+    assert settings.put("/api/v1/settings/template", json=[1, 2]).status_code == 400
+    assert settings.get("/api/v1/settings/template").get_json()["params"]["threshold"] == 0.8  # unchanged
+
+
+# --- the worker (job queue events) ---------------------------------------------------------------
+
+def test_worker_finishes_a_template_task_with_pictures_and_announces_it(function_client, tasks, aws, platform):
+    image = np.asarray(Image.open(io.BytesIO(_png(80, 60))))
+    template = Image.fromarray(image[10:30, 40:70].copy())
+    buffer = io.BytesIO()
+    template.save(buffer, format="PNG")
+    uid = _stored_task(tasks, "template", {"threshold": 0.9}, {"image.png": _png(80, 60), "template.png": buffer.getvalue()})
+    response = function_client("match_template").post("/events", json=_job_batch(uid))
+    assert response.get_json() == {"batchItemFailures": []}
+    task = tasks.get(uid)
+    assert task.status == "done", task.error
+    assert task.result_data["filtered_matches"] == 1
+    assert task.result_data["matches"][0] == {"x": 40, "y": 10, "w": 30, "h": 20, "score": 1.0}
+    assert task.result_files == [f"results/{uid}/matches.png", f"results/{uid}/heatmap.png"]
+    for key in task.result_files:
+        assert Image.open(io.BytesIO(get_object_store().get(key).data)).format == "PNG"
+    [event] = _task_events(aws, platform, uid)
+    assert event["source"] == "visionfn" and event["detail-type"] == "Task Finished"
+    assert event["detail"] == {
+        "uid": uid, "status": "done", "tool": "template", "result_files": task.result_files,
+        "result_data": task.result_data, "error": None,
+    }
+
+
+def test_worker_feature_and_surface_tasks(function_client, tasks):
+    feature = _stored_task(tasks, "feature", {"detector": "AKAZE"}, {"box.png": shared_data(BOX), "scene.png": shared_data(BOX_IN_SCENE)})
+    function_client("match_feature").post("/events", json=_job_batch(feature))
+    done = tasks.get(feature)
+    assert done.status == "done" and done.result_data["located"] and done.result_data["inliers"] >= 10
+    assert done.result_data["detector"] == "AKAZE" and done.result_data["matcher"] == "FLANN"
+
+    model = shared_data(PARASAUROLOPHUS)
+    surface = _stored_task(tasks, "surface", {"relative_sampling_step": 0.08}, {"model.ply": model, "scene.ply": model})
+    function_client("match_surface").post("/events", json=_job_batch(surface))
+    found = tasks.get(surface)
+    assert found.status == "done", found.error
+    assert found.result_data["poses_found"] > 0
+    assert np.allclose(found.result_data["pose"], np.eye(4), atol=0.02)
+    assert found.result_files == [f"results/{surface}/placement.png"]
+
+
+def test_bad_stored_input_ends_the_task_in_error_without_retries(function_client, tasks, aws, platform):
+    uid = _stored_task(tasks, "surface", {}, {"model.ply": _ply(bad_value="nan"), "scene.ply": _ply()})
+    response = function_client("match_surface").post("/events", json=_job_batch(uid))
+    assert response.get_json() == {"batchItemFailures": []}  # retrying cannot help
+    task = tasks.get(uid)
+    assert task.status == "error" and "NaN" in task.error
+    [event] = _task_events(aws, platform, uid)
+    assert event["detail"]["status"] == "error" and "NaN" in event["detail"]["error"]
+
+
+def test_a_task_left_processing_by_a_dead_worker_is_finished_by_the_redelivery(function_client, tasks):
+    uid = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8, seed=3)})
+    assert tasks.claim(uid, lease_seconds=1) is Claim.CLAIMED  # ... and the worker died here
+    client = function_client("match_template")
+    busy = client.post("/events", json=_job_batch(uid, receive_count=2))
+    assert len(busy.get_json()["batchItemFailures"]) == 1  # within the lease: retried later
+    assert tasks.get(uid).status == "processing"
+    time.sleep(1.2)
+    assert client.post("/events", json=_job_batch(uid, receive_count=3)).get_json() == {"batchItemFailures": []}
+    assert tasks.get(uid).status == "done"
+
+
+def test_failures_release_the_task_and_the_last_delivery_records_the_error(function_client, tasks):
+    uid = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8)}, {FAIL_ATTEMPTS_METADATA: "9"})
+    client = function_client("match_template")
+    first = client.post("/events", json=_job_batch(uid, receive_count=1))
+    assert len(first.get_json()["batchItemFailures"]) == 1
+    assert tasks.get(uid).status == "queued"  # released: the redelivery claims it at once
+    last = client.post("/events", json=_job_batch(uid, receive_count=3))  # maxReceiveCount is 3
+    assert last.get_json() == {"batchItemFailures": []}
+    task = tasks.get(uid)
+    assert task.status == "error" and task.error.startswith("Failed after 3 attempts: injected failure")
+
+
+def _attempts(database_url: str, uid: str) -> int:
+    from shared.db.engine import session_scope
+    from shared.db.models import Task
+
+    with session_scope(database_url) as session:
+        return session.get(Task, uid).attempts
+
+
+def test_unknown_malformed_and_finished_jobs_are_not_retried(function_client, tasks, aws, platform, database_url):
+    client = function_client("match_template")
+    assert client.post("/events", json=_job_batch(uuid.uuid4().hex)).get_json() == {"batchItemFailures": []}
+    assert client.post("/events", json=_job_batch("", body='{"uid": "../../etc"}')).get_json() == {"batchItemFailures": []}
+    assert client.post("/events", json={"Records": "nope"}).status_code == 422
+    uid = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8)})
+    client.post("/events", json=_job_batch(uid))
+    assert len(_task_events(aws, platform, uid)) == 1
+    assert client.post("/events", json=_job_batch(uid, receive_count=2)).get_json() == {"batchItemFailures": []}
+    assert _attempts(database_url, uid) == 1  # not run again
+    assert len(_task_events(aws, platform, uid)) == 1  # but announced again (at least once)
+
+
+# --- downloads ------------------------------------------------------------------------------------
+
+def test_files_route_redirects_to_a_presigned_download(function_client):
+    import requests
+
+    key = f"results/{uuid.uuid4().hex}/matches.png"
+    get_object_store().put(key, b"\x89PNG fake", "image/png")
+    response = function_client("tasks").get(f"/api/v1/files/{key}")
+    assert response.status_code == 307
+    assert requests.get(response.headers["Location"], timeout=10).content == b"\x89PNG fake"
+    for missing in (f"results/{uuid.uuid4().hex}/none.png", "inbox/faces/x.jpg", "results/../inbox/x", "results//x"):
+        answer = function_client("tasks").get(f"/api/v1/files/{missing}")
+        assert answer.status_code == 404, missing
+        assert "Object not found" in answer.get_json()["detail"]
