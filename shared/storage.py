@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -70,6 +71,16 @@ class ObjectStore:
             metadata=response.get("Metadata", {}),
             etag=response.get("ETag", "").strip('"') or None,
         )
+
+    def put_many(self, items: list[tuple[str, bytes, str]]) -> None:
+        """Put ``(key, data, content_type)`` objects concurrently (one round trip of latency)."""
+        with ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
+            list(pool.map(lambda item: self.put(*item), items))
+
+    def get_many(self, keys: list[str]) -> list[StoredObject]:
+        """Get objects concurrently, in the order of ``keys``."""
+        with ThreadPoolExecutor(max_workers=max(1, len(keys))) as pool:
+            return list(pool.map(self.get, keys))
 
     def exists(self, key: str) -> bool:
         try:

@@ -40,6 +40,10 @@ class Upload:
     data: bytes
 
 
+def _content_type(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
 def safe_file_name(filename: str | None, fallback: str) -> str:
     """The client's file name reduced to a harmless object-key segment (no paths, no dots first)."""
     base = re.split(r"[\\/]", filename or "")[-1]
@@ -83,9 +87,7 @@ class MatchService:
         # the row comes first: the thumbnail function records on it as soon as an upload lands
         task = self.tasks.create(self.tool.name, params.model_dump(), keys, uid=uid)
         try:
-            for key, upload in zip(keys, inputs, strict=True):
-                content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
-                self.store.put(key, upload.data, content_type)
+            self.store.put_many([(key, upload.data, _content_type(key)) for key, upload in zip(keys, inputs, strict=True)])
             self.queue.send(MatchJob(uid=uid).model_dump_json())
         except Exception as error:
             failed = self.tasks.fail(uid, f"The task could not be queued: {error}")
@@ -149,16 +151,13 @@ class MatchService:
             raise
 
     def _run(self, task: TaskOut, receive_count: int) -> TaskOut:
-        inputs = [self.store.get(key) for key in task.input_files]
+        inputs = self.store.get_many(task.input_files)
         inject_fault_if_requested(inputs[0].metadata, receive_count, self.settings)
         params = self.tool.params_model.model_validate(task.params)
         output = self.tool.run([stored.data for stored in inputs], params)
-        result_files = []
-        for name, data in output.files.items():
-            key = f"results/{task.uid}/{name}"
-            self.store.put(key, data, mimetypes.guess_type(name)[0] or "application/octet-stream")
-            result_files.append(key)
-        return self.tasks.complete(task.uid, output.result_data, result_files)
+        results = [(f"results/{task.uid}/{name}", data, _content_type(name)) for name, data in output.files.items()]
+        self.store.put_many(results)
+        return self.tasks.complete(task.uid, output.result_data, [key for key, _, _ in results])
 
     def _announce(self, task: TaskOut) -> None:
         self.events.task_finished(task)

@@ -135,6 +135,10 @@ def test_ply_formats_read_alike_with_unit_normals(fmt):
     assert np.allclose(np.linalg.norm(cloud[:, 3:], axis=1), 1)
 
 
+def test_ply_with_windows_line_ends_like_the_stanford_scans():
+    assert np.allclose(parse_point_cloud(_ply(POINTS).replace(b"\n", b"\r\n"), 100)[:, :3], POINTS[:, :3])
+
+
 def test_ply_with_faces_after_the_vertices_and_extra_properties():
     points = np.hstack([POINTS, np.full((3, 1), 7, np.float32)])
     data = _ply(points, "binary_little_endian", ("x", "y", "z", "nx", "ny", "nz", "intensity"))

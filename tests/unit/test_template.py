@@ -21,7 +21,7 @@ def test_template_passes_cfn_lint():
 
 
 def test_every_function_has_its_source_and_entry_point(specs):
-    assert {"health", "tasks", "thumbnail"} <= set(specs)
+    assert {"health", "tasks", "thumbnail", "settings", "match_template", "match_feature", "match_surface"} <= set(specs)
     for spec in specs.values():
         assert spec.source.exists(), spec.source
         assert f"def {spec.target}(" in spec.source.read_text()
@@ -31,7 +31,14 @@ def test_routes_and_queue_triggers(specs):
     assert [(r.method, r.path) for r in specs["tasks"].routes] == [
         ("GET", "/api/v1/tasks"),
         ("GET", "/api/v1/tasks/{uid}"),
+        ("GET", "/api/v1/files/{key+}"),
     ]
+    for tool in ("template", "feature", "surface"):
+        spec = specs[f"match_{tool}"]
+        assert [(r.method, r.path) for r in spec.routes] == [("POST", f"/api/v1/match/{tool}")]
+        (jobs,) = spec.queues
+        assert jobs.queue == f"{tool.capitalize()}JobsQueue" and jobs.batch_size == 1
+        assert spec.environment["VISIONFN_JOB_QUEUE_URL"] == {"Ref": jobs.queue}
     (trigger,) = specs["thumbnail"].queues
     assert trigger.queue == "ThumbnailQueue"
     assert trigger.report_batch_item_failures
