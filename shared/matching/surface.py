@@ -94,6 +94,14 @@ def transform(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
     return points[:, :3] @ pose[:3, :3].T + pose[:3, 3]
 
 
+def moved_cloud(cloud: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """An (N, 6) cloud with points and normals moved by a 4x4 pose."""
+    moved = cloud.copy()
+    moved[:, :3] = transform(cloud, pose)
+    moved[:, 3:] = cloud[:, 3:] @ pose[:3, :3].T
+    return moved
+
+
 def draw_placement(model: np.ndarray, scene: np.ndarray, pose: np.ndarray | None) -> np.ndarray:
     """Scene (grey) and the placed model (red) seen along the scene's least-spread axis."""
     centre = scene[:, :3].mean(axis=0)

@@ -28,7 +28,7 @@ import requests
 
 from shared.faces.anonymize import AnonymizeStyle, anonymize, coverage_mask, covered_regions
 from shared.faces.detections import FaceDetections
-from shared.faces.privacy import FaceOptions, FacePrivacy
+from shared.faces.privacy import FacePrivacy
 from shared.settings import get_settings
 from tests.conftest import CROWD_PHOTO, SHARED_DATA
 

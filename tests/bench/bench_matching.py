@@ -31,7 +31,7 @@ import requests
 
 from shared.matching.feature import FeatureParams, FeatureTool, create_detector, create_matcher, match_features, ratio_test
 from shared.matching.pictures import load_bgr
-from shared.matching.surface import SurfaceParams, SurfaceTool, match_surface
+from shared.matching.surface import SurfaceParams, SurfaceTool, match_surface, moved_cloud
 from shared.matching.template import METHODS, TemplateParams, TemplateTool, match_template
 from shared.settings import get_settings
 from tests.conftest import SHARED_DATA
@@ -71,35 +71,40 @@ def rotation_error_deg(estimated: np.ndarray, truth: np.ndarray) -> float:
 
 # --- our overhead over the raw calls ----------------------------------------------------------
 
+def overhead_row(name: str, ours: float, raw: float, ours_core: float, raw_core: float, **extra: str) -> dict:
+    """ours/raw: from file bytes (ours also draws the result pictures); *_core: on decoded arrays."""
+    return {"input": name, **extra, "ours_ms": ours, "raw_opencv_ms": raw, "ratio": round(ours / raw, 2),
+            "ours_core_ms": ours_core, "raw_core_ms": raw_core, "ratio_core": round(ours_core / raw_core, 2)}
+
+
 def template_overhead(runs: int) -> dict:
     path = SAMPLES / "messi5.jpg"
-    image_bytes = path.read_bytes()
     image = cv2.imread(str(path))
-    template_bytes = cv2.imencode(".png", image[50:110, 200:260])[1].tobytes()
     template_path = Path("/tmp/visionfn-bench-template.png")
-    template_path.write_bytes(template_bytes)
+    cv2.imwrite(str(template_path), image[50:110, 200:260])
+    inputs = [path.read_bytes(), template_path.read_bytes()]
     tool, params = TemplateTool(SETTINGS), TemplateParams()
 
+    def raw_core(picture: np.ndarray, template: np.ndarray) -> None:
+        cv2.minMaxLoc(cv2.matchTemplate(picture, template, cv2.TM_CCOEFF_NORMED))
+
     def raw() -> None:
-        picture = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        result = cv2.matchTemplate(picture, cv2.imread(str(template_path), cv2.IMREAD_GRAYSCALE), cv2.TM_CCOEFF_NORMED)
-        cv2.minMaxLoc(result)
+        raw_core(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), cv2.imread(str(template_path), cv2.IMREAD_GRAYSCALE))
 
-    ours = median_ms(lambda: tool.run([image_bytes, template_bytes], params), runs)
-    core = median_ms(lambda: match_template(image, image[50:110, 200:260], params), runs)
-    return overhead_row("messi5.jpg 548x342, 60x60 crop, defaults", ours, core, median_ms(raw, runs))
-
-
-def overhead_row(name: str, ours: float, core: float, raw: float, **extra: str) -> dict:
-    """ours: bytes in, result data and pictures out; core: the matching on decoded arrays."""
-    return {"input": name, **extra, "ours_ms": ours, "ours_core_ms": core, "raw_opencv_ms": raw,
-            "ratio_ours": round(ours / raw, 2), "ratio_core": round(core / raw, 2)}
+    gray = [cv2.imread(str(file), cv2.IMREAD_GRAYSCALE) for file in (path, template_path)]
+    return overhead_row(
+        "messi5.jpg 548x342, 60x60 crop, defaults",
+        ours=median_ms(lambda: tool.run(inputs, params), runs),
+        raw=median_ms(raw, runs),
+        ours_core=median_ms(lambda: match_template(image, image[50:110, 200:260], params), runs),
+        raw_core=median_ms(lambda: raw_core(*gray), runs),
+    )
 
 
-def raw_feature_match(query_path: Path, train_path: Path, params: FeatureParams) -> None:
+def raw_feature_match(query: np.ndarray, train: np.ndarray, params: FeatureParams) -> None:
     detector = create_detector(params.detector)
-    query_keypoints, query_descriptors = detector.detectAndCompute(cv2.imread(str(query_path), cv2.IMREAD_GRAYSCALE), None)
-    train_keypoints, train_descriptors = detector.detectAndCompute(cv2.imread(str(train_path), cv2.IMREAD_GRAYSCALE), None)
+    query_keypoints, query_descriptors = detector.detectAndCompute(query, None)
+    train_keypoints, train_descriptors = detector.detectAndCompute(train, None)
     good = ratio_test(create_matcher(params.matcher, params.detector).knnMatch(query_descriptors, train_descriptors, k=2), params.ratio_threshold)
     if len(good) >= 4:
         source = np.float32([query_keypoints[m.queryIdx].pt for m in good])
@@ -110,14 +115,20 @@ def raw_feature_match(query_path: Path, train_path: Path, params: FeatureParams)
 def feature_overhead(runs: int) -> list[dict]:
     tool, rows = FeatureTool(SETTINGS), []
     for query, train in (("box.png", "box_in_scene.png"), ("graf1.png", "graf3.png")):
-        inputs = [(SAMPLES / query).read_bytes(), (SAMPLES / train).read_bytes()]
+        paths = [str(SAMPLES / query), str(SAMPLES / train)]
+        inputs = [Path(file).read_bytes() for file in paths]
+        arrays = [load_bgr(data, 10**8) for data in inputs]
+        gray = [cv2.imread(file, cv2.IMREAD_GRAYSCALE) for file in paths]
         for detector in ("SIFT", "ORB", "AKAZE", "BRISK"):
             params = FeatureParams(detector=detector)
-            arrays = [load_bgr(data, 10**8) for data in inputs]
-            ours = median_ms(lambda: tool.run(inputs, params), runs)
-            core = median_ms(lambda: match_features(*arrays, params), runs)
-            raw_ms = median_ms(lambda: raw_feature_match(SAMPLES / query, SAMPLES / train, params), runs)
-            rows.append(overhead_row(f"{query} -> {train}", ours, core, raw_ms, detector=detector, matcher="FLANN"))
+            rows.append(overhead_row(
+                f"{query} -> {train}",
+                ours=median_ms(lambda: tool.run(inputs, params), runs),
+                raw=median_ms(lambda: raw_feature_match(*(cv2.imread(file, cv2.IMREAD_GRAYSCALE) for file in paths), params), runs),
+                ours_core=median_ms(lambda: match_features(*arrays, params), runs),
+                raw_core=median_ms(lambda: raw_feature_match(*gray, params), runs),
+                detector=detector, matcher="FLANN",
+            ))
     return rows
 
 
@@ -130,10 +141,7 @@ def placed_parasaurolophus() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     truth = np.eye(4)
     truth[:3, :3] = cv2.Rodrigues(np.array([0.5, -1.1, 0.3]))[0]
     truth[:3, 3] = [120.0, -40.0, 300.0]
-    scene = dense.copy()
-    scene[:, :3] = dense[:, :3] @ truth[:3, :3].T + truth[:3, 3]
-    scene[:, 3:] = dense[:, 3:] @ truth[:3, :3].T
-    return model, scene, truth
+    return model, moved_cloud(dense, truth).astype(np.float32), truth
 
 
 def surface_overhead(runs: int) -> dict:
@@ -147,10 +155,18 @@ def surface_overhead(runs: int) -> dict:
         poses = detector.match(scene, 1.0 / 40, 0.05)
         cv2.ppf_match_3d_ICP(100, 0.005, 2.5, 8).registerModelToScene(model, scene, poses[:5])
 
-    ours = median_ms(lambda: tool.run(inputs, params), runs)
-    core = median_ms(lambda: match_surface(model, scene, params, SETTINGS.surface_max_model_samples), runs)
-    name = f"parasaurolophus {len(model)} pts in a {len(scene)}-pt scene, defaults (ICP on)"
-    return overhead_row(name, ours, core, median_ms(raw, runs))
+    def raw_from_files() -> None:
+        for data in inputs:
+            np.frombuffer(data, "<f4", offset=data.index(b"end_header\n") + 11).reshape(-1, 6)
+        raw()
+
+    return overhead_row(
+        f"parasaurolophus {len(model)} pts in a {len(scene)}-pt scene (binary PLY), defaults (ICP on)",
+        ours=median_ms(lambda: tool.run(inputs, params), runs),
+        raw=median_ms(raw_from_files, runs),
+        ours_core=median_ms(lambda: match_surface(model, scene, params, SETTINGS.surface_max_model_samples), runs),
+        raw_core=median_ms(raw, runs),
+    )
 
 
 # --- the async path ------------------------------------------------------------------------------

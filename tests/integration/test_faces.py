@@ -5,7 +5,6 @@ import json
 import time
 import uuid
 
-import pytest
 import requests
 from PIL import Image
 

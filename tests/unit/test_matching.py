@@ -9,7 +9,7 @@ from shared.matching.feature import FeatureParams, match_features
 from shared.matching.pictures import load_bgr
 from shared.matching.ply import parse_point_cloud
 from shared.matching.service import MatchJob, safe_file_name
-from shared.matching.surface import SurfaceParams, draw_placement, match_surface
+from shared.matching.surface import SurfaceParams, draw_placement, match_surface, moved_cloud
 from shared.matching.template import METHODS, TemplateParams, match_template
 from tests.conftest import shared_data
 
@@ -184,9 +184,7 @@ def test_model_placed_in_a_scene_by_a_known_pose_is_found():
     truth = np.eye(4)
     truth[:3, :3] = cv2.Rodrigues(np.array([0.4, -0.7, 0.2]))[0]
     truth[:3, 3] = [30.0, -12.0, 55.0]
-    scene = model.copy()
-    scene[:, :3] = model[:, :3] @ truth[:3, :3].T + truth[:3, 3]
-    scene[:, 3:] = model[:, 3:] @ truth[:3, :3].T
+    scene = moved_cloud(model, truth).astype(np.float32)
     scene = scene[np.random.default_rng(0).permutation(len(scene))[: len(scene) * 2 // 3]]  # a partial view
     result = match_surface(model, scene, SurfaceParams(relative_sampling_step=0.07), max_samples=1500)
     assert result.poses_found > 0 and result.icp_residual is not None
