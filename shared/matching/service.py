@@ -24,6 +24,12 @@ from shared.tasks import Claim, TaskOut, TaskRepository
 
 log = logging.getLogger("visionfn.matching")
 
+#: Jobs arriving from a queue whose name ends so come from a dead-letter queue.
+DEAD_LETTER_SUFFIX = "-dlq"
+DEAD_LETTER_ERROR = (
+    "Gave up after {count} deliveries: the worker stopped each time without finishing "
+    "(crash, timeout or out of memory)"
+)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME_LENGTH = 100
 
@@ -124,6 +130,9 @@ class MatchService:
             job = MatchJob.model_validate_json(record.body)
         except ValidationError as error:
             raise BadRequest(f"Job message is not {{\"uid\": <32 hex>}}: {record.body[:200]!r}") from error
+        if (record.event_source_arn or "").endswith(DEAD_LETTER_SUFFIX):
+            self._give_up(job.uid)
+            return
         receive_count = record.attributes.approximate_receive_count
         claim = self.tasks.claim(job.uid, self.settings.task_lease_seconds)
         if claim is Claim.MISSING:
@@ -134,6 +143,17 @@ class MatchService:
             self._announce(self.tasks.get(job.uid))
             return
         self._announce(self._work(self.tasks.get(job.uid), receive_count))
+
+    def _give_up(self, uid: str) -> None:
+        """A job from the dead-letter queue: every delivery crashed, timed out or ran out of memory
+        (a failure the worker saw itself already ended the task). End it in `error`, never stuck."""
+        claim = self.tasks.claim(uid, self.settings.task_lease_seconds)
+        if claim is Claim.MISSING:
+            raise TaskNotFound(uid)
+        if claim is Claim.BUSY:
+            raise ServiceUnavailable(f"Task {uid} is still within a worker's lease; retry later")
+        if claim is Claim.CLAIMED:
+            self._announce(self.tasks.fail(uid, DEAD_LETTER_ERROR.format(count=self.settings.max_receive_count)))
 
     def _work(self, task: TaskOut, receive_count: int) -> TaskOut:
         """Run the tool; the task ends `done` or `error`, or is released for the retry."""

@@ -78,9 +78,11 @@ def _queued_jobs(aws, queue_url) -> list[dict]:
     return [json.loads(message["Body"]) for message in messages.get("Messages", [])]
 
 
-def _job_batch(uid: str, receive_count: int = 1, body: str | None = None) -> dict:
+def _job_batch(uid: str, receive_count: int = 1, body: str | None = None, dead_letter: bool = False) -> dict:
     batch = load_event("sqs_match_job")
     record = batch["Records"][0]
+    if dead_letter:
+        record["eventSourceARN"] += "-dlq"
     record["body"] = body if body is not None else json.dumps({"uid": uid})
     record["messageId"] = str(uuid.uuid4())
     record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
@@ -319,6 +321,25 @@ def test_unknown_malformed_and_finished_jobs_are_not_retried(function_client, ta
     assert client.post("/events", json=_job_batch(uid, receive_count=2)).get_json() == {"batchItemFailures": []}
     assert _attempts(database_url, uid) == 1  # not run again
     assert len(_task_events(aws, platform, uid)) == 1  # but announced again (at least once)
+
+
+def test_a_job_in_the_dead_letter_queue_ends_its_unfinished_task_in_error(function_client, tasks, aws, platform):
+    client = function_client("match_template")
+    uid = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8)})
+    assert tasks.claim(uid, lease_seconds=1) is Claim.CLAIMED  # the worker crashed on its last delivery
+    waiting = client.post("/events", json=_job_batch(uid, dead_letter=True))
+    assert len(waiting.get_json()["batchItemFailures"]) == 1  # it might still be alive: wait for its lease
+    time.sleep(1.2)
+    assert client.post("/events", json=_job_batch(uid, dead_letter=True)).get_json() == {"batchItemFailures": []}
+    task = tasks.get(uid)
+    assert task.status == "error" and task.error.startswith("Gave up after 3 deliveries")
+    [event] = _task_events(aws, platform, uid)
+    assert event["detail"]["status"] == "error"
+
+    finished = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8)})
+    client.post("/events", json=_job_batch(finished))
+    client.post("/events", json=_job_batch(finished, dead_letter=True))
+    assert tasks.get(finished).status == "done"  # a finished task is left as it is
 
 
 # --- downloads ------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import io
 import json
+import time
 import uuid
 
 import requests
@@ -116,6 +117,17 @@ def test_a_worker_that_died_mid_task_is_replaced_by_the_redelivery(platform, dat
     aws("sqs").send_message(QueueUrl=platform.state["outputs"]["TemplateJobsQueueUrl"], MessageBody=json.dumps({"uid": uid}))
     task = _finished(platform, uid, timeout=30)
     assert task["status"] == "done" and task["result_data"]["matches"][0]["x"] == 210
+
+
+def test_a_job_that_reached_the_dead_letter_queue_ends_its_task_in_error(platform, database_url, aws):
+    tasks = TaskRepository(database_url)
+    uid = tasks.create("template", {}, [f"uploads/{uuid.uuid4().hex}/never-stored.png"] * 2).uid
+    assert tasks.claim(uid, lease_seconds=1) is Claim.CLAIMED  # its worker died on every delivery
+    time.sleep(1.2)
+    dead_letters = aws("sqs").get_queue_url(QueueName="visionfn-test-template-jobs-dlq")["QueueUrl"]
+    aws("sqs").send_message(QueueUrl=dead_letters, MessageBody=json.dumps({"uid": uid}))
+    task = _finished(platform, uid, timeout=30)
+    assert task["status"] == "error" and "Gave up after 3 deliveries" in task["error"]
 
 
 def test_settings_through_the_gateway(platform):

@@ -36,8 +36,9 @@ def test_routes_and_queue_triggers(specs):
     for tool in ("template", "feature", "surface"):
         spec = specs[f"match_{tool}"]
         assert [(r.method, r.path) for r in spec.routes] == [("POST", f"/api/v1/match/{tool}")]
-        (jobs,) = spec.queues
+        jobs, dead_jobs = spec.queues
         assert jobs.queue == f"{tool.capitalize()}JobsQueue" and jobs.batch_size == 1
+        assert dead_jobs.queue == f"{tool.capitalize()}JobsDLQ"
         assert spec.environment["VISIONFN_JOB_QUEUE_URL"] == {"Ref": jobs.queue}
     (trigger,) = specs["thumbnail"].queues
     assert trigger.queue == "ThumbnailQueue"
