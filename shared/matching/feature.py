@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
+from shared.errors import BadRequest
 from shared.matching.pictures import load_bgr, png_bytes, to_gray
 from shared.matching.tool import MatchTool, ToolInput, ToolOutput, ToolParams
 
@@ -21,6 +22,8 @@ RANSAC_REPROJECTION_PX = 5.0
 #: Fewer RANSAC inliers than this and the query is not considered located.
 MIN_INLIERS_TO_LOCATE = 10
 FLANN_KDTREE, FLANN_LSH = 1, 6
+#: Smaller images make OpenCV's detectors fail (ORB/BRISK pyramids, AKAZE allocation).
+MIN_IMAGE_SIDE = 16
 
 
 class FeatureParams(ToolParams):
@@ -82,7 +85,7 @@ def locate(
     if len(query_points) < 4:
         return None
     homography, mask = cv2.findHomography(query_points, train_points, cv2.RANSAC, RANSAC_REPROJECTION_PX)
-    if homography is None:
+    if homography is None or not np.isfinite(homography).all():
         return None
     inliers = mask.ravel().astype(bool)
     width, height = query_size
@@ -97,7 +100,24 @@ def locate(
     return Located(homography, inliers, outline if plausible else None)
 
 
+def ensure_big_enough(query: np.ndarray, train: np.ndarray) -> None:
+    for role, image in (("query_image", query), ("train_image", train)):
+        if min(image.shape[:2]) < MIN_IMAGE_SIDE:
+            raise BadRequest(
+                f"{role} is {image.shape[1]}x{image.shape[0]}; feature matching needs at least "
+                f"{MIN_IMAGE_SIDE} px on each side"
+            )
+
+
 def match_features(query: np.ndarray, train: np.ndarray, params: FeatureParams) -> FeatureResult:
+    ensure_big_enough(query, train)
+    try:
+        return _match_features(query, train, params)
+    except cv2.error as error:
+        raise BadRequest(f"{params.detector} feature matching failed on these images: {error.err}") from error
+
+
+def _match_features(query: np.ndarray, train: np.ndarray, params: FeatureParams) -> FeatureResult:
     detector = create_detector(params.detector)
     query_keypoints, query_descriptors = detector.detectAndCompute(to_gray(query), None)
     train_keypoints, train_descriptors = detector.detectAndCompute(to_gray(train), None)
@@ -135,6 +155,9 @@ class FeatureTool(MatchTool):
     name = "feature"
     params_model = FeatureParams
     inputs = (ToolInput("query_image", "image"), ToolInput("train_image", "image"))
+
+    def check(self, inputs: list[bytes], params: FeatureParams) -> None:
+        ensure_big_enough(*(load_bgr(data, self.settings.max_image_pixels) for data in inputs))
 
     def run(self, inputs: list[bytes], params: FeatureParams) -> ToolOutput:
         query, train = (load_bgr(data, self.settings.max_image_pixels) for data in inputs)

@@ -21,6 +21,7 @@ POSES_REFINED = 5
 ICP_REJECTION_SCALE = 2.5
 ICP_PYRAMID_LEVELS = 8
 PICTURE_SIZE = 640
+MIN_POINTS = 10
 
 
 class SurfaceParams(ToolParams):
@@ -48,10 +49,21 @@ def sampled_point_count(cloud: np.ndarray, relative_step: float) -> int:
     return len(cv2.ppf_match_3d.samplePCByQuantization(cloud, *ranges, relative_step, 0))
 
 
+def ensure_solid(cloud: np.ndarray, role: str) -> None:
+    """PPF needs extent along every axis: OpenCV's sampling divides by each axis' range (and
+    crashes the process on a zero one), and a handful of points cannot vote for a pose."""
+    if len(cloud) < MIN_POINTS:
+        raise NotAPointCloud(f"The {role} has {len(cloud)} points; surface matching needs at least {MIN_POINTS}")
+    flat = [axis for axis, extent in zip("xyz", np.ptp(cloud[:, :3], axis=0), strict=True) if extent <= 0]
+    if flat:
+        raise NotAPointCloud(
+            f"The {role} is flat: every point has the same {' and '.join(flat)}; "
+            "surface matching needs a surface with extent along x, y and z"
+        )
+
+
 def ensure_trainable(model: np.ndarray, params: SurfaceParams, max_samples: int) -> int:
     """The sampled model size; a clear error (with a step that would fit) when it is over the limit."""
-    if len(model) < 3 or np.ptp(model[:, :3], axis=0).max() == 0:
-        raise NotAPointCloud(f"The model has {len(model)} distinct-enough points; it needs a surface with extent")
     sampled = sampled_point_count(model, params.relative_sampling_step)
     if sampled <= max_samples:
         return sampled
@@ -66,9 +78,9 @@ def ensure_trainable(model: np.ndarray, params: SurfaceParams, max_samples: int)
 
 
 def match_surface(model: np.ndarray, scene: np.ndarray, params: SurfaceParams, max_samples: int) -> SurfaceResult:
+    ensure_solid(model, "model")
+    ensure_solid(scene, "scene")
     sampled = ensure_trainable(model, params, max_samples)
-    if len(scene) < 3:
-        raise NotAPointCloud(f"The scene has {len(scene)} points; it needs a surface")
     try:
         detector = cv2.ppf_match_3d_PPF3DDetector(
             params.relative_sampling_step, params.relative_distance_step, params.num_angles
@@ -87,7 +99,10 @@ def match_surface(model: np.ndarray, scene: np.ndarray, params: SurfaceParams, m
             residual = round(float(best.residual), 6)
     except cv2.error as error:
         raise NotAPointCloud(f"Surface matching failed on these point clouds: {error.err}") from error
-    return SurfaceResult(np.array(best.pose, dtype=np.float64), len(poses), int(best.numVotes), residual, sampled)
+    pose = np.array(best.pose, dtype=np.float64)
+    if not np.isfinite(pose).all() or (residual is not None and not np.isfinite(residual)):
+        raise NotAPointCloud("Surface matching gave no finite pose: are the coordinates within a sane range?")
+    return SurfaceResult(pose, len(poses), int(best.numVotes), residual, sampled)
 
 
 def transform(points: np.ndarray, pose: np.ndarray) -> np.ndarray:

@@ -166,6 +166,7 @@ def test_invalid_parameters_and_missing_files_are_422_in_pydantic_shape(match_cl
         ("template", {"image": event_file("truncated.jpg"), "template": _png(4, 4)}, 400, "truncated or corrupt"),
         ("template", {"image": _png(20, 20), "template": _png(30, 10)}, 400, "larger than the image"),
         ("template", {"image": _ply(), "template": _png(4, 4)}, 400, "not a supported image"),
+        ("feature", {"query_image": _png(40, 40), "train_image": _png(8, 40)}, 400, "train_image is 8x40; feature matching needs at least 16 px"),
         ("surface", {"model_file": _png(8, 8), "scene_file": _ply()}, 400, "model_file (x.bin): The file is not a PLY"),
         ("surface", {"model_file": _ply(), "scene_file": _ply(with_normals=False)}, 400, "no normals (nx, ny, nz)"),
         ("surface", {"model_file": _ply(), "scene_file": b""}, 400, "The file is empty"),

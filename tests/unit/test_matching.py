@@ -112,6 +112,12 @@ def test_featureless_images_give_no_matches_not_an_error():
         assert result.good == [] and result.located is None
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (1, 500), (500, 15)])
+def test_images_too_small_for_the_detectors_are_client_errors(shape):
+    with pytest.raises(BadRequest, match="feature matching needs at least 16 px on each side"):
+        match_features(_texture(100, 100), _texture(*shape), FeatureParams(detector="ORB"))
+
+
 # --- PLY --------------------------------------------------------------------------------------
 
 def _ply(points: np.ndarray, fmt: str = "ascii", properties=("x", "y", "z", "nx", "ny", "nz"), extra_header="") -> bytes:
@@ -200,10 +206,27 @@ def test_sampling_step_that_would_train_too_long_is_refused_with_a_step_that_fit
         match_surface(model, model, SurfaceParams(relative_sampling_step=0.02), max_samples=300)
 
 
-def test_degenerate_model_is_a_client_error():
-    flat = np.tile(np.array([[1, 1, 1, 0, 0, 1]], np.float32), (20, 1))
-    with pytest.raises(NotAPointCloud, match="extent"):
-        match_surface(flat, flat, SurfaceParams(), max_samples=1500)
+def _sphere(count: int, flat_z: bool = False) -> np.ndarray:
+    points = np.random.default_rng(1).normal(size=(count, 3))
+    if flat_z:
+        points[:, 2] = 0  # OpenCV's sampling crashes the process on such a cloud
+    normals = points / np.linalg.norm(points, axis=1, keepdims=True)
+    return np.hstack([points, normals]).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("model", "scene", "message"),
+    [
+        (_sphere(200, flat_z=True), _sphere(200), "The model is flat: every point has the same z"),
+        (_sphere(200), _sphere(200, flat_z=True), "The scene is flat"),
+        (np.tile(_sphere(1), (20, 1)), _sphere(200), "the same x and y and z"),
+        (_sphere(200), _sphere(4), "The scene has 4 points; surface matching needs at least 10"),
+        (_sphere(200) * np.float32([1e30, 1e30, 1e30, 1, 1, 1]), _sphere(200), "no finite pose"),
+    ],
+)
+def test_degenerate_clouds_are_client_errors_not_crashes(model, scene, message):
+    with pytest.raises(NotAPointCloud, match=message):
+        match_surface(model, scene, SurfaceParams(), max_samples=1500)
 
 
 # --- names and messages -----------------------------------------------------------------------
