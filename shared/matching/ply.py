@@ -78,6 +78,8 @@ def parse_header(data: bytes, max_points: int) -> PlyHeader:
     if vertex is None or vertex.count == 0:
         raise NotAPointCloud("The PLY file has no points (element vertex is missing or empty)")
     names = {name for name, _ in vertex.properties}
+    if len(names) != len(vertex.properties):
+        raise NotAPointCloud("PLY vertex element names a property twice")
     missing = [name for name in REQUIRED if name not in names]
     if any(name in missing for name in ("nx", "ny", "nz")):
         raise NotAPointCloud(

@@ -166,6 +166,7 @@ def test_ply_with_faces_after_the_vertices_and_extra_properties():
         (_ply(POINTS).replace(b"0.000000 0.000000 2.000000", b"0.0 zero 2.0"), "not a number"),
         (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\n", "end_header"),
         (b"ply\nformat nonsense 1.0\nend_header\n", "not supported"),
+        (_ply(POINTS, "binary_little_endian", ("x", "y", "z", "nx", "ny", "nz", "x")), "twice"),
     ],
 )
 def test_bad_ply_gets_a_clear_client_error(data, message):
