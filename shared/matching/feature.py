@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from shared.errors import BadRequest
-from shared.matching.pictures import load_bgr, png_bytes, to_gray
+from shared.matching.pictures import load_bgr, to_gray
 from shared.matching.tool import MatchTool, ToolInput, ToolOutput, ToolParams
 
 DetectorName = Literal["SIFT", "ORB", "AKAZE", "BRISK"]
@@ -183,5 +183,5 @@ class FeatureTool(MatchTool):
                 "located": bool(located and located.outline is not None),
                 "outline": np.round(located.outline.astype(float), 2).tolist() if located and located.outline is not None else None,
             },
-            files={"matches.png": png_bytes(draw_feature_matches(query, train, result, params.max_matches))},
+            pictures={"matches.png": draw_feature_matches(query, train, result, params.max_matches)},
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 
@@ -25,3 +27,9 @@ def png_bytes(image: np.ndarray) -> bytes:
     if not ok:  # pragma: no cover - OpenCV encodes any 8-bit array
         raise NotAnImage("could not encode the result picture")
     return encoded.tobytes()
+
+
+def encode_pictures(pictures: dict[str, np.ndarray]) -> dict[str, bytes]:
+    """PNG-encode result pictures concurrently (OpenCV releases the GIL while encoding)."""
+    with ThreadPoolExecutor(max_workers=max(1, len(pictures))) as pool:
+        return dict(zip(pictures, pool.map(png_bytes, pictures.values()), strict=True))

@@ -16,6 +16,7 @@ from shared.errors import BadRequest, RequestValidationFailed, ServiceUnavailabl
 from shared.events import SqsRecord
 from shared.faults import inject_fault_if_requested
 from shared.matching.defaults import ToolDefaults
+from shared.matching.pictures import encode_pictures
 from shared.matching.tool import MatchTool
 from shared.messaging import JobQueue, TaskEvents
 from shared.settings import Settings
@@ -175,7 +176,8 @@ class MatchService:
         inject_fault_if_requested(inputs[0].metadata, receive_count, self.settings)
         params = self.tool.params_model.model_validate(task.params)
         output = self.tool.run([stored.data for stored in inputs], params)
-        results = [(f"results/{task.uid}/{name}", data, _content_type(name)) for name, data in output.files.items()]
+        encoded = encode_pictures(output.pictures)
+        results = [(f"results/{task.uid}/{name}", data, _content_type(name)) for name, data in encoded.items()]
         self.store.put_many(results)
         return self.tasks.complete(task.uid, output.result_data, [key for key, _, _ in results])
 

@@ -9,7 +9,6 @@ import numpy as np
 from pydantic import Field
 
 from shared.errors import BadRequest, NotAPointCloud
-from shared.matching.pictures import png_bytes
 from shared.matching.ply import parse_point_cloud
 from shared.matching.tool import MatchTool, ToolInput, ToolOutput, ToolParams
 
@@ -154,5 +153,5 @@ class SurfaceTool(MatchTool):
                 "sampled_model_points": result.sampled_model_points,
                 "icp_residual": result.icp_residual,
             },
-            files={"placement.png": png_bytes(draw_placement(model, scene, result.pose))},
+            pictures={"placement.png": draw_placement(model, scene, result.pose)},
         )

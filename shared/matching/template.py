@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from shared.errors import BadRequest
-from shared.matching.pictures import load_bgr, png_bytes, to_gray
+from shared.matching.pictures import load_bgr, to_gray
 from shared.matching.tool import MatchTool, ToolInput, ToolOutput, ToolParams
 
 MethodName = Literal["TM_CCOEFF_NORMED", "TM_CCORR_NORMED", "TM_SQDIFF_NORMED", "TM_CCOEFF", "TM_CCORR", "TM_SQDIFF"]
@@ -162,8 +162,8 @@ class TemplateTool(MatchTool):
                 "best_score": result.best_score,
                 "matches": [vars(match) for match in result.matches],
             },
-            files={
-                "matches.png": png_bytes(draw_matches(image, result.matches)),
-                "heatmap.png": png_bytes(draw_heatmap(result.similarity, image.shape, size)),
+            pictures={
+                "matches.png": draw_matches(image, result.matches),
+                "heatmap.png": draw_heatmap(result.similarity, image.shape, size),
             },
         )

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from shared.matching.pictures import load_bgr
@@ -28,7 +29,7 @@ class ToolInput:
 @dataclass(frozen=True)
 class ToolOutput:
     result_data: dict[str, Any]
-    files: dict[str, bytes] = field(default_factory=dict)  # result file name -> PNG bytes
+    pictures: dict[str, np.ndarray] = field(default_factory=dict)  # result file name (.png) -> BGR image
 
 
 class MatchTool(ABC):

@@ -30,7 +30,7 @@ import numpy as np
 import requests
 
 from shared.matching.feature import FeatureParams, FeatureTool, create_detector, create_matcher, match_features, ratio_test
-from shared.matching.pictures import load_bgr
+from shared.matching.pictures import encode_pictures, load_bgr
 from shared.matching.surface import SurfaceParams, SurfaceTool, match_surface, moved_cloud
 from shared.matching.template import METHODS, TemplateParams, TemplateTool, match_template
 from shared.settings import get_settings
@@ -94,7 +94,7 @@ def template_overhead(runs: int) -> dict:
     gray = [cv2.imread(str(file), cv2.IMREAD_GRAYSCALE) for file in (path, template_path)]
     return overhead_row(
         "messi5.jpg 548x342, 60x60 crop, defaults",
-        ours=median_ms(lambda: tool.run(inputs, params), runs),
+        ours=median_ms(lambda: encode_pictures(tool.run(inputs, params).pictures), runs),
         raw=median_ms(raw, runs),
         ours_core=median_ms(lambda: match_template(image, image[50:110, 200:260], params), runs),
         raw_core=median_ms(lambda: raw_core(*gray), runs),
@@ -123,7 +123,7 @@ def feature_overhead(runs: int) -> list[dict]:
             params = FeatureParams(detector=detector)
             rows.append(overhead_row(
                 f"{query} -> {train}",
-                ours=median_ms(lambda: tool.run(inputs, params), runs),
+                ours=median_ms(lambda: encode_pictures(tool.run(inputs, params).pictures), runs),
                 raw=median_ms(lambda: raw_feature_match(*(cv2.imread(file, cv2.IMREAD_GRAYSCALE) for file in paths), params), runs),
                 ours_core=median_ms(lambda: match_features(*arrays, params), runs),
                 raw_core=median_ms(lambda: raw_feature_match(*gray, params), runs),
@@ -162,7 +162,7 @@ def surface_overhead(runs: int) -> dict:
 
     return overhead_row(
         f"parasaurolophus {len(model)} pts in a {len(scene)}-pt scene (binary PLY), defaults (ICP on)",
-        ours=median_ms(lambda: tool.run(inputs, params), runs),
+        ours=median_ms(lambda: encode_pictures(tool.run(inputs, params).pictures), runs),
         raw=median_ms(raw_from_files, runs),
         ours_core=median_ms(lambda: match_surface(model, scene, params, SETTINGS.surface_max_model_samples), runs),
         raw_core=median_ms(raw, runs),
