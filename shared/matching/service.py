@@ -86,7 +86,7 @@ class MatchService:
             try:
                 self.tool.check_input(spec, upload.data)
             except VisionFnError as error:
-                raise error.about(f"{spec.field} ({upload.filename or 'no name'})") from error
+                raise error.about(f"{spec.field} ({safe_file_name(upload.filename, 'no name')})") from error
         self.tool.check([upload.data for upload in inputs], params)
 
         uid = uuid.uuid4().hex
@@ -109,8 +109,9 @@ class MatchService:
             for spec in self.tool.inputs
             if spec.field not in uploads
         ]
-        try:
-            params = self.defaults.resolve(self.tool.name, form)
+        file_fields = {spec.field for spec in self.tool.inputs}
+        try:  # a file field sent as text is reported missing above, not as an unknown parameter
+            params = self.defaults.resolve(self.tool.name, {k: v for k, v in form.items() if k not in file_fields})
         except RequestValidationFailed as error:
             errors.extend(error.detail)
         if errors:

@@ -144,7 +144,8 @@ def test_invalid_parameters_and_missing_files_are_422_in_pydantic_shape(match_cl
     before = tasks.page(0, 1).total
     response = match_client("feature").post(
         "/api/v1/match/feature",
-        data={"query_image": (io.BytesIO(_png(20, 20)), "q.png"), "ratio_threshold": "1.5", "detector": "SURF", "max_matches": "x", "colour": "1"},
+        data={"query_image": (io.BytesIO(_png(20, 20)), "q.png"), "train_image": "not a file part",
+              "ratio_threshold": "1.5", "detector": "SURF", "max_matches": "x", "colour": "1"},
     )
     assert response.status_code == 422
     detail = response.get_json()["detail"]
