@@ -156,8 +156,8 @@ class FeatureTool(MatchTool):
     params_model = FeatureParams
     inputs = (ToolInput("query_image", "image"), ToolInput("train_image", "image"))
 
-    def check(self, inputs: list[bytes], params: FeatureParams) -> None:
-        ensure_big_enough(*(load_bgr(data, self.settings.max_image_pixels) for data in inputs))
+    def check(self, checked: list[np.ndarray], params: FeatureParams) -> None:
+        ensure_big_enough(*checked)
 
     def run(self, inputs: list[bytes], params: FeatureParams) -> ToolOutput:
         query, train = (load_bgr(data, self.settings.max_image_pixels) for data in inputs)

@@ -82,12 +82,13 @@ class MatchService:
         """Validate everything, create the task, store the inputs, queue the work; 201 material."""
         params = self._validated_params(form, uploads)
         inputs = [uploads[spec.field] for spec in self.tool.inputs]
+        checked = []
         for spec, upload in zip(self.tool.inputs, inputs, strict=True):
             try:
-                self.tool.check_input(spec, upload.data)
+                checked.append(self.tool.check_input(spec, upload.data))
             except VisionFnError as error:
                 raise error.about(f"{spec.field} ({safe_file_name(upload.filename, 'no name')})") from error
-        self.tool.check([upload.data for upload in inputs], params)
+        self.tool.check(checked, params)
 
         uid = uuid.uuid4().hex
         keys = self._input_keys(uid, inputs)
@@ -135,27 +136,26 @@ class MatchService:
         if (record.event_source_arn or "").endswith(DEAD_LETTER_SUFFIX):
             self._give_up(job.uid)
             return
-        receive_count = record.attributes.approximate_receive_count
-        claim = self.tasks.claim(job.uid, self.settings.task_lease_seconds)
-        if claim is Claim.MISSING:
-            raise TaskNotFound(job.uid)
-        if claim is Claim.BUSY:
-            raise ServiceUnavailable(f"Task {job.uid} is being worked on by another worker; retry later")
-        if claim is Claim.FINISHED:  # a redelivery after the event may have been lost: announce again
+        if not self._claim(job.uid):  # a redelivery after the event may have been lost: announce again
             self._announce(self.tasks.get(job.uid))
             return
-        self._announce(self._work(self.tasks.get(job.uid), receive_count))
+        self._announce(self._work(self.tasks.get(job.uid), record.attributes.approximate_receive_count))
 
     def _give_up(self, uid: str) -> None:
         """A job from the dead-letter queue: every delivery crashed, timed out or ran out of memory
         (a failure the worker saw itself already ended the task). End it in `error`, never stuck."""
+        if self._claim(uid):
+            self._announce(self.tasks.fail(uid, DEAD_LETTER_ERROR.format(count=self.settings.max_receive_count)))
+
+    def _claim(self, uid: str) -> bool:
+        """True when the task is now ours, False when it is already finished; otherwise raise:
+        not found (dropped) or held by a live worker's lease (retried later)."""
         claim = self.tasks.claim(uid, self.settings.task_lease_seconds)
         if claim is Claim.MISSING:
             raise TaskNotFound(uid)
         if claim is Claim.BUSY:
-            raise ServiceUnavailable(f"Task {uid} is still within a worker's lease; retry later")
-        if claim is Claim.CLAIMED:
-            self._announce(self.tasks.fail(uid, DEAD_LETTER_ERROR.format(count=self.settings.max_receive_count)))
+            raise ServiceUnavailable(f"Task {uid} is being worked on by another worker (within its lease); retry later")
+        return claim is Claim.CLAIMED
 
     def _work(self, task: TaskOut, receive_count: int) -> TaskOut:
         """Run the tool; the task ends `done` or `error`, or is released for the retry."""

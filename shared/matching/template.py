@@ -146,9 +146,8 @@ class TemplateTool(MatchTool):
     params_model = TemplateParams
     inputs = (ToolInput("image", "image"), ToolInput("template", "image"))
 
-    def check(self, inputs: list[bytes], params: TemplateParams) -> None:
-        image, template = (load_bgr(data, self.settings.max_image_pixels) for data in inputs)
-        ensure_template_fits(image, template)
+    def check(self, checked: list[np.ndarray], params: TemplateParams) -> None:
+        ensure_template_fits(*checked)
 
     def run(self, inputs: list[bytes], params: TemplateParams) -> ToolOutput:
         image, template = (load_bgr(data, self.settings.max_image_pixels) for data in inputs)

@@ -42,14 +42,14 @@ class MatchTool(ABC):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def check_input(self, spec: ToolInput, data: bytes) -> None:
-        """Reject an unreadable input with a 4xx before queueing (images are decoded, PLY headers read)."""
+    def check_input(self, spec: ToolInput, data: bytes) -> Any:
+        """Reject an unreadable input with a 4xx before queueing; what was read (an image array,
+        a PLY header) goes on to ``check``."""
         if spec.kind == "image":
-            load_bgr(data, self.settings.max_image_pixels)
-        else:
-            parse_header(data, self.settings.surface_max_points)
+            return load_bgr(data, self.settings.max_image_pixels)
+        return parse_header(data, self.settings.surface_max_points)
 
-    def check(self, inputs: list[bytes], params: Any) -> None:
+    def check(self, checked: list[Any], params: Any) -> None:
         """Reject inputs that cannot go together (4xx), before queueing. Nothing by default."""
 
     @abstractmethod
