@@ -70,6 +70,23 @@ def platform_env(platform):
 
 
 @pytest.fixture(scope="session")
+def aws(platform):
+    """boto3 clients of the running platform's LocalStack: ``aws("sqs")``."""
+    import boto3
+
+    def client(service: str):
+        return boto3.client(
+            service,
+            endpoint_url=platform.env["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+
+    return client
+
+
+@pytest.fixture(scope="session")
 def function_client(platform_env):
     """functions-framework test client of functions/<name>/main.py (entry point `handle`)."""
     from functions_framework import create_app

@@ -32,24 +32,19 @@ class ToolDefaults:
 
     def put(self, tool: str, payload: Any) -> ToolParams:
         """Replace the defaults; names left out take the built-in default. 422 on bad values."""
-        model = tool_class(tool).params_model
-        try:
-            params = model.model_validate(payload)
-        except ValidationError as error:
-            raise RequestValidationFailed.from_pydantic(error, "body") from error
+        params = _validated(tool, payload)
         with session_scope(self.database_url) as session:
-            row = session.get(ToolSettings, tool, with_for_update=True)
-            if row is None:
-                session.add(ToolSettings(tool=tool, params=params.model_dump(), updated_at=utc_now()))
-            else:
-                row.params = params.model_dump()
-                row.updated_at = utc_now()
+            session.merge(ToolSettings(tool=tool, params=params.model_dump(), updated_at=utc_now()))
         return params
 
     def resolve(self, tool: str, given: dict[str, Any]) -> ToolParams:
         """A submission's parameters: what it gave over the stored defaults. 422 on bad values."""
-        model = tool_class(tool).params_model
-        try:
-            return model.model_validate({**self.get(tool).model_dump(), **given})
-        except ValidationError as error:
-            raise RequestValidationFailed.from_pydantic(error, "body") from error
+        return _validated(tool, {**self.get(tool).model_dump(), **given})
+
+
+def _validated(tool: str, payload: Any) -> ToolParams:
+    """``payload`` as the tool's parameters; 422 in pydantic's shape (location "body") if not."""
+    try:
+        return tool_class(tool).params_model.model_validate(payload)
+    except ValidationError as error:
+        raise RequestValidationFailed.from_pydantic(error, "body") from error

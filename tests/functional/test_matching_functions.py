@@ -6,7 +6,6 @@ import json
 import time
 import uuid
 
-import boto3
 import numpy as np
 import pytest
 from PIL import Image
@@ -33,14 +32,6 @@ def _ply(with_normals: bool = True, bad_value: str | None = None) -> bytes:
     header = "ply\nformat ascii 1.0\nelement vertex 2\n" + "".join(f"property float {n}\n" for n in names)
     rows = ["0 0 0 0 0 1", f"1 {bad_value or 0} 0 0 0 1"]
     return (header + "end_header\n" + "\n".join(" ".join(r.split()[: len(names)]) for r in rows) + "\n").encode()
-
-
-@pytest.fixture(scope="module")
-def aws(platform_env):
-    def client(service):
-        return boto3.client(service, endpoint_url=platform_env["AWS_ENDPOINT_URL"], region_name="us-east-1")
-
-    return client
 
 
 @pytest.fixture(scope="module")

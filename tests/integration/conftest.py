@@ -2,7 +2,6 @@
 
 import time
 
-import boto3
 import pytest
 
 
@@ -14,20 +13,6 @@ def wait_for(condition, timeout: float = 20.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
-
-
-@pytest.fixture(scope="module")
-def aws(platform):
-    def client(service):
-        return boto3.client(
-            service,
-            endpoint_url=platform.env["AWS_ENDPOINT_URL"],
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-
-    return client
 
 
 @pytest.fixture(scope="module")
