@@ -1,8 +1,15 @@
-"""The local event source mapping: long-polls each function's queue and POSTs the SQS batch.
+"""The local event sources: SQS event source mappings and schedules, as Lambda runs them.
 
-Like Lambda's SQS event source: a message is deleted only after the function answered 2xx
-and did not list it in ``batchItemFailures``; anything else comes back after the visibility
-timeout and, after ``maxReceiveCount`` deliveries, lands in the dead-letter queue.
+Queues: each function's queues are long-polled and their messages POSTed to the function as
+the SQS batch Lambda would hand it, with up to ``concurrency`` batches in flight per queue
+(the event's ScalingConfig.MaximumConcurrency). A message is deleted only after the function
+answered 2xx and did not list it in ``batchItemFailures``; anything else comes back after its
+visibility timeout and, after ``maxReceiveCount`` deliveries, lands in the dead-letter queue.
+
+Schedules: a ``Schedule`` event (``rate(...)``) POSTs EventBridge's "Scheduled Event".
+
+Every invocation carries the Lambda context header with its deadline (the function's Timeout
+from now), as the Lambda Web Adapter passes it in the cloud.
 
 ``python -m infra.event_bridge BINDINGS_JSON``.
 """
@@ -14,17 +21,25 @@ import logging
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from shared.batch import LAMBDA_CONTEXT_HEADER
 from shared.http import EVENTS_PATH
 from shared.settings import get_settings
 from shared.storage import aws_client
 
 log = logging.getLogger("visionfn.bridge")
+
+#: Seconds the bridge waits for a function beyond its Timeout (the function stops its own work).
+ANSWER_GRACE_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -36,10 +51,30 @@ class QueueBinding:
     batch_size: int
     timeout: int
     report_batch_item_failures: bool
+    concurrency: int = 1
 
 
-def load_bindings(path: Path) -> list[QueueBinding]:
-    return [QueueBinding(**item) for item in json.loads(path.read_text())]
+@dataclass(frozen=True)
+class ScheduleBinding:
+    function: str
+    name: str
+    endpoint: str
+    every_seconds: float
+    timeout: int
+
+
+@dataclass(frozen=True)
+class Bindings:
+    queues: list[QueueBinding] = field(default_factory=list)
+    schedules: list[ScheduleBinding] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def load(cls, path: Path) -> Bindings:
+        data = json.loads(path.read_text())
+        return cls([QueueBinding(**item) for item in data["queues"]], [ScheduleBinding(**item) for item in data["schedules"]])
 
 
 def lambda_sqs_event(messages: list[dict[str, Any]], binding: QueueBinding, region: str) -> dict[str, Any]:
@@ -62,6 +97,27 @@ def lambda_sqs_event(messages: list[dict[str, Any]], binding: QueueBinding, regi
     }
 
 
+def scheduled_event(binding: ScheduleBinding, region: str) -> dict[str, Any]:
+    """EventBridge's "Scheduled Event", as a Schedule event source delivers it."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"local:schedule/{binding.function}/{binding.name}"],
+        "detail": {},
+    }
+
+
+def lambda_context(function: str, timeout: int) -> str:
+    """The Lambda context header: the invocation's deadline in epoch milliseconds."""
+    return json.dumps(
+        {"request_id": str(uuid.uuid4()), "deadline": int((time.time() + timeout) * 1000), "invoked_function_arn": function}
+    )
+
+
 def succeeded_messages(
     messages: list[dict[str, Any]], status: int, body: bytes, report_batch_item_failures: bool
 ) -> list[dict[str, Any]]:
@@ -78,53 +134,101 @@ def succeeded_messages(
     return [message for message in messages if message["MessageId"] not in failed]
 
 
+def invoke(http: requests.Session, endpoint: str, function: str, timeout: int, event: dict[str, Any]) -> requests.Response:
+    return http.post(
+        endpoint + EVENTS_PATH,
+        json=event,
+        headers={LAMBDA_CONTEXT_HEADER: lambda_context(function, timeout)},
+        timeout=timeout + ANSWER_GRACE_SECONDS,
+    )
+
+
 class QueuePoller(threading.Thread):
+    """One queue's event source: receives while a delivery slot is free, delivers concurrently."""
+
     def __init__(self, binding: QueueBinding, stop: threading.Event) -> None:
         super().__init__(name=f"bridge-{binding.function}", daemon=True)
         self.binding = binding
         self.stop_event = stop
         self.settings = get_settings()
         self.sqs = aws_client("sqs", self.settings)
-        self.http = requests.Session()
+        self.slots = threading.BoundedSemaphore(binding.concurrency)
+        self.deliveries = ThreadPoolExecutor(binding.concurrency, thread_name_prefix=f"deliver-{binding.function}")
+        self.local = threading.local()
 
     def run(self) -> None:
-        log.info("polling %s for %s", self.binding.queue_url, self.binding.function)
+        log.info("polling %s for %s (%d at once)", self.binding.queue_url, self.binding.function, self.binding.concurrency)
         while not self.stop_event.is_set():
+            if not self.slots.acquire(timeout=1.0):
+                continue
             try:
-                self.poll_once()
-            except Exception:  # keep polling; the messages come back after the timeout
-                log.exception("bridge for %s failed a cycle", self.binding.function)
+                messages = self.receive()
+            except Exception:  # keep polling; LocalStack may be restarting
+                log.exception("bridge for %s failed to receive", self.binding.function)
+                messages = []
                 self.stop_event.wait(1.0)
+            if messages:
+                self.deliveries.submit(self.deliver, messages)
+            else:
+                self.slots.release()
+        self.deliveries.shutdown(wait=False, cancel_futures=True)
 
-    def poll_once(self) -> int:
-        binding = self.binding
-        messages = self.sqs.receive_message(
-            QueueUrl=binding.queue_url,
-            MaxNumberOfMessages=min(binding.batch_size, 10),
+    def receive(self) -> list[dict[str, Any]]:
+        return self.sqs.receive_message(
+            QueueUrl=self.binding.queue_url,
+            MaxNumberOfMessages=min(self.binding.batch_size, 10),
             WaitTimeSeconds=self.settings.bridge_wait_seconds,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         ).get("Messages", [])
-        if not messages:
-            return 0
-        event = lambda_sqs_event(messages, binding, self.settings.aws_region)
+
+    def deliver(self, messages: list[dict[str, Any]]) -> None:
+        binding = self.binding
         try:
-            response = self.http.post(binding.endpoint + EVENTS_PATH, json=event, timeout=binding.timeout)
-            status, body = response.status_code, response.content
-        except requests.RequestException as error:
-            log.error("%s unreachable (%s); %d message(s) will be redelivered", binding.function, error, len(messages))
-            return len(messages)
-        done = succeeded_messages(messages, status, body, binding.report_batch_item_failures)
-        if done:
-            self.sqs.delete_message_batch(
-                QueueUrl=binding.queue_url,
-                Entries=[{"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(done)],
+            http = self.local.__dict__.setdefault("http", requests.Session())
+            event = lambda_sqs_event(messages, binding, self.settings.aws_region)
+            try:
+                response = invoke(http, binding.endpoint, binding.function, binding.timeout, event)
+                status, body = response.status_code, response.content
+            except requests.RequestException as error:
+                log.error("%s did not answer (%s); %d message(s) will be redelivered", binding.function, error, len(messages))
+                return
+            done = succeeded_messages(messages, status, body, binding.report_batch_item_failures)
+            if done:
+                self.sqs.delete_message_batch(
+                    QueueUrl=binding.queue_url,
+                    Entries=[{"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(done)],
+                )
+            log.info(
+                "%s: %d delivered, %d done, %d to be redelivered (HTTP %d)",
+                binding.function, len(messages), len(done), len(messages) - len(done), status,
             )
-        log.info(
-            "%s: %d delivered, %d done, %d to be redelivered (HTTP %d)",
-            binding.function, len(messages), len(done), len(messages) - len(done), status,
-        )
-        return len(messages)
+        except Exception:
+            log.exception("delivery to %s failed; the messages will be redelivered", binding.function)
+        finally:
+            self.slots.release()
+
+
+class Scheduler(threading.Thread):
+    """One Schedule event: invokes the function every ``every_seconds`` (never two at once)."""
+
+    def __init__(self, binding: ScheduleBinding, stop: threading.Event) -> None:
+        super().__init__(name=f"schedule-{binding.function}", daemon=True)
+        self.binding = binding
+        self.stop_event = stop
+        self.http = requests.Session()
+
+    def run(self) -> None:
+        binding = self.binding
+        log.info("scheduling %s (%s) every %.0f s", binding.function, binding.name, binding.every_seconds)
+        while not self.stop_event.wait(binding.every_seconds):
+            try:
+                event = scheduled_event(binding, get_settings().aws_region)
+                response = invoke(self.http, binding.endpoint, binding.function, binding.timeout, event)
+                if response.status_code >= 300:
+                    log.error("%s (%s) answered HTTP %d", binding.function, binding.name, response.status_code)
+            except requests.RequestException as error:
+                log.error("%s (%s) did not answer: %s", binding.function, binding.name, error)
 
 
 def main() -> None:
@@ -132,13 +236,15 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    pollers = [QueuePoller(binding, stop) for binding in load_bindings(Path(sys.argv[1]))]
-    for poller in pollers:
-        poller.start()
-    log.info("event bridge running with %d queue(s)", len(pollers))
+    bindings = Bindings.load(Path(sys.argv[1]))
+    threads: list[threading.Thread] = [QueuePoller(binding, stop) for binding in bindings.queues]
+    threads += [Scheduler(binding, stop) for binding in bindings.schedules]
+    for thread in threads:
+        thread.start()
+    log.info("event bridge running: %d queue(s), %d schedule(s)", len(bindings.queues), len(bindings.schedules))
     stop.wait()
-    for poller in pollers:
-        poller.join(timeout=get_settings().bridge_wait_seconds + 2)
+    for thread in threads:
+        thread.join(timeout=get_settings().bridge_wait_seconds + 2)
 
 
 if __name__ == "__main__":

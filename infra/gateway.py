@@ -39,6 +39,7 @@ class GatewayRoute:
     path: str
     function: str
     upstream: str  # http://127.0.0.1:PORT
+    timeout: int = 30  # the function's Timeout: no answer by then is a 504
 
 
 def load_routes(path: Path) -> list[GatewayRoute]:
@@ -74,6 +75,7 @@ async def forward(request: web.Request, route: GatewayRoute) -> web.StreamRespon
             data=request.content if request.body_exists else None,
             allow_redirects=False,
             auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=route.timeout, sock_connect=5),
         ) as upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for key, value in upstream.headers.items():
@@ -86,7 +88,11 @@ async def forward(request: web.Request, route: GatewayRoute) -> web.StreamRespon
             return response
     except aiohttp.ClientConnectionError as error:
         log.error("function %s at %s unreachable: %s", route.function, route.upstream, error)
-        return _json(502, f"Function {route.function} is not reachable")
+        return _json(502, f"Function {route.function} did not answer (its process stopped or is restarting); "
+                     "try again")
+    except TimeoutError:
+        log.error("function %s timed out after %d s", route.function, route.timeout)
+        return _json(504, f"Function {route.function} did not answer within its timeout of {route.timeout} s")
 
 
 async def _open_session(app: web.Application) -> None:

@@ -1,4 +1,4 @@
-"""Child processes of the runner: started in their own session, logged to one file each."""
+"""Child processes of the runner: each in its own session, logged to one file, restarted when it dies."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+#: Restart delays after a child died: doubled on each quick death, up to the cap; a child that
+#: stayed up ``STABLE_SECONDS`` starts again from the first delay.
+FIRST_RESTART_DELAY = 0.5
+MAX_RESTART_DELAY = 30.0
+STABLE_SECONDS = 60.0
 
 
 class PortInUse(RuntimeError):
@@ -16,9 +22,13 @@ class PortInUse(RuntimeError):
 
 
 def ensure_port_free(port: int, owner: str) -> None:
+    """Raise unless a server could listen on ``port`` now. SO_REUSEADDR, as servers bind: sockets
+    left in TIME_WAIT by a platform that just stopped do not count as taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
+            probe.listen()
         except OSError as error:
             raise PortInUse(
                 f"port {port} on 127.0.0.1 (wanted by {owner}) is already in use: {error.strerror}. "
@@ -33,24 +43,63 @@ def port_accepts(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
 @dataclass
 class ChildProcess:
     name: str
-    process: subprocess.Popen[bytes]
+    command: list[str]
+    env: dict[str, str]
     log_path: Path
+    process: subprocess.Popen[bytes] = field(init=False)
+    started_at: float = field(init=False, default=0.0)
+    restarts: int = 0
+    last_exit: str | None = None
+    restart_at: float | None = None  # set while it waits to be restarted
+    restart_delay: float = FIRST_RESTART_DELAY
 
     @classmethod
     def start(cls, name: str, command: list[str], env: dict[str, str], log_dir: Path) -> ChildProcess:
         log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = log_dir / f"{name}.log"
-        with log_path.open("ab") as log_file:
-            process = subprocess.Popen(
-                command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        child = cls(name, command, env, log_dir / f"{name}.log")
+        child._spawn()
+        return child
+
+    def _spawn(self) -> None:
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                self.command, env=self.env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
             )
-        return cls(name, process, log_path)
+        self.started_at = time.monotonic()
 
     def exited(self) -> int | None:
         return self.process.poll()
+
+    def schedule_restart(self) -> float:
+        """After it died: remove what is left of its process group, pick the delay (backoff)."""
+        self.last_exit = describe_exit(self.process.returncode)
+        self._kill_group(signal.SIGKILL)
+        if time.monotonic() - self.started_at >= STABLE_SECONDS:
+            self.restart_delay = FIRST_RESTART_DELAY
+        delay = self.restart_delay
+        self.restart_delay = min(self.restart_delay * 2, MAX_RESTART_DELAY)
+        self.restart_at = time.monotonic() + delay
+        return delay
+
+    def restart_if_due(self) -> bool:
+        if self.restart_at is None or time.monotonic() < self.restart_at:
+            return False
+        self.restart_at = None
+        self.restarts += 1
+        self._spawn()
+        return True
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -60,17 +109,17 @@ class ChildProcess:
 
     def stop(self, grace_seconds: float = 8.0) -> None:
         if self.process.poll() is not None:
+            self._kill_group(signal.SIGKILL)  # what it may have left behind
             return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
+        self._kill_group(signal.SIGTERM)
         deadline = time.monotonic() + grace_seconds
         while time.monotonic() < deadline and self.process.poll() is None:
             time.sleep(0.05)
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait()
+        self._kill_group(signal.SIGKILL)
+        self.process.wait()
+
+    def _kill_group(self, signal_number: int) -> None:
+        try:
+            os.killpg(self.process.pid, signal_number)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -18,9 +18,9 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from infra.event_bridge import QueueBinding
+from infra.event_bridge import Bindings, QueueBinding, ScheduleBinding
 from infra.gateway import GatewayRoute
-from infra.processes import ChildProcess, PortInUse, ensure_port_free, port_accepts
+from infra.processes import ChildProcess, PortInUse, describe_exit, ensure_port_free, port_accepts
 from infra.stack import (
     LOCAL_CREDENTIALS,
     StackError,
@@ -46,6 +46,7 @@ class StartupError(RuntimeError):
 class LocalFunction:
     spec: FunctionSpec
     port: int
+    timeout: int  # the template's Timeout (capped by VISIONFN_LOCAL_TIMEOUT_SECONDS when set)
 
     @property
     def url(self) -> str:
@@ -65,6 +66,7 @@ class PlatformState:
     functions: dict[str, str]
     outputs: dict[str, str]
     ready_seconds: float
+    processes: dict[str, dict[str, object]]  # name -> pid, restarts, last_exit (kept current)
 
 
 def state_path(settings: Settings) -> Path:
@@ -88,7 +90,7 @@ class Platform:
         started = time.monotonic()
         settings = self.settings
         functions = [
-            LocalFunction(spec, settings.function_base_port + index)
+            LocalFunction(spec, settings.function_base_port + index, min(spec.timeout, settings.local_timeout_seconds or spec.timeout))
             for index, spec in enumerate(function_specs(load_template()))
         ]
         ensure_port_free(settings.localstack_port, "LocalStack")
@@ -114,11 +116,11 @@ class Platform:
             self._start(function.spec.name, self._function_command(function), self._resolved_env(env, function, stack.context))
         self._wait_for_ports({function.spec.name: function.port for function in functions})
 
-        bindings = self._queue_bindings(functions, stack.context)
+        bindings = Bindings(self._queue_bindings(functions, stack.context), self._schedule_bindings(functions))
         bindings_file = settings.run_dir / "bridge.json"
-        bindings_file.write_text(json.dumps([asdict(binding) for binding in bindings], indent=2))
+        bindings_file.write_text(bindings.to_json())
         routes = [
-            GatewayRoute(route.method, route.path, function.spec.name, function.url)
+            GatewayRoute(route.method, route.path, function.spec.name, function.url, function.timeout)
             for function in functions
             for route in function.spec.routes
         ]
@@ -139,9 +141,22 @@ class Platform:
             functions={function.spec.name: function.url for function in functions},
             outputs=stack.outputs,
             ready_seconds=round(time.monotonic() - started, 2),
+            processes={},
         )
-        state_path(settings).write_text(json.dumps(asdict(state), indent=2))
+        self.state = state
+        self._write_state()
         return state
+
+    def _write_state(self) -> None:
+        """state.json, with every process's pid and restarts (what `make status` shows)."""
+        self.state.processes = {
+            child.name: {"pid": child.process.pid, "restarts": child.restarts, "last_exit": child.last_exit}
+            for child in self.children
+        }
+        path = state_path(self.settings)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(self.state), indent=2))
+        temporary.replace(path)
 
     def _start(self, name: str, command: list[str], env: dict[str, str]) -> ChildProcess:
         child = ChildProcess.start(name, command, env, log_dir(self.settings))
@@ -163,6 +178,7 @@ class Platform:
     def _resolved_env(self, base: dict[str, str], function: LocalFunction, context: StackContext) -> dict[str, str]:
         env = {**base, **{key: context.resolve(value) for key, value in function.spec.environment.items()}}
         env["DATABASE_URL"] = self.settings.database_url  # the template's is the cloud's secret
+        env["VISIONFN_FUNCTION_TIMEOUT"] = str(function.timeout)
         env.pop("PORT", None)
         return env
 
@@ -189,11 +205,25 @@ class Platform:
                         queue_arn=arn,
                         endpoint=function.url,
                         batch_size=trigger.batch_size,
-                        timeout=function.spec.timeout,
+                        timeout=function.timeout,
                         report_batch_item_failures=trigger.report_batch_item_failures,
+                        concurrency=trigger.concurrency,
                     )
                 )
         return bindings
+
+    def _schedule_bindings(self, functions: list[LocalFunction]) -> list[ScheduleBinding]:
+        return [
+            ScheduleBinding(
+                function=function.spec.name,
+                name=trigger.name,
+                endpoint=function.url,
+                every_seconds=self.settings.local_schedule_seconds or trigger.every_seconds,
+                timeout=function.timeout,
+            )
+            for function in functions
+            for trigger in function.spec.schedules
+        ]
 
     def _wait_for_ports(self, ports: dict[str, int], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -207,17 +237,37 @@ class Platform:
 
     # --- supervision -----------------------------------------------------------------------------
     def raise_if_a_child_died(self) -> None:
+        """During start-up any death is fatal: the platform is not there yet to keep serving."""
         for child in self.children:
             code = child.exited()
             if code is not None:
                 raise StartupError(
-                    f"{child.name} (pid {child.process.pid}) exited with code {code}; "
+                    f"{child.name} (pid {child.process.pid}) {describe_exit(code)}; "
                     f"log {child.log_path}:\n{child.log_tail()}"
                 )
 
     def supervise(self) -> None:
-        while not self.stopping.wait(0.5):
-            self.raise_if_a_child_died()
+        """Restart what dies (with backoff) while the rest keeps serving, until asked to stop.
+        LocalStack alone is fatal: the bucket, queues and messages it held are gone with it."""
+        while not self.stopping.wait(0.2):
+            changed = False
+            for child in self.children:
+                code = child.exited()
+                if code is not None and child.restart_at is None:
+                    if child.name == "localstack":
+                        raise StartupError(
+                            f"LocalStack (pid {child.process.pid}) {describe_exit(code)}; its state is lost, "
+                            f"so the platform stops. Log {child.log_path}:\n{child.log_tail()}"
+                        )
+                    delay = child.schedule_restart()
+                    self._say(f"{child.name} (pid {child.process.pid}) {child.last_exit}; restarting in {delay:.1f} s "
+                              f"(restart {child.restarts + 1}); log {child.log_path}")
+                    changed = True
+                if child.restart_if_due():
+                    self._say(f"{child.name} restarted (pid {child.process.pid}, restart {child.restarts})")
+                    changed = True
+            if changed:
+                self._write_state()
 
     def down(self) -> None:
         for child in reversed(self.children):
@@ -289,7 +339,11 @@ def command_status(settings: Settings) -> int:
         print("[visionfn] not running")
         return 3
     state = json.loads(path.read_text())
+    processes = state.pop("processes", {})
     print(json.dumps(state, indent=2))
+    print(f"{'process':<16} {'pid':>8} {'restarts':>8}  last exit")
+    for name, process in processes.items():
+        print(f"{name:<16} {process['pid']:>8} {process['restarts']:>8}  {process['last_exit'] or '-'}")
     try:
         with urllib.request.urlopen(f"{state['gateway_url']}/health", timeout=5) as response:  # noqa: S310
             print(response.read().decode())

@@ -45,11 +45,22 @@ class ApiRoute:
     path: str  # API Gateway syntax: /api/v1/tasks/{uid}
 
 
+#: Concurrent deliveries of one SQS event source when its ScalingConfig sets none (AWS's minimum).
+DEFAULT_QUEUE_CONCURRENCY = 2
+
+
 @dataclass(frozen=True)
 class QueueTrigger:
     queue: str  # logical id of the AWS::SQS::Queue
     batch_size: int
     report_batch_item_failures: bool
+    concurrency: int  # ScalingConfig.MaximumConcurrency: batches delivered at once
+
+
+@dataclass(frozen=True)
+class ScheduleTrigger:
+    name: str  # the event's name in the template
+    every_seconds: int  # Schedule: rate(N minute[s] | hour[s] | day[s])
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,7 @@ class FunctionSpec:
     timeout: int
     routes: tuple[ApiRoute, ...] = ()
     queues: tuple[QueueTrigger, ...] = ()
+    schedules: tuple[ScheduleTrigger, ...] = ()
     environment: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -79,8 +91,8 @@ def function_specs(template: dict[str, Any]) -> list[FunctionSpec]:
         build_args = resource.get("Metadata", {}).get("DockerBuildArgs", {})
         if "FUNCTION" not in build_args or "TARGET" not in build_args:
             raise ValueError(f"{logical_id}: Metadata.DockerBuildArgs needs FUNCTION and TARGET")
-        routes, queues = [], []
-        for event in properties.get("Events", {}).values():
+        routes, queues, schedules = [], [], []
+        for event_name, event in properties.get("Events", {}).items():
             event_properties = event.get("Properties", {})
             if event["Type"] in ("HttpApi", "Api"):
                 routes.append(ApiRoute(event_properties["Method"].upper(), event_properties["Path"]))
@@ -91,8 +103,13 @@ def function_specs(template: dict[str, Any]) -> list[FunctionSpec]:
                         batch_size=int(event_properties.get("BatchSize", 10)),
                         report_batch_item_failures="ReportBatchItemFailures"
                         in event_properties.get("FunctionResponseTypes", []),
+                        concurrency=int(
+                            event_properties.get("ScalingConfig", {}).get("MaximumConcurrency", DEFAULT_QUEUE_CONCURRENCY)
+                        ),
                     )
                 )
+            elif event["Type"] == "Schedule":
+                schedules.append(ScheduleTrigger(event_name, rate_seconds(event_properties["Schedule"])))
             else:
                 raise ValueError(f"{logical_id}: event type {event['Type']} has no local runtime")
         environment = {**global_env, **properties.get("Environment", {}).get("Variables", {})}
@@ -104,10 +121,23 @@ def function_specs(template: dict[str, Any]) -> list[FunctionSpec]:
                 timeout=int(properties.get("Timeout", global_function.get("Timeout", 3))),
                 routes=tuple(routes),
                 queues=tuple(queues),
+                schedules=tuple(schedules),
                 environment=environment,
             )
         )
     return sorted(specs, key=lambda spec: spec.name)
+
+
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_seconds(expression: str) -> int:
+    """``rate(5 minutes)`` -> 300. Cron expressions have no local runtime."""
+    match = _RATE.match(expression.strip())
+    if not match:
+        raise ValueError(f"schedule {expression!r}: the local runtime runs rate(N minute[s]|hour[s]|day[s]) only")
+    return int(match[1]) * _UNIT_SECONDS[match[2].rstrip("s")]
 
 
 def _logical_id_of(reference: Any) -> str:

@@ -91,6 +91,18 @@ class ServiceUnavailable(VisionFnError):
     status = 503
 
 
+class LeaseLost(VisionFnError):
+    """A worker's lease on a task lapsed and another attempt holds it: the worker must stop."""
+
+    status = 409
+
+
+class TimedOut(VisionFnError):
+    """Work ran past its function's ``Timeout`` and was stopped."""
+
+    status = 504
+
+
 class InjectedFault(VisionFnError):
     """Raised on purpose by the fault-injection hook (tests of redelivery and DLQ)."""
 

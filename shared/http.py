@@ -13,7 +13,7 @@ from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.exceptions import NotFound as WerkzeugNotFound
 from werkzeug.routing import Map, Rule
 
-from shared.batch import RecordHandler, process_sqs_batch
+from shared.batch import Invocation, RecordHandler, process_sqs_batch
 from shared.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -119,9 +119,21 @@ class FunctionRoutes:
             payload = request.get_json(silent=True)
             if payload is None:
                 raise BadRequest("Event body must be an SQS batch in JSON")
-            return json_response(process_sqs_batch(payload, handle_record).to_json())
+            invocation = Invocation.from_headers(request.headers, get_settings().function_timeout)
+            return json_response(process_sqs_batch(payload, handle_record, invocation).to_json())
 
         self.route(EVENTS_PATH, ["POST"])(deliver_events)
+
+    def schedule(self, run: Callable[[], BaseModel]) -> None:
+        """Serve a Schedule event ("Scheduled Event" from EventBridge) on POST /events."""
+
+        def scheduled(request: flask.Request) -> flask.Response:
+            payload = request.get_json(silent=True)
+            if not isinstance(payload, dict) or payload.get("detail-type") != "Scheduled Event":
+                raise BadRequest('Event body must be an EventBridge "Scheduled Event"')
+            return json_response(run())
+
+        self.route(EVENTS_PATH, ["POST"])(scheduled)
 
     def dispatch(self, request: flask.Request) -> flask.Response:
         """Route the request; every error becomes ``{"detail": ...}`` JSON with its status."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from shared.errors import NotAnImage, PayloadTooLarge
@@ -21,11 +22,14 @@ CONTENT_TYPES = {
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
 }
+#: Single-band modes deeper than 8 bits (16/32-bit integer, 32-bit float): decode_image
+#: scales them to 8-bit "L" with scale_to_8_bit.
+DEEP_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 
 
 @dataclass(frozen=True)
 class DecodedImage:
-    pixels: Image.Image  # upright: EXIF orientation applied
+    pixels: Image.Image  # upright (EXIF orientation applied); deep modes scaled to 8-bit "L"
     format: str  # the source's format (JPEG, PNG, ...)
 
 
@@ -39,6 +43,9 @@ class EncodedImage:
 
 def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
     """Open, bound-check and fully load an image, applying its EXIF orientation.
+
+    A 16/32-bit or float image comes back as 8-bit "L" (see scale_to_8_bit), so every
+    consumer sees the picture, not values clipped at 255 (white) or at 1.
 
     Raises NotAnImage (400) for empty, unknown or corrupt data and PayloadTooLarge (413)
     above ``max_pixels`` (checked from the header, before any pixel is decoded).
@@ -62,7 +69,43 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
         upright = ImageOps.exif_transpose(image) or image
     except (OSError, ValueError, SyntaxError) as error:
         raise NotAnImage(f"Image data is truncated or corrupt: {error}") from error
-    return DecodedImage(pixels=upright, format=image.format or "PNG")
+    return DecodedImage(pixels=scale_to_8_bit(upright), format=image.format or "PNG")
+
+
+def scale_to_8_bit(image: Image.Image) -> Image.Image:
+    """A deep single-band image (modes ``I``, ``I;16*``, ``F``) as 8-bit ``L``; any other mode
+    is returned as it is.
+
+    The values are mapped from the range they were most likely stored in, so a normal
+    picture keeps its brightness and its structure (a gradient stays the same gradient):
+
+    - ``F`` values all within [0, 1]: a normalised picture, multiplied by 255;
+    - values all within [0, 255]: already 8-bit levels (an 8-bit picture stored deeper,
+      e.g. converted to ``F`` or ``I``), kept as they are;
+    - values all within [0, 65535]: 16-bit levels, multiplied by 255 / 65535;
+    - anything else (negative values or above 65535, e.g. a depth or HDR map): stretched
+      from the image's own minimum..maximum to 0..255 (a constant image becomes 0).
+
+    Levels are rounded to the nearest integer. NaN counts as the lowest finite value,
+    infinities as the lowest or highest finite value.
+    """
+    if image.mode not in DEEP_MODES:
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    values = np.nan_to_num(values, nan=low, posinf=high, neginf=low)
+    if image.mode == "F" and low >= 0 and high <= 1:
+        levels = values * 255
+    elif low >= 0 and high <= 255:
+        levels = values
+    elif low >= 0 and high <= 65535:
+        levels = values * (255 / 65535)
+    elif high > low:
+        levels = (values - low) * (255 / (high - low))
+    else:
+        levels = np.zeros_like(values)
+    return Image.fromarray(np.round(levels).clip(0, 255).astype(np.uint8))
 
 
 def encode_image(image: Image.Image, image_format: str, quality: int = 85) -> EncodedImage:

@@ -44,7 +44,16 @@ class Settings(BaseSettings):
     thumbnail_max_side: int = Field(256, ge=16, le=4096, description="Longest side of a thumbnail, px.")
     presigned_url_seconds: int = Field(3600, ge=1, description="Lifetime of presigned download URLs.")
     task_lease_seconds: int = Field(
-        60, ge=1, description="How long a claimed task stays `processing` before a redelivery may reclaim it."
+        20,
+        ge=1,
+        description="A worker's lease on its task and its job message: renewed every third of it while the "
+        "work runs, so a dead worker's job is redelivered (and its task reclaimed) within this many seconds.",
+    )
+    function_timeout: int = Field(
+        60,
+        ge=1,
+        description="A function's Timeout when an invocation carries no deadline (the event bridge and the "
+        "Lambda Web Adapter pass the real one in `x-amzn-lambda-context`).",
     )
 
     # --- face privacy -------------------------------------------------------------------------
@@ -87,6 +96,15 @@ class Settings(BaseSettings):
     queue_visibility_timeout: int = Field(60, ge=1, description="Visibility timeout of the queues, s.")
     max_receive_count: int = Field(3, ge=1, description="Deliveries before a message goes to its DLQ.")
     bridge_wait_seconds: int = Field(5, ge=1, le=20, description="Long-poll wait of the event bridge, s.")
+    local_timeout_seconds: int | None = Field(
+        None, ge=1, description="Caps every function's Timeout locally (tests of timeouts); unset: the template's."
+    )
+    local_schedule_seconds: float | None = Field(
+        None, gt=0, description="Runs every Schedule event this often locally instead of its rate (tests)."
+    )
+    outbox_grace_seconds: float = Field(
+        10, ge=0, description="The sweeper sends outbox messages left unsent for longer than this (their sender died)."
+    )
     log_level: str = Field("INFO", description="Python log level of every process.")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -12,7 +13,8 @@ from sqlalchemy import func, or_, select, update
 
 from shared.db.engine import session_scope
 from shared.db.models import Task, utc_now
-from shared.errors import TaskNotFound
+from shared.errors import LeaseLost, TaskNotFound
+from shared.messaging import Outbox
 
 TaskStatus = Literal["queued", "processing", "done", "error"]
 
@@ -33,6 +35,7 @@ class TaskOut(BaseModel):
     result_files: list[str]
     result_data: dict[str, Any] | None
     error: str | None
+    attempts: int  # how many times a worker took the task (deliveries that reached the work)
 
 
 class TaskPage(BaseModel):
@@ -41,12 +44,21 @@ class TaskPage(BaseModel):
 
 
 class Claim(enum.Enum):
-    """What a worker's attempt to take a task found."""
+    """Why a worker's attempt to take a task did not give it a lease."""
 
-    CLAIMED = "claimed"  # it is ours now: queued -> processing
     BUSY = "busy"  # another worker holds an unexpired lease: try again later
     FINISHED = "finished"  # already done or error: nothing left to do
     MISSING = "missing"  # no such task
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's hold on a task. ``attempt`` is the fencing token: every write the worker makes
+    is conditional on the task still being ``processing`` under this attempt, so a worker that
+    lost its lease (it stalled, another took over) can never overwrite the task."""
+
+    uid: str
+    attempt: int
 
 
 class TaskListQuery(BaseModel):
@@ -59,10 +71,21 @@ class TaskListQuery(BaseModel):
 
 
 class TaskRepository:
-    def __init__(self, database_url: str | None = None) -> None:
-        self.database_url = database_url
+    """Tasks and the messages their changes send. With an ``outbox``, a task created with a
+    ``job_queue`` gets its job in the same transaction, and a task that finishes gets its
+    task-finished event in the transaction that finishes it; without one (read-only callers,
+    tests of the table), no messages are written."""
 
-    def create(self, tool: str, params: dict[str, Any], input_files: list[str], uid: str | None = None) -> TaskOut:
+    def __init__(self, database_url: str | None = None, outbox: Outbox | None = None) -> None:
+        self.database_url = database_url
+        self.outbox = outbox
+
+    def create(
+        self, tool: str, params: dict[str, Any], input_files: list[str], uid: str | None = None,
+        job_queue: str | None = None,
+    ) -> TaskOut:
+        """A ``queued`` task and, with ``job_queue``, its job: both or neither. The job is sent by
+        ``dispatch`` once the inputs are stored (or by the sweeper if this process dies first)."""
         now = utc_now()
         task = Task(
             uid=uid or uuid.uuid4().hex,
@@ -80,8 +103,32 @@ class TaskRepository:
         )
         with session_scope(self.database_url) as session:
             session.add(task)
+            if job_queue and self.outbox:
+                self.outbox.add_job(session, task.uid, job_queue)
             session.flush()
             return TaskOut.model_validate(task)
+
+    def dispatch(self, uid: str) -> None:
+        """Send the task's committed, unsent messages (its job, its task-finished event)."""
+        if self.outbox:
+            self.outbox.deliver(uid)
+
+    def abandon(self, uid: str, error: str) -> TaskOut:
+        """A submission that failed before its job was due: ``queued -> error``, its job dropped,
+        the failure announced."""
+        with session_scope(self.database_url) as session:
+            task = session.scalar(
+                update(Task).where(Task.uid == uid, Task.status == "queued")
+                .values(status="error", error=error, updated_at=utc_now()).returning(Task)
+            )
+            if task is None:
+                raise TaskNotFound(uid)
+            if self.outbox:
+                self.outbox.cancel_jobs(session, uid)
+                self.outbox.add_task_finished(session, task)
+            result = TaskOut.model_validate(task)
+        self.dispatch(uid)
+        return result
 
     def get(self, uid: str) -> TaskOut:
         with session_scope(self.database_url) as session:
@@ -98,8 +145,8 @@ class TaskRepository:
             )
             return TaskPage(total=total, tasks=[TaskOut.model_validate(row) for row in rows])
 
-    def claim(self, uid: str, lease_seconds: int) -> Claim:
-        """``queued -> processing`` exactly once; a lapsed lease (a worker died) may be reclaimed."""
+    def claim(self, uid: str, lease_seconds: int) -> Lease | Claim:
+        """``queued -> processing`` exactly once; a lapsed lease (its worker died) may be reclaimed."""
         now = utc_now()
         statement = (
             update(Task)
@@ -116,42 +163,52 @@ class TaskRepository:
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
                 updated_at=now,
             )
+            .returning(Task.attempts)
         )
         with session_scope(self.database_url) as session:
-            if session.execute(statement).rowcount == 1:
-                return Claim.CLAIMED
+            attempt = session.scalar(statement)
+            if attempt is not None:
+                return Lease(uid, attempt)
             status = session.scalar(select(Task.status).where(Task.uid == uid))
         if status is None:
             return Claim.MISSING
         return Claim.FINISHED if status in ("done", "error") else Claim.BUSY
 
-    def release(self, uid: str) -> None:
+    def renew(self, lease: Lease, lease_seconds: int) -> None:
+        """Heartbeat: push the lease's expiry ``lease_seconds`` from now; LeaseLost if it is gone."""
+        self._fenced(lease, lease_expires_at=utc_now() + timedelta(seconds=lease_seconds))
+
+    def release(self, lease: Lease) -> None:
         """Give a claimed task back (``processing -> queued``) so a retry may claim it at once."""
+        self._fenced(lease, status="queued", lease_expires_at=None)
+
+    def complete(self, lease: Lease, result_data: dict[str, Any], result_files: list[str]) -> TaskOut:
+        return self._fenced(lease, status="done", result_data=result_data, result_files=result_files, error=None,
+                            lease_expires_at=None)
+
+    def fail(self, lease: Lease, error: str) -> TaskOut:
+        return self._fenced(lease, status="error", result_data=None, result_files=[], error=error,
+                            lease_expires_at=None)
+
+    def _fenced(self, lease: Lease, **values: Any) -> TaskOut:
+        """Write ``values`` only while ``lease`` still holds the task; LeaseLost otherwise."""
         statement = (
             update(Task)
-            .where(Task.uid == uid, Task.status == "processing")
-            .values(status="queued", lease_expires_at=None, updated_at=utc_now())
+            .where(Task.uid == lease.uid, Task.status == "processing", Task.attempts == lease.attempt)
+            .values(**values, updated_at=utc_now())
+            .returning(Task)
         )
         with session_scope(self.database_url) as session:
-            session.execute(statement)
-
-    def complete(self, uid: str, result_data: dict[str, Any], result_files: list[str]) -> TaskOut:
-        return self._finish(uid, status="done", result_data=result_data, result_files=result_files, error=None)
-
-    def fail(self, uid: str, error: str) -> TaskOut:
-        return self._finish(uid, status="error", result_data=None, result_files=[], error=error)
-
-    def _finish(self, uid: str, **values: Any) -> TaskOut:
-        with session_scope(self.database_url) as session:
-            task = session.get(Task, uid, with_for_update=True)
+            task = session.scalar(statement)
             if task is None:
-                raise TaskNotFound(uid)
-            for name, value in values.items():
-                setattr(task, name, value)
-            task.lease_expires_at = None
-            task.updated_at = utc_now()
-            session.flush()
-            return TaskOut.model_validate(task)
+                raise LeaseLost(f"Task {lease.uid}: attempt {lease.attempt} no longer holds it")
+            finished = task.status in ("done", "error")
+            if finished and self.outbox:
+                self.outbox.add_task_finished(session, task)
+            result = TaskOut.model_validate(task)
+        if finished:
+            self.dispatch(lease.uid)
+        return result
 
     def add_thumbnail(self, uid: str, key: str) -> bool:
         """Record a thumbnail on its task once; False when no task has that uid."""

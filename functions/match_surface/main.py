@@ -1,12 +1,21 @@
-"""POST /api/v1/match/surface queues a surface-matching task; its job queue's events do the work."""
+"""POST /api/v1/match/surface queues a surface-matching task (201); its job queue's events
+(POST /events: jobs, and dead-lettered jobs) do the work."""
 
 import flask
 
+from shared.http import FunctionRoutes, json_response
 from shared.logs import configure_logging
-from shared.matching.function import match_function_routes
+from shared.matching.function import match_service, submitted_files
 
 configure_logging("match_surface")
-routes = match_function_routes("surface")
+service = match_service("surface")
+routes = FunctionRoutes()
+routes.events(service.handle_job)
+
+
+@routes.post("/api/v1/match/surface")
+def submit(request: flask.Request) -> flask.Response:
+    return json_response(service.submit(request.form.to_dict(), submitted_files(service, request)), status=201)
 
 
 def handle(request: flask.Request) -> flask.Response:

@@ -80,3 +80,19 @@ class ToolSettings(Base):
     tool: Mapped[str] = mapped_column(String(32), primary_key=True)
     params: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class OutboxMessage(Base):
+    """A message written in the same transaction as the state change it announces (a task's job,
+    its task-finished event); sent right after the commit, or later by the sweeper if the sender
+    died first. ``sent_at`` is null until it was handed to SQS / EventBridge."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_uid: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "job" (SQS queue) or "event" (EventBridge bus)
+    target: Mapped[str] = mapped_column(String(1024))  # queue URL or bus name
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)

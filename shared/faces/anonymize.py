@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from shared.faces.detections import FaceDetections
+from shared.vision.boxes import clip_corners
 
 Mode = Literal["blur", "pixelate", "solid"]
 Shape = Literal["ellipse", "rectangle"]
@@ -32,10 +33,7 @@ def covered_regions(detections: FaceDetections, width: int, height: int, margin:
     corners = detections.corners
     corners[:, :2] -= grow
     corners[:, 2:] += grow
-    corners = np.round(corners)
-    corners[:, [0, 2]] = corners[:, [0, 2]].clip(0, width)
-    corners[:, [1, 3]] = corners[:, [1, 3]].clip(0, height)
-    return corners.astype(np.int32)
+    return clip_corners(np.round(corners), width, height).astype(np.int32)
 
 
 def strength(face_width: float, face_height: float, mode: Mode) -> int:

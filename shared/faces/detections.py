@@ -6,6 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.vision.boxes import clip_corners, corners_to_xywh, greedy_nms, xywh_to_corners
+
+#: With ``drop_nested``, a box whose area lies more than this fraction inside a kept one is dropped.
+NESTED_FRACTION = 0.8
+
 
 @dataclass(frozen=True)
 class FaceDetections:
@@ -27,26 +32,23 @@ class FaceDetections:
     @classmethod
     def from_corners(cls, corners: np.ndarray, scores: np.ndarray) -> FaceDetections:
         """From (N, 4) ``x1, y1, x2, y2``."""
-        corners = np.asarray(corners, np.float32).reshape(-1, 4)
-        boxes = np.column_stack([corners[:, :2], corners[:, 2:] - corners[:, :2]])
-        return cls(boxes.astype(np.float32), np.asarray(scores, np.float32).reshape(-1))
+        boxes = corners_to_xywh(np.asarray(corners, np.float32).reshape(-1, 4))
+        return cls(boxes, np.asarray(scores, np.float32).reshape(-1))
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
     @property
     def corners(self) -> np.ndarray:
-        return np.column_stack([self.boxes[:, :2], self.boxes[:, :2] + self.boxes[:, 2:]])
+        return xywh_to_corners(self.boxes)
 
     def above(self, min_score: float) -> FaceDetections:
         keep = self.scores >= min_score
         return FaceDetections(self.boxes[keep], self.scores[keep])
 
     def clipped(self, width: int, height: int) -> FaceDetections:
-        corners = self.corners
-        corners[:, [0, 2]] = corners[:, [0, 2]].clip(0, width)
-        corners[:, [1, 3]] = corners[:, [1, 3]].clip(0, height)
-        clipped = FaceDetections.from_corners(corners, self.scores)
+        """The part of each box inside the image; boxes left under 1 px wide or high are dropped."""
+        clipped = FaceDetections.from_corners(clip_corners(self.corners, width, height), self.scores)
         keep = (clipped.boxes[:, 2] >= 1) & (clipped.boxes[:, 3] >= 1)
         return FaceDetections(clipped.boxes[keep], clipped.scores[keep])
 
@@ -54,22 +56,8 @@ class FaceDetections:
         return FaceDetections(np.vstack([self.boxes, other.boxes]), np.concatenate([self.scores, other.scores]))
 
     def non_max_suppressed(self, iou_threshold: float, drop_nested: bool = True) -> FaceDetections:
-        """Greedy NMS, highest score first; with ``drop_nested`` a box mostly (80%) inside a
-        kept one is dropped too."""
-        if len(self) <= 1:
-            return self
-        corners = self.corners
-        areas = self.boxes[:, 2] * self.boxes[:, 3]
-        order = np.argsort(-self.scores)
-        keep: list[int] = []
-        while order.size:
-            best, rest = order[0], order[1:]
-            keep.append(int(best))
-            top_left = np.maximum(corners[best, :2], corners[rest, :2])
-            bottom_right = np.minimum(corners[best, 2:], corners[rest, 2:])
-            intersection = np.prod((bottom_right - top_left).clip(min=0), axis=1)
-            iou = intersection / (areas[best] + areas[rest] - intersection + 1e-9)
-            inside = intersection / (np.minimum(areas[best], areas[rest]) + 1e-9)
-            order = rest[(iou <= iou_threshold) & ((inside <= 0.8) | (not drop_nested))]
-        keep_index = np.array(keep)
-        return FaceDetections(self.boxes[keep_index], self.scores[keep_index])
+        """Greedy NMS, highest score first; with ``drop_nested`` a box mostly
+        (``NESTED_FRACTION``) inside a kept one is dropped too."""
+        nested = NESTED_FRACTION if drop_nested else None
+        keep = greedy_nms(self.boxes, self.scores, iou_threshold, max_overlap_of_smaller=nested)
+        return FaceDetections(self.boxes[keep], self.scores[keep])

@@ -17,7 +17,7 @@ from shared.faces.anonymize import AnonymizeStyle, anonymize, strength
 from shared.faces.detections import FaceDetections
 from shared.faces.detectors import CenterFaceDetector, CombinedDetector, FaceDetector, MediaPipeDetector
 from shared.faces.models import CENTERFACE, MEDIAPIPE_FULL_RANGE, model_path
-from shared.images import EncodedImage, decode_image, encode_image
+from shared.images import EncodedImage, decode_image, encode_image, scale_to_8_bit
 from shared.settings import Settings
 
 DetectorName = Literal["combined", "centerface", "mediapipe"]
@@ -63,14 +63,8 @@ class Analysis:
 
 
 def to_rgb(pixels: Image.Image) -> np.ndarray:
-    """Any decoded mode (L, LA, P, RGBA, CMYK, I;16, ...) as an 8-bit RGB array."""
-    if pixels.mode in ("I;16", "I;16B", "I;16L", "I"):
-        depth = np.asarray(pixels, dtype=np.float64)
-        scale = 65535.0 if depth.max() > 255 else 255.0
-        pixels = Image.fromarray((depth / scale * 255).clip(0, 255).astype(np.uint8), "L")
-    elif pixels.mode == "F":
-        pixels = Image.fromarray((np.asarray(pixels).clip(0, 1) * 255).astype(np.uint8), "L")
-    return np.asarray(pixels.convert("RGB"))
+    """Any decoded mode (L, LA, P, RGBA, CMYK, I;16, F, ...) as an 8-bit RGB array."""
+    return np.asarray(scale_to_8_bit(pixels).convert("RGB"))
 
 
 class FacePrivacy:

@@ -1,42 +1,39 @@
-"""The HTTP and queue entry points every matching function serves (one function per tool)."""
+"""What every matching function is made of (one function per tool): its service and routes
+are declared in ``functions/match_<tool>/main.py``."""
 
 from __future__ import annotations
 
 import flask
 
-from shared.http import FunctionRoutes, json_response
 from shared.matching.defaults import ToolDefaults
 from shared.matching.service import MatchService, Upload
 from shared.matching.tools import tool_class
-from shared.messaging import JobQueue, TaskEvents
+from shared.messaging import JobQueue, Outbox
 from shared.settings import get_settings
 from shared.storage import aws_client, get_object_store
 from shared.tasks import TaskRepository
+from shared.work_processes import WorkProcesses
 
 
-def match_function_routes(tool_name: str) -> FunctionRoutes:
-    """POST /api/v1/match/<tool> queues a task (201); POST /events (the job queue) does it."""
+def match_service(tool_name: str) -> MatchService:
     settings = get_settings()
-    tool = tool_class(tool_name)(settings)
-    service = MatchService(
-        tool,
+    sqs = aws_client("sqs", settings)
+    outbox = Outbox(sqs, aws_client("events", settings), settings.event_bus)
+    return MatchService(
+        tool_class(tool_name)(settings),
         get_object_store(),
-        TaskRepository(),
+        TaskRepository(outbox=outbox),
         ToolDefaults(),
-        JobQueue(aws_client("sqs", settings), settings.job_queue_url),
-        TaskEvents(aws_client("events", settings), settings.event_bus),
+        JobQueue(sqs, settings.job_queue_url),
+        WorkProcesses(),
         settings,
     )
-    routes = FunctionRoutes()
 
-    @routes.post(f"/api/v1/match/{tool_name}")
-    def submit(request: flask.Request) -> flask.Response:
-        uploads = {
-            spec.field: Upload(storage.filename, storage.read())
-            for spec in tool.inputs
-            if (storage := request.files.get(spec.field)) is not None
-        }
-        return json_response(service.submit(request.form.to_dict(), uploads), status=201)
 
-    routes.events(service.handle_job)
-    return routes
+def submitted_files(service: MatchService, request: flask.Request) -> dict[str, Upload]:
+    """The tool's multipart file fields that were sent."""
+    return {
+        spec.field: Upload(storage.filename, storage.read())
+        for spec in service.tool.inputs
+        if (storage := request.files.get(spec.field)) is not None
+    }

@@ -2,37 +2,39 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import mimetypes
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from shared.errors import BadRequest, RequestValidationFailed, ServiceUnavailable, TaskNotFound, VisionFnError
+from shared.batch import Invocation, Outcome
+from shared.errors import LeaseLost, RequestValidationFailed, ServiceUnavailable, TimedOut, VisionFnError
 from shared.events import SqsRecord
-from shared.faults import inject_fault_if_requested
+from shared.faults import extra_work_seconds, inject_fault_if_requested
 from shared.matching.defaults import ToolDefaults
-from shared.matching.pictures import encode_pictures
 from shared.matching.tool import MatchTool
-from shared.messaging import JobQueue, TaskEvents
+from shared.matching.tools import run_tool
+from shared.messaging import JobQueue
 from shared.settings import Settings
 from shared.storage import ObjectStore
-from shared.tasks import Claim, TaskOut, TaskRepository
+from shared.tasks import Claim, Lease, TaskOut, TaskRepository
+from shared.work_processes import WorkProcesses
 
 log = logging.getLogger("visionfn.matching")
 
-#: Jobs arriving from a queue whose name ends so come from a dead-letter queue.
-DEAD_LETTER_SUFFIX = "-dlq"
 DEAD_LETTER_ERROR = (
     "Gave up after {count} deliveries: the worker stopped each time without finishing "
     "(crash, timeout or out of memory)"
 )
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME_LENGTH = 100
+#: Seconds kept, before the function's deadline, to record a timed-out task.
+TIMEOUT_MARGIN_SECONDS = 1.0
 
 
 class MatchJob(BaseModel):
@@ -66,7 +68,7 @@ class MatchService:
         tasks: TaskRepository,
         defaults: ToolDefaults,
         queue: JobQueue,
-        events: TaskEvents,
+        work: WorkProcesses,
         settings: Settings,
     ) -> None:
         self.tool = tool
@@ -74,12 +76,12 @@ class MatchService:
         self.tasks = tasks
         self.defaults = defaults
         self.queue = queue
-        self.events = events
+        self.work = work
         self.settings = settings
 
     # --- submission (the HTTP request) -----------------------------------------------------------
     def submit(self, form: dict[str, str], uploads: dict[str, Upload]) -> TaskOut:
-        """Validate everything, create the task, store the inputs, queue the work; 201 material."""
+        """Validate everything, create the task with its job, store the inputs, send the job."""
         params = self._validated_params(form, uploads)
         inputs = [uploads[spec.field] for spec in self.tool.inputs]
         checked = []
@@ -89,19 +91,20 @@ class MatchService:
             except VisionFnError as error:
                 raise error.about(f"{spec.field} ({safe_file_name(upload.filename, 'no name')})") from error
         self.tool.check(checked, params)
+        if not self.queue.queue_url:
+            raise ServiceUnavailable("No job queue is configured (VISIONFN_JOB_QUEUE_URL)")
 
         uid = uuid.uuid4().hex
         keys = self._input_keys(uid, inputs)
-        # the row comes first: the thumbnail function records on it as soon as an upload lands
-        task = self.tasks.create(self.tool.name, params.model_dump(), keys, uid=uid)
+        # the row comes first (the thumbnail function records on it as soon as an upload lands),
+        # with its job in the same transaction; the job is sent once the inputs are stored
+        task = self.tasks.create(self.tool.name, params.model_dump(), keys, uid=uid, job_queue=self.queue.queue_url)
         try:
             self.store.put_many([(key, upload.data, _content_type(key)) for key, upload in zip(keys, inputs, strict=True)])
-            self.queue.send(MatchJob(uid=uid).model_dump_json())
         except Exception as error:
-            failed = self.tasks.fail(uid, f"The task could not be queued: {error}")
-            with contextlib.suppress(VisionFnError):  # the queue's outage may be the bus's too
-                self._announce(failed)
-            raise ServiceUnavailable(f"The task could not be queued, try again: {error}") from error
+            self.tasks.abandon(uid, f"The inputs could not be stored: {error}")
+            raise ServiceUnavailable(f"The inputs could not be stored, try again: {error}") from error
+        self.tasks.dispatch(uid)
         return task
 
     def _validated_params(self, form: dict[str, str], uploads: dict[str, Upload]) -> Any:
@@ -128,60 +131,84 @@ class MatchService:
         return keys
 
     # --- work (the job queue's event) ---------------------------------------------------------
-    def handle_job(self, record: SqsRecord) -> None:
+    def handle_job(self, record: SqsRecord, invocation: Invocation) -> Outcome:
         try:
             job = MatchJob.model_validate_json(record.body)
-        except ValidationError as error:
-            raise BadRequest(f"Job message is not {{\"uid\": <32 hex>}}: {record.body[:200]!r}") from error
-        if (record.event_source_arn or "").endswith(DEAD_LETTER_SUFFIX):
-            self._give_up(job.uid)
-            return
-        if not self._claim(job.uid):  # a redelivery after the event may have been lost: announce again
-            self._announce(self.tasks.get(job.uid))
-            return
-        self._announce(self._work(self.tasks.get(job.uid), record.attributes.approximate_receive_count))
-
-    def _give_up(self, uid: str) -> None:
-        """A job from the dead-letter queue: every delivery crashed, timed out or ran out of memory
-        (a failure the worker saw itself already ended the task). End it in `error`, never stuck."""
-        if self._claim(uid):
-            self._announce(self.tasks.fail(uid, DEAD_LETTER_ERROR.format(count=self.settings.max_receive_count)))
-
-    def _claim(self, uid: str) -> bool:
-        """True when the task is now ours, False when it is already finished; otherwise raise:
-        not found (dropped) or held by a live worker's lease (retried later)."""
-        claim = self.tasks.claim(uid, self.settings.task_lease_seconds)
+        except ValidationError:
+            log.warning("dropped job %s: not {\"uid\": <32 hex>}: %r", record.message_id, record.body[:200])
+            return Outcome.DROPPED
+        dead_letter = self.queue.is_dead_letter(record)
+        claim = self.tasks.claim(job.uid, self.settings.task_lease_seconds)
         if claim is Claim.MISSING:
-            raise TaskNotFound(uid)
+            log.warning("dropped job %s: no task %s", record.message_id, job.uid)
+            return Outcome.DROPPED
+        if claim is Claim.FINISHED:
+            log.info("task %s already finished; nothing to do", job.uid)
+            return Outcome.HANDLED
         if claim is Claim.BUSY:
-            raise ServiceUnavailable(f"Task {uid} is being worked on by another worker (within its lease); retry later")
-        return claim is Claim.CLAIMED
+            log.info("task %s is held by a live worker's lease; retried later", job.uid)
+            return Outcome.RETRY
+        if dead_letter:  # every delivery died (crash, kill, out of memory): end it, never stuck
+            return self._finish(claim, lambda lease: self.tasks.fail(lease, DEAD_LETTER_ERROR.format(
+                count=self.settings.max_receive_count)))
+        return self._work(claim, record, invocation)
 
-    def _work(self, task: TaskOut, receive_count: int) -> TaskOut:
-        """Run the tool; the task ends `done` or `error`, or is released for the retry."""
+    def _work(self, lease: Lease, record: SqsRecord, invocation: Invocation) -> Outcome:
+        """Run the tool in a work process, heartbeating the lease and the message meanwhile.
+        The task ends `done` or `error`, or is released for the retry."""
+        lease_seconds = self.settings.task_lease_seconds
+
+        def heartbeat() -> None:  # the task's lease first, then the message: the lease lapses first
+            self.tasks.renew(lease, lease_seconds)
+            self.queue.keep_invisible(record, lease_seconds)
+
+        receive_count = record.attributes.approximate_receive_count
         try:
-            return self._run(task, receive_count)
+            heartbeat()
+            task = self.tasks.get(lease.uid)
+            inputs = self.store.get_many(task.input_files)
+            inject_fault_if_requested(inputs[0].metadata, receive_count, self.settings)
+            result_data, pictures = self.work.run(
+                run_tool,
+                (self.tool.name, [stored.data for stored in inputs], task.params,
+                 extra_work_seconds(inputs[0].metadata, self.settings)),
+                deadline=invocation.deadline - TIMEOUT_MARGIN_SECONDS,
+                timeout_message=f"Timed out after {invocation.timeout_seconds} s (the function's Timeout); stopped",
+                tick=heartbeat,
+                tick_seconds=lease_seconds / 3,
+            )
+            results = [(f"results/{lease.uid}/{name}", data, _content_type(name)) for name, data in pictures.items()]
+            self.store.put_many(results)
+        except LeaseLost as error:
+            log.warning("task %s: %s; this attempt stopped", lease.uid, error.detail)
+            return Outcome.HANDLED
+        except TimedOut as error:
+            log.warning("task %s: %s", lease.uid, error.detail)
+            return self._finish(lease, lambda lease: self.tasks.fail(lease, str(error.detail)))
         except Exception as error:
-            detail = error.detail if isinstance(error, VisionFnError) else f"{type(error).__name__}: {error}"
-            if isinstance(error, VisionFnError) and error.is_client_error:
-                log.info("task %s: bad input: %s", task.uid, detail)
-                return self.tasks.fail(task.uid, str(detail))
-            if receive_count >= self.settings.max_receive_count:
-                log.error("task %s failed on its last delivery (%d): %s", task.uid, receive_count, detail)
-                return self.tasks.fail(task.uid, f"Failed after {receive_count} attempts: {detail}")
-            self.tasks.release(task.uid)
-            raise
+            return self._failed(lease, error, receive_count)
+        return self._finish(lease, lambda lease: self.tasks.complete(lease, result_data, [key for key, _, _ in results]))
 
-    def _run(self, task: TaskOut, receive_count: int) -> TaskOut:
-        inputs = self.store.get_many(task.input_files)
-        inject_fault_if_requested(inputs[0].metadata, receive_count, self.settings)
-        params = self.tool.params_model.model_validate(task.params)
-        output = self.tool.run([stored.data for stored in inputs], params)
-        encoded = encode_pictures(output.pictures)
-        results = [(f"results/{task.uid}/{name}", data, _content_type(name)) for name, data in encoded.items()]
-        self.store.put_many(results)
-        return self.tasks.complete(task.uid, output.result_data, [key for key, _, _ in results])
+    def _failed(self, lease: Lease, error: Exception, receive_count: int) -> Outcome:
+        """Bad input ends the task; anything else is retried, and ends it on the last delivery."""
+        detail = error.detail if isinstance(error, VisionFnError) else f"{type(error).__name__}: {error}"
+        if isinstance(error, VisionFnError) and error.is_client_error:
+            log.info("task %s: bad input: %s", lease.uid, detail)
+            return self._finish(lease, lambda lease: self.tasks.fail(lease, str(detail)))
+        if receive_count >= self.settings.max_receive_count:
+            log.error("task %s failed on its last delivery (%d): %s", lease.uid, receive_count, detail)
+            return self._finish(lease, lambda lease: self.tasks.fail(lease, f"Failed after {receive_count} attempts: {detail}"))
+        log.warning("task %s failed on delivery %d, released for the retry: %s", lease.uid, receive_count, detail)
+        self._finish(lease, self.tasks.release)
+        return Outcome.RETRY
 
-    def _announce(self, task: TaskOut) -> None:
-        self.events.task_finished(task)
-        log.info("task %s %s (%s)", task.uid, task.status, self.tool.name)
+    def _finish(self, lease: Lease, write: Callable[[Lease], object]) -> Outcome:
+        """The attempt's last write, fenced by its lease (a late worker changes nothing)."""
+        try:
+            task = write(lease)
+        except LeaseLost as error:
+            log.warning("task %s: %s; its result is not recorded", lease.uid, error.detail)
+            return Outcome.HANDLED
+        if isinstance(task, TaskOut):
+            log.info("task %s %s (%s, attempt %d)", task.uid, task.status, self.tool.name, lease.attempt)
+        return Outcome.HANDLED

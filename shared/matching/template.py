@@ -12,6 +12,7 @@ from pydantic import Field
 from shared.errors import BadRequest
 from shared.matching.pictures import load_bgr, to_gray
 from shared.matching.tool import MatchTool, ToolInput, ToolOutput, ToolParams
+from shared.vision.boxes import greedy_nms
 
 MethodName = Literal["TM_CCOEFF_NORMED", "TM_CCORR_NORMED", "TM_SQDIFF_NORMED", "TM_CCOEFF", "TM_CCORR", "TM_SQDIFF"]
 METHODS: dict[str, int] = {
@@ -76,23 +77,10 @@ def find_matches(
     peaks = (similarity >= cv2.dilate(similarity, np.ones(window, np.uint8))) & (similarity >= threshold)
     ys, xs = np.nonzero(peaks)
     scores = similarity[ys, xs]
-    order = np.argsort(-scores, kind="stable")
-    xs, ys, scores = xs[order], ys[order], scores[order]
-    kept: list[TemplateMatch] = []
-    alive = np.ones(len(xs), dtype=bool)
-    area = float(width * height)
-    for index in range(len(xs)):
-        if len(kept) == max_results:
-            break
-        if not alive[index]:
-            continue
-        x, y = int(xs[index]), int(ys[index])
-        kept.append(TemplateMatch(x, y, width, height, round(float(scores[index]), 4)))
-        overlap_w = np.clip(width - np.abs(xs - x), 0, None)
-        overlap_h = np.clip(height - np.abs(ys - y), 0, None)
-        intersection = overlap_w * overlap_h
-        alive &= intersection / (2 * area - intersection) <= NMS_IOU
-    return len(xs), kept
+    boxes = np.column_stack([xs, ys, np.full_like(xs, width), np.full_like(ys, height)])
+    kept = greedy_nms(boxes, scores, NMS_IOU, max_kept=max_results)
+    matches = [TemplateMatch(int(xs[i]), int(ys[i]), width, height, round(float(scores[i]), 4)) for i in kept]
+    return len(xs), matches
 
 
 def ensure_template_fits(image: np.ndarray, template: np.ndarray) -> None:

@@ -12,7 +12,8 @@ from PIL import Image
 
 from shared.faults import FAIL_ATTEMPTS_METADATA
 from shared.storage import get_object_store
-from shared.tasks import Claim, TaskRepository
+from shared.errors import LeaseLost
+from shared.tasks import Lease, TaskRepository
 from tests.conftest import event_file, load_event, shared_data
 
 BOX = "matching/opencv_samples/box.png"
@@ -35,10 +36,23 @@ def _ply(with_normals: bool = True, bad_value: str | None = None) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def job_queue(aws):
+def dead_jobs(aws):
+    """The job queue's dead-letter queue."""
+    sqs = aws("sqs")
+    url = sqs.create_queue(QueueName=f"visionfn-test-dead-jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    yield url
+    sqs.delete_queue(QueueUrl=url)
+
+
+@pytest.fixture(scope="module")
+def job_queue(aws, dead_jobs):
     """A queue nobody consumes, so the test sees exactly what a submission queued."""
     sqs = aws("sqs")
-    url = sqs.create_queue(QueueName=f"visionfn-test-jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead_jobs, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": "3"})
+    url = sqs.create_queue(
+        QueueName=f"visionfn-test-jobs-{uuid.uuid4().hex[:8]}", Attributes={"RedrivePolicy": redrive}
+    )["QueueUrl"]
     yield url
     sqs.delete_queue(QueueUrl=url)
 
@@ -69,15 +83,33 @@ def _queued_jobs(aws, queue_url) -> list[dict]:
     return [json.loads(message["Body"]) for message in messages.get("Messages", [])]
 
 
-def _job_batch(uid: str, receive_count: int = 1, body: str | None = None, dead_letter: bool = False) -> dict:
-    batch = load_event("sqs_match_job")
-    record = batch["Records"][0]
-    if dead_letter:
-        record["eventSourceARN"] += "-dlq"
-    record["body"] = body if body is not None else json.dumps({"uid": uid})
-    record["messageId"] = str(uuid.uuid4())
-    record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
-    return batch
+@pytest.fixture(scope="module")
+def deliver(aws, dead_jobs):
+    """Deliver a job to a worker as the event bridge does: a real message (its receipt handle is
+    what the worker's heartbeat extends), from a fresh queue or from the job queue's DLQ; the
+    message is deleted afterwards whatever the answer, so no test sees another's message."""
+    sqs = aws("sqs")
+
+    def send(client, uid: str, receive_count: int = 1, body: str | None = None, dead_letter: bool = False) -> dict:
+        queue = dead_jobs if dead_letter else sqs.create_queue(QueueName=f"visionfn-test-one-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sqs.send_message(QueueUrl=queue, MessageBody=body if body is not None else json.dumps({"uid": uid}))
+        (message,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5, AttributeNames=["All"])["Messages"]
+        batch = load_event("sqs_match_job")
+        record = batch["Records"][0]
+        record.update(messageId=message["MessageId"], receiptHandle=message["ReceiptHandle"], body=message["Body"],
+                      eventSourceARN=arn)
+        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+        try:
+            response = client.post("/events", json=batch)
+            assert response.status_code == 200, response.get_json()
+            return response.get_json()
+        finally:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+            if not dead_letter:
+                sqs.delete_queue(QueueUrl=queue)
+
+    return send
 
 
 def _stored_task(tasks, tool: str, params: dict, files: dict[str, bytes], metadata: dict | None = None) -> str:
@@ -221,16 +253,16 @@ def test_settings_errors(function_client):
 
 # --- the worker (job queue events) ---------------------------------------------------------------
 
-def test_worker_finishes_a_template_task_with_pictures_and_announces_it(function_client, tasks, aws, platform):
+def test_worker_finishes_a_template_task_with_pictures_and_announces_it(match_client, deliver, tasks, aws, platform):
     image = np.asarray(Image.open(io.BytesIO(_png(80, 60))))
     template = Image.fromarray(image[10:30, 40:70].copy())
     buffer = io.BytesIO()
     template.save(buffer, format="PNG")
     uid = _stored_task(tasks, "template", {"threshold": 0.9}, {"image.png": _png(80, 60), "template.png": buffer.getvalue()})
-    response = function_client("match_template").post("/events", json=_job_batch(uid))
-    assert response.get_json() == {"batchItemFailures": []}
+    assert deliver(match_client("template"), uid) == {"batchItemFailures": []}
     task = tasks.get(uid)
     assert task.status == "done", task.error
+    assert task.attempts == 1
     assert task.result_data["filtered_matches"] == 1
     assert task.result_data["matches"][0] == {"x": 40, "y": 10, "w": 30, "h": 20, "score": 1.0}
     assert task.result_files == [f"results/{uid}/matches.png", f"results/{uid}/heatmap.png"]
@@ -244,16 +276,16 @@ def test_worker_finishes_a_template_task_with_pictures_and_announces_it(function
     }
 
 
-def test_worker_feature_and_surface_tasks(function_client, tasks):
+def test_worker_feature_and_surface_tasks(match_client, deliver, tasks):
     feature = _stored_task(tasks, "feature", {"detector": "AKAZE"}, {"box.png": shared_data(BOX), "scene.png": shared_data(BOX_IN_SCENE)})
-    function_client("match_feature").post("/events", json=_job_batch(feature))
+    deliver(match_client("feature"), feature)
     done = tasks.get(feature)
     assert done.status == "done" and done.result_data["located"] and done.result_data["inliers"] >= 10
     assert done.result_data["detector"] == "AKAZE" and done.result_data["matcher"] == "FLANN"
 
     model = shared_data(PARASAUROLOPHUS)
     surface = _stored_task(tasks, "surface", {"relative_sampling_step": 0.08}, {"model.ply": model, "scene.ply": model})
-    function_client("match_surface").post("/events", json=_job_batch(surface))
+    deliver(match_client("surface"), surface)
     found = tasks.get(surface)
     assert found.status == "done", found.error
     assert found.result_data["poses_found"] > 0
@@ -261,77 +293,86 @@ def test_worker_feature_and_surface_tasks(function_client, tasks):
     assert found.result_files == [f"results/{surface}/placement.png"]
 
 
-def test_bad_stored_input_ends_the_task_in_error_without_retries(function_client, tasks, aws, platform):
+def test_bad_stored_input_ends_the_task_in_error_without_retries(match_client, deliver, tasks, aws, platform):
     uid = _stored_task(tasks, "surface", {}, {"model.ply": _ply(bad_value="nan"), "scene.ply": _ply()})
-    response = function_client("match_surface").post("/events", json=_job_batch(uid))
-    assert response.get_json() == {"batchItemFailures": []}  # retrying cannot help
+    assert deliver(match_client("surface"), uid) == {"batchItemFailures": []}  # retrying cannot help
     task = tasks.get(uid)
     assert task.status == "error" and "NaN" in task.error
     [event] = _task_events(aws, platform, uid)
     assert event["detail"]["status"] == "error" and "NaN" in event["detail"]["error"]
 
 
-def test_a_task_left_processing_by_a_dead_worker_is_finished_by_the_redelivery(function_client, tasks):
+def test_a_task_left_processing_by_a_dead_worker_is_finished_by_the_redelivery(match_client, deliver, tasks):
     uid = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8, seed=3)})
-    assert tasks.claim(uid, lease_seconds=1) is Claim.CLAIMED  # ... and the worker died here
-    client = function_client("match_template")
-    busy = client.post("/events", json=_job_batch(uid, receive_count=2))
-    assert len(busy.get_json()["batchItemFailures"]) == 1  # within the lease: retried later
+    assert isinstance(tasks.claim(uid, lease_seconds=1), Lease)  # ... and the worker died here
+    client = match_client("template")
+    busy = deliver(client, uid, receive_count=2)
+    assert len(busy["batchItemFailures"]) == 1  # within the lease: retried later
     assert tasks.get(uid).status == "processing"
     time.sleep(1.2)
-    assert client.post("/events", json=_job_batch(uid, receive_count=3)).get_json() == {"batchItemFailures": []}
+    assert deliver(client, uid, receive_count=3) == {"batchItemFailures": []}
+    task = tasks.get(uid)
+    assert (task.status, task.attempts) == ("done", 2)
+
+
+def test_a_worker_that_lost_its_lease_cannot_write(tasks):
+    uid = tasks.create("template", {}, []).uid
+    stale = tasks.claim(uid, lease_seconds=1)
+    time.sleep(1.2)
+    current = tasks.claim(uid, lease_seconds=60)  # the redelivery took over
+    assert isinstance(current, Lease) and current.attempt == stale.attempt + 1
+    for write in (lambda: tasks.complete(stale, {}, []), lambda: tasks.fail(stale, "late"),
+                  lambda: tasks.release(stale), lambda: tasks.renew(stale, 60)):
+        with pytest.raises(LeaseLost):
+            write()
+    assert tasks.get(uid).status == "processing"
+    assert tasks.complete(current, {"ok": True}, []).status == "done"
+    with pytest.raises(LeaseLost):  # a late worker cannot turn `done` into `error`
+        tasks.fail(stale, "late")
     assert tasks.get(uid).status == "done"
 
 
-def test_failures_release_the_task_and_the_last_delivery_records_the_error(function_client, tasks):
+def test_failures_release_the_task_and_the_last_delivery_records_the_error(match_client, deliver, tasks):
     uid = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8)}, {FAIL_ATTEMPTS_METADATA: "9"})
-    client = function_client("match_template")
-    first = client.post("/events", json=_job_batch(uid, receive_count=1))
-    assert len(first.get_json()["batchItemFailures"]) == 1
+    client = match_client("template")
+    first = deliver(client, uid, receive_count=1)
+    assert len(first["batchItemFailures"]) == 1
     assert tasks.get(uid).status == "queued"  # released: the redelivery claims it at once
-    last = client.post("/events", json=_job_batch(uid, receive_count=3))  # maxReceiveCount is 3
-    assert last.get_json() == {"batchItemFailures": []}
+    assert deliver(client, uid, receive_count=3) == {"batchItemFailures": []}  # maxReceiveCount is 3
     task = tasks.get(uid)
     assert task.status == "error" and task.error.startswith("Failed after 3 attempts: injected failure")
+    assert task.attempts == 2
 
 
-def _attempts(database_url: str, uid: str) -> int:
-    from shared.db.engine import session_scope
-    from shared.db.models import Task
-
-    with session_scope(database_url) as session:
-        return session.get(Task, uid).attempts
-
-
-def test_unknown_malformed_and_finished_jobs_are_not_retried(function_client, tasks, aws, platform, database_url):
-    client = function_client("match_template")
-    assert client.post("/events", json=_job_batch(uuid.uuid4().hex)).get_json() == {"batchItemFailures": []}
-    assert client.post("/events", json=_job_batch("", body='{"uid": "../../etc"}')).get_json() == {"batchItemFailures": []}
+def test_unknown_malformed_and_finished_jobs_are_not_retried(match_client, deliver, tasks, aws, platform):
+    client = match_client("template")
+    assert deliver(client, uuid.uuid4().hex) == {"batchItemFailures": []}
+    assert deliver(client, "", body='{"uid": "../../etc"}') == {"batchItemFailures": []}
     assert client.post("/events", json={"Records": "nope"}).status_code == 422
     uid = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8)})
-    client.post("/events", json=_job_batch(uid))
+    deliver(client, uid)
     assert len(_task_events(aws, platform, uid)) == 1
-    assert client.post("/events", json=_job_batch(uid, receive_count=2)).get_json() == {"batchItemFailures": []}
-    assert _attempts(database_url, uid) == 1  # not run again
-    assert len(_task_events(aws, platform, uid)) == 1  # but announced again (at least once)
+    assert deliver(client, uid, receive_count=2) == {"batchItemFailures": []}
+    assert tasks.get(uid).attempts == 1  # not run again
+    assert _task_events(aws, platform, uid, timeout=3) == []  # nor announced again
 
 
-def test_a_job_in_the_dead_letter_queue_ends_its_unfinished_task_in_error(function_client, tasks, aws, platform):
-    client = function_client("match_template")
+def test_a_job_in_the_dead_letter_queue_ends_its_unfinished_task_in_error(match_client, deliver, tasks, aws, platform):
+    client = match_client("template")
     uid = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8)})
-    assert tasks.claim(uid, lease_seconds=1) is Claim.CLAIMED  # the worker crashed on its last delivery
-    waiting = client.post("/events", json=_job_batch(uid, dead_letter=True))
-    assert len(waiting.get_json()["batchItemFailures"]) == 1  # it might still be alive: wait for its lease
+    assert isinstance(tasks.claim(uid, lease_seconds=1), Lease)  # the worker crashed on its last delivery
+    waiting = deliver(client, uid, dead_letter=True)
+    assert len(waiting["batchItemFailures"]) == 1  # it might still be alive: wait for its lease
     time.sleep(1.2)
-    assert client.post("/events", json=_job_batch(uid, dead_letter=True)).get_json() == {"batchItemFailures": []}
+    assert deliver(client, uid, dead_letter=True) == {"batchItemFailures": []}
     task = tasks.get(uid)
     assert task.status == "error" and task.error.startswith("Gave up after 3 deliveries")
     [event] = _task_events(aws, platform, uid)
     assert event["detail"]["status"] == "error"
 
     finished = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8)})
-    client.post("/events", json=_job_batch(finished))
-    client.post("/events", json=_job_batch(finished, dead_letter=True))
+    deliver(client, finished)
+    deliver(client, finished, dead_letter=True)
     assert tasks.get(finished).status == "done"  # a finished task is left as it is
 
 

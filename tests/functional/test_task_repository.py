@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from shared.errors import TaskNotFound
-from shared.tasks import Claim, TaskRepository
+from shared.tasks import Claim, Lease, TaskRepository
 
 
 @pytest.fixture
@@ -45,27 +45,38 @@ def test_claim_happens_once_even_when_racing(tasks):
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(results, key=lambda claim: claim.value) == [Claim.BUSY] * 7 + [Claim.CLAIMED]
-    assert tasks.get(uid).status == "processing"
+    leases = [result for result in results if isinstance(result, Lease)]
+    assert leases == [Lease(uid, 1)] and results.count(Claim.BUSY) == 7
+    task = tasks.get(uid)
+    assert (task.status, task.attempts) == ("processing", 1)
 
 
 def test_lapsed_lease_can_be_reclaimed_by_a_redelivery(tasks):
     uid = tasks.create("surface", {}, []).uid
-    assert tasks.claim(uid, lease_seconds=1) is Claim.CLAIMED
+    assert tasks.claim(uid, lease_seconds=1) == Lease(uid, 1)
     assert tasks.claim(uid, lease_seconds=1) is Claim.BUSY  # the worker is still within its lease
     time.sleep(1.2)
-    assert tasks.claim(uid, lease_seconds=60) is Claim.CLAIMED  # the first worker died; the redelivery takes over
+    assert tasks.claim(uid, lease_seconds=60) == Lease(uid, 2)  # the first worker died; the redelivery takes over
+
+
+def test_a_renewed_lease_is_not_taken_over(tasks):
+    uid = tasks.create("surface", {}, []).uid
+    lease = tasks.claim(uid, lease_seconds=1)
+    for _ in range(3):  # the worker is alive and heartbeats past the first expiry
+        time.sleep(0.5)
+        tasks.renew(lease, 1)
+        assert tasks.claim(uid, lease_seconds=1) is Claim.BUSY
+    assert tasks.get(uid).attempts == 1
 
 
 def test_finished_task_is_never_claimed_again(tasks):
     uid = tasks.create("template", {}, []).uid
-    assert tasks.claim(uid, 60) is Claim.CLAIMED
-    done = tasks.complete(uid, {"matches_found": 2}, [f"results/{uid}/matches.png"])
+    lease = tasks.claim(uid, 60)
+    done = tasks.complete(lease, {"matches_found": 2}, [f"results/{uid}/matches.png"])
     assert (done.status, done.result_data, done.result_files) == ("done", {"matches_found": 2}, [f"results/{uid}/matches.png"])
     assert tasks.claim(uid, 60) is Claim.FINISHED
     failed_uid = tasks.create("template", {}, []).uid
-    assert tasks.claim(failed_uid, 60) is Claim.CLAIMED
-    failed = tasks.fail(failed_uid, "Template is larger than the image")
+    failed = tasks.fail(tasks.claim(failed_uid, 60), "Template is larger than the image")
     assert (failed.status, failed.error) == ("error", "Template is larger than the image")
 
 
@@ -75,10 +86,9 @@ def test_unknown_task_cannot_be_claimed(tasks):
 
 def test_released_task_is_claimed_again_at_once(tasks):
     uid = tasks.create("feature", {}, []).uid
-    assert tasks.claim(uid, 600) is Claim.CLAIMED
-    tasks.release(uid)
+    tasks.release(tasks.claim(uid, 600))
     assert tasks.get(uid).status == "queued"
-    assert tasks.claim(uid, 600) is Claim.CLAIMED
+    assert tasks.claim(uid, 600) == Lease(uid, 2)
     assert tasks.get(uid).status == "processing"
 
 

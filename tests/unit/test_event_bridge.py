@@ -1,17 +1,28 @@
 """Which messages the bridge deletes, by the same rules as Lambda's SQS event source."""
 
 import json
+import time
 
 import pytest
 
-from infra.event_bridge import QueueBinding, lambda_sqs_event, succeeded_messages
+from infra.event_bridge import (
+    Bindings,
+    QueueBinding,
+    ScheduleBinding,
+    lambda_context,
+    lambda_sqs_event,
+    scheduled_event,
+    succeeded_messages,
+)
+from shared.batch import Invocation
 from shared.events import SqsEvent
 
 MESSAGES = [
     {"MessageId": "a", "ReceiptHandle": "ra", "Body": "{}", "Attributes": {"ApproximateReceiveCount": "1"}},
     {"MessageId": "b", "ReceiptHandle": "rb", "Body": "{}", "Attributes": {"ApproximateReceiveCount": "3"}},
 ]
-BINDING = QueueBinding("thumbnail", "http://q", "arn:aws:sqs:us-east-1:0:q", "http://f", 10, 60, True)
+BINDING = QueueBinding("thumbnail", "http://q", "arn:aws:sqs:us-east-1:0:q", "http://f", 10, 60, True, 2)
+SCHEDULE = ScheduleBinding("sweeper", "Sweep", "http://f", 60, 30)
 
 
 def _ids(messages):
@@ -44,3 +55,21 @@ def test_event_has_the_shape_a_function_parses():
     assert [r.message_id for r in event.records] == ["a", "b"]
     assert event.records[1].attributes.approximate_receive_count == 3
     assert event.records[0].event_source_arn == BINDING.queue_arn
+
+
+def test_the_context_header_gives_the_function_its_deadline():
+    invocation = Invocation.from_headers({"x-amzn-lambda-context": lambda_context("match_surface", 300)}, 60)
+    assert invocation.timeout_seconds == 300
+    assert 299 < invocation.remaining() <= 300
+
+
+def test_scheduled_event_is_eventbridges_shape():
+    event = scheduled_event(SCHEDULE, "us-east-1")
+    assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events"
+    assert event["time"].endswith("Z")
+
+
+def test_bindings_round_trip(tmp_path):
+    path = tmp_path / "bridge.json"
+    path.write_text(Bindings([BINDING], [SCHEDULE]).to_json())
+    assert Bindings.load(path) == Bindings([BINDING], [SCHEDULE])

@@ -11,6 +11,7 @@ from shared.faces.detections import FaceDetections
 from shared.faces.detectors import decode_centerface
 from shared.faces.models import CENTERFACE, ModelMissing, model_path
 from shared.faces.privacy import FaceOptions, FacePrivacy, to_rgb
+from shared.images import decode_image
 from shared.settings import Settings
 from tests.conftest import CROWD_PHOTO, PORTRAIT_PHOTO, shared_data
 
@@ -75,7 +76,7 @@ def test_anonymize_changes_only_the_covered_region(mode, shape):
     changed = np.any(output != image, axis=2)
     assert changed[mask].mean() > 0.9  # nearly every covered pixel replaced
     assert strengths == [strength(40, 40, mode)]
-    assert (image == output).all() is not True
+    assert not np.array_equal(output[mask], image[mask])  # the face region really changed
 
 
 def test_strength_grows_with_the_face():
@@ -95,6 +96,23 @@ def test_every_image_mode_becomes_8_bit_rgb(mode):
     source = Image.new("RGB", (8, 6), (200, 100, 50)).convert(mode)
     rgb = to_rgb(source)
     assert rgb.shape == (6, 8, 3) and rgb.dtype == np.uint8
+
+
+def test_a_float_picture_is_anonymized_as_a_picture_not_white():
+    # GIVEN a mode F picture holding 8-bit levels: a left-to-right gradient, stored as TIFF
+    gradient = np.tile(np.linspace(0, 255, 160, dtype=np.float32), (120, 1))
+    buffer = io.BytesIO()
+    Image.fromarray(gradient).save(buffer, "TIFF")
+    # WHEN decoded as the service does and a face in its middle anonymized
+    rgb = to_rgb(decode_image(buffer.getvalue(), max_pixels=1_000_000).pixels)
+    found = _detections([60, 40, 40, 40])
+    output, _ = anonymize(rgb, found, AnonymizeStyle(mode="blur", margin=0.25))
+    # THEN the output is the gradient (not all white), changed only where the face was
+    assert output.mean() == pytest.approx(127.5, abs=2) and (output < 64).any()
+    expected = np.repeat(np.round(gradient)[:, :, None], 3, axis=2)
+    mask = coverage_mask(covered_regions(found, 160, 120, 0.25), 160, 120, "ellipse")
+    assert np.array_equal(output[~mask], expected[~mask])
+    assert (np.diff(output[0, :, 0].astype(int)) >= 0).all() and output[0, 0, 0] < output[0, -1, 0]
 
 
 def test_sixteen_bit_depth_is_scaled_not_clipped():

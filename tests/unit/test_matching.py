@@ -10,7 +10,7 @@ from shared.matching.pictures import load_bgr
 from shared.matching.ply import parse_point_cloud
 from shared.matching.service import MatchJob, safe_file_name
 from shared.matching.surface import SurfaceParams, draw_placement, match_surface, moved_cloud
-from shared.matching.template import METHODS, TemplateParams, match_template
+from shared.matching.template import METHODS, TemplateParams, find_matches, match_template
 from tests.conftest import shared_data
 
 BOX = "matching/opencv_samples/box.png"
@@ -82,6 +82,26 @@ def test_colour_matters_only_without_grayscale():
 def test_template_larger_than_image_is_a_client_error():
     with pytest.raises(BadRequest, match="larger than the image"):
         match_template(_texture(20, 20), _texture(30, 10), TemplateParams())
+
+
+@pytest.mark.parametrize(
+    ("second_peak", "kept"),
+    [
+        ((10, 17), [(10, 10), (10, 40)]),  # IoU 0.48 with the best: one match
+        ((10, 24), [(10, 10), (10, 24), (10, 40)]),  # IoU 0.18: both kept
+    ],
+)
+def test_peaks_whose_boxes_overlap_are_one_match(second_peak, kept):
+    # GIVEN three separate score peaks for a 20x20 template, the second near the first
+    similarity = np.zeros((80, 80), np.float32)
+    for (x, y), score in zip([(10, 10), second_peak, (10, 40)], [0.95, 0.9, 0.85], strict=True):
+        similarity[y, x] = score
+    # WHEN matched
+    found, matches = find_matches(similarity, 20, 20, threshold=0.5, max_results=10)
+    # THEN every peak is counted, and NMS (IoU above 0.3) keeps the best of an overlap
+    assert found == 3
+    assert [(m.x, m.y) for m in matches] == kept
+    assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
 
 
 # --- feature ----------------------------------------------------------------------------------

@@ -36,3 +36,34 @@ def test_a_child_that_dies_is_reported_with_its_log(tmp_path):
     time.sleep(0.1)
     with pytest.raises(StartupError, match=r"broken \(pid \d+\) exited with code 3(.|\n)*cannot import model"):
         platform.raise_if_a_child_died()
+
+
+def test_a_dead_child_is_restarted_with_backoff(tmp_path):
+    import sys
+    import time
+
+    from infra.processes import FIRST_RESTART_DELAY, ChildProcess
+
+    child = ChildProcess.start("flaky", [sys.executable, "-c", "raise SystemExit(7)"], {}, tmp_path)
+    first_pid = child.process.pid
+    child.process.wait(10)
+    assert child.schedule_restart() == FIRST_RESTART_DELAY
+    assert child.last_exit == "exited with code 7"
+    assert not child.restart_if_due()  # not before its delay
+    time.sleep(FIRST_RESTART_DELAY)
+    assert child.restart_if_due() and child.restarts == 1 and child.process.pid != first_pid
+    child.process.wait(10)
+    assert child.schedule_restart() == 2 * FIRST_RESTART_DELAY  # it died again at once: longer wait
+
+
+def test_a_killed_child_says_which_signal(tmp_path):
+    import sys
+
+    from infra.processes import ChildProcess
+
+    child = ChildProcess.start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], {}, tmp_path)
+    child.process.kill()
+    child.process.wait(10)
+    child.schedule_restart()
+    assert child.last_exit == "killed by SIGKILL"
+    child.stop()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.template import TEMPLATE_PATH, StackContext, function_specs, load_template
+from infra.template import TEMPLATE_PATH, StackContext, function_specs, load_template, rate_seconds
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_routes_and_queue_triggers(specs):
         spec = specs[f"match_{tool}"]
         assert [(r.method, r.path) for r in spec.routes] == [("POST", f"/api/v1/match/{tool}")]
         jobs, dead_jobs = spec.queues
-        assert jobs.queue == f"{tool.capitalize()}JobsQueue" and jobs.batch_size == 1
+        assert jobs.queue == f"{tool.capitalize()}JobsQueue" and jobs.batch_size == 1 and jobs.concurrency == 2
         assert dead_jobs.queue == f"{tool.capitalize()}JobsDLQ"
         assert spec.environment["VISIONFN_JOB_QUEUE_URL"] == {"Ref": jobs.queue}
     (trigger,) = specs["thumbnail"].queues
@@ -78,3 +78,21 @@ def test_environment_resolution(specs):
         context.resolve({"Ref": "NoSuchThing"})
     with pytest.raises(ValueError):
         context.resolve({"Fn::Join": ["", ["a"]]})
+
+
+def test_the_sweeper_runs_every_minute(specs):
+    (sweep,) = specs["sweeper"].schedules
+    assert sweep.every_seconds == 60
+
+
+@pytest.mark.parametrize(("expression", "seconds"), [
+    ("rate(1 minute)", 60), ("rate(5 minutes)", 300), ("rate(2 hours)", 7200), ("rate(1 day)", 86400),
+])
+def test_rate_expressions(expression, seconds):
+    assert rate_seconds(expression) == seconds
+
+
+@pytest.mark.parametrize("expression", ["cron(0 12 * * ? *)", "rate(1 fortnight)", "rate(-1 minutes)"])
+def test_other_schedules_are_refused_clearly(expression):
+    with pytest.raises(ValueError, match="the local runtime runs rate"):
+        rate_seconds(expression)

@@ -1,0 +1,130 @@
+"""Work in child processes: results and errors come back, deadlines and crashes cost one call."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from shared.errors import LeaseLost, NotAnImage, TimedOut
+from shared.settings import PROJECT_ROOT
+from shared.work_processes import WorkCrashed, WorkFailed, WorkProcesses
+
+
+def add(a, b):
+    return a + b
+
+
+def child_pid():
+    return os.getpid()
+
+
+def refuse(detail):
+    raise NotAnImage(detail)
+
+
+def divide_by_zero():
+    return 1 / 0
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def work():
+    return WorkProcesses(max_idle=1)
+
+
+def _run(work, function, *args, seconds=30.0, **options):
+    return work.run(function, args, deadline=time.monotonic() + seconds, timeout_message="too slow", **options)
+
+
+def test_the_result_comes_back_and_the_child_is_reused(work):
+    assert _run(work, add, 2, 3) == 5
+    first = _run(work, child_pid)
+    assert first != os.getpid()
+    assert _run(work, child_pid) == first
+
+
+def test_an_error_comes_back_with_its_class_and_detail(work):
+    with pytest.raises(NotAnImage) as caught:
+        _run(work, refuse, "not a PNG")
+    assert caught.value.detail == "not a PNG" and caught.value.status == 400
+
+
+def test_a_bug_is_reported_with_its_type(work):
+    with pytest.raises(WorkFailed, match="ZeroDivisionError"):
+        _run(work, divide_by_zero)
+
+
+def test_work_past_its_deadline_is_stopped_and_the_next_call_works(work):
+    pid = _run(work, child_pid)
+    started = time.monotonic()
+    with pytest.raises(TimedOut, match="too slow"):
+        _run(work, sleep, 30, seconds=0.5)
+    assert time.monotonic() - started < 10  # stopped at the deadline, not after the 30 s sleep
+    assert not _alive(pid)
+    assert _run(work, add, 1, 1) == 2
+
+
+def test_a_crash_costs_that_call_only(work):
+    with pytest.raises(WorkCrashed, match="died"):
+        _run(work, die)
+    assert _run(work, add, 2, 2) == 4
+
+
+def test_tick_runs_while_waiting_and_a_failing_tick_stops_the_work(work):
+    ticks = []
+    assert _run(work, sleep, 0.5, tick=lambda: ticks.append(1), tick_seconds=0.1) == 0.5
+    assert len(ticks) >= 2
+    pid = _run(work, child_pid)
+
+    def lose_lease():
+        raise LeaseLost("another attempt holds it")
+
+    with pytest.raises(LeaseLost):
+        _run(work, sleep, 30, tick=lose_lease, tick_seconds=0.1)
+    assert not _alive(pid)
+
+
+def test_the_child_exits_when_its_parent_is_killed(tmp_path):
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from shared.work_processes import WorkProcesses
+        from tests.unit.test_work_processes import child_pid, sleep
+        work = WorkProcesses()
+        print(work.run(child_pid, (), deadline=time.monotonic() + 30, timeout_message="x"), flush=True)
+        work.run(sleep, (60,), deadline=time.monotonic() + 90, timeout_message="x")
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())
+    assert _alive(pid)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
