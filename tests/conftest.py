@@ -46,9 +46,12 @@ def platform(database_url: str):
     with running_platform(
         database_url,
         VISIONFN_FAULT_INJECTION="1",
-        VISIONFN_QUEUE_VISIBILITY_TIMEOUT="2",
-        VISIONFN_MAX_RECEIVE_COUNT="3",
+        VISIONFN_QUEUE_VISIBILITY_TIMEOUT="2",  # leases of 2 s, renewed every 0.67 s while work runs
+        VISIONFN_MAX_RECEIVE_COUNT="5",
         VISIONFN_BRIDGE_WAIT_SECONDS="2",
+        VISIONFN_LOCAL_TIMEOUT_SECONDS="15",  # the timeout test waits this long, not 60 s
+        VISIONFN_LOCAL_SCHEDULE_SECONDS="1",  # the sweeper every second
+        VISIONFN_OUTBOX_GRACE_SECONDS="2",
     ) as running:
         yield running
 

@@ -210,5 +210,6 @@ class MatchService:
             log.warning("task %s: %s; its result is not recorded", lease.uid, error.detail)
             return Outcome.HANDLED
         if isinstance(task, TaskOut):
-            log.info("task %s %s (%s, attempt %d)", task.uid, task.status, self.tool.name, lease.attempt)
+            log.info("task %s %s (%s, attempt %d)%s", task.uid, task.status, self.tool.name, lease.attempt,
+                     f": {task.error}" if task.error else "")
         return Outcome.HANDLED

@@ -49,7 +49,7 @@ def job_queue(aws, dead_jobs):
     """A queue nobody consumes, so the test sees exactly what a submission queued."""
     sqs = aws("sqs")
     dead_arn = sqs.get_queue_attributes(QueueUrl=dead_jobs, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": "3"})
+    redrive = json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": "5"})
     url = sqs.create_queue(
         QueueName=f"visionfn-test-jobs-{uuid.uuid4().hex[:8]}", Attributes={"RedrivePolicy": redrive}
     )["QueueUrl"]
@@ -338,9 +338,9 @@ def test_failures_release_the_task_and_the_last_delivery_records_the_error(match
     first = deliver(client, uid, receive_count=1)
     assert len(first["batchItemFailures"]) == 1
     assert tasks.get(uid).status == "queued"  # released: the redelivery claims it at once
-    assert deliver(client, uid, receive_count=3) == {"batchItemFailures": []}  # maxReceiveCount is 3
+    assert deliver(client, uid, receive_count=5) == {"batchItemFailures": []}  # maxReceiveCount is 5
     task = tasks.get(uid)
-    assert task.status == "error" and task.error.startswith("Failed after 3 attempts: injected failure")
+    assert task.status == "error" and task.error.startswith("Failed after 5 attempts: injected failure")
     assert task.attempts == 2
 
 
@@ -366,7 +366,7 @@ def test_a_job_in_the_dead_letter_queue_ends_its_unfinished_task_in_error(match_
     time.sleep(1.2)
     assert deliver(client, uid, dead_letter=True) == {"batchItemFailures": []}
     task = tasks.get(uid)
-    assert task.status == "error" and task.error.startswith("Gave up after 3 deliveries")
+    assert task.status == "error" and task.error.startswith("Gave up after 5 deliveries")
     [event] = _task_events(aws, platform, uid)
     assert event["detail"]["status"] == "error"
 

@@ -127,7 +127,7 @@ def test_a_job_that_reached_the_dead_letter_queue_ends_its_task_in_error(platfor
     dead_letters = aws("sqs").get_queue_url(QueueName="visionfn-test-template-jobs-dlq")["QueueUrl"]
     aws("sqs").send_message(QueueUrl=dead_letters, MessageBody=json.dumps({"uid": uid}))
     task = _finished(platform, uid, timeout=30)
-    assert task["status"] == "error" and "Gave up after 3 deliveries" in task["error"]
+    assert task["status"] == "error" and "Gave up after 5 deliveries" in task["error"]
 
 
 def test_settings_through_the_gateway(platform):
