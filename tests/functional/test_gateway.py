@@ -32,6 +32,11 @@ async def _echo(request: web.Request) -> web.Response:
     )
 
 
+async def _slow(_request: web.Request) -> web.Response:
+    await asyncio.sleep(3)  # longer than the route's timeout of 1 s
+    return web.json_response({})
+
+
 async def _large(_request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
     await response.prepare(_request)
@@ -69,11 +74,13 @@ def gateway():
     upstream = web.Application()
     upstream.router.add_route("*", "/{tail:.*}", _echo)
     upstream.router.add_get("/large", _large)
+    upstream.router.add_get("/slow", _slow)
     routes = [
         GatewayRoute("POST", "/process", "face", f"http://127.0.0.1:{upstream_port}"),
         GatewayRoute("GET", "/api/v1/tasks/{uid}", "tasks", f"http://127.0.0.1:{upstream_port}"),
         GatewayRoute("GET", "/large", "tasks", f"http://127.0.0.1:{upstream_port}"),
         GatewayRoute("GET", "/down", "ghost", f"http://127.0.0.1:{dead_port}"),
+        GatewayRoute("GET", "/slow", "sleepy", f"http://127.0.0.1:{upstream_port}", timeout=1),
     ]
     servers = ServerThread()
     servers.serve(upstream, upstream_port)
@@ -110,7 +117,8 @@ def test_path_parameters_route_and_large_responses_stream(gateway):
         ("GET", "/nowhere", 404, "No route for GET /nowhere"),
         ("GET", "/api/v1/tasks/a/b", 404, "No route for GET /api/v1/tasks/a/b"),
         ("DELETE", "/process", 405, "Method DELETE not allowed on /process; allowed: POST"),
-        ("GET", "/down", 502, "Function ghost is not reachable"),
+        ("GET", "/down", 502, "Function ghost did not answer (its process stopped or is restarting); try again"),
+        ("GET", "/slow", 504, "Function sleepy did not answer within its timeout of 1 s"),
     ],
 )
 def test_errors_are_json(gateway, method, path, status, detail):
