@@ -42,13 +42,14 @@ down:
 status:
 	@$(PY) -m infra.runner status
 
-test: install
+test: lint
 	$(PY) -m pytest
 
 test-unit: install
 	$(PY) -m pytest tests/unit
 
 lint: install
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/cfn-lint template.yaml
 
 bench: install

@@ -40,7 +40,7 @@ def strength(face_width: float, face_height: float, mode: Mode) -> int:
     """Blur radius (or pixel-block size) growing with the face: a quarter of its longer side."""
     if mode == "solid":
         return 0
-    return max(3, int(round(max(face_width, face_height) / 4)))
+    return max(3, round(max(face_width, face_height) / 4))
 
 
 def region_mask(width: int, height: int, shape: Shape) -> np.ndarray:

@@ -121,13 +121,13 @@ class FacePrivacy:
 
     def _report(self, analysis: Analysis, radii: list[int]) -> FaceReport:
         faces = [
-            FaceOut(bbox=[int(round(v)) for v in box], confidence=round(float(score), 3), blur_radius=radius)
+            FaceOut(bbox=[round(v) for v in box], confidence=round(float(score), 3), blur_radius=radius)
             for box, score, radius in zip(analysis.detections.boxes, analysis.detections.scores, radii, strict=True)
         ]
         return FaceReport(
             faces=faces,
             total_count=len(faces),
-            processing_time_ms=int(round((time.perf_counter() - analysis.started) * 1000)),
+            processing_time_ms=round((time.perf_counter() - analysis.started) * 1000),
             detector=analysis.detector.name,
             model=analysis.detector.model_name,
             width=int(analysis.rgb.shape[1]),

@@ -183,8 +183,9 @@ class MatchService:
             log.warning("task %s: %s; this attempt stopped", lease.uid, error.detail)
             return Outcome.HANDLED
         except TimedOut as error:
-            log.warning("task %s: %s", lease.uid, error.detail)
-            return self._finish(lease, lambda lease: self.tasks.fail(lease, str(error.detail)))
+            message = str(error.detail)
+            log.warning("task %s: %s", lease.uid, message)
+            return self._finish(lease, lambda lease: self.tasks.fail(lease, message))
         except Exception as error:
             return self._failed(lease, error, receive_count)
         return self._finish(lease, lambda lease: self.tasks.complete(lease, result_data, [key for key, _, _ in results]))

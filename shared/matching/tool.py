@@ -51,6 +51,7 @@ class MatchTool(ABC):
 
     def check(self, checked: list[Any], params: Any) -> None:
         """Reject inputs that cannot go together (4xx), before queueing. Nothing by default."""
+        return
 
     @abstractmethod
     def run(self, inputs: list[bytes], params: Any) -> ToolOutput:

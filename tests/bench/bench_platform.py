@@ -21,16 +21,16 @@ import uuid
 import boto3
 import requests
 
+from shared.db.migrate import upgrade
 from shared.settings import PROJECT_ROOT
+from tests.conftest import event_file
 from tests.platform import free_port_block, running_platform
 from tests.postgres import postgres_url
-from shared.db.migrate import upgrade
-from tests.conftest import event_file
 
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def timed_gets(session: requests.Session, url: str, count: int) -> list[float]:

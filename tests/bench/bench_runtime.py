@@ -38,7 +38,7 @@ TEMPLATE = cv2.imencode(".png", cv2.imread(str(SAMPLES / "messi5.jpg"))[50:110, 
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def summary(values: list[float]) -> dict:

@@ -107,7 +107,7 @@ def _animated_gif(portrait):
     [
         (lambda p: _encode(p, "JPEG"), "photo.png"),  # wrong extension: the content decides
         (_cmyk_jpeg, "cmyk.jpg"),
-        (lambda p: _encode(Image.fromarray((np.asarray(p.convert("L"), np.uint16) * 257)), "PNG"), "deep.png"),
+        (lambda p: _encode(Image.fromarray(np.asarray(p.convert("L"), np.uint16) * 257), "PNG"), "deep.png"),
         (lambda p: _encode(p.convert("RGBA"), "PNG"), "alpha.png"),
         (lambda p: _encode(p.convert("L"), "JPEG"), "grey.jpg"),
         (lambda p: _encode(p, "BMP"), "photo.bmp"),

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from shared.errors import LeaseLost
 from shared.faults import FAIL_ATTEMPTS_METADATA
 from shared.storage import get_object_store
-from shared.errors import LeaseLost
 from shared.tasks import Lease, TaskRepository
 from tests.conftest import event_file, load_event, shared_data
 

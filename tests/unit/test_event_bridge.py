@@ -1,7 +1,6 @@
 """Which messages the bridge deletes, by the same rules as Lambda's SQS event source."""
 
 import json
-import time
 
 import pytest
 

@@ -180,7 +180,7 @@ def test_ply_with_faces_after_the_vertices_and_extra_properties():
         (b"\x89PNG\r\n\x1a\n rest of a picture", "not a PLY"),
         (_ply(POINTS, properties=("x", "y", "z")), "no normals"),
         (_ply(POINTS[:0]), "no points"),
-        (_ply(np.array([[0, 0, np.nan, 0, 0, 1]] + POINTS.tolist(), np.float32)), "NaN"),
+        (_ply(np.array([[0, 0, np.nan, 0, 0, 1], *POINTS.tolist()], np.float32)), "NaN"),
         (_ply(np.array([[0, 0, 0, 0, 0, 0]], np.float32)), "zero normal"),
         (_ply(POINTS, "binary_little_endian")[:-5], "truncated"),
         (_ply(POINTS).replace(b"0.000000 0.000000 2.000000", b"0.0 zero 2.0"), "not a number"),
