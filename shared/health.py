@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -20,10 +21,14 @@ class ComponentHealth(BaseModel):
 class QueueDepth(BaseModel):
     visible: int
     in_flight: int
+    dead_letter: bool = False  # another queue's RedrivePolicy names it
 
 
 class QueuesHealth(ComponentHealth):
     queues: dict[str, QueueDepth] = {}
+    #: Dead-letter queues holding messages: work that failed every delivery and needs a look
+    #: (flagged, not an outage: health stays 200).
+    dead_letters: dict[str, int] = {}
 
 
 class ModelsHealth(ComponentHealth):
@@ -53,21 +58,32 @@ def queue_depths(settings: Settings) -> QueuesHealth:
     try:
         sqs = aws_client("sqs", settings)
         urls = sqs.list_queues(QueueNamePrefix=settings.queue_prefix).get("QueueUrls", [])
-        depths = {}
-        for url in urls:
-            attributes = sqs.get_queue_attributes(
+        attributes = {
+            url.rsplit("/", 1)[-1]: sqs.get_queue_attributes(
                 QueueUrl=url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                AttributeNames=["QueueArn", "RedrivePolicy", "ApproximateNumberOfMessages",
+                                "ApproximateNumberOfMessagesNotVisible"],
             )["Attributes"]
-            depths[url.rsplit("/", 1)[-1]] = QueueDepth(
-                visible=int(attributes["ApproximateNumberOfMessages"]),
-                in_flight=int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-            )
+            for url in urls
+        }
     except Exception as error:  # reported, not raised
         return QueuesHealth(status="error", detail=f"{type(error).__name__}: {error}")
-    if not depths:
+    if not attributes:
         return QueuesHealth(status="error", detail=f"no queue named {settings.queue_prefix}*")
-    return QueuesHealth(status="ok", queues=depths)
+    dead_letter_arns = {
+        json.loads(queue["RedrivePolicy"])["deadLetterTargetArn"] for queue in attributes.values() if "RedrivePolicy" in queue
+    }
+    depths = {
+        name: QueueDepth(
+            visible=int(queue["ApproximateNumberOfMessages"]),
+            in_flight=int(queue["ApproximateNumberOfMessagesNotVisible"]),
+            dead_letter=queue.get("QueueArn") in dead_letter_arns,
+        )
+        for name, queue in attributes.items()
+    }
+    dead_letters = {name: depth.visible + depth.in_flight for name, depth in depths.items()
+                    if depth.dead_letter and depth.visible + depth.in_flight}
+    return QueuesHealth(status="ok", queues=depths, dead_letters=dead_letters)
 
 
 def model_files(settings: Settings) -> ModelsHealth:

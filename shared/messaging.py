@@ -82,16 +82,20 @@ class Outbox:
         return len(sent)
 
     def _send_all(self, session: Session, query: Any) -> list[OutboxMessage]:
-        """Send in order, marking each sent; stop at the first failure (kept for a later try).
-        Rows another sender holds are skipped, so two senders never send the same row at once."""
-        sent = []
+        """Send in order, marking each sent. What fails is kept for a later try, and so is what
+        follows it for the same task (its event never overtakes its job). Rows another sender
+        holds are skipped, so two senders never send the same row at once."""
+        sent, held_back = [], set()
         for message in session.scalars(query.with_for_update(skip_locked=True)):
+            if message.task_uid in held_back:
+                continue
             try:
                 self._send(message)
             except (BotoCoreError, ClientError) as error:
                 log.warning("%s %d of task %s not sent, kept for the sweeper: %s",
                             message.kind, message.id, message.task_uid, error)
-                break
+                held_back.add(message.task_uid)
+                continue
             sent.append(message)
         return sent
 

@@ -93,7 +93,10 @@ class Settings(BaseSettings):
     localstack_port: int = Field(4566, description="LocalStack port on 127.0.0.1.")
     gateway_port: int = Field(8888, description="Gateway port on 127.0.0.1.")
     function_base_port: int = Field(8100, description="First port of the function processes.")
-    queue_visibility_timeout: int = Field(60, ge=1, description="Visibility timeout of the queues, s.")
+    queue_visibility_timeout: int = Field(
+        20, ge=1, description="The template's `QueueVisibilityTimeout` locally: visibility timeout of the queues and "
+        "the workers' lease, s."
+    )
     max_receive_count: int = Field(5, ge=1, description="Deliveries before a message goes to its DLQ.")
     bridge_wait_seconds: int = Field(5, ge=1, le=20, description="Long-poll wait of the event bridge, s.")
     local_timeout_seconds: int | None = Field(

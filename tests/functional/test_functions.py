@@ -21,6 +21,20 @@ def test_health_reports_every_part(function_client):
     assert any(name.endswith("-thumbnail-dlq") for name in body["queues"]["queues"])
 
 
+def test_health_flags_dead_letters_found_through_the_redrive_policies(function_client, aws):
+    sqs = aws("sqs")
+    url = sqs.get_queue_url(QueueName="visionfn-test-face-inbox-dlq")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="{}")
+    try:
+        body = function_client("health").get("/health").get_json()
+        assert body["status"] == "ok"  # flagged, not an outage
+        assert body["queues"]["dead_letters"]["visionfn-test-face-inbox-dlq"] >= 1
+        assert body["queues"]["queues"]["visionfn-test-face-inbox-dlq"]["dead_letter"]
+        assert not body["queues"]["queues"]["visionfn-test-face-inbox"]["dead_letter"]
+    finally:
+        sqs.purge_queue(QueueUrl=url)
+
+
 def test_health_is_degraded_when_the_database_is_down(function_client, monkeypatch):
     from shared.settings import get_settings
 

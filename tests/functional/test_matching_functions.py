@@ -213,6 +213,107 @@ def test_huge_image_is_413_from_its_header(match_client):
     assert response.status_code == 413 and "pixels" in response.get_json()["detail"]
 
 
+# --- submission when a part of the platform fails ------------------------------------------------
+
+@pytest.fixture
+def client_with(function_client, job_queue):
+    """Test client of match_<tool> with some settings changed (a missing bucket, queue or bus)."""
+    from shared.settings import get_settings
+
+    def make(tool: str, **env: str):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("VISIONFN_JOB_QUEUE_URL", job_queue)
+            for key, value in env.items():
+                patch.setenv(key, value)
+            get_settings.cache_clear()
+            get_object_store.cache_clear()
+            client = function_client(f"match_{tool}")
+        get_settings.cache_clear()
+        get_object_store.cache_clear()
+        return client
+
+    return make
+
+
+def _outbox(database_url, uid: str) -> list:
+    from shared.db.engine import session_scope
+    from shared.db.models import OutboxMessage
+
+    with session_scope(database_url) as session:
+        return [(row.kind, row.sent_at is not None) for row in session.query(OutboxMessage).filter_by(task_uid=uid).order_by(OutboxMessage.id)]
+
+
+def _drop_outbox(database_url, uid: str) -> None:
+    from shared.db.engine import session_scope
+    from shared.db.models import OutboxMessage
+
+    with session_scope(database_url) as session:
+        session.query(OutboxMessage).filter_by(task_uid=uid).delete()
+
+
+def test_inputs_that_cannot_be_stored_end_the_task_in_error_and_announce_it(client_with, tasks, aws, platform, database_url):
+    response = client_with("template", VISIONFN_BUCKET="visionfn-test-no-such-bucket").post("/api/v1/match/template", data=_template_form())
+    assert response.status_code == 503 and "The inputs could not be stored, try again" in response.get_json()["detail"]
+    task = tasks.page(0, 1).tasks[0]
+    assert task.status == "error" and task.error.startswith("The inputs could not be stored")
+    assert _outbox(database_url, task.uid) == [("event", True)]  # its job dropped, its failure sent
+    [event] = _task_events(aws, platform, task.uid)
+    assert event["detail"]["status"] == "error"
+
+
+def test_a_job_that_cannot_be_sent_now_is_kept_for_the_sweeper(client_with, tasks, database_url):
+    missing_queue = "http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/visionfn-test-no-such-queue"
+    response = client_with("template", VISIONFN_JOB_QUEUE_URL=missing_queue).post("/api/v1/match/template", data=_template_form())
+    uid = response.get_json()["uid"]
+    try:
+        assert response.status_code == 201  # the job is committed with the task: it will be sent
+        assert tasks.get(uid).status == "queued"
+        assert _outbox(database_url, uid) == [("job", False)]
+    finally:
+        _drop_outbox(database_url, uid)
+
+
+class _EventBridgeDown:
+    def put_events(self, **_entry):
+        from botocore.exceptions import EndpointConnectionError
+
+        raise EndpointConnectionError(endpoint_url="http://events.down")
+
+
+def test_an_event_that_cannot_be_published_now_is_kept_and_the_task_still_finishes(aws, platform, database_url):
+    from shared.messaging import Outbox
+
+    bus = platform.state["outputs"]["EventBusName"]
+    down = TaskRepository(database_url, Outbox(aws("sqs"), _EventBridgeDown(), bus, database_url))
+    uid = down.create("template", {}, []).uid
+    assert down.complete(down.claim(uid, 60), {"matches_found": 0}, []).status == "done"
+    assert _outbox(database_url, uid) == [("event", False)]
+    Outbox(aws("sqs"), aws("events"), bus, database_url).relay(older_than_seconds=0)  # the sweeper, later
+    assert _outbox(database_url, uid) == [("event", True)]
+    [event] = _task_events(aws, platform, uid)
+    assert event["detail"]["status"] == "done"
+
+
+def test_the_sweeper_sends_what_was_left_unsent(function_client, aws, database_url, job_queue):
+    from shared.messaging import Outbox
+
+    outbox = Outbox(aws("sqs"), aws("events"), "unused", database_url)
+    uid = TaskRepository(database_url, outbox).create("template", {}, [], job_queue=job_queue).uid  # never dispatched
+    time.sleep(2.2)  # older than the grace period the sweeper leaves to the sender
+    scheduled = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
+    with pytest.MonkeyPatch.context() as patch:
+        from shared.settings import get_settings
+
+        patch.setenv("VISIONFN_OUTBOX_GRACE_SECONDS", "2")
+        get_settings.cache_clear()
+        sweeper = function_client("sweeper")
+    get_settings.cache_clear()
+    assert sweeper.post("/events", json=scheduled).get_json()["relayed"] >= 1
+    assert _outbox(database_url, uid) == [("job", True)]
+    assert {"uid": uid} in _queued_jobs(aws, job_queue)
+    assert sweeper.post("/events", json={"Records": []}).status_code == 400
+
+
 # --- settings -------------------------------------------------------------------------------------
 
 def _template_form() -> dict:
@@ -237,6 +338,37 @@ def test_settings_round_trip_and_become_submission_defaults(function_client, mat
         assert given == {**stored, "threshold": 0.95}
     finally:
         settings.put("/api/v1/settings/template", json={})
+
+
+def test_concurrent_first_puts_of_settings_all_succeed(database_url):
+    import threading
+
+    from shared.db.engine import session_scope
+    from shared.db.models import ToolSettings
+    from shared.matching.defaults import ToolDefaults
+
+    defaults = ToolDefaults(database_url)
+    with session_scope(database_url) as session:
+        session.query(ToolSettings).filter_by(tool="surface").delete()
+    barrier, errors = threading.Barrier(8), []
+
+    def put(index: int) -> None:
+        barrier.wait()
+        try:
+            defaults.put("surface", {"num_angles": 10 + index})
+        except Exception as error:  # what the test looks for
+            errors.append(error)
+
+    threads = [threading.Thread(target=put, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        assert 10 <= defaults.get("surface").num_angles < 18
+    finally:
+        defaults.put("surface", {})
 
 
 def test_settings_errors(function_client):
