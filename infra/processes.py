@@ -14,7 +14,7 @@ from pathlib import Path
 #: stayed up ``STABLE_SECONDS`` starts again from the first delay.
 FIRST_RESTART_DELAY = 0.5
 MAX_RESTART_DELAY = 30.0
-STABLE_SECONDS = 60.0
+STABLE_SECONDS = 10.0
 
 
 class PortInUse(RuntimeError):

@@ -1,53 +1,51 @@
-"""Which object versions an upload handler already finished (so a redelivery does no work twice)."""
+"""The object versions an upload handler works on, each taken with a lease (shared/leases.py),
+so that a redelivered notification does no work twice."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from shared.db.engine import session_scope
 from shared.db.models import ProcessedObject
 from shared.events import ObjectRef
+from shared.leases import Claim, Lease, LeasedTable
 
 
-class ProcessedObjectLog:
+class ProcessedObjects:
     def __init__(self, consumer: str, database_url: str | None = None) -> None:
         self.consumer = consumer
         self.database_url = database_url
+        self.leases = LeasedTable(ProcessedObject, ProcessedObject.id, database_url)
 
-    def is_done(self, obj: ObjectRef) -> bool:
+    def claim(self, obj: ObjectRef, receive_count: int, lease_seconds: int) -> Lease | Claim:
+        """Take this object version for work (once; FINISHED when it was done already)."""
+        identity = {"consumer": self.consumer, "object_key": obj.key, "etag": obj.etag or ""}
         with session_scope(self.database_url) as session:
-            return session.scalar(self._query(obj)) is not None
+            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+            session.execute(
+                insert(ProcessedObject).values(**identity, status="queued", attempts=0, receive_count=receive_count)
+                .on_conflict_do_nothing(index_elements=["consumer", "object_key", "etag"])
+            )
+            record = session.scalar(select(ProcessedObject.id).filter_by(**identity))
+        return self.leases.claim(record, lease_seconds)
 
-    def mark_done(self, obj: ObjectRef, output_key: str | None, receive_count: int) -> bool:
-        """Record the object version as finished; False when another delivery recorded it first."""
-        try:
-            with session_scope(self.database_url) as session:
-                session.add(
-                    ProcessedObject(
-                        consumer=self.consumer,
-                        object_key=obj.key,
-                        etag=obj.etag or "",
-                        output_key=output_key,
-                        receive_count=receive_count,
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
+    def finish(self, lease: Lease, output_key: str | None, receive_count: int,
+               then: Callable[[Session, ProcessedObject], Any] | None = None) -> None:
+        """Done (fenced); ``then`` writes what goes with it, in the same transaction."""
+        self.leases.write(lease, then, status="done", output_key=output_key, receive_count=receive_count)
+
+    def drop(self, lease: Lease, reason: str) -> None:
+        """The object can never be processed (not an image, gone): recorded, not retried."""
+        self.leases.write(lease, status="error", error=reason)
+
+    def release(self, lease: Lease) -> None:
+        self.leases.release(lease)
 
     def entries(self, key: str) -> list[ProcessedObject]:
         with session_scope(self.database_url) as session:
-            rows = session.scalars(
-                select(ProcessedObject).where(
-                    ProcessedObject.consumer == self.consumer, ProcessedObject.object_key == key
-                )
-            )
-            return list(rows)
-
-    def _query(self, obj: ObjectRef):  # noqa: ANN202 (SQLAlchemy select)
-        return select(ProcessedObject.id).where(
-            ProcessedObject.consumer == self.consumer,
-            ProcessedObject.object_key == obj.key,
-            ProcessedObject.etag == (obj.etag or ""),
-        )
+            return list(session.scalars(select(ProcessedObject).filter_by(consumer=self.consumer, object_key=key)))

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from shared.db.engine import session_scope
 from shared.db.models import Task, utc_now
-from shared.errors import LeaseLost, TaskNotFound
+from shared.errors import TaskNotFound
+from shared.leases import Claim, Lease, LeasedTable
 from shared.messaging import Outbox
 
 TaskStatus = Literal["queued", "processing", "done", "error"]
@@ -43,24 +43,6 @@ class TaskPage(BaseModel):
     tasks: list[TaskOut]
 
 
-class Claim(enum.Enum):
-    """Why a worker's attempt to take a task did not give it a lease."""
-
-    BUSY = "busy"  # another worker holds an unexpired lease: try again later
-    FINISHED = "finished"  # already done or error: nothing left to do
-    MISSING = "missing"  # no such task
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A worker's hold on a task. ``attempt`` is the fencing token: every write the worker makes
-    is conditional on the task still being ``processing`` under this attempt, so a worker that
-    lost its lease (it stalled, another took over) can never overwrite the task."""
-
-    uid: str
-    attempt: int
-
-
 class TaskListQuery(BaseModel):
     """Query string of GET /api/v1/tasks."""
 
@@ -79,6 +61,7 @@ class TaskRepository:
     def __init__(self, database_url: str | None = None, outbox: Outbox | None = None) -> None:
         self.database_url = database_url
         self.outbox = outbox
+        self.leases = LeasedTable(Task, Task.uid, database_url)
 
     def create(
         self, tool: str, params: dict[str, Any], input_files: list[str], uid: str | None = None,
@@ -147,68 +130,31 @@ class TaskRepository:
 
     def claim(self, uid: str, lease_seconds: int) -> Lease | Claim:
         """``queued -> processing`` exactly once; a lapsed lease (its worker died) may be reclaimed."""
-        now = utc_now()
-        statement = (
-            update(Task)
-            .where(
-                Task.uid == uid,
-                or_(
-                    Task.status == "queued",
-                    (Task.status == "processing") & (Task.lease_expires_at < now),
-                ),
-            )
-            .values(
-                status="processing",
-                attempts=Task.attempts + 1,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                updated_at=now,
-            )
-            .returning(Task.attempts)
-        )
-        with session_scope(self.database_url) as session:
-            attempt = session.scalar(statement)
-            if attempt is not None:
-                return Lease(uid, attempt)
-            status = session.scalar(select(Task.status).where(Task.uid == uid))
-        if status is None:
-            return Claim.MISSING
-        return Claim.FINISHED if status in ("done", "error") else Claim.BUSY
+        return self.leases.claim(uid, lease_seconds)
 
     def renew(self, lease: Lease, lease_seconds: int) -> None:
-        """Heartbeat: push the lease's expiry ``lease_seconds`` from now; LeaseLost if it is gone."""
-        self._fenced(lease, lease_expires_at=utc_now() + timedelta(seconds=lease_seconds))
+        self.leases.renew(lease, lease_seconds)
 
     def release(self, lease: Lease) -> None:
-        """Give a claimed task back (``processing -> queued``) so a retry may claim it at once."""
-        self._fenced(lease, status="queued", lease_expires_at=None)
+        self.leases.release(lease)
 
     def complete(self, lease: Lease, result_data: dict[str, Any], result_files: list[str]) -> TaskOut:
-        return self._fenced(lease, status="done", result_data=result_data, result_files=result_files, error=None,
-                            lease_expires_at=None)
+        return self._finish(lease, status="done", result_data=result_data, result_files=result_files, error=None)
 
     def fail(self, lease: Lease, error: str) -> TaskOut:
-        return self._fenced(lease, status="error", result_data=None, result_files=[], error=error,
-                            lease_expires_at=None)
+        return self._finish(lease, status="error", result_data=None, result_files=[], error=error)
 
-    def _fenced(self, lease: Lease, **values: Any) -> TaskOut:
-        """Write ``values`` only while ``lease`` still holds the task; LeaseLost otherwise."""
-        statement = (
-            update(Task)
-            .where(Task.uid == lease.uid, Task.status == "processing", Task.attempts == lease.attempt)
-            .values(**values, updated_at=utc_now())
-            .returning(Task)
-        )
-        with session_scope(self.database_url) as session:
-            task = session.scalar(statement)
-            if task is None:
-                raise LeaseLost(f"Task {lease.uid}: attempt {lease.attempt} no longer holds it")
-            finished = task.status in ("done", "error")
-            if finished and self.outbox:
+    def _finish(self, lease: Lease, **values: Any) -> TaskOut:
+        """The fenced last write, with the task-finished event in the same transaction."""
+
+        def announce(session: Session, task: Task) -> TaskOut:
+            if self.outbox:
                 self.outbox.add_task_finished(session, task)
-            result = TaskOut.model_validate(task)
-        if finished:
-            self.dispatch(lease.uid)
-        return result
+            return TaskOut.model_validate(task)
+
+        finished = self.leases.write(lease, announce, **values)
+        self.dispatch(lease.key)
+        return finished
 
     def add_thumbnail(self, uid: str, key: str) -> bool:
         """Record a thumbnail on its task once; False when no task has that uid."""

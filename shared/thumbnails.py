@@ -6,12 +6,11 @@ import logging
 import re
 
 from shared.events import ObjectRef
-from shared.idempotency import ProcessedObjectLog
 from shared.images import EncodedImage, decode_image, encode_image
 from shared.settings import Settings
 from shared.storage import ObjectStore, StoredObject
 from shared.tasks import TaskRepository
-from shared.uploads import UploadHandler
+from shared.uploads import Processed, UploadHandler
 
 log = logging.getLogger("visionfn.thumbnails")
 
@@ -49,23 +48,19 @@ class ThumbnailWriter(UploadHandler):
     prefix = UPLOADS_PREFIX
     consumer = "thumbnail"
 
-    def __init__(self, store: ObjectStore, tasks: TaskRepository, processed: ProcessedObjectLog, settings: Settings) -> None:
-        super().__init__(store, settings)
+    def __init__(self, store: ObjectStore, tasks: TaskRepository, settings: Settings, database_url: str | None = None) -> None:
+        super().__init__(store, settings, database_url)
         self.tasks = tasks
-        self.processed = processed
 
     def wants(self, key: str) -> bool:
         return super().wants(key) and not key.lower().endswith(NOT_PICTURES)
 
-    def already_done(self, obj: ObjectRef) -> bool:
-        return self.processed.is_done(obj)
-
-    def process(self, obj: ObjectRef, stored: StoredObject, receive_count: int) -> None:
+    def process(self, obj: ObjectRef, stored: StoredObject) -> Processed:
         thumbnail = make_thumbnail(stored.data, self.settings.thumbnail_max_side, self.settings.max_image_pixels)
         output_key = thumbnail_key(obj.key)
         self.store.put(output_key, thumbnail.data, thumbnail.content_type)
         uid = task_uid_of(obj.key)
         if uid and not self.tasks.add_thumbnail(uid, output_key):
             log.info("thumbnail %s written; no task %s to record it on", output_key, uid)
-        self.processed.mark_done(obj, output_key, receive_count)
         log.info("thumbnail %s (%dx%d) written", output_key, thumbnail.width, thumbnail.height)
+        return Processed(output_key)

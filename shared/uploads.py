@@ -1,47 +1,77 @@
-"""The skeleton every upload handler shares: prefix check, once-per-version, fetch, fault hook."""
+"""The skeleton every upload handler shares: prefix check, a lease on the object version, fetch,
+fault hook, the handler's work, and the outcome."""
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from shared.batch import Outcome
+from shared.db.models import ProcessedObject
 from shared.errors import VisionFnError
 from shared.events import ObjectRef
 from shared.faults import inject_fault_if_requested
+from shared.idempotency import ProcessedObjects
+from shared.leases import Claim
 from shared.settings import Settings
 from shared.storage import ObjectStore, StoredObject
 
 log = logging.getLogger("visionfn.uploads")
 
 
+@dataclass(frozen=True)
+class Processed:
+    """What a handler made of an object: its output, and what to record with it (same transaction)."""
+
+    output_key: str | None
+    record: Callable[[Session, ProcessedObject], Any] | None = None
+
+
 class UploadHandler(ABC):
-    """Handles one created object under ``prefix``; safe to call again for the same object."""
+    """Handles one created object under ``prefix``; a redelivery of a processed version does nothing."""
 
     prefix: str
+    consumer: str
 
-    def __init__(self, store: ObjectStore, settings: Settings) -> None:
+    def __init__(self, store: ObjectStore, settings: Settings, database_url: str | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.processed = ProcessedObjects(self.consumer, database_url)
 
     def handle_upload(self, obj: ObjectRef, receive_count: int) -> Outcome:
-        """HANDLED (also when there is nothing to do), DROPPED when the object itself is at fault
-        (not an image, too large, gone), RETRY is left to the caller: anything else raises."""
+        """HANDLED (also when there is nothing left to do), DROPPED when the object itself is at
+        fault (not an image, too large, gone), RETRY while another delivery holds it; anything
+        else raises and is retried."""
         if not self.wants(obj.key):
             log.info("ignoring %s: not for %s", obj.key, type(self).__name__)
             return Outcome.HANDLED
-        if self.already_done(obj):
+        lease = self.processed.claim(obj, receive_count, self.settings.task_lease_seconds)
+        if lease is Claim.FINISHED:
             log.info("%s (etag %s) already processed; nothing to do", obj.key, obj.etag)
             return Outcome.HANDLED
+        if isinstance(lease, Claim):
+            log.info("%s (etag %s) is being processed by another delivery; retried later", obj.key, obj.etag)
+            return Outcome.RETRY
         try:
             stored = self.store.get(obj.key)
             inject_fault_if_requested(stored.metadata, receive_count, self.settings)
-            self.process(obj, stored, receive_count)
+            processed = self.process(obj, stored)
         except VisionFnError as error:
             if not error.is_client_error:
-                raise
+                self.processed.release(lease)
+                raise error.about(obj.key) from error
             log.warning("%s: %s (dropped, not retried)", obj.key, error.detail)
+            self.processed.drop(lease, str(error.detail))
             return Outcome.DROPPED
+        except Exception:
+            self.processed.release(lease)
+            raise
+        self.processed.finish(lease, processed.output_key, receive_count, processed.record)
         return Outcome.HANDLED
 
     def wants(self, key: str) -> bool:
@@ -49,8 +79,5 @@ class UploadHandler(ABC):
         return key.startswith(self.prefix)
 
     @abstractmethod
-    def already_done(self, obj: ObjectRef) -> bool: ...
-
-    @abstractmethod
-    def process(self, obj: ObjectRef, stored: StoredObject, receive_count: int) -> None:
-        """Write the outputs, then record the object version as done (last)."""
+    def process(self, obj: ObjectRef, stored: StoredObject) -> Processed:
+        """Write the outputs; say what was made."""

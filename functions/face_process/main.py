@@ -3,7 +3,7 @@
 import flask
 
 from shared.batch import for_each_created_object
-from shared.faces.inbox import FaceInbox, FaceRecords
+from shared.faces.inbox import FaceInbox
 from shared.faces.privacy import FaceOptions, FacePrivacy
 from shared.http import FunctionRoutes, json_response, parse_form, uploaded_file, wants_json
 from shared.logs import configure_logging
@@ -12,7 +12,7 @@ from shared.storage import get_object_store
 
 configure_logging("face_process")
 privacy = FacePrivacy(get_settings())
-inbox = FaceInbox(privacy, get_object_store(), FaceRecords(), get_settings())
+inbox = FaceInbox(privacy, get_object_store(), get_settings())
 routes = FunctionRoutes()
 routes.events(for_each_created_object(inbox.handle_upload))
 

@@ -4,7 +4,6 @@ import flask
 
 from shared.batch import for_each_created_object
 from shared.http import FunctionRoutes
-from shared.idempotency import ProcessedObjectLog
 from shared.logs import configure_logging
 from shared.settings import get_settings
 from shared.storage import get_object_store
@@ -12,9 +11,7 @@ from shared.tasks import TaskRepository
 from shared.thumbnails import ThumbnailWriter
 
 configure_logging("thumbnail")
-writer = ThumbnailWriter(
-    get_object_store(), TaskRepository(), ProcessedObjectLog(ThumbnailWriter.consumer), get_settings()
-)
+writer = ThumbnailWriter(get_object_store(), TaskRepository(), get_settings())
 routes = FunctionRoutes()
 routes.events(for_each_created_object(writer.handle_upload))
 

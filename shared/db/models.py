@@ -41,7 +41,8 @@ class Task(Base):
 
 
 class ProcessedObject(Base):
-    """One row per (consumer, object version) an upload handler finished: idempotency record."""
+    """One row per (consumer, object version) an upload handler works on, taken with a lease as a
+    task is (``queued -> processing -> done | error``): a redelivery of done work does nothing."""
 
     __tablename__ = "processed_objects"
     __table_args__ = (UniqueConstraint("consumer", "object_key", "etag"),)
@@ -50,9 +51,14 @@ class ProcessedObject(Base):
     consumer: Mapped[str] = mapped_column(String(64))
     object_key: Mapped[str] = mapped_column(String(1024))
     etag: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     output_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
     receive_count: Mapped[int] = mapped_column(Integer, default=1)
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class FaceAnonymization(Base):

@@ -16,13 +16,14 @@ from shared.batch import Invocation, Outcome
 from shared.errors import LeaseLost, RequestValidationFailed, ServiceUnavailable, TimedOut, VisionFnError
 from shared.events import SqsRecord
 from shared.faults import extra_work_seconds, inject_fault_if_requested
+from shared.leases import Claim, Lease
 from shared.matching.defaults import ToolDefaults
 from shared.matching.tool import MatchTool
 from shared.matching.tools import run_tool
 from shared.messaging import JobQueue
 from shared.settings import Settings
 from shared.storage import ObjectStore
-from shared.tasks import Claim, Lease, TaskOut, TaskRepository
+from shared.tasks import TaskOut, TaskRepository
 from shared.work_processes import WorkProcesses
 
 log = logging.getLogger("visionfn.matching")
@@ -165,7 +166,7 @@ class MatchService:
         receive_count = record.attributes.approximate_receive_count
         try:
             heartbeat()
-            task = self.tasks.get(lease.uid)
+            task = self.tasks.get(lease.key)
             inputs = self.store.get_many(task.input_files)
             inject_fault_if_requested(inputs[0].metadata, receive_count, self.settings)
             result_data, pictures = self.work.run(
@@ -177,14 +178,14 @@ class MatchService:
                 tick=heartbeat,
                 tick_seconds=lease_seconds / 3,
             )
-            results = [(f"results/{lease.uid}/{name}", data, _content_type(name)) for name, data in pictures.items()]
+            results = [(f"results/{lease.key}/{name}", data, _content_type(name)) for name, data in pictures.items()]
             self.store.put_many(results)
         except LeaseLost as error:
-            log.warning("task %s: %s; this attempt stopped", lease.uid, error.detail)
+            log.warning("task %s: %s; this attempt stopped", lease.key, error.detail)
             return Outcome.HANDLED
         except TimedOut as error:
             message = str(error.detail)
-            log.warning("task %s: %s", lease.uid, message)
+            log.warning("task %s: %s", lease.key, message)
             return self._finish(lease, lambda lease: self.tasks.fail(lease, message))
         except Exception as error:
             return self._failed(lease, error, receive_count)
@@ -194,12 +195,12 @@ class MatchService:
         """Bad input ends the task; anything else is retried, and ends it on the last delivery."""
         detail = error.detail if isinstance(error, VisionFnError) else f"{type(error).__name__}: {error}"
         if isinstance(error, VisionFnError) and error.is_client_error:
-            log.info("task %s: bad input: %s", lease.uid, detail)
+            log.info("task %s: bad input: %s", lease.key, detail)
             return self._finish(lease, lambda lease: self.tasks.fail(lease, str(detail)))
         if receive_count >= self.settings.max_receive_count:
-            log.error("task %s failed on its last delivery (%d): %s", lease.uid, receive_count, detail)
+            log.error("task %s failed on its last delivery (%d): %s", lease.key, receive_count, detail)
             return self._finish(lease, lambda lease: self.tasks.fail(lease, f"Failed after {receive_count} attempts: {detail}"))
-        log.warning("task %s failed on delivery %d, released for the retry: %s", lease.uid, receive_count, detail)
+        log.warning("task %s failed on delivery %d, released for the retry: %s", lease.key, receive_count, detail)
         self._finish(lease, self.tasks.release)
         return Outcome.RETRY
 
@@ -208,7 +209,7 @@ class MatchService:
         try:
             task = write(lease)
         except LeaseLost as error:
-            log.warning("task %s: %s; its result is not recorded", lease.uid, error.detail)
+            log.warning("task %s: %s; its result is not recorded", lease.key, error.detail)
             return Outcome.HANDLED
         if isinstance(task, TaskOut):
             log.info("task %s %s (%s, attempt %d)%s", task.uid, task.status, self.tool.name, lease.attempt,

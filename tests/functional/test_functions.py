@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from shared.idempotency import ProcessedObjectLog
+from shared.idempotency import ProcessedObjects
 from shared.storage import get_object_store
 from shared.tasks import TaskRepository
 from tests.conftest import event_file
@@ -85,26 +85,32 @@ def _upload(key: str, data: bytes, metadata: dict | None = None) -> str:
     return store.get(key).etag
 
 
-def test_thumbnail_event_writes_records_and_is_idempotent(function_client, database_url, sqs_s3_batch):
+def test_thumbnail_event_writes_records_and_is_idempotent(function_client, database_url, sqs_s3_batch, caplog):
     uid = TaskRepository(database_url).create("template", {}, []).uid
     key = f"uploads/{uid}/team photo.png"
     etag = _upload(key, event_file("landscape.png"))
     client = function_client("thumbnail")
     batch = _batch_for(sqs_s3_batch, key, etag)
+    caplog.set_level("INFO", logger="visionfn.thumbnails")
     for _ in range(2):  # a redelivery of the same object does no second piece of work
         response = client.post("/events", json=batch)
         assert (response.status_code, response.get_json()) == (200, {"batchItemFailures": []})
+    written = [record for record in caplog.records if record.getMessage().startswith(f"thumbnail thumbnails/{uid}/")]
+    assert len(written) == 1  # the work done, counted: one thumbnail made
     assert get_object_store().exists(f"thumbnails/{uid}/team photo.png")
     assert TaskRepository(database_url).get(uid).thumbnails == [f"thumbnails/{uid}/team photo.png"]
-    assert len(ProcessedObjectLog("thumbnail", database_url).entries(key)) == 1
+    [entry] = ProcessedObjects("thumbnail", database_url).entries(key)
+    assert (entry.status, entry.attempts, entry.output_key) == ("done", 1, f"thumbnails/{uid}/team photo.png")
 
 
-def test_thumbnail_event_skips_non_images_and_reports_retryable_failures(function_client, sqs_s3_batch):
+def test_thumbnail_event_skips_non_images_and_reports_retryable_failures(function_client, sqs_s3_batch, database_url):
     client = function_client("thumbnail")
     text_key = f"uploads/{uuid.uuid4().hex}/notes.txt"
     skipped = client.post("/events", json=_batch_for(sqs_s3_batch, text_key, _upload(text_key, b"hello")))
     assert skipped.get_json() == {"batchItemFailures": []}
     assert not get_object_store().exists(text_key.replace("uploads/", "thumbnails/", 1))
+    [dropped] = ProcessedObjects("thumbnail", database_url).entries(text_key)
+    assert dropped.status == "error" and "not a supported image" in dropped.error
 
     flaky_key = f"uploads/{uuid.uuid4().hex}/flaky.png"
     etag = _upload(flaky_key, event_file("landscape.png"), {"visionfn-fail-attempts": "1"})

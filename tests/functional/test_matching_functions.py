@@ -12,8 +12,9 @@ from PIL import Image
 
 from shared.errors import LeaseLost
 from shared.faults import FAIL_ATTEMPTS_METADATA
+from shared.leases import Lease
 from shared.storage import get_object_store
-from shared.tasks import Lease, TaskRepository
+from shared.tasks import TaskRepository
 from tests.conftest import event_file, load_event, shared_data
 
 BOX = "matching/opencv_samples/box.png"

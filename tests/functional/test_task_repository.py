@@ -7,7 +7,8 @@ import uuid
 import pytest
 
 from shared.errors import TaskNotFound
-from shared.tasks import Claim, Lease, TaskRepository
+from shared.leases import Claim, Lease
+from shared.tasks import TaskRepository
 
 
 @pytest.fixture

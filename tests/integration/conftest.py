@@ -31,3 +31,13 @@ def object_exists(s3, bucket, key) -> bool:
     except s3.exceptions.ClientError:
         return False
     return True
+
+
+def drained(aws, name: str) -> bool:
+    """No message of the queue is waiting or being worked on: nothing more will be delivered."""
+    sqs = aws("sqs")
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return attributes["ApproximateNumberOfMessages"] == attributes["ApproximateNumberOfMessagesNotVisible"] == "0"

@@ -8,7 +8,8 @@ import uuid
 import requests
 from PIL import Image
 
-from shared.tasks import Lease, TaskRepository
+from shared.leases import Lease
+from shared.tasks import TaskRepository
 from tests.conftest import shared_data
 from tests.integration.conftest import wait_for
 

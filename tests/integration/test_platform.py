@@ -3,16 +3,15 @@
 import os
 import subprocess
 import sys
-import time
 import uuid
 
 import requests
 
-from shared.idempotency import ProcessedObjectLog
+from shared.idempotency import ProcessedObjects
 from shared.settings import PROJECT_ROOT
 from shared.tasks import TaskRepository
 from tests.conftest import event_file
-from tests.integration.conftest import object_exists, wait_for
+from tests.integration.conftest import drained, object_exists, wait_for
 
 
 def test_health_through_the_gateway(platform):
@@ -50,7 +49,7 @@ def test_not_an_image_is_skipped_with_a_log_line_not_retried(platform, aws, s3, 
     s3.put_object(Bucket=bucket, Key=key, Body=b"plain text")
     skip_line = f"{key}: The file is not a supported image"
     wait_for(lambda: skip_line in platform.log("thumbnail"))
-    time.sleep(3)  # longer than the 2 s visibility timeout: a retried message would be back by now
+    wait_for(lambda: drained(aws, "visionfn-test-thumbnail"), timeout=60)  # no delivery of it is left
     assert platform.log("thumbnail").count(skip_line) == 1
     assert not any(key in body for body in _dlq_bodies(aws, "visionfn-test-thumbnail-dlq", wait=1))
     assert not object_exists(s3, bucket, key.replace("uploads/", "thumbnails/", 1))
@@ -63,14 +62,15 @@ def _dlq_bodies(aws, name: str, wait: int) -> list[str]:
     return [message["Body"] for message in messages.get("Messages", [])]
 
 
-def test_failing_once_is_redelivered_and_processed_exactly_once(platform, database_url, s3, bucket):
+def test_failing_once_is_redelivered_and_processed_exactly_once(platform, aws, database_url, s3, bucket):
     key = f"uploads/{uuid.uuid4().hex}/flaky.png"
     s3.put_object(Bucket=bucket, Key=key, Body=event_file("landscape.png"), Metadata={"visionfn-fail-attempts": "1"})
     wait_for(lambda: object_exists(s3, bucket, key.replace("uploads/", "thumbnails/", 1)), timeout=30)
-    time.sleep(3)  # give a wrong second processing the chance to happen
-    entries = ProcessedObjectLog("thumbnail", database_url).entries(key)
-    assert [entry.receive_count for entry in entries] == [2]
-    assert "injected failure on delivery 1 of 1" in platform.log("thumbnail")
+    wait_for(lambda: drained(aws, "visionfn-test-thumbnail"), timeout=60)  # every delivery is over
+    [entry] = ProcessedObjects("thumbnail", database_url).entries(key)
+    assert (entry.status, entry.receive_count, entry.attempts) == ("done", 2, 2)
+    assert platform.log("thumbnail").count(f"thumbnail {key.replace('uploads/', 'thumbnails/', 1)} (") == 1  # made once
+    assert f"{key}: injected failure on delivery 1 of 1" in platform.log("thumbnail")
 
 
 def test_poison_message_ends_in_the_dead_letter_queue(platform, aws, s3, bucket):
@@ -78,7 +78,7 @@ def test_poison_message_ends_in_the_dead_letter_queue(platform, aws, s3, bucket)
     s3.put_object(Bucket=bucket, Key=key, Body=event_file("landscape.png"), Metadata={"visionfn-fail-attempts": "99"})
     wait_for(lambda: any(key in body for body in _dlq_bodies(aws, "visionfn-test-thumbnail-dlq", wait=1)), timeout=40)
     assert not object_exists(s3, bucket, key.replace("uploads/", "thumbnails/", 1))
-    assert platform.log("thumbnail").count("injected failure on delivery") >= 3
+    assert platform.log("thumbnail").count(f"{key}: injected failure on delivery") == 5  # maxReceiveCount
 
 
 def test_a_second_platform_on_taken_ports_fails_clearly(platform):
