@@ -2,6 +2,7 @@
 
 import copy
 import json
+import time
 import uuid
 
 import pytest
@@ -85,7 +86,7 @@ def _upload(key: str, data: bytes, metadata: dict | None = None) -> str:
     return store.get(key).etag
 
 
-def test_thumbnail_event_writes_records_and_is_idempotent(function_client, database_url, sqs_s3_batch, caplog):
+def test_thumbnail_event_writes_records_and_is_idempotent(function_client, database_url, sqs_s3_batch, caplog, platform):
     uid = TaskRepository(database_url).create("template", {}, []).uid
     key = f"uploads/{uid}/team photo.png"
     etag = _upload(key, event_file("landscape.png"))
@@ -95,8 +96,10 @@ def test_thumbnail_event_writes_records_and_is_idempotent(function_client, datab
     for _ in range(2):  # a redelivery of the same object does no second piece of work
         response = client.post("/events", json=batch)
         assert (response.status_code, response.get_json()) == (200, {"batchItemFailures": []})
-    written = [record for record in caplog.records if record.getMessage().startswith(f"thumbnail thumbnails/{uid}/")]
-    assert len(written) == 1  # the work done, counted: one thumbnail made
+    # the work done, counted: one thumbnail made, here or by the platform's own thumbnail
+    # function (the upload's notification reaches it too; whichever takes the object does it)
+    made_here = [record for record in caplog.records if record.getMessage().startswith(f"thumbnail thumbnails/{uid}/")]
+    assert len(made_here) + platform.log("thumbnail").count(f"thumbnail thumbnails/{uid}/") == 1
     assert get_object_store().exists(f"thumbnails/{uid}/team photo.png")
     assert TaskRepository(database_url).get(uid).thumbnails == [f"thumbnails/{uid}/team photo.png"]
     [entry] = ProcessedObjects("thumbnail", database_url).entries(key)
@@ -116,8 +119,16 @@ def test_thumbnail_event_skips_non_images_and_reports_retryable_failures(functio
     etag = _upload(flaky_key, event_file("landscape.png"), {"visionfn-fail-attempts": "1"})
     first = client.post("/events", json=_batch_for(sqs_s3_batch, flaky_key, etag, receive_count=1))
     assert first.get_json() == {"batchItemFailures": [{"itemIdentifier": sqs_s3_batch["Records"][0]["messageId"]}]}
-    second = client.post("/events", json=_batch_for(sqs_s3_batch, flaky_key, etag, receive_count=2))
+    # the platform's own thumbnail function gets this upload too; while it holds the object
+    # version the redelivery is told to come back later, then finds it done (or does it)
+    deadline = time.monotonic() + 30
+    while (second := client.post("/events", json=_batch_for(sqs_s3_batch, flaky_key, etag, receive_count=2))).get_json() != {
+        "batchItemFailures": []
+    } and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert second.get_json() == {"batchItemFailures": []}
+    [entry] = ProcessedObjects("thumbnail", database_url).entries(flaky_key)
+    assert entry.status == "done"
 
     gone_key = f"uploads/{uuid.uuid4().hex}/deleted.png"
     assert client.post("/events", json=_batch_for(sqs_s3_batch, gone_key, "x")).get_json() == {"batchItemFailures": []}

@@ -300,6 +300,7 @@ def test_the_sweeper_sends_what_was_left_unsent(function_client, aws, database_u
 
     outbox = Outbox(aws("sqs"), aws("events"), "unused", database_url)
     uid = TaskRepository(database_url, outbox).create("template", {}, [], job_queue=job_queue).uid  # never dispatched
+    assert _outbox(database_url, uid) == [("job", False)]
     time.sleep(2.2)  # older than the grace period the sweeper leaves to the sender
     scheduled = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
     with pytest.MonkeyPatch.context() as patch:
@@ -309,7 +310,8 @@ def test_the_sweeper_sends_what_was_left_unsent(function_client, aws, database_u
         get_settings.cache_clear()
         sweeper = function_client("sweeper")
     get_settings.cache_clear()
-    assert sweeper.post("/events", json=scheduled).get_json()["relayed"] >= 1
+    answer = sweeper.post("/events", json=scheduled)  # (the platform's own sweeper may have been first)
+    assert answer.status_code == 200 and set(answer.get_json()) == {"relayed"}
     assert _outbox(database_url, uid) == [("job", True)]
     assert {"uid": uid} in _queued_jobs(aws, job_queue)
     assert sweeper.post("/events", json={"Records": []}).status_code == 400
