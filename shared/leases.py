@@ -69,6 +69,12 @@ class LeasedTable:
             return Claim.MISSING
         return Claim.FINISHED if status in FINISHED_STATUSES else Claim.BUSY
 
+    def seconds_left(self, key: Any) -> float:
+        """How long the current lease on the row still runs (0 when none)."""
+        with session_scope(self.database_url) as session:
+            expires = session.scalar(select(self.model.lease_expires_at).where(self.key == key))
+        return max(0.0, (expires - utc_now()).total_seconds()) if expires else 0.0
+
     def renew(self, lease: Lease, lease_seconds: int) -> None:
         """Heartbeat: the lease now ends ``lease_seconds`` from now; LeaseLost if it is gone."""
         self.write(lease, lease_expires_at=utc_now() + timedelta(seconds=lease_seconds))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,20 +57,34 @@ def platform(database_url: str):
         yield running
 
 
-@pytest.fixture(scope="session")
-def platform_env(platform):
-    """This process configured as a function of the running platform (for the test client)."""
+def _forget_process_settings() -> None:
+    """What a process reads once from its environment (settings, the store's client) is read again."""
     from shared.settings import get_settings
     from shared.storage import get_object_store
 
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in {**platform.env, "VISIONFN_FAULT_INJECTION": "1"}.items():
-            patch.setenv(key, value)
-        get_settings.cache_clear()
-        get_object_store.cache_clear()
-        yield platform.env
     get_settings.cache_clear()
     get_object_store.cache_clear()
+
+
+@contextmanager
+def environment(**variables: str):
+    """The one way tests change settings: these variables set while the block runs."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in variables.items():
+            patch.setenv(key, value)
+        _forget_process_settings()
+        try:
+            yield
+        finally:
+            patch.undo()
+            _forget_process_settings()
+
+
+@pytest.fixture(scope="session")
+def platform_env(platform):
+    """This process configured as a function of the running platform (for the test client)."""
+    with environment(**platform.env, VISIONFN_FAULT_INJECTION="1"):
+        yield platform.env
 
 
 @pytest.fixture(scope="session")
@@ -96,8 +111,10 @@ def function_client(platform_env):
 
     from shared.settings import PROJECT_ROOT
 
-    def make(name: str):
-        return create_app("handle", str(PROJECT_ROOT / "functions" / name / "main.py")).test_client()
+    def make(name: str, **variables: str):
+        """The function as it starts with ``variables`` set (it keeps what it read at start)."""
+        with environment(**variables):
+            return create_app("handle", str(PROJECT_ROOT / "functions" / name / "main.py")).test_client()
 
     return make
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import mimetypes
 import re
 import uuid
@@ -146,8 +147,10 @@ class MatchService:
         if claim is Claim.FINISHED:
             log.info("task %s already finished; nothing to do", job.uid)
             return Outcome.HANDLED
-        if claim is Claim.BUSY:
-            log.info("task %s is held by a live worker's lease; retried later", job.uid)
+        if claim is Claim.BUSY:  # back when the lease lapses (if its worker died), not a whole timeout later
+            seconds = math.ceil(self.tasks.leases.seconds_left(job.uid)) + 1
+            log.info("task %s is held by another worker's lease; retried in %d s", job.uid, seconds)
+            self.queue.keep_invisible(record, seconds)
             return Outcome.RETRY
         if dead_letter:  # every delivery died (crash, kill, out of memory): end it, never stuck
             return self._finish(claim, lambda lease: self.tasks.fail(lease, DEAD_LETTER_ERROR.format(
@@ -165,7 +168,6 @@ class MatchService:
 
         receive_count = record.attributes.approximate_receive_count
         try:
-            heartbeat()
             task = self.tasks.get(lease.key)
             inputs = self.store.get_many(task.input_files)
             inject_fault_if_requested(inputs[0].metadata, receive_count, self.settings)

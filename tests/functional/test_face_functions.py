@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import CROWD_PHOTO, PORTRAIT_PHOTO, event_file, shared_data
+from tests.conftest import CROWD_PHOTO, PORTRAIT_PHOTO, environment, event_file, shared_data
 
 
 @pytest.fixture(scope="module")
@@ -146,15 +146,8 @@ def test_missing_file_field(clients):
 
 
 
-def test_body_over_the_upload_limit_is_413(clients, monkeypatch):
-    from shared.settings import get_settings
-
-    monkeypatch.setenv("VISIONFN_MAX_UPLOAD_BYTES", "100000")
-    get_settings.cache_clear()
-    try:
+def test_body_over_the_upload_limit_is_413(clients):
+    with environment(VISIONFN_MAX_UPLOAD_BYTES="100000"):
         response = _post(clients["face_process"], "/process", b"\xff" * 200_000)
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
     assert response.status_code == 413
     assert "the limit is 100000 bytes" in response.get_json()["detail"]

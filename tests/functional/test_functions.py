@@ -10,7 +10,7 @@ import pytest
 from shared.idempotency import ProcessedObjects
 from shared.storage import get_object_store
 from shared.tasks import TaskRepository
-from tests.conftest import event_file
+from tests.conftest import environment, event_file
 
 
 def test_health_reports_every_part(function_client):
@@ -36,16 +36,10 @@ def test_health_flags_dead_letters_found_through_the_redrive_policies(function_c
         sqs.purge_queue(QueueUrl=url)
 
 
-def test_health_is_degraded_when_the_database_is_down(function_client, monkeypatch):
-    from shared.settings import get_settings
-
-    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
-    get_settings.cache_clear()
-    try:
-        response = function_client("health").get("/health")
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
+def test_health_is_degraded_when_the_database_is_down(function_client):
+    client = function_client("health")
+    with environment(DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none"):
+        response = client.get("/health")
     assert response.status_code == 503
     body = response.get_json()
     assert body["status"] == "degraded"
@@ -118,8 +112,7 @@ def test_thumbnail_event_writes_records_and_is_idempotent(function_client, datab
 def test_thumbnail_event_skips_non_images_and_reports_retryable_failures(function_client, sqs_s3_batch, database_url):
     client = function_client("thumbnail")
     text_key = f"uploads/{uuid.uuid4().hex}/notes.txt"
-    skipped = client.post("/events", json=_batch_for(sqs_s3_batch, text_key, _upload(text_key, b"hello")))
-    assert skipped.get_json() == {"batchItemFailures": []}
+    assert _delivered(client, _batch_for(sqs_s3_batch, text_key, _upload(text_key, b"hello"))) == {"batchItemFailures": []}
     assert not get_object_store().exists(text_key.replace("uploads/", "thumbnails/", 1))
     [dropped] = ProcessedObjects("thumbnail", database_url).entries(text_key)
     assert dropped.status == "error" and "not a supported image" in dropped.error

@@ -60,16 +60,10 @@ def job_queue(aws, dead_jobs):
 
 @pytest.fixture(scope="module")
 def match_client(function_client, job_queue):
-    """Test client of match_<tool>, handing its tasks to the test's queue."""
-    from shared.settings import get_settings
+    """Test client of match_<tool>, handing its tasks to the test's queue (other settings as given)."""
 
-    def make(tool: str):
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("VISIONFN_JOB_QUEUE_URL", job_queue)
-            get_settings.cache_clear()
-            client = function_client(f"match_{tool}")
-        get_settings.cache_clear()
-        return client
+    def make(tool: str, **variables: str):
+        return function_client(f"match_{tool}", **{"VISIONFN_JOB_QUEUE_URL": job_queue, **variables})
 
     return make
 
@@ -216,26 +210,6 @@ def test_huge_image_is_413_from_its_header(match_client):
 
 # --- submission when a part of the platform fails ------------------------------------------------
 
-@pytest.fixture
-def client_with(function_client, job_queue):
-    """Test client of match_<tool> with some settings changed (a missing bucket, queue or bus)."""
-    from shared.settings import get_settings
-
-    def make(tool: str, **env: str):
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("VISIONFN_JOB_QUEUE_URL", job_queue)
-            for key, value in env.items():
-                patch.setenv(key, value)
-            get_settings.cache_clear()
-            get_object_store.cache_clear()
-            client = function_client(f"match_{tool}")
-        get_settings.cache_clear()
-        get_object_store.cache_clear()
-        return client
-
-    return make
-
-
 def _outbox(database_url, uid: str) -> list:
     from shared.db.engine import session_scope
     from shared.db.models import OutboxMessage
@@ -252,8 +226,8 @@ def _drop_outbox(database_url, uid: str) -> None:
         session.query(OutboxMessage).filter_by(task_uid=uid).delete()
 
 
-def test_inputs_that_cannot_be_stored_end_the_task_in_error_and_announce_it(client_with, tasks, aws, platform, database_url):
-    response = client_with("template", VISIONFN_BUCKET="visionfn-test-no-such-bucket").post("/api/v1/match/template", data=_template_form())
+def test_inputs_that_cannot_be_stored_end_the_task_in_error_and_announce_it(match_client, tasks, aws, platform, database_url):
+    response = match_client("template", VISIONFN_BUCKET="visionfn-test-no-such-bucket").post("/api/v1/match/template", data=_template_form())
     assert response.status_code == 503 and "The inputs could not be stored, try again" in response.get_json()["detail"]
     task = tasks.page(0, 1).tasks[0]
     assert task.status == "error" and task.error.startswith("The inputs could not be stored")
@@ -262,9 +236,9 @@ def test_inputs_that_cannot_be_stored_end_the_task_in_error_and_announce_it(clie
     assert event["detail"]["status"] == "error"
 
 
-def test_a_job_that_cannot_be_sent_now_is_kept_for_the_sweeper(client_with, tasks, database_url):
+def test_a_job_that_cannot_be_sent_now_is_kept_for_the_sweeper(match_client, tasks, database_url):
     missing_queue = "http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/visionfn-test-no-such-queue"
-    response = client_with("template", VISIONFN_JOB_QUEUE_URL=missing_queue).post("/api/v1/match/template", data=_template_form())
+    response = match_client("template", VISIONFN_JOB_QUEUE_URL=missing_queue).post("/api/v1/match/template", data=_template_form())
     uid = response.get_json()["uid"]
     try:
         assert response.status_code == 201  # the job is committed with the task: it will be sent
@@ -303,13 +277,7 @@ def test_the_sweeper_sends_what_was_left_unsent(function_client, aws, database_u
     assert _outbox(database_url, uid) == [("job", False)]
     time.sleep(2.2)  # older than the grace period the sweeper leaves to the sender
     scheduled = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
-    with pytest.MonkeyPatch.context() as patch:
-        from shared.settings import get_settings
-
-        patch.setenv("VISIONFN_OUTBOX_GRACE_SECONDS", "2")
-        get_settings.cache_clear()
-        sweeper = function_client("sweeper")
-    get_settings.cache_clear()
+    sweeper = function_client("sweeper", VISIONFN_OUTBOX_GRACE_SECONDS="2")
     answer = sweeper.post("/events", json=scheduled)  # (the platform's own sweeper may have been first)
     assert answer.status_code == 200 and set(answer.get_json()) == {"relayed"}
     assert _outbox(database_url, uid) == [("job", True)]
