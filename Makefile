@@ -9,7 +9,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 LS_VENV     := infra/localstack/.venv
 
-.PHONY: install up down status test test-unit lint bench clean
+.PHONY: install up down status key test test-unit lint bench clean
 
 MODELS      := .models/.fetched
 
@@ -41,6 +41,11 @@ down:
 
 status:
 	@$(PY) -m infra.runner status
+
+# a new API key: make key OWNER=alice [NAME=laptop]; list and revoke with python -m shared.keys
+key: install
+	@test -n "$(OWNER)" || { echo "usage: make key OWNER=<owner> [NAME=<label>]"; exit 2; }
+	$(PY) -m shared.keys create --owner "$(OWNER)" --name "$(NAME)"
 
 test: lint
 	$(PY) -m pytest

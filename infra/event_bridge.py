@@ -32,6 +32,7 @@ from typing import Any
 
 import requests
 
+from shared.access import PLATFORM_TOKEN_HEADER
 from shared.batch import LAMBDA_CONTEXT_HEADER
 from shared.http import EVENTS_PATH
 from shared.settings import get_settings
@@ -139,7 +140,8 @@ def invoke(http: requests.Session, endpoint: str, function: str, timeout: int, e
     return http.post(
         endpoint + EVENTS_PATH,
         json=event,
-        headers={LAMBDA_CONTEXT_HEADER: lambda_context(function, timeout)},
+        headers={LAMBDA_CONTEXT_HEADER: lambda_context(function, timeout),
+                 PLATFORM_TOKEN_HEADER: get_settings().platform_token or ""},
         timeout=timeout + ANSWER_GRACE_SECONDS,
     )
 

@@ -6,16 +6,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import sys
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+
+from shared.access import OWNER_HEADER, PLATFORM_HEADERS, PLATFORM_TOKEN_HEADER, api_key_of
+from shared.keys import ApiKeys, key_hash
+from shared.settings import get_settings
 
 log = logging.getLogger("visionfn.gateway")
 
@@ -30,7 +36,33 @@ HOP_BY_HOP = {
     "upgrade",
     "host",
 }
+_PLATFORM_HEADERS = {name.lower() for name in PLATFORM_HEADERS}
 SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
+
+
+class KeyCheck:
+    """API keys checked against the database (off the event loop), each answer remembered for
+    ``cache_seconds``: a revoked key stops working within that time."""
+
+    def __init__(self, keys: ApiKeys, cache_seconds: float) -> None:
+        self.keys = keys
+        self.cache_seconds = cache_seconds
+        self._known: dict[str, tuple[str | None, float]] = {}
+
+    async def owner(self, key: str) -> str | None:
+        digest = key_hash(key)
+        known = self._known.get(digest)
+        if known and known[1] > time.monotonic():
+            return known[0]
+        owner = await asyncio.to_thread(self.keys.owner_of, key)
+        if len(self._known) > 10_000:  # keys guessed at random must not grow it without bound
+            self._known.clear()
+        self._known[digest] = (owner, time.monotonic() + self.cache_seconds)
+        return owner
+
+
+KEYS: web.AppKey[KeyCheck | None] = web.AppKey("keys", KeyCheck)
+PLATFORM_TOKEN: web.AppKey[str | None] = web.AppKey("platform_token", str)
 
 
 @dataclass(frozen=True)
@@ -40,6 +72,7 @@ class GatewayRoute:
     function: str
     upstream: str  # http://127.0.0.1:PORT
     timeout: int = 30  # the function's Timeout: no answer by then is a 504
+    public: bool = False  # the template's `Auth: {Authorizer: NONE}`: no API key needed
 
 
 def load_routes(path: Path) -> list[GatewayRoute]:
@@ -61,9 +94,28 @@ async def json_errors(request: web.Request, handler):  # noqa: ANN001, ANN201 (a
         return _json(404, f"No route for {request.method} {request.path}")
 
 
+def _unauthorized(detail: str) -> web.Response:
+    response = _json(401, detail)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="visionfn"'
+    return response
+
+
 async def forward(request: web.Request, route: GatewayRoute) -> web.StreamResponse:
-    """Stream the request to the function and its answer back, headers kept."""
-    headers = {key: value for key, value in request.headers.items() if key.lower() not in HOP_BY_HOP}
+    """Check the API key (unless the route is public), then stream the request to the function
+    and its answer back, headers kept; the owner and the platform token go with it."""
+    headers = {key: value for key, value in request.headers.items()
+               if key.lower() not in HOP_BY_HOP and key.lower() not in _PLATFORM_HEADERS}
+    keys = request.app[KEYS]
+    if keys is not None and not route.public:
+        key = api_key_of(request.headers)
+        if key is None:
+            return _unauthorized("An API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+        owner = await keys.owner(key)
+        if owner is None:
+            return _unauthorized("The API key is not valid (unknown or revoked)")
+        headers[OWNER_HEADER] = owner
+    if request.app[PLATFORM_TOKEN]:
+        headers[PLATFORM_TOKEN_HEADER] = request.app[PLATFORM_TOKEN]
     headers["X-Forwarded-For"] = request.remote or ""
     headers["X-Forwarded-Host"] = request.host
     headers["X-Forwarded-Proto"] = request.scheme
@@ -108,8 +160,11 @@ def aiohttp_path(path: str) -> str:
     return re.sub(r"\{(\w+)\+\}", r"{\1:.+}", path)
 
 
-def build_app(routes: list[GatewayRoute]) -> web.Application:
+def build_app(routes: list[GatewayRoute], keys: KeyCheck | None = None, platform_token: str | None = None) -> web.Application:
+    """The gateway; without ``keys`` no route asks for an API key (tests of the proxying alone)."""
     app = web.Application(middlewares=[json_errors])
+    app[KEYS] = keys
+    app[PLATFORM_TOKEN] = platform_token
     for route in routes:
         app.router.add_route(route.method, aiohttp_path(route.path), partial(forward, route=route))
     app.on_startup.append(_open_session)
@@ -123,7 +178,9 @@ def main() -> None:
     routes = load_routes(routes_file)
     for route in routes:
         log.info("%-6s %-40s -> %s (%s)", route.method, route.path, route.function, route.upstream)
-    web.run_app(build_app(routes), host="127.0.0.1", port=port, print=None, access_log=log)
+    settings = get_settings()
+    keys = KeyCheck(ApiKeys(), settings.key_cache_seconds)
+    web.run_app(build_app(routes, keys, settings.platform_token), host="127.0.0.1", port=port, print=None, access_log=log)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -32,6 +33,7 @@ from infra.stack import (
 )
 from infra.template import FunctionSpec, StackContext, function_specs, load_template
 from shared.db.migrate import upgrade
+from shared.keys import ApiKeys
 from shared.settings import PROJECT_ROOT, Settings, get_settings
 from shared.storage import aws_client
 
@@ -69,6 +71,20 @@ class PlatformState:
     processes: dict[str, dict[str, object]]  # name -> pid, restarts, last_exit (kept current)
 
 
+def local_api_key(settings: Settings) -> Path:
+    """``<run_dir>/api-key`` (mode 0600) holds a key of the owner ``local``: made on the first
+    start, kept while it still works."""
+    path = settings.run_dir / "api-key"
+    keys = ApiKeys(settings.database_url)
+    if path.exists() and keys.owner_of(path.read_text().strip()):
+        return path
+    _record, key = keys.create("local", "made by make up")
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(key + "\n")
+    return path
+
+
 def state_path(settings: Settings) -> Path:
     return settings.run_dir / "state.json"
 
@@ -84,6 +100,7 @@ class Platform:
         os.environ.update(LOCAL_CREDENTIALS)
         self.children: list[ChildProcess] = []
         self.stopping = threading.Event()
+        self.platform_token = secrets.token_urlsafe(32)  # only the gateway and the bridge invoke functions
 
     # --- start-up ------------------------------------------------------------------------------
     def up(self) -> PlatformState:
@@ -91,7 +108,7 @@ class Platform:
         settings = self.settings
         functions = [
             LocalFunction(spec, settings.function_base_port + index, min(spec.timeout, settings.local_timeout_seconds or spec.timeout))
-            for index, spec in enumerate(function_specs(load_template()))
+            for index, spec in enumerate(spec for spec in function_specs(load_template()) if spec.triggered)
         ]
         ensure_port_free(settings.localstack_port, "LocalStack")
         ensure_port_free(settings.gateway_port, "the gateway")
@@ -104,6 +121,7 @@ class Platform:
         )
         self._say(f"migrating {_redact(settings.database_url)}")
         upgrade(settings.database_url)
+        self.key_file = local_api_key(settings)
         try:
             wait_for_localstack(settings, timeout=90, alive=lambda: localstack.exited() is None)
         except StackError as error:
@@ -120,7 +138,7 @@ class Platform:
         bindings_file = settings.run_dir / "bridge.json"
         bindings_file.write_text(bindings.to_json())
         routes = [
-            GatewayRoute(route.method, route.path, function.spec.name, function.url, function.timeout)
+            GatewayRoute(route.method, route.path, function.spec.name, function.url, function.timeout, route.public)
             for function in functions
             for route in function.spec.routes
         ]
@@ -167,6 +185,7 @@ class Platform:
         """What every local process gets besides the template's variables."""
         return {
             **os.environ,
+            "VISIONFN_PLATFORM_TOKEN": self.platform_token,
             **LOCAL_CREDENTIALS,
             "AWS_ENDPOINT_URL": localstack_url(self.settings),
             "AWS_REGION": self.settings.aws_region,
@@ -299,6 +318,7 @@ def command_up(settings: Settings) -> int:
             f"  database    {state.database_url}\n"
             + "".join(f"  function    {name:<12} {url}\n" for name, url in state.functions.items())
             + f"  logs        {log_dir(settings)}/\n"
+            + f"  API key     {platform.key_file} (curl -H \"Authorization: Bearer $(cat {platform.key_file})\" ...)\n"
             "[visionfn] Ctrl-C (or `make down`) stops everything.",
             flush=True,
         )

@@ -43,6 +43,7 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
 class ApiRoute:
     method: str
     path: str  # API Gateway syntax: /api/v1/tasks/{uid}
+    public: bool = False  # `Auth: {Authorizer: NONE}`: no API key needed
 
 
 #: Concurrent deliveries of one SQS event source when its ScalingConfig sets none (AWS's minimum).
@@ -75,6 +76,11 @@ class FunctionSpec:
     environment: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def triggered(self) -> bool:
+        """Whether anything invokes it locally (the authorizer has no events: the gateway checks keys)."""
+        return bool(self.routes or self.queues or self.schedules)
+
+    @property
     def source(self) -> Path:
         return PROJECT_ROOT / "functions" / self.name / "main.py"
 
@@ -95,7 +101,8 @@ def function_specs(template: dict[str, Any]) -> list[FunctionSpec]:
         for event_name, event in properties.get("Events", {}).items():
             event_properties = event.get("Properties", {})
             if event["Type"] in ("HttpApi", "Api"):
-                routes.append(ApiRoute(event_properties["Method"].upper(), event_properties["Path"]))
+                public = event_properties.get("Auth", {}).get("Authorizer") == "NONE"
+                routes.append(ApiRoute(event_properties["Method"].upper(), event_properties["Path"], public))
             elif event["Type"] == "SQS":
                 queues.append(
                     QueueTrigger(

@@ -24,6 +24,10 @@ class VisionFnError(Exception):
     def body(self) -> dict[str, Any]:
         return {"detail": self.detail}
 
+    def headers(self) -> dict[str, str]:
+        """Response headers that go with the error (none by default)."""
+        return {}
+
     def about(self, subject: str) -> VisionFnError:
         """The same error, its message prefixed with what it is about (an object key, a file)."""
         about = copy.copy(self)
@@ -33,6 +37,15 @@ class VisionFnError(Exception):
 
 class BadRequest(VisionFnError):
     status = 400
+
+
+class Unauthorized(VisionFnError):
+    """No valid API key (or, for a function's own port, no platform token)."""
+
+    status = 401
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="visionfn"'}
 
 
 class NotAnImage(BadRequest):
@@ -64,6 +77,12 @@ class MethodNotAllowed(VisionFnError):
 
 class PayloadTooLarge(VisionFnError):
     status = 413
+
+
+class UnsupportedMediaType(VisionFnError):
+    """An image in a format the API does not take."""
+
+    status = 415
 
 
 class RequestValidationFailed(VisionFnError):

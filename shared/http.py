@@ -9,10 +9,12 @@ from typing import Any, TypeVar
 
 import flask
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.exceptions import NotFound as WerkzeugNotFound
 from werkzeug.routing import Map, Rule
 
+from shared.access import check_platform_call
 from shared.batch import Invocation, RecordHandler, process_sqs_batch
 from shared.errors import (
     BadRequest,
@@ -42,7 +44,9 @@ def json_response(payload: BaseModel | dict[str, Any] | list[Any], status: int =
 
 
 def error_response(error: VisionFnError) -> flask.Response:
-    return json_response(error.body(), status=error.status)
+    response = json_response(error.body(), status=error.status)
+    response.headers.update(error.headers())
+    return response
 
 
 def parse_query(model: type[Model], request: flask.Request) -> Model:
@@ -112,6 +116,19 @@ class FunctionRoutes:
     def delete(self, rule: str) -> Callable[[Handler], Handler]:
         return self.route(rule, ["DELETE"])
 
+    def invocation(self, handle: Callable[[dict[str, Any]], BaseModel | dict[str, Any]]) -> Callable[..., Any]:
+        """Serve a non-HTTP invocation on POST /events (how the Lambda Web Adapter and the event
+        bridge deliver them): its JSON object in, the handler's answer out as JSON."""
+
+        def invoked(request: flask.Request) -> flask.Response:
+            payload = request.get_json(silent=True)
+            if not isinstance(payload, dict):
+                raise BadRequest("Event body must be a JSON object")
+            return json_response(handle(payload))
+
+        self.route(EVENTS_PATH, ["POST"])(invoked)
+        return handle
+
     def events(self, handle_record: RecordHandler) -> None:
         """Serve SQS batches on POST /events, answering with the partial-batch response."""
 
@@ -124,20 +141,21 @@ class FunctionRoutes:
 
         self.route(EVENTS_PATH, ["POST"])(deliver_events)
 
-    def schedule(self, run: Callable[[], BaseModel]) -> None:
+    def schedule(self, run: Callable[[], BaseModel]) -> Callable[[], BaseModel]:
         """Serve a Schedule event ("Scheduled Event" from EventBridge) on POST /events."""
 
-        def scheduled(request: flask.Request) -> flask.Response:
-            payload = request.get_json(silent=True)
-            if not isinstance(payload, dict) or payload.get("detail-type") != "Scheduled Event":
+        def scheduled(payload: dict[str, Any]) -> BaseModel:
+            if payload.get("detail-type") != "Scheduled Event":
                 raise BadRequest('Event body must be an EventBridge "Scheduled Event"')
-            return json_response(run())
+            return run()
 
-        self.route(EVENTS_PATH, ["POST"])(scheduled)
+        self.invocation(scheduled)
+        return run
 
     def dispatch(self, request: flask.Request) -> flask.Response:
         """Route the request; every error becomes ``{"detail": ...}`` JSON with its status."""
         try:
+            check_platform_call(request.headers, get_settings())
             if (request.content_length or 0) > get_settings().max_upload_bytes:
                 raise PayloadTooLarge(
                     f"Request body is {request.content_length} bytes; the limit is "
@@ -158,6 +176,9 @@ class FunctionRoutes:
             if not error.is_client_error:
                 log.error("%s %s failed: %s", request.method, request.path, error.detail)
             return error_response(error)
+        except HTTPException as error:  # Werkzeug's own limits (form parts, field sizes): a client error
+            status = error.code or 400
+            return json_response({"detail": error.description or error.name}, status=status if status < 500 else 400)
         except Exception:  # the one place that turns a bug into a 500 instead of a crash
             log.exception("unhandled error in %s %s", request.method, request.path)
             return json_response({"detail": "Internal error"}, status=500)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from shared.errors import NotAnImage, PayloadTooLarge
+from shared.errors import NotAnImage, PayloadTooLarge, UnsupportedMediaType
 
 # decode_image checks the pixel count from the header against the configured limit before
 # decoding; Pillow's own fixed guard would only answer first with a less useful message.
@@ -22,6 +22,10 @@ CONTENT_TYPES = {
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
 }
+#: The formats the API documents; the content decides (sniffed by Pillow), not the file name.
+SUPPORTED_FORMATS = tuple(CONTENT_TYPES)
+#: No side may be longer (OpenCV's own limit is 32767; some of its calls abort past it).
+MAX_IMAGE_SIDE = 16_384
 #: Single-band modes deeper than 8 bits (16/32-bit integer, 32-bit float): decode_image
 #: scales them to 8-bit "L" with scale_to_8_bit.
 DEEP_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
@@ -53,23 +57,52 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
     if not data:
         raise NotAnImage("The file is empty")
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
     except (UnidentifiedImageError, OSError) as error:
+        other = _other_format(data)
+        if other:
+            raise UnsupportedMediaType(
+                f"{other} images are not supported; send JPEG, PNG, BMP, WebP, TIFF or GIF"
+            ) from error
         raise NotAnImage(
             f"The file is not a supported image (JPEG, PNG, BMP, WebP, TIFF or GIF); "
             f"first bytes: {data[:8].hex()}"
         ) from error
+    except (ValueError, SyntaxError, EOFError) as error:  # e.g. a text or ICC chunk beyond Pillow's limits
+        raise NotAnImage(f"Image metadata is corrupt or too large: {error}") from error
     width, height = image.size
     if width * height > max_pixels:
         raise PayloadTooLarge(
             f"Image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels"
         )
+    if max(width, height) > MAX_IMAGE_SIDE:
+        raise PayloadTooLarge(f"Image is {width}x{height}; no side may be longer than {MAX_IMAGE_SIDE} pixels")
     try:
         image.load()
         upright = ImageOps.exif_transpose(image) or image
-    except (OSError, ValueError, SyntaxError) as error:
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
         raise NotAnImage(f"Image data is truncated or corrupt: {error}") from error
     return DecodedImage(pixels=scale_to_8_bit(upright), format=image.format or "PNG")
+
+
+def sniffed_content_type(data: bytes) -> str:
+    """What the bytes are, by their content (never by a name a client chose): an image type we
+    support, else ``application/octet-stream``."""
+    try:
+        with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as image:
+            return CONTENT_TYPES[image.format or ""]
+    except Exception:  # anything else is served as opaque bytes
+        return "application/octet-stream"
+
+
+def _other_format(data: bytes) -> str | None:
+    """The format of an image Pillow knows but the API does not take (PPM, TGA, EPS, ...), read
+    from its header only (nothing is decoded, no external program runs)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format
+    except Exception:  # any failure means: not an image we can name
+        return None
 
 
 def scale_to_8_bit(image: Image.Image) -> Image.Image:

@@ -42,7 +42,6 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(50_000_000, gt=0, description="Images above this pixel count get 413.")
     max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Request bodies above this get 413.")
     thumbnail_max_side: int = Field(256, ge=16, le=4096, description="Longest side of a thumbnail, px.")
-    presigned_url_seconds: int = Field(3600, ge=1, description="Lifetime of presigned download URLs.")
     task_lease_seconds: int = Field(
         20,
         ge=1,
@@ -78,6 +77,15 @@ class Settings(BaseSettings):
         ge=10,
         description="Surface tasks whose model keeps more points than this after sampling end in `error` "
         "(PPF training time grows steeply: ~3 s at 760 points, ~21 s at 1340, ~140 s at 2270 on 2 cores).",
+    )
+
+    platform_token: str | None = Field(
+        None,
+        description="Locally: the secret the runner makes at each start; the gateway and the event bridge send it "
+        "and a function refuses invocations without it (401). Unset in the cloud, where functions have no URL.",
+    )
+    key_cache_seconds: float = Field(
+        30, ge=0, description="How long the gateway remembers a verified API key (a revoked key stops working within this)."
     )
 
     # --- testing -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -91,28 +92,22 @@ class ObjectStore:
             raise
         return True
 
-    def presigned_url(self, key: str, expires_seconds: int) -> str:
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_seconds
-        )
-
     def check(self) -> None:
         """Raise if the bucket cannot be reached (health)."""
         self.client.head_bucket(Bucket=self.bucket)
 
 
-#: Prefixes clients may download from: what they uploaded and what the platform wrote.
-DOWNLOADABLE_PREFIXES = ("uploads/", "thumbnails/", "results/", "outputs/")
+#: Prefixes of a task's files (``<prefix><uid>/<name>``): what a client may download of its own tasks.
+TASK_FILE_PREFIXES = ("uploads/", "thumbnails/", "results/")
+_TASK_FILE = re.compile(r"^(?:uploads|thumbnails|results)/(?P<uid>[0-9a-f]{32})/[^/]+$")
 
 
-def download_url(store: ObjectStore, key: str, expires_seconds: int) -> str:
-    """A presigned GET URL for a downloadable key; 404 for other keys and missing objects."""
-    segments = key.split("/")
-    if not key.startswith(DOWNLOADABLE_PREFIXES) or any(part in ("", ".", "..") for part in segments[1:]):
-        raise NotFound(f"Object not found: {key} (downloadable prefixes: {', '.join(DOWNLOADABLE_PREFIXES)})")
-    if not store.exists(key):
-        raise ObjectNotFound(key)
-    return store.presigned_url(key, expires_seconds)
+def task_of_file(key: str) -> str:
+    """The task a downloadable key belongs to; 404 for any other key (no paths, no other prefixes)."""
+    match = _TASK_FILE.match(key)
+    if not match or any(part in ("", ".", "..") for part in key.split("/")):
+        raise NotFound(f"Object not found: {key} (downloadable: {', '.join(p + '<task uid>/<name>' for p in TASK_FILE_PREFIXES)})")
+    return match["uid"]
 
 
 @lru_cache(maxsize=1)

@@ -25,6 +25,7 @@ class TaskOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     uid: str
+    owner: str  # who submitted it (the API key's owner)
     status: TaskStatus
     tool: str
     params: dict[str, Any]
@@ -48,7 +49,7 @@ class TaskListQuery(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=1_000_000_000)
     limit: int = Field(50, ge=1, le=200)
 
 
@@ -65,13 +66,14 @@ class TaskRepository:
 
     def create(
         self, tool: str, params: dict[str, Any], input_files: list[str], uid: str | None = None,
-        job_queue: str | None = None,
+        job_queue: str | None = None, owner: str = "",
     ) -> TaskOut:
         """A ``queued`` task and, with ``job_queue``, its job: both or neither. The job is sent by
         ``dispatch`` once the inputs are stored (or by the sweeper if this process dies first)."""
         now = utc_now()
         task = Task(
             uid=uid or uuid.uuid4().hex,
+            owner=owner,
             tool=tool,
             status="queued",
             params=params,
@@ -113,18 +115,21 @@ class TaskRepository:
         self.dispatch(uid)
         return result
 
-    def get(self, uid: str) -> TaskOut:
+    def get(self, uid: str, owner: str | None = None) -> TaskOut:
+        """The task; with ``owner``, only if it is theirs (another owner's task is "not found")."""
         with session_scope(self.database_url) as session:
             task = session.get(Task, uid)
-            if task is None:
+            if task is None or (owner is not None and task.owner != owner):
                 raise TaskNotFound(uid)
             return TaskOut.model_validate(task)
 
-    def page(self, offset: int, limit: int) -> TaskPage:
+    def page(self, offset: int, limit: int, owner: str | None = None) -> TaskPage:
+        """Newest first; with ``owner``, that owner's tasks only."""
+        mine = [Task.owner == owner] if owner is not None else []
         with session_scope(self.database_url) as session:
-            total = session.scalar(select(func.count()).select_from(Task)) or 0
+            total = session.scalar(select(func.count()).select_from(Task).where(*mine)) or 0
             rows = session.scalars(
-                select(Task).order_by(Task.created_at.desc(), Task.uid.desc()).offset(offset).limit(limit)
+                select(Task).where(*mine).order_by(Task.created_at.desc(), Task.uid.desc()).offset(offset).limit(limit)
             )
             return TaskPage(total=total, tasks=[TaskOut.model_validate(row) for row in rows])
 

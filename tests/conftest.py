@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+#: The owner the functional tests' requests come from (what the gateway would pass on).
+TEST_OWNER = "tester"
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 
 
@@ -53,6 +55,7 @@ def platform(database_url: str):
         VISIONFN_LOCAL_TIMEOUT_SECONDS="15",  # the timeout test waits this long, not 60 s
         VISIONFN_LOCAL_SCHEDULE_SECONDS="1",  # the sweeper every second
         VISIONFN_OUTBOX_GRACE_SECONDS="2",
+        VISIONFN_KEY_CACHE_SECONDS="1",
     ) as running:
         yield running
 
@@ -114,7 +117,9 @@ def function_client(platform_env):
     def make(name: str, **variables: str):
         """The function as it starts with ``variables`` set (it keeps what it read at start)."""
         with environment(**variables):
-            return create_app("handle", str(PROJECT_ROOT / "functions" / name / "main.py")).test_client()
+            client = create_app("handle", str(PROJECT_ROOT / "functions" / name / "main.py")).test_client()
+        client.environ_base["HTTP_X_VISIONFN_OWNER"] = TEST_OWNER  # as the gateway sets it for a verified key
+        return client
 
     return make
 

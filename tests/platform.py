@@ -12,7 +12,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+
+import requests
 
 from shared.settings import PROJECT_ROOT
 
@@ -28,6 +31,18 @@ class RunningPlatform:
     @property
     def gateway(self) -> str:
         return self.state["gateway_url"]
+
+    @property
+    def key(self) -> str:
+        """The API key `make up` made for the owner ``local`` (``<run_dir>/api-key``)."""
+        return (self.run_dir / "api-key").read_text().strip()
+
+    @cached_property
+    def http(self) -> requests.Session:
+        """HTTP to the gateway with that key."""
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self.key}"
+        return session
 
     def log(self, name: str) -> str:
         return (self.run_dir / "logs" / f"{name}.log").read_text(errors="replace")

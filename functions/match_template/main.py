@@ -3,6 +3,7 @@
 
 import flask
 
+from shared.access import caller
 from shared.http import FunctionRoutes, json_response
 from shared.logs import configure_logging
 from shared.matching.function import match_service, submitted_files
@@ -15,7 +16,8 @@ routes.events(service.handle_job)
 
 @routes.post("/api/v1/match/template")
 def submit(request: flask.Request) -> flask.Response:
-    return json_response(service.submit(request.form.to_dict(), submitted_files(service, request)), status=201)
+    owner = caller(request.headers)
+    return json_response(service.submit(owner, request.form.to_dict(), submitted_files(service, request)), status=201)
 
 
 def handle(request: flask.Request) -> flask.Response:

@@ -2,6 +2,7 @@
 
 import flask
 
+from shared.access import caller
 from shared.errors import BadRequest
 from shared.http import FunctionRoutes, json_response
 from shared.logs import configure_logging
@@ -13,8 +14,8 @@ defaults = ToolDefaults()
 
 
 @routes.get("/api/v1/settings/<tool>")
-def get_settings(_request: flask.Request, tool: str) -> flask.Response:
-    return json_response(ToolSettingsOut(tool=tool, params=defaults.get(tool).model_dump()))
+def get_settings(request: flask.Request, tool: str) -> flask.Response:
+    return json_response(ToolSettingsOut(tool=tool, params=defaults.get(tool, caller(request.headers)).model_dump()))
 
 
 @routes.put("/api/v1/settings/<tool>")
@@ -22,7 +23,7 @@ def put_settings(request: flask.Request, tool: str) -> flask.Response:
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         raise BadRequest("Request body must be a JSON object of the tool's parameters")
-    return json_response(ToolSettingsOut(tool=tool, params=defaults.put(tool, payload).model_dump()))
+    return json_response(ToolSettingsOut(tool=tool, params=defaults.put(tool, caller(request.headers), payload).model_dump()))
 
 
 def handle(request: flask.Request) -> flask.Response:

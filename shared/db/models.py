@@ -26,6 +26,7 @@ class Task(Base):
     __tablename__ = "tasks"
 
     uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), default="")  # the API key's owner who submitted it
     tool: Mapped[str] = mapped_column(String(32), index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     params: Mapped[dict[str, Any]] = mapped_column(JsonColumn, default=dict)
@@ -79,10 +80,11 @@ class FaceAnonymization(Base):
 
 
 class ToolSettings(Base):
-    """The stored defaults of one matching tool (``PUT /api/v1/settings/{tool}``)."""
+    """One owner's stored defaults of one matching tool (``PUT /api/v1/settings/{tool}``)."""
 
     __tablename__ = "tool_settings"
 
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
     tool: Mapped[str] = mapped_column(String(32), primary_key=True)
     params: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
@@ -102,3 +104,17 @@ class OutboxMessage(Base):
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 is kept (``python -m shared.keys``)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16))  # the key's first characters, to tell keys apart
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

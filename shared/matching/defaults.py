@@ -23,29 +23,29 @@ class ToolDefaults:
     def __init__(self, database_url: str | None = None) -> None:
         self.database_url = database_url
 
-    def get(self, tool: str) -> ToolParams:
-        """The stored defaults, or the tool's built-in ones when none were stored."""
+    def get(self, tool: str, owner: str) -> ToolParams:
+        """The owner's stored defaults, or the tool's built-in ones when they stored none."""
         model = tool_class(tool).params_model
         with session_scope(self.database_url) as session:
-            row = session.get(ToolSettings, tool)
+            row = session.get(ToolSettings, (owner, tool))
             stored = dict(row.params) if row else {}
         return model.model_validate(stored)
 
-    def put(self, tool: str, payload: Any) -> ToolParams:
+    def put(self, tool: str, owner: str, payload: Any) -> ToolParams:
         """Replace the defaults; names left out take the built-in default. 422 on bad values."""
         params = _validated(tool, payload)
         with session_scope(self.database_url) as session:
             insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-            statement = insert(ToolSettings).values(tool=tool, params=params.model_dump(), updated_at=utc_now())
+            statement = insert(ToolSettings).values(owner=owner, tool=tool, params=params.model_dump(), updated_at=utc_now())
             session.execute(statement.on_conflict_do_update(  # one statement: concurrent first PUTs do not collide
-                index_elements=[ToolSettings.tool],
+                index_elements=[ToolSettings.owner, ToolSettings.tool],
                 set_={"params": statement.excluded.params, "updated_at": statement.excluded.updated_at},
             ))
         return params
 
-    def resolve(self, tool: str, given: dict[str, Any]) -> ToolParams:
-        """A submission's parameters: what it gave over the stored defaults. 422 on bad values."""
-        return _validated(tool, {**self.get(tool).model_dump(), **given})
+    def resolve(self, tool: str, owner: str, given: dict[str, Any]) -> ToolParams:
+        """A submission's parameters: what it gave over its owner's stored defaults. 422 on bad values."""
+        return _validated(tool, {**self.get(tool, owner).model_dump(), **given})
 
 
 def _validated(tool: str, payload: Any) -> ToolParams:

@@ -82,9 +82,9 @@ class MatchService:
         self.settings = settings
 
     # --- submission (the HTTP request) -----------------------------------------------------------
-    def submit(self, form: dict[str, str], uploads: dict[str, Upload]) -> TaskOut:
+    def submit(self, owner: str, form: dict[str, str], uploads: dict[str, Upload]) -> TaskOut:
         """Validate everything, create the task with its job, store the inputs, send the job."""
-        params = self._validated_params(form, uploads)
+        params = self._validated_params(owner, form, uploads)
         inputs = [uploads[spec.field] for spec in self.tool.inputs]
         checked = []
         for spec, upload in zip(self.tool.inputs, inputs, strict=True):
@@ -100,7 +100,7 @@ class MatchService:
         keys = self._input_keys(uid, inputs)
         # the row comes first (the thumbnail function records on it as soon as an upload lands),
         # with its job in the same transaction; the job is sent once the inputs are stored
-        task = self.tasks.create(self.tool.name, params.model_dump(), keys, uid=uid, job_queue=self.queue.queue_url)
+        task = self.tasks.create(self.tool.name, params.model_dump(), keys, uid=uid, job_queue=self.queue.queue_url, owner=owner)
         try:
             self.store.put_many([(key, upload.data, _content_type(key)) for key, upload in zip(keys, inputs, strict=True)])
         except Exception as error:
@@ -109,7 +109,7 @@ class MatchService:
         self.tasks.dispatch(uid)
         return task
 
-    def _validated_params(self, form: dict[str, str], uploads: dict[str, Upload]) -> Any:
+    def _validated_params(self, owner: str, form: dict[str, str], uploads: dict[str, Upload]) -> Any:
         errors: list[dict[str, Any]] = [
             {"type": "missing", "loc": ["body", spec.field], "msg": "Field required", "input": None}
             for spec in self.tool.inputs
@@ -117,7 +117,7 @@ class MatchService:
         ]
         file_fields = {spec.field for spec in self.tool.inputs}
         try:  # a file field sent as text is reported missing above, not as an unknown parameter
-            params = self.defaults.resolve(self.tool.name, {k: v for k, v in form.items() if k not in file_fields})
+            params = self.defaults.resolve(self.tool.name, owner, {k: v for k, v in form.items() if k not in file_fields})
         except RequestValidationFailed as error:
             errors.extend(error.detail)
         if errors:

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import requests
 
 from shared.faces.anonymize import AnonymizeStyle, anonymize, coverage_mask, covered_regions
 from shared.faces.detections import FaceDetections
@@ -105,7 +104,7 @@ def http_end_to_end(jpeg_1080p: bytes, requests_count: int) -> dict:
     with postgres_url() as database_url:
         upgrade(database_url)
         with running_platform(database_url, name="bench-face") as platform:
-            session = requests.Session()
+            session = platform.http
             url = f"{platform.gateway}/process"
             session.post(url, files={"image": jpeg_1080p}, timeout=60).raise_for_status()  # loads the models
             times = []

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import requests
 
 from shared.matching.feature import FeatureParams, FeatureTool, create_detector, create_matcher, match_features, ratio_test
 from shared.matching.pictures import encode_pictures, load_bgr
@@ -182,7 +181,7 @@ def async_overhead(tasks: int, compute_ms: float) -> dict:
     with postgres_url() as database_url:
         upgrade(database_url)
         with running_platform(database_url, name="bench-matching") as platform:
-            session = requests.Session()
+            session = platform.http
             for index in range(tasks + 1):
                 started = time.perf_counter()
                 response = session.post(f"{platform.gateway}/api/v1/match/template",

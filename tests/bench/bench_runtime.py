@@ -49,7 +49,7 @@ def summary(values: list[float]) -> dict:
 class Bench:
     def __init__(self, platform, database_url: str) -> None:
         self.platform = platform
-        self.http = requests.Session()
+        self.http = platform.http
         client = {"endpoint_url": platform.env["AWS_ENDPOINT_URL"], "region_name": "us-east-1",
                   "aws_access_key_id": "test", "aws_secret_access_key": "test"}
         outputs = platform.state["outputs"]
@@ -75,7 +75,7 @@ class Bench:
     def long_task(self, seconds: float) -> str:
         uid = uuid.uuid4().hex
         keys = [f"uploads/{uid}/messi5.jpg", f"uploads/{uid}/t.png"]
-        self.tasks.create("template", {}, keys, uid=uid, job_queue=self.queue)
+        self.tasks.create("template", {}, keys, uid=uid, job_queue=self.queue, owner="local")
         for key, data in zip(keys, (IMAGE, TEMPLATE), strict=True):
             self.store.put(key, data, metadata={WORK_SECONDS_METADATA: str(seconds)})
         self.tasks.dispatch(uid)

@@ -49,7 +49,7 @@ def test_health_is_degraded_when_the_database_is_down(function_client):
 
 def test_tasks_list_get_and_errors(function_client, database_url):
     client = function_client("tasks")
-    uid = TaskRepository(database_url).create("template", {"method": "TM_CCOEFF_NORMED"}, []).uid
+    uid = TaskRepository(database_url).create("template", {"method": "TM_CCOEFF_NORMED"}, [], owner="tester").uid
     listed = client.get("/api/v1/tasks?limit=1").get_json()
     assert listed["tasks"][0]["uid"] == uid and listed["total"] >= 1
     assert client.get(f"/api/v1/tasks/{uid}").get_json()["params"] == {"method": "TM_CCOEFF_NORMED"}
@@ -138,9 +138,7 @@ def test_thumbnail_event_rejects_malformed_batches(function_client, body):
     assert "detail" in response.get_json()
 
 
-def test_storage_round_trip_and_presigned_download(platform_env):
-    import requests
-
+def test_storage_round_trip(platform_env):
     from shared.errors import ObjectNotFound
 
     store = get_object_store()
@@ -148,8 +146,6 @@ def test_storage_round_trip_and_presigned_download(platform_env):
     store.put(key, event_file("landscape.png"), "image/png", metadata={"tool": "template"})
     stored = store.get(key)
     assert (stored.data, stored.content_type, stored.metadata) == (event_file("landscape.png"), "image/png", {"tool": "template"})
-    download = requests.get(store.presigned_url(key, expires_seconds=60), timeout=10)
-    assert download.status_code == 200 and download.content == event_file("landscape.png")
     with pytest.raises(ObjectNotFound):
         store.get(f"results/{uuid.uuid4().hex}/none.png")
     assert not store.exists(f"results/{uuid.uuid4().hex}/none.png")

@@ -320,13 +320,13 @@ def test_concurrent_first_puts_of_settings_all_succeed(database_url):
 
     defaults = ToolDefaults(database_url)
     with session_scope(database_url) as session:
-        session.query(ToolSettings).filter_by(tool="surface").delete()
+        session.query(ToolSettings).filter_by(owner="racer", tool="surface").delete()
     barrier, errors = threading.Barrier(8), []
 
     def put(index: int) -> None:
         barrier.wait()
         try:
-            defaults.put("surface", {"num_angles": 10 + index})
+            defaults.put("surface", "racer", {"num_angles": 10 + index})
         except Exception as error:  # what the test looks for
             errors.append(error)
 
@@ -337,9 +337,9 @@ def test_concurrent_first_puts_of_settings_all_succeed(database_url):
         thread.join()
     try:
         assert errors == []
-        assert 10 <= defaults.get("surface").num_angles < 18
+        assert 10 <= defaults.get("surface", "racer").num_angles < 18
     finally:
-        defaults.put("surface", {})
+        defaults.put("surface", "racer", {})
 
 
 def test_settings_errors(function_client):
@@ -481,15 +481,43 @@ def test_a_job_in_the_dead_letter_queue_ends_its_unfinished_task_in_error(match_
 
 # --- downloads ------------------------------------------------------------------------------------
 
-def test_files_route_redirects_to_a_presigned_download(function_client):
-    import requests
-
-    key = f"results/{uuid.uuid4().hex}/matches.png"
-    get_object_store().put(key, b"\x89PNG fake", "image/png")
-    response = function_client("tasks").get(f"/api/v1/files/{key}")
-    assert response.status_code == 307
-    assert requests.get(response.headers["Location"], timeout=10).content == b"\x89PNG fake"
-    for missing in (f"results/{uuid.uuid4().hex}/none.png", "inbox/faces/x.jpg", "results/../inbox/x", "results//x"):
-        answer = function_client("tasks").get(f"/api/v1/files/{missing}")
+def test_files_are_the_owners_own_served_as_attachments_of_their_sniffed_type(function_client, database_url):
+    uid = TaskRepository(database_url).create("template", {}, [], owner="tester").uid
+    png, html = _png(4, 4), b"<html><script>alert(1)</script></html>"
+    get_object_store().put(f"results/{uid}/matches.png", png, "image/png")
+    get_object_store().put(f"uploads/{uid}/page.png", html, "text/html")  # an HTML page named .png
+    client = function_client("tasks")
+    picture = client.get(f"/api/v1/files/results/{uid}/matches.png")
+    assert (picture.status_code, picture.data, picture.mimetype) == (200, png, "image/png")
+    assert picture.headers["X-Content-Type-Options"] == "nosniff"
+    assert picture.headers["Content-Disposition"] == 'attachment; filename="matches.png"'
+    page = client.get(f"/api/v1/files/uploads/{uid}/page.png")
+    assert page.status_code == 200 and page.mimetype == "application/octet-stream"  # never text/html
+    other = client.get(f"/api/v1/files/results/{uid}/matches.png", headers={"X-Visionfn-Owner": "somebody-else"})
+    assert other.status_code == 404  # another owner's file does not exist for them
+    for missing in (f"results/{uuid.uuid4().hex}/none.png", f"results/{uid}/none.png", "inbox/faces/x.jpg",
+                    "results/../inbox/x", "results//x", f"outputs/faces/{uid}.jpg"):
+        answer = client.get(f"/api/v1/files/{missing}")
         assert answer.status_code == 404, missing
-        assert "Object not found" in answer.get_json()["detail"]
+
+
+def test_tasks_and_settings_belong_to_their_owner(function_client, match_client):
+    submitted = match_client("template").post("/api/v1/match/template", data=_template_form()).get_json()
+    tasks_function, settings = function_client("tasks"), function_client("settings")
+    stranger = {"X-Visionfn-Owner": "somebody-else"}
+    assert tasks_function.get(f"/api/v1/tasks/{submitted['uid']}").status_code == 200
+    assert tasks_function.get(f"/api/v1/tasks/{submitted['uid']}", headers=stranger).status_code == 404
+    assert submitted["uid"] not in [t["uid"] for t in tasks_function.get("/api/v1/tasks?limit=200", headers=stranger).get_json()["tasks"]]
+    try:
+        assert settings.put("/api/v1/settings/template", json={"threshold": 0.5}).status_code == 200
+        assert settings.get("/api/v1/settings/template", headers=stranger).get_json()["params"]["threshold"] == 0.8
+        assert settings.get("/api/v1/settings/template").get_json()["params"]["threshold"] == 0.5
+    finally:
+        settings.put("/api/v1/settings/template", json={})
+
+
+def test_without_an_owner_a_route_is_401(function_client):
+    client = function_client("tasks")
+    client.environ_base.pop("HTTP_X_VISIONFN_OWNER")
+    response = client.get("/api/v1/tasks")
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")

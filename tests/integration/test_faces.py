@@ -4,7 +4,6 @@ import io
 import json
 import uuid
 
-import requests
 from PIL import Image
 
 from tests.conftest import CROWD_PHOTO, shared_data
@@ -13,27 +12,26 @@ from tests.integration.conftest import drained, object_exists, wait_for
 
 def test_seed_client_works_unchanged(platform):
     """The seed's own client: POST /process with files={'image': f}, read X-Faces-Count."""
-    response = requests.post(f"{platform.gateway}/process", files={"image": io.BytesIO(shared_data(CROWD_PHOTO))}, timeout=60)
+    response = platform.http.post(f"{platform.gateway}/process", files={"image": io.BytesIO(shared_data(CROWD_PHOTO))}, timeout=60)
     response.raise_for_status()
     assert int(response.headers["X-Faces-Count"]) >= 5
     assert Image.open(io.BytesIO(response.content)).format == "JPEG"
-    detail = requests.post(
-        f"{platform.gateway}/process", files={"image": shared_data(CROWD_PHOTO)}, headers={"Accept": "application/json"}, timeout=60
+    detail = platform.http.post(f"{platform.gateway}/process", files={"image": shared_data(CROWD_PHOTO)}, headers={"Accept": "application/json"}, timeout=60
     ).json()
     assert detail["total_count"] == int(response.headers["X-Faces-Count"])
-    detected = requests.post(f"{platform.gateway}/detect", files={"image": shared_data(CROWD_PHOTO)}, timeout=60).json()
+    detected = platform.http.post(f"{platform.gateway}/detect", files={"image": shared_data(CROWD_PHOTO)}, timeout=60).json()
     assert detected.get("total_count", 0) > 0  # the seed's should_process()
 
 
 def test_health_names_the_model(platform):
-    body = requests.get(f"{platform.gateway}/health", timeout=10).json()
+    body = platform.http.get(f"{platform.gateway}/health", timeout=10).json()
     assert body["status"] == "ok"
     assert "mediapipe_full_range" in body["model"]
     assert body["models"]["files"] == {"centerface": "ok", "mediapipe_full_range": "ok"}
 
 
 def test_bad_upload_through_the_gateway_is_a_clear_400(platform):
-    response = requests.post(f"{platform.gateway}/process", files={"image": ("x.jpg", b"not an image")}, timeout=30)
+    response = platform.http.post(f"{platform.gateway}/process", files={"image": ("x.jpg", b"not an image")}, timeout=30)
     assert response.status_code == 400
     assert "not a supported image" in response.json()["detail"]
 

@@ -5,7 +5,6 @@ import json
 import time
 import uuid
 
-import requests
 from PIL import Image
 
 from shared.leases import Lease
@@ -21,14 +20,14 @@ PARASAUROLOPHUS = "3d/opencv_surface_matching/parasaurolophus_6700.ply"
 
 def _finished(platform, uid: str, timeout: float = 60) -> dict:
     def finished():
-        task = requests.get(f"{platform.gateway}/api/v1/tasks/{uid}", timeout=10).json()
+        task = platform.http.get(f"{platform.gateway}/api/v1/tasks/{uid}", timeout=10).json()
         return task if task["status"] in ("done", "error") else None
 
     return wait_for(finished, timeout=timeout, interval=0.1)
 
 
 def _download(platform, key: str) -> bytes:
-    response = requests.get(f"{platform.gateway}/api/v1/files/{key}", timeout=10)
+    response = platform.http.get(f"{platform.gateway}/api/v1/files/{key}", timeout=10)
     assert response.status_code == 200, key
     return response.content
 
@@ -41,8 +40,7 @@ def _crop_png(data: bytes, box: tuple[int, int, int, int]) -> bytes:
 
 def test_template_task_from_submission_to_downloadable_results(platform):
     messi = shared_data(MESSI)
-    response = requests.post(
-        f"{platform.gateway}/api/v1/match/template",
+    response = platform.http.post(f"{platform.gateway}/api/v1/match/template",
         files={"image": ("messi5.jpg", messi), "template": ("ball.png", _crop_png(messi, (200, 50, 260, 110)))},
         data={"threshold": "0.9", "max_results": "5"},
         timeout=30,
@@ -58,15 +56,14 @@ def test_template_task_from_submission_to_downloadable_results(platform):
         assert Image.open(io.BytesIO(_download(platform, key))).format == "PNG"
     assert _download(platform, task["input_files"][0]) == messi
     def both_thumbnails():
-        thumbnails = requests.get(f"{platform.gateway}/api/v1/tasks/{task['uid']}", timeout=10).json()["thumbnails"]
+        thumbnails = platform.http.get(f"{platform.gateway}/api/v1/tasks/{task['uid']}", timeout=10).json()["thumbnails"]
         return thumbnails if len(thumbnails) == 2 else None
 
     assert sorted(wait_for(both_thumbnails)) == sorted(key.replace("uploads/", "thumbnails/", 1) for key in task["input_files"])
 
 
 def test_feature_task_locates_the_box(platform):
-    response = requests.post(
-        f"{platform.gateway}/api/v1/match/feature",
+    response = platform.http.post(f"{platform.gateway}/api/v1/match/feature",
         files={"query_image": ("box.png", shared_data(BOX)), "train_image": ("scene.png", shared_data(BOX_IN_SCENE))},
         data={"detector": "ORB", "matcher": "BFMatcher"},
         timeout=30,
@@ -80,16 +77,14 @@ def test_feature_task_locates_the_box(platform):
 
 def test_surface_task_and_its_errors(platform):
     model = shared_data(PARASAUROLOPHUS)
-    ok = requests.post(
-        f"{platform.gateway}/api/v1/match/surface",
+    ok = platform.http.post(f"{platform.gateway}/api/v1/match/surface",
         files={"model_file": ("model.ply", model), "scene_file": ("scene.ply", model)},
         data={"relative_sampling_step": "0.08", "use_icp": "false"},
         timeout=30,
     )
     assert ok.status_code == 201, ok.text
     assert ok.json()["thumbnails"] == []
-    too_fine = requests.post(
-        f"{platform.gateway}/api/v1/match/surface",
+    too_fine = platform.http.post(f"{platform.gateway}/api/v1/match/surface",
         files={"model_file": ("model.ply", model), "scene_file": ("scene.ply", model)},
         data={"relative_sampling_step": "0.01"},
         timeout=30,
@@ -111,7 +106,7 @@ def test_a_worker_that_died_mid_task_is_replaced_by_the_redelivery(platform, dat
     messi = shared_data(MESSI)
     keys = [f"uploads/{uid}/messi5.jpg", f"uploads/{uid}/face.png"]
     store = ObjectStore(platform.state["bucket"], aws("s3"))
-    tasks.create("template", {"threshold": 0.9}, keys, uid=uid)
+    tasks.create("template", {"threshold": 0.9}, keys, uid=uid, owner="local")
     store.put(keys[0], messi)
     store.put(keys[1], _crop_png(messi, (210, 60, 250, 100)))
     assert isinstance(tasks.claim(uid, lease_seconds=1), Lease)
@@ -122,7 +117,7 @@ def test_a_worker_that_died_mid_task_is_replaced_by_the_redelivery(platform, dat
 
 def test_a_job_that_reached_the_dead_letter_queue_ends_its_task_in_error(platform, database_url, aws):
     tasks = TaskRepository(database_url)
-    uid = tasks.create("template", {}, [f"uploads/{uuid.uuid4().hex}/never-stored.png"] * 2).uid
+    uid = tasks.create("template", {}, [f"uploads/{uuid.uuid4().hex}/never-stored.png"] * 2, owner="local").uid
     assert isinstance(tasks.claim(uid, lease_seconds=1), Lease)  # its worker died on every delivery
     time.sleep(1.2)
     dead_letters = aws("sqs").get_queue_url(QueueName="visionfn-test-template-jobs-dlq")["QueueUrl"]
@@ -134,14 +129,13 @@ def test_a_job_that_reached_the_dead_letter_queue_ends_its_task_in_error(platfor
 def test_settings_through_the_gateway(platform):
     url = f"{platform.gateway}/api/v1/settings/feature"
     try:
-        put = requests.put(url, json={"detector": "BRISK", "ratio_threshold": 0.7}, timeout=10)
+        put = platform.http.put(url, json={"detector": "BRISK", "ratio_threshold": 0.7}, timeout=10)
         assert put.status_code == 200 and put.json()["params"]["detector"] == "BRISK"
-        submitted = requests.post(
-            f"{platform.gateway}/api/v1/match/feature",
+        submitted = platform.http.post(f"{platform.gateway}/api/v1/match/feature",
             files={"query_image": ("box.png", shared_data(BOX)), "train_image": ("scene.png", shared_data(BOX_IN_SCENE))},
             timeout=30,
         ).json()
         assert submitted["params"] == {"detector": "BRISK", "matcher": "FLANN", "ratio_threshold": 0.7, "max_matches": 200}
         assert _finished(platform, submitted["uid"])["result_data"]["detector"] == "BRISK"
     finally:
-        requests.put(url, json={}, timeout=10)
+        platform.http.put(url, json={}, timeout=10)

@@ -5,8 +5,6 @@ import subprocess
 import sys
 import uuid
 
-import requests
-
 from shared.idempotency import ProcessedObjects
 from shared.settings import PROJECT_ROOT
 from shared.tasks import TaskRepository
@@ -15,7 +13,7 @@ from tests.integration.conftest import drained, object_exists, wait_for
 
 
 def test_health_through_the_gateway(platform):
-    response = requests.get(f"{platform.gateway}/health", timeout=10)
+    response = platform.http.get(f"{platform.gateway}/health", timeout=10)
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok" and body["stage"] == "local"
@@ -23,16 +21,16 @@ def test_health_through_the_gateway(platform):
 
 
 def test_tasks_through_the_gateway(platform, database_url):
-    uid = TaskRepository(database_url).create("feature", {"detector": "SIFT"}, []).uid
-    listed = requests.get(f"{platform.gateway}/api/v1/tasks", params={"limit": 5}, timeout=10)
+    uid = TaskRepository(database_url).create("feature", {"detector": "SIFT"}, [], owner="local").uid
+    listed = platform.http.get(f"{platform.gateway}/api/v1/tasks", params={"limit": 5}, timeout=10)
     assert listed.status_code == 200 and listed.json()["tasks"][0]["uid"] == uid
-    one = requests.get(f"{platform.gateway}/api/v1/tasks/{uid}", timeout=10)
+    one = platform.http.get(f"{platform.gateway}/api/v1/tasks/{uid}", timeout=10)
     assert one.json()["params"] == {"detector": "SIFT"}
-    missing = requests.get(f"{platform.gateway}/api/v1/tasks/{uuid.uuid4().hex}", timeout=10)
+    missing = platform.http.get(f"{platform.gateway}/api/v1/tasks/{uuid.uuid4().hex}", timeout=10)
     assert (missing.status_code, missing.json()) == (404, {"detail": "Task not found"})
-    invalid = requests.get(f"{platform.gateway}/api/v1/tasks", params={"limit": 0}, timeout=10)
+    invalid = platform.http.get(f"{platform.gateway}/api/v1/tasks", params={"limit": 0}, timeout=10)
     assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"] == ["query", "limit"]
-    unknown = requests.get(f"{platform.gateway}/api/v2/nothing", timeout=10)
+    unknown = platform.http.get(f"{platform.gateway}/api/v2/nothing", timeout=10)
     assert (unknown.status_code, unknown.json()) == (404, {"detail": "No route for GET /api/v2/nothing"})
 
 

@@ -24,7 +24,7 @@ BOX_IN_SCENE = "matching/opencv_samples/box_in_scene.png"
 
 
 def _task(platform, uid: str) -> dict:
-    return requests.get(f"{platform.gateway}/api/v1/tasks/{uid}", timeout=10).json()
+    return platform.http.get(f"{platform.gateway}/api/v1/tasks/{uid}", timeout=10).json()
 
 
 def _finished(platform, uid: str, timeout: float = 90) -> dict:
@@ -45,7 +45,7 @@ def _queue_task(platform, aws, database_url, tool: str, work_seconds: float = 0.
         files = {"box.png": shared_data(BOX), "scene.png": shared_data(BOX_IN_SCENE)}
     keys = [f"uploads/{uid}/{name}" for name in files]
     queue = outputs[f"{tool.capitalize()}JobsQueueUrl"]
-    tasks.create(tool, {"detector": "ORB"} if tool == "feature" else {}, keys, uid=uid, job_queue=queue)
+    tasks.create(tool, {"detector": "ORB"} if tool == "feature" else {}, keys, uid=uid, job_queue=queue, owner="local")
     metadata = {WORK_SECONDS_METADATA: str(work_seconds)} if work_seconds else None
     for key, data in zip(keys, files.values(), strict=True):
         store.put(key, data, metadata=metadata)
@@ -104,7 +104,7 @@ def test_a_submission_killed_between_its_row_and_its_job_is_recovered(platform, 
     store = ObjectStore(platform.state["bucket"], aws("s3"))
     uid = uuid.uuid4().hex
     keys = [f"uploads/{uid}/image.jpg", f"uploads/{uid}/template.png"]
-    tasks.create("template", {}, keys, uid=uid, job_queue=outputs["TemplateJobsQueueUrl"])
+    tasks.create("template", {}, keys, uid=uid, job_queue=outputs["TemplateJobsQueueUrl"], owner="local")
     for key, data in zip(keys, [shared_data(MESSI), _crop(shared_data(MESSI))], strict=True):
         store.put(key, data)
     # ... no dispatch: the sweeper finds the unsent job once it is older than the grace period
@@ -160,8 +160,7 @@ def test_chaos_kill_9_costs_one_invocation_never_the_platform(platform, aws, dat
     def keep_submitting_and_asking():
         while not stop.is_set():
             try:
-                answer = requests.post(
-                    f"{platform.gateway}/api/v1/match/feature",
+                answer = platform.http.post(f"{platform.gateway}/api/v1/match/feature",
                     files={"query_image": ("box.png", shared_data(BOX)), "train_image": ("scene.png", shared_data(BOX_IN_SCENE))},
                     data={"detector": "ORB"}, timeout=30,
                 )
@@ -170,7 +169,7 @@ def test_chaos_kill_9_costs_one_invocation_never_the_platform(platform, aws, dat
                 else:
                     failures.append(("submit feature", answer.status_code, answer.text))
                 for path in ("/health", "/api/v1/tasks?limit=1"):
-                    status = requests.get(f"{platform.gateway}{path}", timeout=30).status_code
+                    status = platform.http.get(f"{platform.gateway}{path}", timeout=30).status_code
                     if status != 200:
                         failures.append((path, status, ""))
             except requests.RequestException as error:
