@@ -61,7 +61,14 @@ class KeyCheck:
         return owner
 
 
+@dataclass(frozen=True)
+class BodyLimits:
+    max_body_bytes: int
+    body_read_timeout: float
+
+
 KEYS: web.AppKey[KeyCheck | None] = web.AppKey("keys", KeyCheck)
+LIMITS: web.AppKey[BodyLimits] = web.AppKey("limits", BodyLimits)
 PLATFORM_TOKEN: web.AppKey[str | None] = web.AppKey("platform_token", str)
 
 
@@ -94,6 +101,45 @@ async def json_errors(request: web.Request, handler):  # noqa: ANN001, ANN201 (a
         return _json(404, f"No route for {request.method} {request.path}")
 
 
+class BodyRefused(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class RequestBody:
+    """The client's body, read as it arrives: at most ``limit`` bytes counted as actually read
+    (a chunked body has no length to trust), each piece within ``read_timeout`` seconds (a slow
+    client cannot hold a function's thread). A refusal is kept in ``refused``."""
+
+    def __init__(self, request: web.Request, limit: int, read_timeout: float) -> None:
+        self.request = request
+        self.limit = limit
+        self.read_timeout = read_timeout
+        self.refused: BodyRefused | None = None
+
+    async def chunks(self):  # noqa: ANN201 (an async generator of bytes)
+        received = 0
+        while True:
+            try:
+                chunk = await asyncio.wait_for(self.request.content.readany(), self.read_timeout)
+            except TimeoutError:
+                self.refused = BodyRefused(408, f"The request body did not arrive in time (nothing for {self.read_timeout:.0f} s)")
+                raise self.refused from None
+            if not chunk:
+                return
+            received += len(chunk)
+            if received > self.limit:
+                self.refused = BodyRefused(413, f"Request body is over the limit of {self.limit} bytes")
+                raise self.refused
+            yield chunk
+
+    async def buffered(self) -> bytes:
+        """The whole body (for a chunked one: forwarded with its length once it is complete)."""
+        return b"".join([chunk async for chunk in self.chunks()])
+
+
 def _unauthorized(detail: str) -> web.Response:
     response = _json(401, detail)
     response.headers["WWW-Authenticate"] = 'Bearer realm="visionfn"'
@@ -119,12 +165,28 @@ async def forward(request: web.Request, route: GatewayRoute) -> web.StreamRespon
     headers["X-Forwarded-For"] = request.remote or ""
     headers["X-Forwarded-Host"] = request.host
     headers["X-Forwarded-Proto"] = request.scheme
+    limits = request.app[LIMITS]
+    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+        return _json(415, "Compressed request bodies (Content-Encoding) are not accepted; send the body as it is")
+    if (request.content_length or 0) > limits.max_body_bytes:
+        return _json(413, f"Request body is {request.content_length} bytes; the limit is {limits.max_body_bytes} bytes")
+    body = RequestBody(request, limits.max_body_bytes, limits.body_read_timeout)
+    try:
+        if not request.body_exists:
+            data = None
+        elif request.content_length is None:  # chunked: no length to trust, so read it all first
+            data = await body.buffered()
+            headers.pop("Transfer-Encoding", None)
+        else:
+            data = body.chunks()
+    except BodyRefused as refused:
+        return _json(refused.status, refused.detail)
     try:
         async with request.app[SESSION].request(
             request.method,
-            route.upstream + request.raw_path,
+            route.upstream + request.rel_url.raw_path_qs,
             headers=headers,
-            data=request.content if request.body_exists else None,
+            data=data,
             allow_redirects=False,
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=route.timeout, sock_connect=5),
@@ -138,7 +200,11 @@ async def forward(request: web.Request, route: GatewayRoute) -> web.StreamRespon
                 await response.write(chunk)
             await response.write_eof()
             return response
-    except aiohttp.ClientConnectionError as error:
+    except (BodyRefused, aiohttp.ClientError) as error:
+        if body.refused is not None:  # the client's body failed on the way: its fault, said so
+            return _json(body.refused.status, body.refused.detail)
+        if not isinstance(error, aiohttp.ClientConnectionError):
+            raise
         log.error("function %s at %s unreachable: %s", route.function, route.upstream, error)
         return _json(502, f"Function {route.function} did not answer (its process stopped or is restarting); "
                      "try again")
@@ -165,6 +231,8 @@ def build_app(routes: list[GatewayRoute], keys: KeyCheck | None = None, platform
     app = web.Application(middlewares=[json_errors])
     app[KEYS] = keys
     app[PLATFORM_TOKEN] = platform_token
+    settings = get_settings()
+    app[LIMITS] = BodyLimits(settings.max_upload_bytes, settings.body_read_timeout)
     for route in routes:
         app.router.add_route(route.method, aiohttp_path(route.path), partial(forward, route=route))
     app.on_startup.append(_open_session)

@@ -56,10 +56,40 @@ def parse_query(model: type[Model], request: flask.Request) -> Model:
         raise RequestValidationFailed.from_pydantic(error, "query") from error
 
 
+#: JSON request bodies: at most this many bytes and levels of nesting (settings, events).
+MAX_JSON_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+
+
+def json_body(request: flask.Request) -> Any:
+    """The request's JSON, bounded in size and depth before and while it is parsed; 400/413."""
+    data = request.get_data(cache=True)
+    if len(data) > MAX_JSON_BYTES:
+        raise PayloadTooLarge(f"JSON body is {len(data)} bytes; the limit is {MAX_JSON_BYTES} bytes")
+    try:
+        payload = json.loads(data)
+    except RecursionError as error:
+        raise BadRequest(f"JSON body is nested deeper than {MAX_JSON_DEPTH} levels") from error
+    except ValueError as error:
+        raise BadRequest(f"Request body must be JSON: {error}") from error
+    if _depth(payload) > MAX_JSON_DEPTH:
+        raise BadRequest(f"JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return payload
+
+
+def _depth(value: Any) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [child for item in level if isinstance(item, (dict, list))
+                 for child in (item.values() if isinstance(item, dict) else item)]
+        if depth > MAX_JSON_DEPTH:
+            break
+    return depth
+
+
 def parse_json_body(model: type[Model], request: flask.Request) -> Model:
-    payload = request.get_json(silent=True)
-    if payload is None:
-        raise BadRequest("Request body must be JSON")
+    payload = json_body(request)
     try:
         return model.model_validate(payload)
     except ValidationError as error:
@@ -121,7 +151,7 @@ class FunctionRoutes:
         bridge deliver them): its JSON object in, the handler's answer out as JSON."""
 
         def invoked(request: flask.Request) -> flask.Response:
-            payload = request.get_json(silent=True)
+            payload = json_body(request)
             if not isinstance(payload, dict):
                 raise BadRequest("Event body must be a JSON object")
             return json_response(handle(payload))
@@ -133,9 +163,7 @@ class FunctionRoutes:
         """Serve SQS batches on POST /events, answering with the partial-batch response."""
 
         def deliver_events(request: flask.Request) -> flask.Response:
-            payload = request.get_json(silent=True)
-            if payload is None:
-                raise BadRequest("Event body must be an SQS batch in JSON")
+            payload = json_body(request)
             invocation = Invocation.from_headers(request.headers, get_settings().function_timeout)
             return json_response(process_sqs_batch(payload, handle_record, invocation).to_json())
 

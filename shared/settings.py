@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # --- input limits ------------------------------------------------------------------------
     max_image_pixels: int = Field(50_000_000, gt=0, description="Images above this pixel count get 413.")
     max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Request bodies above this get 413.")
+    body_read_timeout: float = Field(
+        10, gt=0, description="The gateway answers 408 when a request body stalls this long (slow clients cannot hold a function)."
+    )
     thumbnail_max_side: int = Field(256, ge=16, le=4096, description="Longest side of a thumbnail, px.")
     task_lease_seconds: int = Field(
         20,

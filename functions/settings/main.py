@@ -4,7 +4,7 @@ import flask
 
 from shared.access import caller
 from shared.errors import BadRequest
-from shared.http import FunctionRoutes, json_response
+from shared.http import FunctionRoutes, json_body, json_response
 from shared.logs import configure_logging
 from shared.matching.defaults import ToolDefaults, ToolSettingsOut
 
@@ -20,7 +20,7 @@ def get_settings(request: flask.Request, tool: str) -> flask.Response:
 
 @routes.put("/api/v1/settings/<tool>")
 def put_settings(request: flask.Request, tool: str) -> flask.Response:
-    payload = request.get_json(silent=True)
+    payload = json_body(request)
     if not isinstance(payload, dict):
         raise BadRequest("Request body must be a JSON object of the tool's parameters")
     return json_response(ToolSettingsOut(tool=tool, params=defaults.put(tool, caller(request.headers), payload).model_dump()))

@@ -9,7 +9,7 @@ import pytest
 import requests
 from aiohttp import web
 
-from infra.gateway import GatewayRoute, build_app
+from infra.gateway import LIMITS, BodyLimits, GatewayRoute, build_app
 from tests.platform import free_port_block
 
 
@@ -84,7 +84,9 @@ def gateway():
     ]
     servers = ServerThread()
     servers.serve(upstream, upstream_port)
-    servers.serve(build_app(routes), gateway_port)
+    app = build_app(routes)
+    app[LIMITS] = BodyLimits(max_body_bytes=8_000_000, body_read_timeout=2)
+    servers.serve(app, gateway_port)
     yield f"http://127.0.0.1:{gateway_port}"
     servers.close()
 
@@ -98,6 +100,42 @@ def test_body_is_streamed_intact_and_headers_kept(gateway):
     assert (echoed["size"], echoed["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
     assert echoed["x_custom"] == "kept" and echoed["forwarded_host"]
     assert response.headers["X-Faces-Count"] == "3"
+
+
+def test_bodies_over_the_limit_compressed_or_stalled_are_refused(gateway):
+    import gzip
+    import socket
+    import time
+
+    limit = 8_000_000
+    big = os.urandom(limit + 1)
+    declared = requests.post(f"{gateway}/process", data=big, timeout=30)
+    assert declared.status_code == 413 and "the limit is 8000000 bytes" in declared.json()["detail"]
+    chunked = requests.post(f"{gateway}/process", data=iter([big[:4_000_000], big[4_000_000:]]), timeout=30)
+    assert chunked.status_code == 413  # counted as read: a chunked body has no length to trust
+    zipped = requests.post(f"{gateway}/process", data=gzip.compress(b"x" * 10_000_000), headers={"Content-Encoding": "gzip"}, timeout=30)
+    assert zipped.status_code == 415
+    broken = requests.post(f"{gateway}/process", data=b"not gzip", headers={"Content-Encoding": "gzip"}, timeout=30)
+    assert broken.status_code == 415
+    host, port = gateway.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as slow:  # a client that stops sending
+        slow.sendall(b"POST /process HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"a" * 10)
+        started = time.monotonic()
+        answer = slow.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 408") and time.monotonic() - started < 25
+    assert requests.post(f"{gateway}/process", data=b"fine", timeout=10).status_code == 200  # others were served
+
+
+def test_an_absolute_form_request_target_is_routed_by_its_path(gateway):
+    import socket
+
+    host, port = gateway.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(f"GET http://{host}:{port}/api/v1/tasks/abc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") and b'"path": "/api/v1/tasks/abc"' in answer
 
 
 def test_chunked_request_body_is_forwarded(gateway):

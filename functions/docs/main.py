@@ -1,0 +1,48 @@
+"""GET /openapi.json (the API's OpenAPI document), GET /docs (it, rendered by Swagger UI, whose
+files come from the swagger-ui-bundle wheel: no CDN) and GET /docs/{asset}. No key needed."""
+
+import json
+from pathlib import Path
+
+import flask
+import swagger_ui_bundle
+
+from shared.errors import NotFound
+from shared.http import FunctionRoutes
+from shared.logs import configure_logging
+from shared.openapi import openapi_document
+
+configure_logging("docs")
+routes = FunctionRoutes()
+DOCUMENT = json.dumps(openapi_document())
+ASSETS = Path(swagger_ui_bundle.swagger_ui_path)
+SERVED_ASSETS = {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "favicon-32x32.png"}
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>visionfn API</title>
+<link rel="stylesheet" href="/docs/swagger-ui.css"><link rel="icon" href="/docs/favicon-32x32.png"></head>
+<body><div id="ui"></div>
+<script src="/docs/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+</body></html>"""
+
+
+@routes.get("/openapi.json")
+def document(_request: flask.Request) -> flask.Response:
+    return flask.Response(DOCUMENT, mimetype="application/json")
+
+
+@routes.get("/docs")
+def page(_request: flask.Request) -> flask.Response:
+    return flask.Response(PAGE, mimetype="text/html")
+
+
+@routes.get("/docs/<asset>")
+def asset(_request: flask.Request, asset: str) -> flask.Response:
+    if asset not in SERVED_ASSETS:
+        raise NotFound(f"No such file: {asset}")
+    mimetype = {"css": "text/css", "js": "text/javascript", "png": "image/png"}[asset.rsplit(".", 1)[1]]
+    return flask.Response((ASSETS / asset).read_bytes(), mimetype=mimetype)
+
+
+def handle(request: flask.Request) -> flask.Response:
+    return routes.dispatch(request)

@@ -1,0 +1,171 @@
+"""The OpenAPI document of the HTTP API, generated from the pydantic models the functions use.
+
+Every route of template.yaml is here (a test keeps the two the same), with its parameters,
+their defaults and ranges, its response shapes, the 4xx errors it gives, and the security
+scheme (an API key as a bearer token or in ``X-API-Key``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared.faces.privacy import FaceOptions, FaceReport
+from shared.health import PlatformHealth
+from shared.matching.defaults import ToolSettingsOut
+from shared.matching.tools import TOOLS
+from shared.tasks import TaskListQuery, TaskOut, TaskPage
+
+
+class ErrorBody(BaseModel):
+    """Every error: a message, or (422) pydantic's list of problems."""
+
+    detail: str | list[dict[str, Any]]
+
+
+ERRORS = {
+    400: "Bad input: the message says what is wrong",
+    401: "No API key, or not a valid one",
+    404: "No such route, or no such resource of the key's owner",
+    405: "The route does not take this method",
+    408: "The request body did not arrive in time",
+    413: "Too large: body, pixels or points over the limits",
+    415: "An image format or a body encoding that is not accepted",
+    422: "Invalid parameters (pydantic's shape: type, loc, msg, input)",
+    502: "The function did not answer (it is restarting)",
+    503: "A part of the platform is unavailable",
+    504: "The function did not answer within its timeout",
+}
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str  # OpenAPI syntax (template.yaml's `{key+}` is `{key}` here)
+    summary: str
+    response: type[BaseModel] | None  # JSON body of the success answer (None: not JSON)
+    status: int = 200
+    public: bool = False
+    query: type[BaseModel] | None = None
+    form: type[BaseModel] | None = None  # multipart fields besides the files
+    files: tuple[str, ...] = ()
+    json_body: dict[str, Any] | None = None
+    binary_response: tuple[str, ...] = ()  # media types of a non-JSON success answer
+    errors: tuple[int, ...] = (400, 401, 404, 405, 413, 422)
+    path_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _tool_operations() -> list[Operation]:
+    operations = []
+    for name, tool in TOOLS.items():
+        operations.append(Operation(
+            "POST", f"/api/v1/match/{name}", f"Queue a {name}-matching task (201; poll GET /api/v1/tasks/{{uid}})",
+            TaskOut, status=201, form=tool.params_model, files=tuple(spec.field for spec in tool.inputs),
+            errors=(400, 401, 404, 405, 413, 415, 422, 503),
+        ))
+    return operations
+
+
+OPERATIONS: list[Operation] = [
+    Operation("GET", "/health", "State of the platform (no key needed)", PlatformHealth, public=True, errors=(503,)),
+    Operation("GET", "/openapi.json", "This document (no key needed)", None, public=True, errors=(),
+              binary_response=("application/json",)),
+    Operation("GET", "/docs", "This document, rendered (no key needed)", None, public=True, errors=(),
+              binary_response=("text/html",)),
+    Operation("POST", "/process", "Find every face and hide it: the picture, or the JSON report with Accept: application/json",
+              FaceReport, form=FaceOptions, files=("image",), binary_response=IMAGE_TYPES,
+              errors=(400, 401, 405, 413, 415, 422)),
+    Operation("POST", "/detect", "Find faces only (no pixel work)", FaceReport, form=FaceOptions, files=("image",),
+              errors=(400, 401, 405, 413, 415, 422)),
+    Operation("GET", "/api/v1/tasks", "The key owner's tasks, newest first", TaskPage, query=TaskListQuery),
+    Operation("GET", "/api/v1/tasks/{uid}", "One task of the key's owner", TaskOut,
+              path_parameters={"uid": {"type": "string"}}),
+    Operation("GET", "/api/v1/files/{key}", "A file of one of the owner's tasks (uploads/, thumbnails/ or results/"
+              "<uid>/<name>), as an attachment", None, binary_response=("application/octet-stream", *IMAGE_TYPES),
+              path_parameters={"key": {"type": "string", "description": "may contain slashes"}}),
+    *_tool_operations(),
+    Operation("GET", "/api/v1/settings/{tool}", "The owner's defaults of a tool", ToolSettingsOut,
+              path_parameters={"tool": {"type": "string", "enum": list(TOOLS)}}),
+    Operation("PUT", "/api/v1/settings/{tool}", "Replace the owner's defaults of a tool (names left out take the built-in default)",
+              ToolSettingsOut, json_body={"type": "object"}, path_parameters={"tool": {"type": "string", "enum": list(TOOLS)}}),
+]
+
+
+def openapi_document() -> dict[str, Any]:
+    components: dict[str, Any] = {}
+    paths: dict[str, Any] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method.lower()] = _operation(operation, components)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "visionfn", "version": "1.0",
+                 "description": "Serverless image functions: face privacy, matching as asynchronous tasks."},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (python -m shared.keys create)"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+        "security": [{"bearer": []}, {"apiKey": []}],
+    }
+
+
+def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        components[name] = definition
+    components[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _form_properties(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's fields as multipart fields: text values, so no null (leave a field out instead)."""
+    schema = model.model_json_schema()
+    properties = {}
+    for name, definition in schema.get("properties", {}).items():
+        definition = copy.deepcopy(definition)
+        variants = definition.pop("anyOf", None)
+        if variants:
+            definition.update(next(v for v in variants if v.get("type") != "null"))
+        properties[name] = definition
+    return properties
+
+
+def _operation(operation: Operation, components: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {"summary": operation.summary, "operationId": f"{operation.method.lower()}{operation.path}"}
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": schema}
+        for name, schema in operation.path_parameters.items()
+    ]
+    if operation.query:
+        for name, definition in operation.query.model_json_schema()["properties"].items():
+            parameters.append({"name": name, "in": "query", "required": False, "schema": definition})
+    if parameters:
+        result["parameters"] = parameters
+    if operation.files:
+        properties = {name: {"type": "string", "format": "binary"} for name in operation.files}
+        if operation.form:
+            properties.update(_form_properties(operation.form))
+        result["requestBody"] = {"required": True, "content": {"multipart/form-data": {
+            "schema": {"type": "object", "properties": properties, "required": list(operation.files)}}}}
+    elif operation.json_body is not None:
+        result["requestBody"] = {"required": True, "content": {"application/json": {"schema": operation.json_body}}}
+    content: dict[str, Any] = {}
+    if operation.response:
+        content["application/json"] = {"schema": _schema(operation.response, components)}
+    for media_type in operation.binary_response:
+        content.setdefault(media_type, {"schema": {"type": "string", "format": "binary"}})
+    responses: dict[str, Any] = {str(operation.status): {"description": "Success", "content": content}}
+    error_schema = _schema(ErrorBody, components)
+    for status in operation.errors:
+        responses[str(status)] = {"description": ERRORS[status], "content": {"application/json": {"schema": error_schema}}}
+    result["responses"] = responses
+    if operation.public:
+        result["security"] = []
+    return result
