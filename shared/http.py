@@ -122,7 +122,7 @@ class FunctionRoutes:
     """The routes one function serves; the gateway forwards the original path and method."""
 
     def __init__(self) -> None:
-        self._map = Map()
+        self._map = Map(merge_slashes=False, strict_slashes=False)  # a JSON API answers, it does not redirect
         self._handlers: dict[str, Handler] = {}
 
     def route(self, rule: str, methods: list[str]) -> Callable[[Handler], Handler]:
@@ -205,8 +205,8 @@ class FunctionRoutes:
                 log.error("%s %s failed: %s", request.method, request.path, error.detail)
             return error_response(error)
         except HTTPException as error:  # Werkzeug's own limits (form parts, field sizes): a client error
-            status = error.code or 400
-            return json_response({"detail": error.description or error.name}, status=status if status < 500 else 400)
+            status = error.code if error.code and 400 <= error.code < 500 else 400
+            return json_response({"detail": error.description or error.name}, status=status)
         except Exception:  # the one place that turns a bug into a 500 instead of a crash
             log.exception("unhandled error in %s %s", request.method, request.path)
             return json_response({"detail": "Internal error"}, status=500)

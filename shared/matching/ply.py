@@ -127,17 +127,22 @@ def _vertex_table(data: bytes, header: PlyHeader) -> np.ndarray:
     return np.stack([table[name].astype(np.float64) for name, _ in vertex.properties], axis=1)
 
 
+#: OpenCV computes in float32: a coordinate's square (distances, normals) must fit in it too.
+MAX_COORDINATE = 1e18
+
+
 def parse_point_cloud(data: bytes, max_points: int) -> np.ndarray:
     """An (N, 6) float32 array ``x y z nx ny nz`` with unit normals, or a NotAPointCloud error."""
     header = parse_header(data, max_points)
     table = _vertex_table(data, header)
     columns = [name for name, _ in header.vertex.properties]
-    cloud = table[:, [columns.index(name) for name in REQUIRED]]
-    bad = ~np.isfinite(cloud).all(axis=1)
+    cloud = table[:, [columns.index(name) for name in REQUIRED]].astype(np.float64)
+    limit = MAX_COORDINATE
+    bad = ~(np.isfinite(cloud) & (np.abs(cloud) <= limit)).all(axis=1)
     if bad.any():
         raise NotAPointCloud(
-            f"{int(bad.sum())} of {len(cloud)} PLY vertices hold NaN or infinite values "
-            f"(first at vertex {int(np.argmax(bad))}); remove them first"
+            f"{int(bad.sum())} of {len(cloud)} PLY vertices hold NaN, infinite or out-of-range values (beyond "
+            f"±{limit:.0e}; first at vertex {int(np.argmax(bad))}); remove them first"
         )
     lengths = np.linalg.norm(cloud[:, 3:], axis=1)
     if (lengths == 0).any():
