@@ -137,6 +137,9 @@ class TaskRepository:
         """``queued -> processing`` exactly once; a lapsed lease (its worker died) may be reclaimed."""
         return self.leases.claim(uid, lease_seconds)
 
+    def lease_seconds_left(self, uid: str) -> float:
+        return self.leases.seconds_left(uid)
+
     def renew(self, lease: Lease, lease_seconds: int) -> None:
         self.leases.renew(lease, lease_seconds)
 

@@ -148,7 +148,7 @@ class MatchService:
             log.info("task %s already finished; nothing to do", job.uid)
             return Outcome.HANDLED
         if claim is Claim.BUSY:  # back when the lease lapses (if its worker died), not a whole timeout later
-            seconds = math.ceil(self.tasks.leases.seconds_left(job.uid)) + 1
+            seconds = math.ceil(self.tasks.lease_seconds_left(job.uid)) + 1
             log.info("task %s is held by another worker's lease; retried in %d s", job.uid, seconds)
             self.queue.keep_invisible(record, seconds)
             return Outcome.RETRY
