@@ -37,8 +37,6 @@ from shared.keys import ApiKeys
 from shared.settings import PROJECT_ROOT, Settings, get_settings
 from shared.storage import aws_client
 
-FUNCTIONS_FRAMEWORK = PROJECT_ROOT / ".venv" / "bin" / "functions-framework"
-
 
 class StartupError(RuntimeError):
     pass
@@ -203,7 +201,9 @@ class Platform:
 
     def _function_command(self, function: LocalFunction) -> list[str]:
         return [
-            str(FUNCTIONS_FRAMEWORK),
+            sys.executable,
+            "-m",
+            "infra.serve",  # functions-framework's app and gunicorn, with read timeouts
             f"--source={function.spec.source}",
             f"--target={function.spec.target}",
             "--host=127.0.0.1",

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     body_read_timeout: float = Field(
         10, gt=0, description="The gateway answers 408 when a request body stalls this long (slow clients cannot hold a function)."
     )
+    request_read_timeout: float = Field(
+        10, gt=0, description="A function drops a client whose request does not arrive this many seconds after "
+        "its last byte (slow clients cannot hold its threads)."
+    )
     thumbnail_max_side: int = Field(256, ge=16, le=4096, description="Longest side of a thumbnail, px.")
     task_lease_seconds: int = Field(
         20,

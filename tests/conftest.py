@@ -56,6 +56,7 @@ def platform(database_url: str):
         VISIONFN_LOCAL_SCHEDULE_SECONDS="1",  # the sweeper every second
         VISIONFN_OUTBOX_GRACE_SECONDS="2",
         VISIONFN_KEY_CACHE_SECONDS="1",
+        VISIONFN_REQUEST_READ_TIMEOUT="2",
     ) as running:
         yield running
 

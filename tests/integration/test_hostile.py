@@ -111,3 +111,24 @@ def test_parsers_answer_4xx(platform):
     assert nested.status_code == 400 and "nested deeper" in nested.json()["detail"]
     assert http.get(f"{gateway}/api/v1/files//x", timeout=10).status_code == 404
     assert http.get(f"{gateway}/api/v1/files/results/../../etc/passwd", timeout=10).status_code == 404
+
+
+def test_slow_clients_cannot_hold_a_functions_threads(platform):
+    """More half-sent requests than the function has threads: they are dropped after
+    VISIONFN_REQUEST_READ_TIMEOUT (2 s in the tests) and everyone else is served."""
+    import socket
+
+    port = int(platform.state["functions"]["tasks"].rsplit(":", 1)[1])
+    stalled = []
+    for _ in range(12):  # gunicorn runs 8 threads here
+        client = socket.create_connection(("127.0.0.1", port), timeout=30)
+        client.sendall(b"GET /api/v1/tasks HTTP/1.1\r\nHost: x\r\n")  # the headers never end
+        stalled.append(client)
+    try:
+        assert platform.http.get(f"{platform.gateway}/api/v1/tasks", timeout=30).status_code == 200
+        for client in stalled:  # each was dropped (closed, or answered with an error), none is held
+            answer = client.recv(1024)
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:80]
+    finally:
+        for client in stalled:
+            client.close()
