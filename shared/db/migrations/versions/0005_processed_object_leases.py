@@ -19,7 +19,6 @@ def upgrade() -> None:
     op.add_column("processed_objects", sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column("processed_objects", sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column("processed_objects", sa.Column("error", sa.Text, nullable=True))
-    op.alter_column("processed_objects", "output_key", existing_type=sa.String(1024), nullable=True)
 
 
 def downgrade() -> None:
