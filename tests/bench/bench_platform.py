@@ -123,13 +123,45 @@ def time_to_ready(database_url: str, runs: int) -> dict:
     return {"runs": runs, "median_s": round(statistics.median(seconds), 2), "all_s": [round(s, 2) for s in seconds]}
 
 
+def key_check_cost(count: int) -> dict:
+    """The gateway alone, with and without the API key check, in front of the same trivial
+    upstream (a key store that answers at once, so this is the check's own cost, cached)."""
+    from aiohttp import web
+
+    from infra.gateway import GatewayRoute, KeyCheck, build_app
+    from tests.functional.test_gateway import ServerThread, _echo
+    from tests.platform import free_port_block
+
+    class AnyKey:
+        def owner_of(self, _key: str) -> str:
+            return "local"
+
+    base = free_port_block(3, 46000)
+    upstream = web.Application()
+    upstream.router.add_route("*", "/{tail:.*}", _echo)
+    routes = [GatewayRoute("GET", "/api/v1/tasks", "tasks", f"http://127.0.0.1:{base}")]
+    servers = ServerThread()
+    servers.serve(upstream, base)
+    servers.serve(build_app(routes), base + 1)
+    servers.serve(build_app(routes, KeyCheck(AnyKey(), 30), "token"), base + 2)
+    session = requests.Session()
+    session.headers["Authorization"] = "Bearer vfn_bench"
+    try:
+        medians = {name: statistics.median(timed_gets(session, f"http://127.0.0.1:{port}/api/v1/tasks", count))
+                   for name, port in (("upstream", base), ("gateway", base + 1), ("gateway_with_key_check", base + 2))}
+    finally:
+        servers.close()
+    return {f"{name}_p50_ms": round(value, 3) for name, value in medians.items()} | {
+        "key_check_p50_ms": round(medians["gateway_with_key_check"] - medians["gateway"], 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--uploads", type=int, default=40)
     parser.add_argument("--up-runs", type=int, default=3)
     options = parser.parse_args()
-    report: dict = {"machine": f"{os.cpu_count()} cores"}
+    report: dict = {"machine": f"{os.cpu_count()} cores", "key_check_cost": key_check_cost(options.requests * 3)}
     with postgres_url() as database_url:
         upgrade(database_url)
         report["make_up_time_to_ready"] = time_to_ready(database_url, options.up_runs)
