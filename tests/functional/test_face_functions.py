@@ -151,3 +151,14 @@ def test_body_over_the_upload_limit_is_413(clients):
         response = _post(clients["face_process"], "/process", b"\xff" * 200_000)
     assert response.status_code == 413
     assert "the limit is 100000 bytes" in response.get_json()["detail"]
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (2, 2), (1, 16384), (16384, 1), (3, 9000), (16384, 2)])
+@pytest.mark.parametrize("path", ["/process", "/detect"])
+def test_thin_and_tiny_images_are_answered_not_crashed(clients, path, width, height):
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 90, 60)).save(buffer, format="PNG")
+    client = clients["face_process" if path == "/process" else "face_detect"]
+    response = _post(client, path, buffer.getvalue(), "thin.png", headers={"Accept": "application/json"})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["total_count"] == 0
