@@ -30,9 +30,11 @@ RELAY_BATCH = 100
 
 
 def task_finished_detail(task: Task) -> dict[str, Any]:
-    """What subscribers (the notifier) get: the webhook payload's fields, plus the error."""
+    """What subscribers (the notifier) get: the webhook payload's fields, the error, and the
+    owner (whose webhooks are called)."""
     return {
         "uid": task.uid,
+        "owner": task.owner,
         "status": task.status,
         "tool": task.tool,
         "result_files": task.result_files,

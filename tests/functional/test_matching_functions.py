@@ -374,7 +374,7 @@ def test_worker_finishes_a_template_task_with_pictures_and_announces_it(match_cl
     [event] = _task_events(aws, platform, uid)
     assert event["source"] == "visionfn" and event["detail-type"] == "Task Finished"
     assert event["detail"] == {
-        "uid": uid, "status": "done", "tool": "template", "result_files": task.result_files,
+        "uid": uid, "owner": "", "status": "done", "tool": "template", "result_files": task.result_files,
         "result_data": task.result_data, "error": None,
     }
 
