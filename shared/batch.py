@@ -48,7 +48,7 @@ class Invocation:
         try:
             context = json.loads(headers.get(LAMBDA_CONTEXT_HEADER) or "{}")
             deadline_epoch = float(context["deadline"]) / 1000
-            timeout = int(context.get("timeout_seconds") or round(deadline_epoch - now_epoch))
+            timeout = round(deadline_epoch - now_epoch)
         except (ValueError, TypeError, KeyError, AttributeError):
             return cls(now_monotonic + default_timeout, default_timeout)
         return cls(now_monotonic + (deadline_epoch - now_epoch), timeout)
