@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import socket
 import sys
 import threading
 import time
@@ -32,6 +31,7 @@ from typing import Any
 
 import requests
 
+from infra.processes import port_accepts
 from shared.access import PLATFORM_TOKEN_HEADER
 from shared.batch import LAMBDA_CONTEXT_HEADER
 from shared.http import EVENTS_PATH
@@ -158,11 +158,14 @@ class QueuePoller(threading.Thread):
         self.slots = threading.BoundedSemaphore(binding.concurrency)
         self.deliveries = ThreadPoolExecutor(binding.concurrency, thread_name_prefix=f"deliver-{binding.function}")
         self.local = threading.local()
+        self.port = int(binding.endpoint.rsplit(":", 1)[1])
 
     def run(self) -> None:
         log.info("polling %s for %s (%d at once)", self.binding.queue_url, self.binding.function, self.binding.concurrency)
         while not self.stop_event.is_set():
-            if not self.function_is_up():  # a function (re)starting is a cold start, not a failure
+            # receive only while the function answers: one that is being restarted (a cold start,
+            # not a failure) must not use up its messages' deliveries
+            if not port_accepts(self.port):
                 self.stop_event.wait(0.1)
                 continue
             if not self.slots.acquire(timeout=1.0):
@@ -178,14 +181,6 @@ class QueuePoller(threading.Thread):
             else:
                 self.slots.release()
         self.deliveries.shutdown(wait=False, cancel_futures=True)
-
-    def function_is_up(self) -> bool:
-        """Whether the function's port accepts connections: messages are received only then, so
-        a function that died and is being restarted does not use up their deliveries."""
-        port = int(self.binding.endpoint.rsplit(":", 1)[1])
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.settimeout(0.5)
-            return probe.connect_ex(("127.0.0.1", port)) == 0
 
     def receive(self) -> list[dict[str, Any]]:
         return self.sqs.receive_message(

@@ -7,10 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from shared.db.engine import session_scope
+from shared.db.engine import dialect_insert, session_scope
 from shared.db.models import ProcessedObject
 from shared.events import ObjectRef
 from shared.leases import Claim, Lease, LeasedTable
@@ -26,9 +25,8 @@ class ProcessedObjects:
         """Take this object version for work (once; FINISHED when it was done already)."""
         identity = {"consumer": self.consumer, "object_key": obj.key, "etag": obj.etag or ""}
         with session_scope(self.database_url) as session:
-            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
             session.execute(
-                insert(ProcessedObject).values(**identity, status="queued", attempts=0, receive_count=receive_count)
+                dialect_insert(session, ProcessedObject).values(**identity, status="queued", attempts=0, receive_count=receive_count)
                 .on_conflict_do_nothing(index_elements=["consumer", "object_key", "etag"])
             )
             record = session.scalar(select(ProcessedObject.id).filter_by(**identity))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import secrets
 import sys
 import uuid
@@ -79,8 +80,6 @@ class ApiKeys:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import re
-
     parser = argparse.ArgumentParser(prog="python -m shared.keys", description="Create, list and revoke API keys.")
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="a new key for an owner (printed once)")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.dialects import postgresql, sqlite
 
-from shared.db.engine import session_scope
+from shared.db.engine import dialect_insert, session_scope
 from shared.db.models import ToolSettings, utc_now
 from shared.errors import RequestValidationFailed
 from shared.matching.tool import ToolParams
@@ -35,8 +34,9 @@ class ToolDefaults:
         """Replace the defaults; names left out take the built-in default. 422 on bad values."""
         params = _validated(tool, payload)
         with session_scope(self.database_url) as session:
-            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-            statement = insert(ToolSettings).values(owner=owner, tool=tool, params=params.model_dump(), updated_at=utc_now())
+            statement = dialect_insert(session, ToolSettings).values(
+                owner=owner, tool=tool, params=params.model_dump(), updated_at=utc_now()
+            )
             session.execute(statement.on_conflict_do_update(  # one statement: concurrent first PUTs do not collide
                 index_elements=[ToolSettings.owner, ToolSettings.tool],
                 set_={"params": statement.excluded.params, "updated_at": statement.excluded.updated_at},
