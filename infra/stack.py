@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.template import TEMPLATE_PATH, StackContext
+from infra.template import TEMPLATE_PATH, StackContext, load_template
 from shared.settings import PROJECT_ROOT, Settings
 from shared.storage import aws_client
 
@@ -64,6 +65,17 @@ def wait_for_localstack(settings: Settings, timeout: float, alive: Callable[[], 
     raise StackError(f"LocalStack did not answer {url} within {timeout:.0f} s")
 
 
+def template_body(template_path: Path = TEMPLATE_PATH) -> str:
+    """template.yaml as CloudFormation JSON, each state machine's ``DefinitionUri`` (a file of
+    the repository, which `sam deploy` uploads to S3) inlined as its ``Definition``."""
+    template = load_template(template_path)
+    for resource in template["Resources"].values():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::StateMachine" and isinstance(properties.get("DefinitionUri"), str):
+            properties["Definition"] = json.loads((PROJECT_ROOT / properties.pop("DefinitionUri")).read_text())
+    return json.dumps(template)
+
+
 @dataclass(frozen=True)
 class DeployedStack:
     context: StackContext
@@ -80,7 +92,7 @@ def deploy_template(settings: Settings, template_path: Path = TEMPLATE_PATH, tim
     }
     cloudformation.create_stack(
         StackName=settings.stack_name,
-        TemplateBody=template_path.read_text(),
+        TemplateBody=template_body(template_path),
         Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in parameters.items()],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
     )

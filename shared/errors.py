@@ -106,6 +106,24 @@ class RequestValidationFailed(VisionFnError):
         return cls(details)
 
 
+class InspectionRefused(BadRequest):
+    """The defect seed's own error shape, ``{"error": ..., "details": ...}`` (with ``detail`` too, as
+    every other error): no images, or not one usable image in a batch. ``status`` is the failure's
+    own (400 not an image, 413 too large, 415 a format not taken)."""
+
+    def __init__(self, error: str, details: Any = None, status: int = 400, **extra: Any) -> None:
+        super().__init__(error)
+        self.status = status
+        self.details = details
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.detail, "detail": self.detail}
+        if self.details is not None:
+            body["details"] = self.details
+        return {**body, **self.extra}
+
+
 class ServiceUnavailable(VisionFnError):
     status = 503
 

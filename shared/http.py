@@ -124,6 +124,7 @@ class FunctionRoutes:
     def __init__(self) -> None:
         self._map = Map(merge_slashes=False, strict_slashes=False)  # a JSON API answers, it does not redirect
         self._handlers: dict[str, Handler] = {}
+        self._event_handlers: dict[str, Callable[[dict[str, Any], flask.Request], flask.Response]] = {}
 
     def route(self, rule: str, methods: list[str]) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
@@ -146,39 +147,44 @@ class FunctionRoutes:
     def delete(self, rule: str) -> Callable[[Handler], Handler]:
         return self.route(rule, ["DELETE"])
 
+    # --- non-HTTP invocations, all on POST /events (as the Lambda Web Adapter and the event
+    # bridge deliver them), told apart by their shape: an SQS batch has "Records", a Schedule
+    # event is EventBridge's "Scheduled Event", anything else is a direct invocation.
     def invocation(self, handle: Callable[[dict[str, Any]], BaseModel | dict[str, Any]]) -> Callable[..., Any]:
-        """Serve a non-HTTP invocation on POST /events (how the Lambda Web Adapter and the event
-        bridge deliver them): its JSON object in, the handler's answer out as JSON."""
-
-        def invoked(request: flask.Request) -> flask.Response:
-            payload = json_body(request)
-            if not isinstance(payload, dict):
-                raise BadRequest("Event body must be a JSON object")
-            return json_response(handle(payload))
-
-        self.route(EVENTS_PATH, ["POST"])(invoked)
+        """Serve a direct invocation: its JSON object in, the handler's answer out as JSON."""
+        self._event_handler("invocation", lambda payload, _request: json_response(handle(payload)))
         return handle
 
     def events(self, handle_record: RecordHandler) -> None:
-        """Serve SQS batches on POST /events, answering with the partial-batch response."""
+        """Serve SQS batches, answering with the partial-batch response."""
 
-        def deliver_events(request: flask.Request) -> flask.Response:
-            payload = json_body(request)
+        def deliver_events(payload: dict[str, Any], request: flask.Request) -> flask.Response:
             invocation = Invocation.from_headers(request.headers, get_settings().function_timeout)
             return json_response(process_sqs_batch(payload, handle_record, invocation).to_json())
 
-        self.route(EVENTS_PATH, ["POST"])(deliver_events)
+        self._event_handler("sqs", deliver_events)
 
     def schedule(self, run: Callable[[], BaseModel]) -> Callable[[], BaseModel]:
-        """Serve a Schedule event ("Scheduled Event" from EventBridge) on POST /events."""
-
-        def scheduled(payload: dict[str, Any]) -> BaseModel:
-            if payload.get("detail-type") != "Scheduled Event":
-                raise BadRequest('Event body must be an EventBridge "Scheduled Event"')
-            return run()
-
-        self.invocation(scheduled)
+        """Serve a Schedule event ("Scheduled Event" from EventBridge)."""
+        self._event_handler("schedule", lambda _payload, _request: json_response(run()))
         return run
+
+    def _event_handler(self, kind: str, handle: Callable[[dict[str, Any], flask.Request], flask.Response]) -> None:
+        if kind in self._event_handlers:
+            raise ValueError(f"a function serves one {kind} handler")
+        if not self._event_handlers:
+            self.route(EVENTS_PATH, ["POST"])(self._deliver_event)
+        self._event_handlers[kind] = handle
+
+    def _deliver_event(self, request: flask.Request) -> flask.Response:
+        payload = json_body(request)
+        if not isinstance(payload, dict):
+            raise BadRequest("Event body must be a JSON object")
+        kind = _event_kind(payload)
+        if kind not in self._event_handlers:
+            expected = " or ".join(EVENT_KINDS[name] for name in self._event_handlers)
+            raise BadRequest(f"This function takes {expected}; the event is {EVENT_KINDS[kind]}")
+        return self._event_handlers[kind](payload, request)
 
     def dispatch(self, request: flask.Request) -> flask.Response:
         """Route the request; every error becomes ``{"detail": ...}`` JSON with its status."""
@@ -210,3 +216,15 @@ class FunctionRoutes:
         except Exception:  # the one place that turns a bug into a 500 instead of a crash
             log.exception("unhandled error in %s %s", request.method, request.path)
             return json_response({"detail": "Internal error"}, status=500)
+
+
+EVENT_KINDS = {"sqs": "an SQS batch (Records)", "schedule": 'an EventBridge "Scheduled Event"',
+               "invocation": "a direct invocation"}
+
+
+def _event_kind(payload: dict[str, Any]) -> str:
+    if "Records" in payload:
+        return "sqs"
+    if payload.get("detail-type") == "Scheduled Event":
+        return "schedule"
+    return "invocation"

@@ -1,4 +1,5 @@
-"""Messages between functions: jobs on queues and task-finished events, sent through an outbox.
+"""Messages between functions: jobs on queues, task-finished events and state machine executions,
+sent through an outbox.
 
 A message is written to the ``outbox`` table in the same transaction as the state change it
 announces, and sent right after the commit. A sender that dies in between leaves the row
@@ -46,9 +47,10 @@ def task_finished_detail(task: Task) -> dict[str, Any]:
 class Outbox:
     """Writes messages inside a caller's transaction; sends them after it committed."""
 
-    def __init__(self, sqs: Any, events: Any, event_bus: str, database_url: str | None = None) -> None:
+    def __init__(self, sqs: Any, events: Any, event_bus: str, database_url: str | None = None, sfn: Any = None) -> None:
         self.sqs = sqs
         self.events = events
+        self.sfn = sfn  # Step Functions, for callers that start executions
         self.event_bus = event_bus
         self.database_url = database_url
 
@@ -57,7 +59,17 @@ class Outbox:
     def add_job(session: Session, task_uid: str, queue_url: str) -> None:
         session.add(OutboxMessage(task_uid=task_uid, kind="job", target=queue_url, body=json.dumps({"uid": task_uid})))
 
+    @staticmethod
+    def add_execution(session: Session, task_uid: str, state_machine_arn: str, execution_input: dict[str, Any]) -> None:
+        """Start an execution of ``state_machine_arn`` named after the task (so a second start of
+        it is the same execution)."""
+        session.add(OutboxMessage(task_uid=task_uid, kind="execution", target=state_machine_arn,
+                                  body=json.dumps(execution_input)))
+
     def add_task_finished(self, session: Session, task: Task) -> None:
+        """Announce a finished task (a chain's steps are announced by their chain)."""
+        if task.parent_uid is not None:
+            return
         body = json.dumps(task_finished_detail(task), default=str)
         session.add(OutboxMessage(task_uid=task.uid, kind="event", target=self.event_bus, body=body))
 
@@ -104,6 +116,12 @@ class Outbox:
     def _send(self, message: OutboxMessage) -> None:
         if message.kind == "job":
             self.sqs.send_message(QueueUrl=message.target, MessageBody=message.body)
+        elif message.kind == "execution":
+            try:
+                self.sfn.start_execution(stateMachineArn=message.target, name=message.task_uid, input=message.body)
+            except ClientError as error:  # started before, by a sender that died before marking it sent
+                if error.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+                    raise
         else:
             entry = {"Source": EVENT_SOURCE, "DetailType": TASK_FINISHED, "Detail": message.body,
                      "EventBusName": message.target}

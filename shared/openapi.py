@@ -13,11 +13,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from shared.defects.analysis import Analysis
+from shared.defects.inspection import DetectionResults
+from shared.defects.queries import DayStats, PageQuery, RecentQuery, RecentRecords, RecordPage, SearchQuery, StatQuery
 from shared.faces.privacy import FaceOptions, FaceReport
+from shared.faces.video_tasks import FaceVideoOptions
 from shared.health import PlatformHealth
+from shared.matching.chain import INPUT_FIELDS, ChainForm
 from shared.matching.defaults import ToolSettingsOut
 from shared.matching.tools import TOOLS
 from shared.tasks import TaskListQuery, TaskOut, TaskPage
+from shared.webhooks.models import DeliveryListQuery, DeliveryOut, DeliveryPage, WebhookCreate, WebhookList, WebhookOut
 
 
 class ErrorBody(BaseModel):
@@ -67,7 +73,31 @@ def _tool_operations() -> list[Operation]:
             TaskOut, status=201, form=tool.params_model, files=tuple(spec.field for spec in tool.inputs),
             errors=(400, 401, 404, 405, 413, 415, 422, 503),
         ))
+    operations.append(Operation(
+        "POST", "/api/v1/match/chain", "Queue a chain-matching task: the steps run in order until one finds a match "
+        "(201; poll GET /api/v1/tasks/{uid})", TaskOut, status=201, form=ChainForm, files=INPUT_FIELDS,
+        errors=(400, 401, 405, 413, 415, 422, 503),
+    ))
     return operations
+
+
+def _webhook_operations() -> list[Operation]:
+    hook = {"webhook_id": {"type": "string", "description": "wh_..."}}
+    delivery = {**hook, "delivery_id": {"type": "string", "description": "msg_... (the webhook-id header)"}}
+    return [
+        Operation("POST", "/api/v1/webhooks", "Register a webhook: every task of the owner that ends (done/error) is POSTed "
+                  "to its URL, signed with its secret (201; the secret is never returned)", WebhookOut, status=201,
+                  json_body=WebhookCreate.model_json_schema(), errors=(400, 401, 405, 413, 422)),
+        Operation("GET", "/api/v1/webhooks", "The owner's webhooks", WebhookList, errors=(401, 405)),
+        Operation("DELETE", "/api/v1/webhooks/{webhook_id}", "Delete a webhook and its delivery log (204)", None, status=204,
+                  errors=(401, 404, 405), path_parameters=hook),
+        Operation("GET", "/api/v1/webhooks/{webhook_id}/deliveries", "A webhook's deliveries, newest first, with every "
+                  "attempt", DeliveryPage, query=DeliveryListQuery, errors=(401, 404, 405, 422), path_parameters=hook),
+        Operation("POST", "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", "Send a delivery again now "
+                  "(same webhook-id), whatever its state", DeliveryOut, errors=(401, 404, 405), path_parameters=delivery),
+        Operation("POST", "/api/v1/webhooks/{webhook_id}/ping", "Send a signed ping delivery now (not retried)",
+                  DeliveryOut, errors=(401, 404, 405), path_parameters=hook),
+    ]
 
 
 OPERATIONS: list[Operation] = [
@@ -81,6 +111,10 @@ OPERATIONS: list[Operation] = [
               errors=(400, 401, 405, 413, 415, 422)),
     Operation("POST", "/detect", "Find faces only (no pixel work)", FaceReport, form=FaceOptions, files=("image",),
               errors=(400, 401, 405, 413, 415, 422)),
+    Operation("POST", "/api/v1/faces/video", "Queue a video (multipart `video`: mp4, mov or webm) for face "
+              "anonymization: every frame, faces tracked across frames, H.264 mp4 in results/<uid>/anonymized.mp4; "
+              "progress and per-frame counts in result_data", TaskOut, status=201, form=FaceVideoOptions,
+              files=("video",), errors=(400, 401, 405, 413, 415, 422, 503)),
     Operation("GET", "/api/v1/tasks", "The key owner's tasks, newest first", TaskPage, query=TaskListQuery),
     Operation("GET", "/api/v1/tasks/{uid}", "One task of the key's owner", TaskOut,
               path_parameters={"uid": {"type": "string"}}),
@@ -92,6 +126,20 @@ OPERATIONS: list[Operation] = [
               path_parameters={"tool": {"type": "string", "enum": list(TOOLS)}}),
     Operation("PUT", "/api/v1/settings/{tool}", "Replace the owner's defaults of a tool (names left out take the built-in default)",
               ToolSettingsOut, json_body={"type": "object"}, path_parameters={"tool": {"type": "string", "enum": list(TOOLS)}}),
+    *_webhook_operations(),
+    Operation("POST", "/api/detect", "Inspect one or more `images` for surface defects: one entry per image, in order (a bad "
+              "file gets an error entry, the others are inspected and recorded; not one usable: 400)",
+              DetectionResults, files=("images",), errors=(400, 401, 405, 413, 415)),
+    Operation("GET", "/api/data/getRecent", "The owner's newest inspection records", RecentRecords, query=RecentQuery,
+              errors=(401, 405, 422)),
+    Operation("GET", "/api/data/statByDate", "Records and defects per UTC day, every day of the window (default: the last 15)",
+              DayStats, query=StatQuery, errors=(401, 405, 422)),
+    Operation("GET", "/api/data/getPaginated", "Deprecated (use search): a page of the owner's records, newest first",
+              RecordPage, query=PageQuery, errors=(401, 405, 422)),
+    Operation("GET", "/api/data/search", "The owner's records matching every condition given, newest first, paged",
+              RecordPage, query=SearchQuery, errors=(401, 405, 422)),
+    Operation("GET", "/api/data/analysis", "A summary of the owner's newest records (computed here; a narrative when a "
+              "language model is configured)", Analysis, query=RecentQuery, errors=(401, 405, 422)),
 ]
 
 

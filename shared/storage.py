@@ -99,14 +99,15 @@ class ObjectStore:
 
 #: Prefixes of a task's files (``<prefix><uid>/<name>``): what a client may download of its own tasks.
 TASK_FILE_PREFIXES = ("uploads/", "thumbnails/", "results/")
-_TASK_FILE = re.compile(r"^(?:uploads|thumbnails|results)/(?P<uid>[0-9a-f]{32})/[^/]+$")
+_TASK_FILE = re.compile(r"^(?:uploads|thumbnails|results)/(?P<uid>[0-9a-f]{32})/(?:step-[1-9][0-9]?/)?[^/]+$")  # a chain's steps: step-<n>/
 
 
 def task_of_file(key: str) -> str:
     """The task a downloadable key belongs to; 404 for any other key (no paths, no other prefixes)."""
     match = _TASK_FILE.match(key)
     if not match or any(part in ("", ".", "..") for part in key.split("/")):
-        raise NotFound(f"Object not found: {key} (downloadable: {', '.join(p + '<task uid>/<name>' for p in TASK_FILE_PREFIXES)})")
+        downloadable = ", ".join(prefix + "<task uid>/<name>" for prefix in TASK_FILE_PREFIXES)
+        raise NotFound(f"Object not found: {key} (downloadable: {downloadable}, results/<chain uid>/step-<n>/<name>)")
     return match["uid"]
 
 

@@ -5,6 +5,7 @@ import flask
 from shared.batch import for_each_created_object
 from shared.faces.inbox import FaceInbox
 from shared.faces.privacy import FaceOptions, FacePrivacy
+from shared.faces.video_tasks import video_tasks
 from shared.http import FunctionRoutes, json_response, parse_form, uploaded_file, wants_json
 from shared.logs import configure_logging
 from shared.settings import get_settings
@@ -12,7 +13,7 @@ from shared.storage import get_object_store
 
 configure_logging("face_process")
 privacy = FacePrivacy(get_settings())
-inbox = FaceInbox(privacy, get_object_store(), get_settings())
+inbox = FaceInbox(privacy, get_object_store(), get_settings(), videos=video_tasks(privacy))
 routes = FunctionRoutes()
 routes.events(for_each_created_object(inbox.handle_upload))
 

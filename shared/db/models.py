@@ -39,6 +39,11 @@ class Task(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    # chain matching: a step is a task of its chain (``parent_uid``, 1-based ``step``), seen by
+    # clients only in the chain's result; the chain keeps its state machine execution
+    parent_uid: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    execution_arn: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ProcessedObject(Base):
@@ -99,8 +104,8 @@ class OutboxMessage(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     task_uid: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # "job" (SQS queue) or "event" (EventBridge bus)
-    target: Mapped[str] = mapped_column(String(1024))  # queue URL or bus name
+    kind: Mapped[str] = mapped_column(String(16))  # "job" (SQS queue), "event" (EventBridge bus), "execution"
+    target: Mapped[str] = mapped_column(String(1024))  # queue URL, bus name or state machine ARN
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)

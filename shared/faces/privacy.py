@@ -15,12 +15,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.faces.anonymize import AnonymizeStyle, anonymize, strength
 from shared.faces.detections import FaceDetections
-from shared.faces.detectors import CenterFaceDetector, CombinedDetector, FaceDetector, MediaPipeDetector
-from shared.faces.models import CENTERFACE, MEDIAPIPE_FULL_RANGE, model_path
+from shared.faces.detectors import (
+    CenterFaceDetector,
+    CombinedDetector,
+    FaceDetector,
+    FusedDetector,
+    MediaPipeDetector,
+    RetinaFaceDetector,
+)
+from shared.faces.models import CENTERFACE, MEDIAPIPE_FULL_RANGE, RETINAFACE, model_path
 from shared.images import EncodedImage, decode_image, encode_image, scale_to_8_bit
 from shared.settings import Settings
 
-DetectorName = Literal["combined", "centerface", "mediapipe"]
+DetectorName = Literal["fused", "combined", "centerface", "retinaface", "mediapipe"]
 
 
 class FaceOptions(BaseModel):
@@ -76,7 +83,7 @@ class FacePrivacy:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.model_paths = {
-            model.name: model_path(model, settings.model_dir) for model in (MEDIAPIPE_FULL_RANGE, CENTERFACE)
+            model.name: model_path(model, settings.model_dir) for model in (MEDIAPIPE_FULL_RANGE, CENTERFACE, RETINAFACE)
         }
         self._loading = threading.Lock()
 
@@ -85,7 +92,9 @@ class FacePrivacy:
             detectors = load_detectors(
                 self.model_paths[MEDIAPIPE_FULL_RANGE.name],
                 self.model_paths[CENTERFACE.name],
+                self.model_paths[RETINAFACE.name],
                 self.settings.face_max_input_pixels,
+                self.settings.face_fused_max_input_pixels,
             )
         return detectors[name or self.settings.face_detector]
 
@@ -136,14 +145,22 @@ class FacePrivacy:
 
 
 @lru_cache(maxsize=4)
-def load_detectors(mediapipe_path: Path, centerface_path: Path, max_input_pixels: int) -> dict[str, FaceDetector]:
+def load_detectors(mediapipe_path: Path, centerface_path: Path, retinaface_path: Path, max_input_pixels: int,
+                   fused_max_input_pixels: int) -> dict[str, FaceDetector]:
     """The detectors of this process, loaded once and kept for its lifetime (a MediaPipe
     detector must never be garbage-collected while the process runs: its destructor can
     deadlock)."""
     mediapipe = MediaPipeDetector(mediapipe_path, min_score=0.5)
     centerface = CenterFaceDetector(centerface_path, max_input_pixels=max_input_pixels)
+    retinaface = RetinaFaceDetector(retinaface_path, max_input_pixels=fused_max_input_pixels)
+    fused = FusedDetector(
+        CenterFaceDetector(centerface_path, min_score=0.15, candidate_score=0.15, max_input_pixels=fused_max_input_pixels),
+        retinaface,
+    )
     return {
+        "fused": fused,
         "combined": CombinedDetector([centerface, mediapipe]),
+        "retinaface": retinaface,
         "centerface": centerface,
         "mediapipe": mediapipe,
     }

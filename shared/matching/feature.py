@@ -155,6 +155,7 @@ class FeatureTool(MatchTool):
     name = "feature"
     params_model = FeatureParams
     inputs = (ToolInput("query_image", "image"), ToolInput("train_image", "image"))
+    found_when = "good_matches"
 
     def check(self, checked: list[np.ndarray], params: FeatureParams) -> None:
         ensure_big_enough(*checked)

@@ -7,6 +7,7 @@ import flask
 
 from shared.matching.defaults import ToolDefaults
 from shared.matching.service import MatchService, Upload
+from shared.matching.steps import StepAnswers
 from shared.matching.tools import tool_class
 from shared.messaging import JobQueue, Outbox
 from shared.settings import get_settings
@@ -27,6 +28,7 @@ def match_service(tool_name: str) -> MatchService:
         JobQueue(sqs, settings.job_queue_url),
         WorkProcesses(),
         settings,
+        StepAnswers(aws_client("stepfunctions", settings)),
     )
 
 

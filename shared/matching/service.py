@@ -11,14 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared.batch import Invocation, Outcome
-from shared.errors import LeaseLost, RequestValidationFailed, ServiceUnavailable, TimedOut, VisionFnError
+from shared.errors import LeaseLost, RequestValidationFailed, ServiceUnavailable, TaskNotFound, TimedOut, VisionFnError
 from shared.events import SqsRecord
 from shared.faults import extra_work_seconds, inject_fault_if_requested
 from shared.leases import Claim, Lease
 from shared.matching.defaults import ToolDefaults
+from shared.matching.steps import StepAnswers, StepJob, no_answer
 from shared.matching.tool import MatchTool
 from shared.matching.tools import run_tool
 from shared.messaging import JobQueue
@@ -40,9 +41,14 @@ TIMEOUT_MARGIN_SECONDS = 1.0
 
 
 class MatchJob(BaseModel):
-    """The body of a job-queue message."""
+    """The body of a job-queue message: a task's uid (a chain's step is a ``StepJob``)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     uid: str = Field(pattern=r"^[0-9a-f]{32}$")
+
+
+JOB = TypeAdapter(MatchJob | StepJob)
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,29 @@ def safe_file_name(filename: str | None, fallback: str) -> str:
     return name or fallback
 
 
+def input_keys(uid: str, named: list[tuple[str, Upload]]) -> list[str]:
+    """Where a task's inputs are stored: ``uploads/<uid>/<safe file name>``, one key each."""
+    keys: list[str] = []
+    for field, upload in named:
+        name = safe_file_name(upload.filename, field)
+        key = f"uploads/{uid}/{name}"
+        keys.append(key if key not in keys else f"uploads/{uid}/{field}-{name}")
+    return keys
+
+
+def store_and_dispatch(tasks: TaskRepository, store: ObjectStore, task: TaskOut, inputs: list[Upload]) -> TaskOut:
+    """After the task's row (first: the thumbnail function records on it as soon as an upload
+    lands, and its message is in the same transaction): store its inputs, then send its message.
+    If the inputs cannot be stored, the task ends in ``error`` and the client gets 503."""
+    try:
+        store.put_many([(key, upload.data, _content_type(key)) for key, upload in zip(task.input_files, inputs, strict=True)])
+    except Exception as error:
+        tasks.abandon(task.uid, f"The inputs could not be stored: {error}")
+        raise ServiceUnavailable(f"The inputs could not be stored, try again: {error}") from error
+    tasks.dispatch(task.uid)
+    return task
+
+
 class MatchService:
     def __init__(
         self,
@@ -72,6 +101,7 @@ class MatchService:
         queue: JobQueue,
         work: WorkProcesses,
         settings: Settings,
+        steps: StepAnswers,
     ) -> None:
         self.tool = tool
         self.store = store
@@ -80,6 +110,7 @@ class MatchService:
         self.queue = queue
         self.work = work
         self.settings = settings
+        self.steps = steps
 
     # --- submission (the HTTP request) -----------------------------------------------------------
     def submit(self, owner: str, form: dict[str, str], uploads: dict[str, Upload]) -> TaskOut:
@@ -97,17 +128,9 @@ class MatchService:
             raise ServiceUnavailable("No job queue is configured (VISIONFN_JOB_QUEUE_URL)")
 
         uid = uuid.uuid4().hex
-        keys = self._input_keys(uid, inputs)
-        # the row comes first (the thumbnail function records on it as soon as an upload lands),
-        # with its job in the same transaction; the job is sent once the inputs are stored
+        keys = input_keys(uid, [(spec.field, upload) for spec, upload in zip(self.tool.inputs, inputs, strict=True)])
         task = self.tasks.create(self.tool.name, params.model_dump(), keys, uid=uid, job_queue=self.queue.queue_url, owner=owner)
-        try:
-            self.store.put_many([(key, upload.data, _content_type(key)) for key, upload in zip(keys, inputs, strict=True)])
-        except Exception as error:
-            self.tasks.abandon(uid, f"The inputs could not be stored: {error}")
-            raise ServiceUnavailable(f"The inputs could not be stored, try again: {error}") from error
-        self.tasks.dispatch(uid)
-        return task
+        return store_and_dispatch(self.tasks, self.store, task, inputs)
 
     def _validated_params(self, owner: str, form: dict[str, str], uploads: dict[str, Upload]) -> Any:
         errors: list[dict[str, Any]] = [
@@ -124,47 +147,65 @@ class MatchService:
             raise RequestValidationFailed(errors)
         return params
 
-    def _input_keys(self, uid: str, inputs: list[Upload]) -> list[str]:
-        keys: list[str] = []
-        for spec, upload in zip(self.tool.inputs, inputs, strict=True):
-            name = safe_file_name(upload.filename, spec.field)
-            key = f"uploads/{uid}/{name}"
-            keys.append(key if key not in keys else f"uploads/{uid}/{spec.field}-{name}")
-        return keys
-
     # --- work (the job queue's event) ---------------------------------------------------------
     def handle_job(self, record: SqsRecord, invocation: Invocation) -> Outcome:
         try:
-            job = MatchJob.model_validate_json(record.body)
+            job = JOB.validate_json(record.body)
         except ValidationError:
-            log.warning("dropped job %s: not {\"uid\": <32 hex>}: %r", record.message_id, record.body[:200])
+            log.warning("dropped job %s: neither {\"uid\"} nor a chain step: %r", record.message_id, record.body[:200])
             return Outcome.DROPPED
+        if isinstance(job, StepJob):
+            return self._handle_step(job, record, invocation)
+        return self._handle_task(job.uid, record, invocation)
+
+    def _handle_step(self, job: StepJob, record: SqsRecord, invocation: Invocation) -> Outcome:
+        """A chain's step: its task is opened from the chain, worked as any task (heartbeating the
+        state machine too), and the state machine is answered once it has finished."""
+        try:
+            step = self.tasks.open_step(job.chain, job.step, abandoned=no_answer(self.settings))
+        except TaskNotFound:
+            log.warning("dropped step %d of chain %s: no such chain step", job.step, job.chain)
+            self.steps.fail(job.task_token, f"No step {job.step} in chain {job.chain}")
+            return Outcome.DROPPED
+        if step.tool != self.tool.name:
+            self.steps.fail(job.task_token, f"Step {job.step} is a {step.tool} step, sent to the {self.tool.name} queue")
+            return Outcome.DROPPED
+        outcome = self._handle_task(step.uid, record, invocation, heartbeat=lambda: self.steps.heartbeat(job.task_token))
+        self.steps.answer(job.task_token, self.tasks.get(step.uid), type(self.tool))
+        return outcome
+
+    def _handle_task(self, uid: str, record: SqsRecord, invocation: Invocation,
+                     heartbeat: Callable[[], None] | None = None) -> Outcome:
         dead_letter = self.queue.is_dead_letter(record)
-        claim = self.tasks.claim(job.uid, self.settings.task_lease_seconds)
+        claim = self.tasks.claim(uid, self.settings.task_lease_seconds)
         if claim is Claim.MISSING:
-            log.warning("dropped job %s: no task %s", record.message_id, job.uid)
+            log.warning("dropped job %s: no task %s", record.message_id, uid)
             return Outcome.DROPPED
         if claim is Claim.FINISHED:
-            log.info("task %s already finished; nothing to do", job.uid)
+            log.info("task %s already finished; nothing to do", uid)
             return Outcome.HANDLED
         if claim is Claim.BUSY:  # back when the lease lapses (if its worker died), not a whole timeout later
-            seconds = math.ceil(self.tasks.lease_seconds_left(job.uid)) + 1
-            log.info("task %s is held by another worker's lease; retried in %d s", job.uid, seconds)
+            seconds = math.ceil(self.tasks.lease_seconds_left(uid)) + 1
+            log.info("task %s is held by another worker's lease; retried in %d s", uid, seconds)
             self.queue.keep_invisible(record, seconds)
             return Outcome.RETRY
         if dead_letter:  # every delivery died (crash, kill, out of memory): end it, never stuck
             return self._finish(claim, lambda lease: self.tasks.fail(lease, DEAD_LETTER_ERROR.format(
                 count=self.settings.max_receive_count)))
-        return self._work(claim, record, invocation)
+        return self._work(claim, record, invocation, heartbeat)
 
-    def _work(self, lease: Lease, record: SqsRecord, invocation: Invocation) -> Outcome:
-        """Run the tool in a work process, heartbeating the lease and the message meanwhile.
-        The task ends `done` or `error`, or is released for the retry."""
+    def _work(self, lease: Lease, record: SqsRecord, invocation: Invocation,
+              also_heartbeat: Callable[[], None] | None) -> Outcome:
+        """Run the tool in a work process, heartbeating the lease and the message meanwhile (and
+        ``also_heartbeat``: a chain step's state machine). The task ends `done` or `error`, or is
+        released for the retry."""
         lease_seconds = self.settings.task_lease_seconds
 
         def heartbeat() -> None:  # the task's lease first, then the message: the lease lapses first
             self.tasks.renew(lease, lease_seconds)
             self.queue.keep_invisible(record, lease_seconds)
+            if also_heartbeat:
+                also_heartbeat()
 
         receive_count = record.attributes.approximate_receive_count
         try:
@@ -180,7 +221,8 @@ class MatchService:
                 tick=heartbeat,
                 tick_seconds=lease_seconds / 3,
             )
-            results = [(f"results/{lease.key}/{name}", data, _content_type(name)) for name, data in pictures.items()]
+            folder = f"results/{task.parent_uid}/step-{task.step}" if task.parent_uid else f"results/{lease.key}"
+            results = [(f"{folder}/{name}", data, _content_type(name)) for name, data in pictures.items()]
             self.store.put_many(results)
         except LeaseLost as error:
             log.warning("task %s: %s; this attempt stopped", lease.key, error.detail)

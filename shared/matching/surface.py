@@ -139,6 +139,7 @@ class SurfaceTool(MatchTool):
     name = "surface"
     params_model = SurfaceParams
     inputs = (ToolInput("model_file", "point_cloud"), ToolInput("scene_file", "point_cloud"))
+    found_when = "poses_found"
 
     def run(self, inputs: list[bytes], params: SurfaceParams) -> ToolOutput:
         model, scene = (parse_point_cloud(data, self.settings.surface_max_points) for data in inputs)

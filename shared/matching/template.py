@@ -133,6 +133,7 @@ class TemplateTool(MatchTool):
     name = "template"
     params_model = TemplateParams
     inputs = (ToolInput("image", "image"), ToolInput("template", "image"))
+    found_when = "filtered_matches"
 
     def check(self, checked: list[np.ndarray], params: TemplateParams) -> None:
         ensure_template_fits(*checked)

@@ -38,9 +38,15 @@ class MatchTool(ABC):
     name: ClassVar[str]
     params_model: ClassVar[type[ToolParams]]
     inputs: ClassVar[tuple[ToolInput, ...]]
+    found_when: ClassVar[str]  # the result_data count that, above 0, means "found" (chain matching)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    @classmethod
+    def found(cls, result_data: dict[str, Any] | None) -> bool:
+        """Whether a result found a match: what ends a chain."""
+        return bool(result_data) and (result_data.get(cls.found_when) or 0) > 0
 
     def check_input(self, spec: ToolInput, data: bytes) -> Any:
         """Reject an unreadable input with a 4xx before queueing; what was read (an image array,

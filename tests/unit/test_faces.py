@@ -144,7 +144,7 @@ def privacy():
     return FacePrivacy(Settings())
 
 
-@pytest.mark.parametrize("detector", ["combined", "centerface", "mediapipe"])
+@pytest.mark.parametrize("detector", ["fused", "combined", "centerface", "retinaface", "mediapipe"])
 def test_every_detector_finds_the_portrait_face(privacy, detector):
     report = privacy.detect(shared_data(PORTRAIT_PHOTO), FaceOptions(detector=detector))
     # ground truth: 391 177 174 258

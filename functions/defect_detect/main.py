@@ -1,0 +1,33 @@
+"""POST /api/detect: inspect a batch of images, one answer per image in order, every inspected
+image recorded; upload trigger inbox/defects/."""
+
+import flask
+
+from shared.access import caller
+from shared.batch import for_each_created_object
+from shared.defects.inbox import DefectInbox
+from shared.defects.inspection import uploaded_images
+from shared.defects.model import DefectModel
+from shared.defects.records import DefectRecords
+from shared.defects.service import DefectInspection
+from shared.http import FunctionRoutes, json_response
+from shared.logs import configure_logging
+from shared.settings import get_settings
+from shared.storage import get_object_store
+
+configure_logging("defect_detect")
+inspection = DefectInspection(DefectModel.load(), get_object_store(), DefectRecords(), get_settings())
+inbox = DefectInbox(inspection, get_object_store(), get_settings())
+routes = FunctionRoutes()
+routes.events(for_each_created_object(inbox.handle_upload))
+
+
+@routes.post("/api/detect")
+def detect(request: flask.Request) -> flask.Response:
+    owner = caller(request.headers)
+    uploads = uploaded_images(request.files, get_settings().defect_max_batch_images)
+    return json_response(inspection.inspect_batch(uploads, owner))
+
+
+def handle(request: flask.Request) -> flask.Response:
+    return routes.dispatch(request)

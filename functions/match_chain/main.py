@@ -1,0 +1,41 @@
+"""POST /api/v1/match/chain queues a chain-matching task (201) and starts its Step Functions
+execution; the chain queue's events (the execution's last state) finalize it, and a schedule
+finalizes chains whose execution ended without doing so."""
+
+import flask
+
+from shared.access import caller
+from shared.http import FunctionRoutes, json_response
+from shared.logs import configure_logging
+from shared.matching.chain import INPUT_FIELDS, ChainService, RecoveryReport
+from shared.matching.defaults import ToolDefaults
+from shared.matching.service import Upload
+from shared.messaging import Outbox
+from shared.settings import get_settings
+from shared.storage import aws_client, get_object_store
+from shared.tasks import TaskRepository
+
+configure_logging("match_chain")
+settings = get_settings()
+sfn = aws_client("stepfunctions", settings)
+outbox = Outbox(aws_client("sqs", settings), aws_client("events", settings), settings.event_bus, sfn=sfn)
+service = ChainService(get_object_store(), TaskRepository(outbox=outbox), ToolDefaults(), sfn, settings)
+routes = FunctionRoutes()
+routes.events(service.handle_finished)
+
+
+@routes.post("/api/v1/match/chain")
+def submit(request: flask.Request) -> flask.Response:
+    owner = caller(request.headers)
+    uploads = {field: Upload(storage.filename, storage.read())
+               for field in INPUT_FIELDS if (storage := request.files.get(field)) is not None}
+    return json_response(service.submit(owner, request.form.to_dict(), uploads), status=201)
+
+
+@routes.schedule
+def recover() -> RecoveryReport:
+    return service.recover()
+
+
+def handle(request: flask.Request) -> flask.Response:
+    return routes.dispatch(request)

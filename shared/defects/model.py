@@ -1,0 +1,184 @@
+"""Defect inspection core: one grey or RGB image in, its class and located defects out (onnxruntime).
+
+The model file is loaded once per process (``DefectModel.load``); ``inspect`` is pure (numpy in,
+an ``Inspection`` out) and does no I/O.
+
+Model contract (the shipped ``model/neu_det.onnx`` and any model an operator points
+``VISIONFN_DEFECT_MODEL_PATH`` at):
+
+- one input, float32, shape ``[1, 1, H, W]``: the grey image with values 0..255 as they are
+  (the model normalises inside). ``H`` and ``W`` may be fixed (the shipped model: 200 x 200)
+  or dynamic (then 200 x 200 is used).
+- three outputs, found by name:
+  ``class_probs`` ``[1, C]``: the image's class probabilities (summing to 1);
+  ``heatmap`` ``[1, C, h, w]``: per class, the probability (0..1) that a defect's centre lies in
+  each cell of an ``h x w`` grid over the input (the shipped model: stride 8, 25 x 25);
+  ``boxes`` ``[1, 4, h, w]``: the box ``cx, cy, w, h`` (input pixels) of a defect centred in
+  each cell.
+  ``C`` is ``len(LABELS)`` and the channel order is ``LABELS``.
+
+Decoding: a cell is a defect when its heatmap value is a 3 x 3 local maximum and at least
+``min_score``; boxes of one class overlapping by IoU > 0.5 keep the best (greedy NMS).
+
+Input size policy: every image is converted to grey (RGB: ITU-R 601 luma) and resized to the
+model's input (area interpolation when shrinking, bilinear when enlarging), ignoring its aspect
+ratio, so a 1920 x 1080 picture costs the same as a 200 x 200 one; boxes are scaled back to the
+input image's pixels. The model was trained on 200 x 200 crops of steel strip (about 1 px per
+0.1 mm): a large picture of a whole plate is seen at a coarser scale than it was trained on, so
+small defects in it may be missed; crop to the region of interest for those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from shared.vision.boxes import greedy_nms
+
+LABELS: tuple[str, ...] = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
+SHIPPED_MODEL = Path(__file__).resolve().parent / "model" / "neu_det.onnx"
+DEFAULT_INPUT_SIZE = (200, 200)  # H, W used when the model's input size is dynamic
+DEFAULT_MIN_SCORE = 0.25  # defects below this heatmap score are not reported (chosen on the val split)
+MAX_DEFECTS = 50
+NMS_IOU = 0.5
+OUTPUTS = ("class_probs", "heatmap", "boxes")
+
+
+@dataclass(frozen=True)
+class Defect:
+    """One located defect."""
+
+    label: str
+    score: float  # 0..1
+    box: tuple[int, int, int, int]  # x, y, w, h in the input image's pixels
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """An image's class with its confidence, and its located defects (best first)."""
+
+    label: str  # the image's class, one of LABELS
+    score: float  # confidence of that class, 0..1 (the API calls it `dice`)
+    defects: tuple[Defect, ...]
+
+
+class DefectModel:
+    """An ONNX defect model and its decoding; create once per process with ``load``."""
+
+    def __init__(self, session: object, input_name: str, input_size: tuple[int, int]) -> None:
+        self._session = session
+        self._input_name = input_name
+        self.input_size = input_size  # H, W
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> DefectModel:
+        """The model at ``path``; ``None``: ``VISIONFN_DEFECT_MODEL_PATH`` when set, else the shipped file."""
+        import onnxruntime as ort
+
+        from shared.settings import get_settings
+
+        path = Path(path or get_settings().defect_model_path or SHIPPED_MODEL)
+        if not path.is_file():
+            raise FileNotFoundError(f"defect model {path} does not exist")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1  # serverless: one core per invocation; measured, see the model card
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types for unreadable files
+            raise ValueError(f"defect model {path} is not a readable ONNX model: {exc}") from exc
+        inputs = session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise ValueError(f"defect model {path}: expected one input of shape [1, 1, H, W], got {[i.shape for i in inputs]}")
+        missing = set(OUTPUTS) - {output.name for output in session.get_outputs()}
+        if missing:
+            raise ValueError(f"defect model {path}: outputs {sorted(missing)} are missing (expected {list(OUTPUTS)})")
+        height, width = inputs[0].shape[2:]
+        size = (height, width) if isinstance(height, int) and isinstance(width, int) else DEFAULT_INPUT_SIZE
+        return cls(session, inputs[0].name, size)
+
+    def inspect(self, image: np.ndarray, *, min_score: float = DEFAULT_MIN_SCORE) -> Inspection:
+        """The class and defects of ``image`` (HxW uint8 grey, HxWx3 uint8 RGB or HxWx1, any size)."""
+        grey = to_grey(image)
+        height, width = self.input_size
+        resized = cv2.resize(
+            grey,
+            (width, height),
+            interpolation=cv2.INTER_AREA if grey.shape[0] * grey.shape[1] > height * width else cv2.INTER_LINEAR,
+        )
+        tensor = resized.astype(np.float32)[None, None]
+        class_probs, heatmap, boxes = self._session.run(list(OUTPUTS), {self._input_name: tensor})
+        return decode(
+            np.asarray(class_probs)[0],
+            np.asarray(heatmap)[0],
+            np.asarray(boxes)[0],
+            scale=(grey.shape[1] / width, grey.shape[0] / height),
+            image_size=(grey.shape[1], grey.shape[0]),
+            min_score=min_score,
+        )
+
+
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """A uint8 HxW grey copy of a grey, grey-with-one-channel or RGB uint8 image; ValueError otherwise."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {image.dtype}")
+    if image.size == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    raise ValueError(f"image must be HxW grey or HxWx3 RGB, got shape {image.shape}")
+
+
+def decode(
+    class_probs: np.ndarray,
+    heatmap: np.ndarray,
+    boxes: np.ndarray,
+    *,
+    scale: tuple[float, float],
+    image_size: tuple[int, int],
+    min_score: float,
+) -> Inspection:
+    """The model's outputs for one image (``[C]``, ``[C, h, w]``, ``[4, h, w]``) as an Inspection in
+    image pixels (``scale``: image pixels per input pixel in x and y; ``image_size``: width, height)."""
+    if class_probs.shape != (len(LABELS),) or heatmap.shape[0] != len(LABELS) or boxes.shape != (4, *heatmap.shape[1:]):
+        raise ValueError(
+            f"model outputs have shapes {class_probs.shape}, {heatmap.shape}, {boxes.shape}; "
+            f"expected ({len(LABELS)},), ({len(LABELS)}, h, w), (4, h, w)"
+        )
+    best = int(np.argmax(class_probs))
+    peaks = np.stack([cv2.dilate(channel, np.ones((3, 3), np.uint8)) for channel in heatmap.astype(np.float32)])
+    classes, rows, cols = np.nonzero((heatmap >= peaks) & (heatmap >= min_score))
+    scores = heatmap[classes, rows, cols].astype(np.float32)
+    cx, cy, w, h = (boxes[k, rows, cols].astype(np.float32) for k in range(4))
+    width, height = image_size
+    x1 = np.clip((cx - w / 2) * scale[0], 0, width)
+    y1 = np.clip((cy - h / 2) * scale[1], 0, height)
+    x2 = np.clip((cx + w / 2) * scale[0], 0, width)
+    y2 = np.clip((cy + h / 2) * scale[1], 0, height)
+    xywh = np.column_stack([x1, y1, x2 - x1, y2 - y1])
+    kept: list[int] = []
+    for label in np.unique(classes):
+        members = np.flatnonzero(classes == label)
+        kept.extend(members[greedy_nms(xywh[members], scores[members], NMS_IOU)].tolist())
+    kept.sort(key=lambda index: -scores[index])
+    defects = []
+    for index in kept:
+        x, y = round(float(xywh[index, 0])), round(float(xywh[index, 1]))
+        right, bottom = round(float(x2[index])), round(float(y2[index]))
+        if right - x >= 1 and bottom - y >= 1:
+            defects.append(Defect(LABELS[classes[index]], float(scores[index]), (x, y, right - x, bottom - y)))
+        if len(defects) == MAX_DEFECTS:
+            break
+    return Inspection(LABELS[best], float(np.clip(class_probs[best], 0.0, 1.0)), tuple(defects))

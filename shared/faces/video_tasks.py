@@ -1,0 +1,255 @@
+"""Face video anonymization as asynchronous tasks: submit (probe, store, queue) and work (claim,
+anonymize every frame with progress on the task, finish). The job-queue pattern of the task
+platform: a task row with its job in one transaction (outbox), a lease renewed while working."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.batch import Invocation, Outcome
+from shared.db.models import utc_now
+from shared.errors import LeaseLost, ServiceUnavailable, TimedOut, VisionFnError
+from shared.events import SqsRecord
+from shared.faces.anonymize import AnonymizeStyle
+from shared.faces.privacy import DetectorName, FacePrivacy
+from shared.faces.video import OUTPUT_CONTENT_TYPE, FrameAnonymizer, VideoInfo, VideoLimits, anonymize_video, probe_video
+from shared.leases import Claim, Lease
+from shared.messaging import JobQueue, Outbox
+from shared.settings import Settings, get_settings
+from shared.storage import ObjectStore, aws_client, get_object_store
+from shared.tasks import TaskOut, TaskRepository
+
+log = logging.getLogger("visionfn.faces.video")
+
+TOOL = "face_video"
+RESULT_NAME = "anonymized.mp4"
+DEAD_LETTER_ERROR = "Gave up after {count} deliveries: the worker stopped each time without finishing"
+#: Seconds kept, before the function's deadline, to record a timed-out task.
+TIMEOUT_MARGIN_SECONDS = 2.0
+INPUT_NAMES = {"mp4/mov": "video.mp4", "webm": "video.webm"}
+
+
+class FaceVideoOptions(BaseModel):
+    """Form fields of POST /api/v1/faces/video (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["blur", "pixelate", "solid"] = "blur"
+    shape: Literal["ellipse", "rectangle"] = "ellipse"
+    margin: float = Field(0.3, ge=0.0, le=1.0, description="Enlargement of each side, fraction of the face box")
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    detector: DetectorName | None = None
+    keep_audio: bool = Field(True, description="Keep the sound track (re-encoded to AAC); false drops it")
+    track_frames: int | None = Field(
+        None, ge=0, le=100, description="Frames a lost face stays covered (default VISIONFN_FACE_VIDEO_TRACK_FRAMES)"
+    )
+
+
+class VideoJob(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    uid: str = Field(pattern=r"^[0-9a-f]{32}$")
+
+
+def limits_of(settings: Settings) -> VideoLimits:
+    return VideoLimits(settings.face_video_max_bytes, settings.face_video_max_seconds, settings.face_video_max_pixels)
+
+
+class FaceVideoTasks:
+    def __init__(self, privacy: FacePrivacy, store: ObjectStore, tasks: TaskRepository, queue: JobQueue,
+                 settings: Settings) -> None:
+        self.privacy = privacy
+        self.store = store
+        self.tasks = tasks
+        self.queue = queue
+        self.settings = settings
+
+    # --- submission ------------------------------------------------------------------------------
+    def submit(self, owner: str, options: FaceVideoOptions, data: bytes, filename: str | None = None) -> TaskOut:
+        """Probe the video (4xx and no task when it is unusable), then the task with its job,
+        the video stored under ``uploads/<uid>/``, the job sent."""
+        info = probe_video(data, limits_of(self.settings))
+        uid = uuid.uuid4().hex
+        key = f"uploads/{uid}/{INPUT_NAMES[info.container]}"
+        extra = {"filename": filename[-200:]} if filename else {}
+        task = self._create(uid, owner, {**options.model_dump(), "source": _info(info), **extra}, key)
+        try:
+            self.store.put(key, data, "video/webm" if info.container == "webm" else "video/mp4")
+        except Exception as error:
+            self.tasks.abandon(task.uid, f"The video could not be stored: {error}")
+            raise ServiceUnavailable(f"The video could not be stored, try again: {error}") from error
+        self.tasks.dispatch(task.uid)
+        return task
+
+    def submit_stored(self, owner: str, key: str, data: bytes, output_key: str) -> TaskOut:
+        """A video already in the bucket (an inbox upload): probed, then its task and job; the
+        worker also writes the result to ``output_key`` (and ``output_key``.json)."""
+        info = probe_video(data, limits_of(self.settings))
+        params = {**FaceVideoOptions().model_dump(), "source": _info(info), "output_key": output_key}
+        task = self._create(uuid.uuid4().hex, owner, params, key)
+        self.tasks.dispatch(task.uid)
+        return task
+
+    def _create(self, uid: str, owner: str, params: dict[str, Any], key: str) -> TaskOut:
+        if not self.queue.queue_url:
+            raise ServiceUnavailable("No job queue is configured for face videos (VISIONFN_FACE_VIDEO_QUEUE_URL)")
+        return self.tasks.create(TOOL, params, [key], uid=uid, job_queue=self.queue.queue_url, owner=owner)
+
+    # --- work ------------------------------------------------------------------------------------
+    def handle_job(self, record: SqsRecord, invocation: Invocation) -> Outcome:
+        try:
+            job = VideoJob.model_validate_json(record.body)
+        except ValidationError:
+            log.warning("dropped job %s: not {\"uid\"}: %r", record.message_id, record.body[:200])
+            return Outcome.DROPPED
+        claim = self.tasks.claim(job.uid, self.settings.task_lease_seconds)
+        if claim is Claim.MISSING:
+            log.warning("dropped job %s: no task %s", record.message_id, job.uid)
+            return Outcome.DROPPED
+        if claim is Claim.FINISHED:
+            return Outcome.HANDLED
+        if claim is Claim.BUSY:
+            self.queue.keep_invisible(record, math.ceil(self.tasks.lease_seconds_left(job.uid)) + 1)
+            return Outcome.RETRY
+        if self.queue.is_dead_letter(record):
+            return self._finish(claim, lambda lease: self.tasks.fail(
+                lease, DEAD_LETTER_ERROR.format(count=self.settings.max_receive_count)))
+        return self._work(claim, record, invocation)
+
+    def _work(self, lease: Lease, record: SqsRecord, invocation: Invocation) -> Outcome:
+        lease_seconds = self.settings.task_lease_seconds
+        receive_count = record.attributes.approximate_receive_count
+        try:
+            task = self.tasks.get(lease.key)
+            if task.tool != TOOL:
+                return self._finish(lease, lambda lease: self.tasks.fail(lease, f"A {task.tool} task on the face video queue"))
+            options = FaceVideoOptions.model_validate({k: v for k, v in task.params.items() if k in FaceVideoOptions.model_fields})
+            total = int(task.params.get("source", {}).get("frames", 0))
+            with _Progress(self, lease, record, invocation, total, lease_seconds) as progress:
+                (stored,) = self.store.get_many(task.input_files)
+                frame_work = FrameAnonymizer(
+                    self.privacy.detector(options.detector),  # loads the models on the first task
+                    AnonymizeStyle(mode=options.mode, shape=options.shape, margin=options.margin),
+                    track_frames=self.settings.face_video_track_frames if options.track_frames is None else options.track_frames,
+                    min_confidence=options.min_confidence,
+                )
+                started = time.monotonic()
+                result = anonymize_video(stored.data, frame_work, keep_audio=options.keep_audio, progress=progress)
+                key = f"results/{lease.key}/{RESULT_NAME}"
+                self.store.put(key, result.data, OUTPUT_CONTENT_TYPE)
+                keys = [key]
+                seconds = time.monotonic() - started
+                result_data = {
+                    "frames_done": result.frames, "frames_total": result.frames, "faces_max": max(result.covered, default=0),
+                    "frames_with_faces": sum(1 for count in result.covered if count), "detected_per_frame": result.detected,
+                    "covered_per_frame": result.covered, "width": result.width, "height": result.height, "fps": result.fps,
+                    "audio": result.audio, "detector": frame_work.detector.name, "output_bytes": len(result.data),
+                    "processing_seconds": round(seconds, 2), "frames_per_second": round(result.frames / max(seconds, 1e-6), 2),
+                }
+                if output_key := task.params.get("output_key"):  # an inbox upload: next to its other outputs
+                    self.store.put(output_key, result.data, OUTPUT_CONTENT_TYPE)
+                    self.store.put(f"{output_key}.json", json.dumps({"task": lease.key, **result_data}).encode(), "application/json")
+                    keys += [output_key, f"{output_key}.json"]
+        except LeaseLost as error:
+            log.warning("task %s: %s; this attempt stopped", lease.key, error.detail)
+            return Outcome.HANDLED
+        except TimedOut as error:
+            message = str(error.detail)
+            return self._finish(lease, lambda lease: self.tasks.fail(lease, message))
+        except Exception as error:
+            return self._failed(lease, error, receive_count)
+        return self._finish(lease, lambda lease: self.tasks.complete(lease, result_data, keys))
+
+    def _failed(self, lease: Lease, error: Exception, receive_count: int) -> Outcome:
+        detail = error.detail if isinstance(error, VisionFnError) else f"{type(error).__name__}: {error}"
+        if isinstance(error, VisionFnError) and error.is_client_error:
+            return self._finish(lease, lambda lease: self.tasks.fail(lease, str(detail)))
+        if receive_count >= self.settings.max_receive_count:
+            return self._finish(lease, lambda lease: self.tasks.fail(lease, f"Failed after {receive_count} attempts: {detail}"))
+        log.warning("task %s failed on delivery %d, released for the retry: %s", lease.key, receive_count, detail)
+        self._finish(lease, self.tasks.release)
+        return Outcome.RETRY
+
+    def _finish(self, lease: Lease, write: Callable[[Lease], object]) -> Outcome:
+        try:
+            task = write(lease)
+        except LeaseLost as error:
+            log.warning("task %s: %s; its result is not recorded", lease.key, error.detail)
+            return Outcome.HANDLED
+        if isinstance(task, TaskOut):
+            log.info("task %s %s (face_video, attempt %d)%s", task.uid, task.status, lease.attempt,
+                     f": {task.error}" if task.error else "")
+        return Outcome.HANDLED
+
+
+class _Progress:
+    """The worker's heartbeat, in a thread while the frames are worked: every
+    ``lease_seconds / 3`` it renews the lease and the message and writes
+    ``frames_done``/``frames_total`` into the task's result_data. Called after each frame, it
+    counts it, stops the work when the lease was lost, and stops it (TimedOut) before the
+    function's deadline."""
+
+    def __init__(self, service: FaceVideoTasks, lease: Lease, record: SqsRecord, invocation: Invocation,
+                 total: int, lease_seconds: int) -> None:
+        self.service, self.lease, self.record, self.invocation = service, lease, record, invocation
+        self.total, self.lease_seconds = total, lease_seconds
+        self.frames_done = 0
+        self.lost: LeaseLost | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{lease.key}", daemon=True)
+
+    def __enter__(self) -> _Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 3):
+            progress = {"frames_done": self.frames_done, "frames_total": max(self.total, self.frames_done)}
+            try:
+                self.service.tasks.leases.write(self.lease, result_data=progress, **_lease_until(self.lease_seconds))
+                self.service.queue.keep_invisible(self.record, self.lease_seconds)
+            except LeaseLost as error:
+                self.lost = error
+                return
+            except Exception as error:  # an outage of the queue or the database: the lease may still hold
+                log.warning("task %s: heartbeat failed: %s", self.lease.key, error)
+
+    def __call__(self, frames_done: int) -> None:
+        self.frames_done = frames_done
+        if self.lost is not None:
+            raise self.lost
+        if self.invocation.remaining() < TIMEOUT_MARGIN_SECONDS:
+            raise TimedOut(f"Timed out after {self.invocation.timeout_seconds} s (the function's Timeout) at frame "
+                           f"{frames_done} of {self.total}; stopped")
+
+
+def _lease_until(lease_seconds: int) -> dict[str, Any]:
+    return {"lease_expires_at": utc_now() + timedelta(seconds=lease_seconds)}
+
+
+def _info(info: VideoInfo) -> dict[str, Any]:
+    return {"container": info.container, "codec": info.codec, "width": info.width, "height": info.height,
+            "frames": info.frames, "seconds": info.seconds, "fps": info.fps, "audio": info.has_audio}
+
+
+def video_tasks(privacy: FacePrivacy | None = None) -> FaceVideoTasks:
+    """The service of the face_video function, and the face inbox's way to queue videos (one per process)."""
+    settings = get_settings()
+    sqs = aws_client("sqs", settings)
+    outbox = Outbox(sqs, aws_client("events", settings), settings.event_bus)
+    return FaceVideoTasks(privacy or FacePrivacy(settings), get_object_store(), TaskRepository(outbox=outbox),
+                          JobQueue(sqs, settings.face_video_queue_url), settings)

@@ -1,0 +1,173 @@
+"""Deliveries: a finished task's event to each of its owner's hooks, and the due retries.
+
+For each ``Task Finished`` event (at least once, so possibly twice) every enabled hook of the
+task's owner that wants the outcome gets one delivery, recorded once per (hook, task, status).
+Healthy hooks are attempted at once, all concurrently, each attempt bounded by
+``VISIONFN_WEBHOOK_TIMEOUT_SECONDS``; a hook whose last attempt failed is left to the retry
+schedule, so a dead or hanging receiver costs the event path one timeout at most once. The
+scheduled run (every minute) attempts whatever is due, concurrently too. No attempt holds the
+event: a failure schedules a retry in the database and the event is done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from shared.batch import Invocation, Outcome
+from shared.db.models import utc_now
+from shared.errors import TaskNotFound
+from shared.events import SqsRecord
+from shared.settings import Settings, get_settings
+from shared.tasks import TaskRepository
+from shared.webhooks import delivery
+from shared.webhooks.addresses import Resolver, system_resolver
+from shared.webhooks.models import DeliveryOut, TaskFinishedDetail, TaskFinishedEvent, Trigger, WebhookOut
+from shared.webhooks.repository import Claim, Clock, WebhookRepository, webhook_not_found
+from shared.webhooks.signing import delivery_headers
+
+log = logging.getLogger("visionfn.webhooks")
+
+MAX_PARALLEL_ATTEMPTS = 32
+#: A claimed delivery stays claimed this much longer than an attempt can last.
+LEASE_MARGIN_SECONDS = 30
+#: Deliveries one scheduled run claims at a time.
+DUE_BATCH = 64
+
+
+class RetryReport(BaseModel):
+    attempted: int
+    delivered: int
+    failed: int  # attempts that failed (retried later, or the delivery given up)
+
+
+def task_payload(detail: TaskFinishedDetail, tasks: TaskRepository | None) -> bytes:
+    """The seed's payload ``{uid, status, tool, result_files, result_data}`` (and ``error``), from
+    the task as stored (the event's copy when the task is gone)."""
+    fields: dict[str, Any] = detail.model_dump(include={"uid", "status", "tool", "result_files", "result_data", "error"})
+    if tasks is not None:
+        try:
+            task = tasks.get(detail.uid)
+        except TaskNotFound:
+            task = None
+        if task is not None and task.status == detail.status:
+            fields.update(result_files=task.result_files, result_data=task.result_data, error=task.error, tool=task.tool)
+    payload = {key: fields[key] for key in ("uid", "status", "tool", "result_files", "result_data", "error")}
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def ping_payload(hook: WebhookOut, now: datetime) -> bytes:
+    return json.dumps({"event": "ping", "webhook_id": hook.id, "url": hook.url, "sent_at": now.isoformat()},
+                      separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Notifier:
+    def __init__(
+        self, repository: WebhookRepository | None = None, tasks: TaskRepository | None = None,
+        resolver: Resolver = system_resolver, settings: Settings | None = None, clock: Clock = utc_now,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.repository = repository or WebhookRepository(clock=clock)
+        self.tasks = tasks if tasks is not None else TaskRepository(self.repository.database_url)
+        self.resolver = resolver
+        self.clock = clock
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
+
+    # --- the event path ---------------------------------------------------------------------------
+    def handle_record(self, record: SqsRecord, _invocation: Invocation) -> Outcome:
+        """One queued ``Task Finished`` event: record its deliveries, attempt the healthy ones now."""
+        try:
+            event = TaskFinishedEvent.model_validate_json(record.body)
+        except ValidationError as error:
+            log.warning("dropped message %s: not a Task Finished event: %s", record.message_id, error)
+            return Outcome.DROPPED
+        self.attempt_all(self.record_event(event.detail), "event")
+        return Outcome.HANDLED
+
+    def record_event(self, detail: TaskFinishedDetail) -> list[Claim]:
+        """One delivery per subscribed hook (none new for a repeated event); the claims to attempt now."""
+        subscribers = self.repository.subscribers(detail.owner, detail.event)
+        if not subscribers:
+            return []
+        payload = task_payload(detail, self.tasks)
+        claims = []
+        for hook in subscribers:
+            claim = self.repository.add_delivery(
+                hook.id, detail.event, detail.event_id, detail.uid, payload, self.lease_seconds if hook.healthy else None,
+            )
+            if claim is not None:
+                claims.append(claim)
+        return claims
+
+    # --- the schedule -----------------------------------------------------------------------------
+    def run_due_retries(self) -> RetryReport:
+        """Attempt what is due, batch after batch, while another batch fits in this invocation."""
+        budget_ends = time.monotonic() + self.settings.function_timeout - self.lease_seconds
+        report = RetryReport(attempted=0, delivered=0, failed=0)
+        while True:
+            claims = self.repository.claim_due(DUE_BATCH, self.lease_seconds)
+            outcomes = self.attempt_all(claims, "schedule")
+            report.attempted += len(claims)
+            report.delivered += sum(1 for outcome in outcomes if outcome is not None and outcome.state == "delivered")
+            report.failed += sum(1 for outcome in outcomes if outcome is not None and outcome.state != "delivered")
+            if len(claims) < DUE_BATCH or time.monotonic() > budget_ends:
+                return report
+
+    # --- attempts ---------------------------------------------------------------------------------
+    def attempt_all(self, claims: Sequence[Claim], trigger: Trigger) -> list[DeliveryOut | None]:
+        """Every claim attempted at once (each bounded by the timeout): a slow receiver delays no
+        other. An attempt whose outcome cannot be recorded (the database) is logged and left
+        claimed: it is due again when its claim lapses."""
+        if len(claims) <= 1:
+            return [self._attempt_logged(claim, trigger) for claim in claims]
+        with ThreadPoolExecutor(min(len(claims), MAX_PARALLEL_ATTEMPTS), thread_name_prefix="webhook") as pool:
+            return list(pool.map(lambda claim: self._attempt_logged(claim, trigger), claims))
+
+    def _attempt_logged(self, claim: Claim, trigger: Trigger) -> DeliveryOut | None:
+        try:
+            return self.attempt(claim, trigger)
+        except Exception:
+            log.exception("delivery %s to hook %s (%s) not recorded; it is tried again in %.0f s",
+                          claim.delivery_id, claim.webhook_id, trigger, self.lease_seconds)
+            return None
+
+    def attempt(self, claim: Claim, trigger: Trigger) -> DeliveryOut | None:
+        """POST the delivery's exact bytes, signed for this attempt; log the outcome."""
+        timestamp = int(self.clock().timestamp())
+        headers = delivery_headers(claim.delivery_id, claim.event, timestamp, claim.payload, claim.secret)
+        result = delivery.post(
+            claim.url, claim.payload, headers, resolver=self.resolver, allowed=self.settings.webhook_allowed_networks,
+            timeout=self.settings.webhook_timeout_seconds, excerpt_bytes=self.settings.webhook_response_excerpt_bytes,
+        )
+        outcome = self.repository.record_attempt(
+            claim, trigger, result, self.settings.webhook_retry_delays, self.settings.webhook_disable_after_seconds,
+        )
+        state = outcome.state if outcome else "deleted"
+        log.info("delivery %s (%s) to hook %s, %s: %s in %d ms -> %s", claim.delivery_id, claim.event, claim.webhook_id,
+                 trigger, result.error or f"HTTP {result.status_code}", result.duration_ms, state)
+        return outcome
+
+    # --- the API's attempts -------------------------------------------------------------------------
+    def redeliver(self, owner: str, webhook_id: str, delivery_id: str) -> DeliveryOut:
+        claim = self.repository.reopen(owner, webhook_id, delivery_id, self.lease_seconds)
+        return self._attempted(claim, "redeliver")
+
+    def ping(self, owner: str, webhook_id: str) -> DeliveryOut:
+        claim = self.repository.add_ping(owner, webhook_id, lambda hook: ping_payload(hook, self.clock()), self.lease_seconds)
+        return self._attempted(claim, "ping")
+
+    def _attempted(self, claim: Claim, trigger: Trigger) -> DeliveryOut:
+        outcome = self.attempt(claim, trigger)
+        if outcome is None:
+            raise webhook_not_found()  # deleted while it was attempted
+        return outcome

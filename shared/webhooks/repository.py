@@ -1,0 +1,281 @@
+"""Hooks and deliveries in the database. Callers never see ORM objects.
+
+A delivery is attempted by whoever *claims* it: the claim moves its ``next_attempt_at`` past the
+attempt's longest duration (a lease), so no other sender takes it meanwhile, and a sender that
+dies mid-attempt leaves it due again once the lease lapses (at least once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from shared.db.engine import dialect_insert, session_scope
+from shared.db.models import utc_now
+from shared.errors import BadRequest, NotFound
+from shared.webhooks.delivery import AttemptResult
+from shared.webhooks.models import DeliveryOut, DeliveryPage, Trigger, WebhookCreate, WebhookOut
+from shared.webhooks.retries import next_attempt_at, should_disable
+from shared.webhooks.tables import Webhook, WebhookDelivery
+
+Clock = Callable[[], datetime]
+#: Ids as the API gives them out; anything else is "not found" before it reaches a query.
+HOOK_ID_LENGTH = 3 + 24
+DELIVERY_ID_LENGTH = 4 + 32
+SCHEDULED_TRIGGERS = ("event", "schedule")
+
+
+def webhook_not_found() -> NotFound:
+    return NotFound("Webhook not found")
+
+
+def delivery_not_found() -> NotFound:
+    return NotFound("Delivery not found")
+
+
+def delivery_id_of(webhook_id: str, event_id: str) -> str:
+    """The same event to the same hook is always the same delivery, and so the same ``webhook-id``."""
+    return "msg_" + hashlib.sha256(f"{webhook_id}\n{event_id}".encode()).hexdigest()[:32]
+
+
+def _is_hook_id(value: str) -> bool:
+    return len(value) == HOOK_ID_LENGTH and value.startswith("wh_") and _is_hex(value[3:])
+
+
+def _is_delivery_id(value: str) -> bool:
+    return len(value) == DELIVERY_ID_LENGTH and value.startswith("msg_") and _is_hex(value[4:])
+
+
+def _is_hex(value: str) -> bool:
+    return all(char in "0123456789abcdef" for char in value)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite gives naive datetimes back; every time here is UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """An enabled hook that wants an event."""
+
+    id: str
+    healthy: bool  # its last attempt succeeded (or it has had none): tried at once, else by the schedule
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery one sender may attempt now, with what the attempt needs."""
+
+    delivery_id: str
+    webhook_id: str
+    url: str
+    secret: str | None
+    event: str
+    payload: bytes
+    state_before: str  # pending, or delivered/failed for a redelivery
+
+
+class WebhookRepository:
+    def __init__(self, database_url: str | None = None, clock: Clock = utc_now) -> None:
+        self.database_url = database_url
+        self.clock = clock
+
+    # --- hooks --------------------------------------------------------------------------------
+    def create(self, owner: str, spec: WebhookCreate, max_per_owner: int) -> WebhookOut:
+        with session_scope(self.database_url) as session:
+            count = session.scalar(select(func.count()).select_from(Webhook).where(Webhook.owner == owner)) or 0
+            if count >= max_per_owner:
+                raise BadRequest(f"An owner may register at most {max_per_owner} webhooks; delete one first")
+            hook = Webhook(
+                id="wh_" + secrets.token_hex(12), owner=owner, url=spec.url, secret=spec.secret,
+                events=list(spec.events), description=spec.description, enabled=True, disabled_reason=None,
+                failing_since=None, consecutive_failures=0, last_success_at=None, created_at=self.clock(),
+            )
+            session.add(hook)
+            session.flush()
+            return _hook_out(hook)
+
+    def list(self, owner: str) -> list[WebhookOut]:
+        with session_scope(self.database_url) as session:
+            hooks = session.scalars(select(Webhook).where(Webhook.owner == owner).order_by(Webhook.created_at, Webhook.id))
+            return [_hook_out(hook) for hook in hooks]
+
+    def get(self, owner: str, webhook_id: str) -> WebhookOut:
+        with session_scope(self.database_url) as session:
+            return _hook_out(self._owned(session, owner, webhook_id))
+
+    def delete(self, owner: str, webhook_id: str) -> None:
+        """The hook and its delivery log (pending retries stop)."""
+        with session_scope(self.database_url) as session:
+            hook = self._owned(session, owner, webhook_id)
+            session.execute(WebhookDelivery.__table__.delete().where(WebhookDelivery.webhook_id == hook.id))
+            session.delete(hook)
+
+    def subscribers(self, owner: str, event: str) -> list[Subscriber]:
+        if not owner:
+            return []
+        with session_scope(self.database_url) as session:
+            hooks = session.scalars(select(Webhook).where(Webhook.owner == owner, Webhook.enabled.is_(True)))
+            return [Subscriber(hook.id, hook.consecutive_failures == 0) for hook in hooks if event in hook.events]
+
+    # --- deliveries -----------------------------------------------------------------------------
+    def add_delivery(
+        self, webhook_id: str, event: str, event_id: str, task_uid: str | None, payload: bytes, lease_seconds: float | None,
+    ) -> Claim | None:
+        """Record the event for the hook once (a repeated event changes nothing: None). With
+        ``lease_seconds`` the caller attempts it now and holds it for that long (the claim is
+        returned); without, it is due for the retry schedule at once."""
+        now = self.clock()
+        delivery_id = delivery_id_of(webhook_id, event_id)
+        with session_scope(self.database_url) as session:
+            inserted = session.execute(
+                dialect_insert(session, WebhookDelivery).values(
+                    id=delivery_id, webhook_id=webhook_id, event_id=event_id, event=event, task_uid=task_uid,
+                    payload=payload, state="pending", attempts=[], created_at=now, updated_at=now,
+                    next_attempt_at=now + timedelta(seconds=lease_seconds or 0),
+                ).on_conflict_do_nothing().returning(WebhookDelivery.id)
+            ).scalar_one_or_none()
+            if inserted is None or lease_seconds is None:
+                return None
+            hook = session.get(Webhook, webhook_id)
+            if hook is None:
+                return None
+            return Claim(delivery_id, webhook_id, hook.url, hook.secret, event, payload, "pending")
+
+    def add_ping(self, owner: str, webhook_id: str, payload_of: Callable[[WebhookOut], bytes], lease_seconds: float) -> Claim:
+        """A new ping delivery of the owner's hook, claimed by the caller."""
+        hook = self.get(owner, webhook_id)
+        claim = self.add_delivery(hook.id, "ping", "ping_" + secrets.token_hex(8), None, payload_of(hook), lease_seconds)
+        if claim is None:
+            raise webhook_not_found()  # deleted meanwhile
+        return claim
+
+    def page(self, owner: str, webhook_id: str, offset: int, limit: int) -> DeliveryPage:
+        """The hook's deliveries, newest first."""
+        with session_scope(self.database_url) as session:
+            hook = self._owned(session, owner, webhook_id)
+            mine = WebhookDelivery.webhook_id == hook.id
+            total = session.scalar(select(func.count()).select_from(WebhookDelivery).where(mine)) or 0
+            rows = session.scalars(
+                select(WebhookDelivery).where(mine)
+                .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).offset(offset).limit(limit)
+            )
+            return DeliveryPage(total=total, deliveries=[_delivery_out(row) for row in rows])
+
+    def delivery(self, delivery_id: str) -> DeliveryOut | None:
+        with session_scope(self.database_url) as session:
+            row = session.get(WebhookDelivery, delivery_id)
+            return None if row is None else _delivery_out(row)
+
+    def reopen(self, owner: str, webhook_id: str, delivery_id: str, lease_seconds: float) -> Claim:
+        """A client's redelivery: claim the delivery whatever its state (the same ``webhook-id``)."""
+        if not _is_delivery_id(delivery_id):
+            raise delivery_not_found()
+        with session_scope(self.database_url) as session:
+            hook = self._owned(session, owner, webhook_id)
+            row = session.get(WebhookDelivery, delivery_id, with_for_update=True)
+            if row is None or row.webhook_id != hook.id:
+                raise delivery_not_found()
+            state_before = row.state
+            row.state = "pending"
+            row.next_attempt_at = self.clock() + timedelta(seconds=lease_seconds)
+            return Claim(row.id, hook.id, hook.url, hook.secret, row.event, row.payload, state_before)
+
+    def claim_due(self, limit: int, lease_seconds: float) -> list[Claim]:
+        """Pending deliveries of enabled hooks whose time has come, claimed (oldest due first)."""
+        now = self.clock()
+        with session_scope(self.database_url) as session:
+            rows = session.execute(
+                select(WebhookDelivery, Webhook).join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+                .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= now, Webhook.enabled.is_(True))
+                .order_by(WebhookDelivery.next_attempt_at).limit(limit)
+                .with_for_update(of=WebhookDelivery, skip_locked=True)
+            ).all()
+            claims = []
+            for row, hook in rows:
+                row.next_attempt_at = now + timedelta(seconds=lease_seconds)
+                claims.append(Claim(row.id, hook.id, hook.url, hook.secret, row.event, row.payload, "pending"))
+            return claims
+
+    def record_attempt(
+        self, claim: Claim, trigger: Trigger, result: AttemptResult, delays: Sequence[float], disable_after_seconds: float,
+    ) -> DeliveryOut | None:
+        """Log the attempt; the delivery is delivered, retried later or failed; the hook's health
+        follows (and it is disabled when it has been failing for too long). None: the hook (and
+        so the delivery) was deleted meanwhile."""
+        now = self.clock()
+        with session_scope(self.database_url) as session:
+            # the hook first, then the delivery: the order every writer of both takes (no deadlock
+            # with a disable that fails the hook's other deliveries)
+            hook = session.get(Webhook, claim.webhook_id, with_for_update=True)
+            row = session.get(WebhookDelivery, claim.delivery_id, with_for_update=True)
+            if row is None or hook is None:
+                return None
+            row.attempts = [*row.attempts, _attempt_record(now, trigger, result)]
+            row.updated_at = now
+            if result.ok:
+                row.state, row.next_attempt_at = "delivered", None
+                hook.failing_since, hook.consecutive_failures, hook.last_success_at = None, 0, now
+                hook.enabled, hook.disabled_reason = True, None
+                return _delivery_out(row)
+            retry_at = None
+            if row.event != "ping" and (trigger in SCHEDULED_TRIGGERS or claim.state_before == "pending"):
+                scheduled = sum(1 for attempt in row.attempts if attempt["trigger"] in SCHEDULED_TRIGGERS)
+                retry_at = next_attempt_at(now, max(scheduled, 1), delays)
+            row.state = "pending" if retry_at else "failed"
+            row.next_attempt_at = retry_at
+            hook.consecutive_failures += 1
+            hook.failing_since = _aware(hook.failing_since) or now
+            if hook.enabled and should_disable(hook.failing_since, now, disable_after_seconds):
+                self._disable(session, hook, now, result)
+            return _delivery_out(row)
+
+    @staticmethod
+    def _disable(session: Any, hook: Webhook, now: datetime, result: AttemptResult) -> None:
+        hook.enabled = False
+        hook.disabled_reason = (
+            f"Disabled at {now.isoformat(timespec='seconds')}: every delivery attempt failed since "
+            f"{_aware(hook.failing_since).isoformat(timespec='seconds')} ({hook.consecutive_failures} attempts; "
+            f"last: {result.error}). A successful ping or redelivery enables it again."
+        )
+        session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.state == "pending")
+            .values(state="failed", next_attempt_at=None, updated_at=now)
+        )
+
+    def _owned(self, session: Any, owner: str, webhook_id: str) -> Webhook:
+        """The owner's hook; another owner's, or none, is "not found"."""
+        if not _is_hook_id(webhook_id):
+            raise webhook_not_found()
+        hook = session.get(Webhook, webhook_id)
+        if hook is None or hook.owner != owner:
+            raise webhook_not_found()
+        return hook
+
+
+def _attempt_record(now: datetime, trigger: str, result: AttemptResult) -> dict[str, Any]:
+    return {"at": now.isoformat(), "trigger": trigger, "status_code": result.status_code, "error": result.error,
+            "duration_ms": result.duration_ms, "response_excerpt": result.response_excerpt, "address": result.address}
+
+
+def _hook_out(hook: Webhook) -> WebhookOut:
+    return WebhookOut(
+        id=hook.id, url=hook.url, created_at=_aware(hook.created_at), events=list(hook.events),
+        description=hook.description, has_secret=bool(hook.secret), enabled=hook.enabled,
+        disabled_reason=hook.disabled_reason, failing_since=_aware(hook.failing_since),
+    )
+
+
+def _delivery_out(row: WebhookDelivery) -> DeliveryOut:
+    return DeliveryOut(
+        id=row.id, webhook_id=row.webhook_id, event=row.event, event_id=row.event_id, task_uid=row.task_uid,
+        state=row.state, attempts=row.attempts, next_attempt_at=_aware(row.next_attempt_at),
+        payload_bytes=len(row.payload), created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
+    )

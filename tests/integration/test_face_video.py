@@ -1,0 +1,68 @@
+"""Face videos on the real stack: POST /api/v1/faces/video through the gateway to a `done` task
+with a playable H.264 mp4, hostile videos refused there, and videos put under inbox/faces/."""
+
+import io
+import json
+import uuid
+
+import av
+import numpy as np
+from PIL import Image
+
+from tests.bench.bench_video import encode_clip, pan_zoom_clip
+from tests.conftest import CROWD_PHOTO, shared_data
+from tests.integration.conftest import object_exists, wait_for
+
+
+def _clip(frames: int = 8) -> bytes:
+    photo = np.asarray(Image.open(io.BytesIO(shared_data(CROWD_PHOTO))).convert("RGB"))
+    rendered, _ = pan_zoom_clip(photo, np.zeros((0, 4), np.float32), frames=frames, size=(320, 180))
+    return encode_clip(rendered, fps=10, audio=True)
+
+
+def _finished(platform, uid: str, timeout: float = 120) -> dict:
+    def finished():
+        task = platform.http.get(f"{platform.gateway}/api/v1/tasks/{uid}", timeout=10).json()
+        return task if task["status"] in ("done", "error") else None
+
+    return wait_for(finished, timeout=timeout, interval=0.2)
+
+
+def _frames_of(data: bytes) -> tuple[str, int, bool]:
+    with av.open(io.BytesIO(data)) as container:
+        codec = container.streams.video[0].codec_context.name
+        has_audio = bool(container.streams.audio)
+        return codec, sum(1 for _ in container.decode(video=0)), has_audio
+
+
+def test_a_short_clip_goes_to_done_with_a_playable_h264_mp4(platform):
+    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video", files={"video": ("clip.mp4", _clip())},
+                                  data={"keep_audio": "false"}, timeout=60)
+    assert response.status_code == 201, response.text
+    task = _finished(platform, response.json()["uid"])
+    assert task["status"] == "done", task["error"]
+    assert task["result_data"]["frames_done"] == task["result_data"]["frames_total"] == 8
+    assert len(task["result_data"]["covered_per_frame"]) == 8
+    download = platform.http.get(f"{platform.gateway}/api/v1/files/{task['result_files'][0]}", timeout=30)
+    assert download.status_code == 200
+    assert _frames_of(download.content) == ("h264", 8, False)
+
+
+def test_a_truncated_video_is_400_through_the_gateway_and_makes_no_task(platform):
+    before = platform.http.get(f"{platform.gateway}/api/v1/tasks", params={"limit": 200}, timeout=10).json()["total"]
+    clip = _clip(4)
+    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video",
+                                  files={"video": ("clip.mp4", clip[: len(clip) // 2])}, timeout=60)
+    assert response.status_code == 400 and "video" in response.json()["detail"]
+    after = platform.http.get(f"{platform.gateway}/api/v1/tasks", params={"limit": 200}, timeout=10).json()["total"]
+    assert after == before
+
+
+def test_a_video_put_under_the_face_inbox_is_anonymized_next_to_the_images(platform, s3, bucket):
+    name = f"{uuid.uuid4().hex}/street clip"
+    s3.put_object(Bucket=bucket, Key=f"inbox/faces/{name}.mp4", Body=_clip(6))
+    output, sidecar = f"outputs/faces/{name}.mp4", f"outputs/faces/{name}.mp4.json"
+    wait_for(lambda: object_exists(s3, bucket, sidecar), timeout=120)
+    report = json.loads(s3.get_object(Bucket=bucket, Key=sidecar)["Body"].read())
+    assert report["frames_done"] == 6 and len(report["detected_per_frame"]) == 6
+    assert _frames_of(s3.get_object(Bucket=bucket, Key=output)["Body"].read()) == ("h264", 6, True)

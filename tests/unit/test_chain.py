@@ -1,0 +1,104 @@
+"""The chain's result from its trail and its steps' tasks (pure), and the step messages."""
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from shared.matching.chain import STEPS, ChainFinished, chain_result, trail_of
+from shared.matching.service import JOB, MatchJob
+from shared.matching.steps import StepJob
+from shared.tasks import TaskOut, step_uid
+
+NO_ANSWER = "no answer"
+STEPS_SPEC = [{"tool": "template", "params": {"threshold": 0.9}}, {"tool": "template", "params": {"threshold": 0.7}},
+              {"tool": "feature", "params": {"detector": "SIFT"}}]
+NOW = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def _task(step: int, status: str, result_data=None, error=None) -> TaskOut:
+    tool = STEPS_SPEC[step - 1]["tool"]
+    return TaskOut(uid=step_uid("c" * 32, step), owner="o", status=status, tool=tool, params={}, created_at=NOW,
+                   updated_at=NOW, input_files=[], thumbnails=[], result_files=[f"results/c/step-{step}/m.png"] if status == "done" else [],
+                   result_data=result_data, error=error, attempts=1, parent_uid="c" * 32, step=step)
+
+
+MISS = {"filtered_matches": 0}
+HIT = {"filtered_matches": 2}
+
+
+@pytest.mark.parametrize(("opened", "stopped", "expected"), [
+    # found at step 2: step 3 skipped
+    ({1: _task(1, "done", MISS), 2: _task(2, "done", HIT)}, None,
+     ("done", "found", 2, [("done", False), ("done", True), ("skipped", False)])),
+    # nothing found
+    ({1: _task(1, "done", MISS), 2: _task(2, "done", MISS), 3: _task(3, "done", {"good_matches": 0})}, None,
+     ("done", "not_found", 3, [("done", False)] * 3)),
+    # a failed step, then a find
+    ({1: _task(1, "error", error="bad input"), 2: _task(2, "done", HIT)}, None,
+     ("done", "found", 2, [("error", False), ("done", True), ("skipped", False)])),
+    # every step run failed
+    ({1: _task(1, "error", error="x"), 2: _task(2, "error", error=NO_ANSWER), 3: _task(3, "error", error="y")}, None,
+     ("error", "not_found", 3, [("error", False)] * 3)),
+    # the execution failed after step 1: the rest were not run
+    ({1: _task(1, "done", MISS)}, "its execution FAILED",
+     ("error", "not_found", 1, [("done", False), ("error", False), ("error", False)])),
+    # ... but a find before it stands
+    ({1: _task(1, "done", HIT)}, "its execution FAILED",
+     ("done", "found", 1, [("done", True), ("skipped", False), ("skipped", False)])),
+])
+def test_chain_result(opened, stopped, expected):
+    status, result, _error = chain_result(STEPS_SPEC, opened, stopped)
+    assert (status, result.chain_result, result.completed_step,
+            [(step.status, step.found) for step in result.steps]) == expected
+    assert result.total_steps == 3
+    assert [step.params for step in result.steps] == [spec["params"] for spec in STEPS_SPEC]
+
+
+def test_an_error_step_says_why():
+    _, result, error = chain_result(STEPS_SPEC, {1: _task(1, "error", error="not a PLY file"),
+                                                 2: _task(2, "error", error=NO_ANSWER)}, "its execution TIMED_OUT")
+    assert [step.error for step in result.steps] == ["not a PLY file", NO_ANSWER, "Not run: its execution TIMED_OUT"]
+    assert error == "The chain stopped: its execution TIMED_OUT"
+    assert [step.result_files for step in result.steps] == [[], [], []]
+
+
+def test_the_trail_as_the_steps_tell_it():
+    assert trail_of(STEPS_SPEC, {}) == ""
+    assert trail_of(STEPS_SPEC, {1: _task(1, "done", MISS), 2: _task(2, "error")}) == "ne"
+    assert trail_of(STEPS_SPEC, {1: _task(1, "done", HIT), 2: _task(2, "done", HIT)}) == "f"
+    assert trail_of(STEPS_SPEC, {1: _task(1, "processing")}) == "e"
+
+
+@pytest.mark.parametrize("steps", ["[]", "{}", '[{"tool": "ocr"}]', '[{"tool": "template", "extra": 1}]',
+                                   '[{"tool": "template"}]' * 2, "[" + ",".join(['{"tool": "feature"}'] * 11) + "]"])
+def test_bad_steps_are_refused(steps):
+    with pytest.raises(ValidationError):
+        STEPS.validate_json(steps)
+
+
+def test_jobs_and_step_messages_are_told_apart():
+    uid = "a" * 32
+    assert JOB.validate_json(f'{{"uid": "{uid}"}}') == MatchJob(uid=uid)
+    step = JOB.validate_json(f'{{"chain": "{uid}", "step": 2, "task_token": "t"}}')
+    assert isinstance(step, StepJob) and step.step == 2
+    for body in (f'{{"uid": "{uid}", "task_token": "t"}}', f'{{"chain": "{uid}", "step": 0, "task_token": "t"}}', "{}"):
+        with pytest.raises(ValidationError):
+            JOB.validate_json(body)
+    with pytest.raises(ValidationError):
+        ChainFinished.model_validate_json(f'{{"uid": "{uid}", "trail": "nx"}}')
+    assert ChainFinished.model_validate_json(f'{{"uid": "{uid}"}}').uid == uid
+    assert step_uid(uid, 1) != step_uid(uid, 2) and len(step_uid(uid, 1)) == 32
+
+
+def test_the_execution_input_is_a_list_walked_step_by_step():
+    from shared.matching.chain import execution_input
+    from shared.settings import Settings
+
+    walked = execution_input("u", ["q1", "q2", "q3"], Settings(chain_step_heartbeat_seconds=7))
+    assert walked["step_heartbeat_seconds"] == 7
+    steps, node = [], walked["next"]
+    while node:
+        steps.append((node["step"], node["queue_url"]))
+        node = node.get("next")
+    assert steps == [(1, "q1"), (2, "q2"), (3, "q3")]

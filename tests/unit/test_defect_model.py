@@ -1,0 +1,154 @@
+"""The shipped defect model and its decoding: loads, classifies dev images, boxes stay in the
+image, every documented input form works, and bad input is a clear ValueError."""
+
+import cv2
+import numpy as np
+import pytest
+
+import shared.settings
+from shared.defects.dataset import SPLIT_FRACTIONS, load_samples, split_of_all
+from shared.defects.model import LABELS, SHIPPED_MODEL, Defect, DefectModel, Inspection, decode, to_grey
+from shared.settings import Settings
+from tests.conftest import SHARED_DATA
+
+NEU_DET = SHARED_DATA / "defects" / "neu_det"
+PER_CLASS = 3  # dev (val split) images checked per class
+
+
+@pytest.fixture(scope="module")
+def model():
+    return DefectModel.load()
+
+
+@pytest.fixture(scope="module")
+def dev_samples():
+    if not NEU_DET.is_dir():
+        raise FileNotFoundError(f"{NEU_DET} is missing: the tests expect ../shared/data beside the repository")
+    samples = load_samples(NEU_DET, "val")
+    return [sample for label in range(len(LABELS)) for sample in [s for s in samples if s.label == label][:PER_CLASS]]
+
+
+def _grey(sample):
+    return cv2.imread(str(sample.image_path), cv2.IMREAD_GRAYSCALE)
+
+
+def test_shipped_model_is_small_and_loads(model):
+    assert SHIPPED_MODEL.stat().st_size < 10_000_000
+    assert model.input_size == (200, 200)
+
+
+def test_dev_images_of_each_class_get_their_class_and_boxes_inside(model, dev_samples):
+    assert len(dev_samples) == PER_CLASS * len(LABELS)
+    for sample in dev_samples:
+        image = _grey(sample)
+        inspection = model.inspect(image)
+        assert isinstance(inspection, Inspection)
+        assert inspection.label == LABELS[sample.label], sample.name
+        assert 0.0 <= inspection.score <= 1.0
+        assert inspection.defects, f"{sample.name}: no defect located"
+        scores = [defect.score for defect in inspection.defects]
+        assert scores == sorted(scores, reverse=True)
+        for defect in inspection.defects:
+            x, y, w, h = defect.box
+            assert all(isinstance(value, int) for value in defect.box)
+            assert defect.label in LABELS and 0.0 <= defect.score <= 1.0
+            assert x >= 0 and y >= 0 and w >= 1 and h >= 1
+            assert x + w <= image.shape[1] and y + h <= image.shape[0]
+
+
+def test_a_located_defect_overlaps_a_labelled_one(model, dev_samples):
+    from shared.vision.boxes import pairwise_iou
+
+    best = [
+        pairwise_iou(np.array([d.box for d in model.inspect(_grey(s)).defects][:5]), s.boxes).max(initial=0.0)
+        for s in dev_samples
+    ]
+    assert np.mean(np.array(best) >= 0.3) >= 0.8
+
+
+@pytest.mark.parametrize("shape", [(200, 200), (200, 200, 1), (200, 200, 3), (1, 1), (7, 3), (3, 7, 3), (1080, 1920, 3), (1080, 1920)])
+def test_every_input_form_and_size_works(model, dev_samples, shape):
+    image = cv2.resize(_grey(dev_samples[0]), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    if len(shape) == 3:
+        image = np.repeat(image[:, :, None], shape[2], axis=2)
+    inspection = model.inspect(image)
+    assert inspection.label in LABELS
+    for defect in inspection.defects:
+        x, y, w, h = defect.box
+        assert 0 <= x and 0 <= y and w >= 1 and h >= 1 and x + w <= shape[1] and y + h <= shape[0]
+
+
+def test_a_large_picture_gives_boxes_in_its_own_pixels(model, dev_samples):
+    sample = dev_samples[0]
+    small = model.inspect(_grey(sample))
+    large = model.inspect(cv2.resize(_grey(sample), (1920, 1080), interpolation=cv2.INTER_LINEAR))
+    assert large.label == small.label
+    x, y, w, h = large.defects[0].box
+    sx, sy, sw, sh = small.defects[0].box
+    assert abs(x - sx * 9.6) <= 30 and abs(w - sw * 9.6) <= 40 and abs(y - sy * 5.4) <= 20 and abs(h - sh * 5.4) <= 25
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.zeros((200, 200), np.float32), "must be uint8, got float32"),
+        (np.zeros((200, 200), np.int16), "must be uint8, got int16"),
+        (np.zeros((0, 0), np.uint8), "empty"),
+        (np.zeros((0, 200, 3), np.uint8), "empty"),
+        (np.zeros((200, 200, 2), np.uint8), r"HxW grey or HxWx3 RGB, got shape \(200, 200, 2\)"),
+        (np.zeros((200, 200, 4), np.uint8), "HxWx3 RGB"),
+        (np.zeros((1, 200, 200, 3), np.uint8), "HxWx3 RGB"),
+        (np.zeros(200, np.uint8), "HxWx3 RGB"),
+        ([[0, 1], [2, 3]], "must be a numpy array, got list"),
+    ],
+)
+def test_bad_images_are_a_clear_value_error(model, image, message):
+    with pytest.raises(ValueError, match=message):
+        model.inspect(image)
+
+
+def test_rgb_is_converted_with_luma():
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    rgb[..., 1] = 200
+    assert to_grey(rgb).tolist() == [[117, 117], [117, 117]]  # 0.587 * 200
+
+
+def test_the_setting_names_the_operator_model(monkeypatch, tmp_path):
+    fake = tmp_path / "operator.onnx"
+    fake.write_bytes(b"not an onnx model")
+    monkeypatch.setattr(shared.settings, "get_settings", lambda: Settings(defect_model_path=fake))
+    with pytest.raises(ValueError, match=r"operator\.onnx is not a readable ONNX model"):
+        DefectModel.load()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        DefectModel.load(tmp_path / "missing.onnx")
+
+
+def test_decode_keeps_local_peaks_above_the_threshold_per_class():
+    probs = np.array([0.1, 0.7, 0.05, 0.05, 0.05, 0.05], np.float32)
+    heatmap = np.zeros((6, 5, 5), np.float32)
+    heatmap[1, 2, 2], heatmap[1, 2, 3] = 0.9, 0.8  # 0.8 is no local peak
+    heatmap[5, 0, 0] = 0.2  # below the threshold
+    heatmap[3, 4, 4] = 0.5
+    boxes = np.zeros((4, 5, 5), np.float32)
+    boxes[:, 2, 2] = (20, 20, 10, 8)  # cx, cy, w, h in model pixels
+    boxes[:, 4, 4] = (38, 38, 10, 10)  # partly outside a 40 x 40 input
+    found = decode(probs, heatmap, boxes, scale=(2.0, 0.5), image_size=(80, 20), min_score=0.3)
+    assert found.label == "inclusion" and found.score == pytest.approx(0.7)
+    assert found.defects == (
+        Defect("inclusion", pytest.approx(0.9), (30, 8, 20, 4)),
+        Defect("pitted_surface", pytest.approx(0.5), (66, 16, 14, 4)),
+    )
+
+
+def test_decode_checks_the_output_shapes():
+    with pytest.raises(ValueError, match="expected"):
+        decode(np.ones(5), np.zeros((6, 5, 5)), np.zeros((4, 5, 5)), scale=(1, 1), image_size=(5, 5), min_score=0.3)
+
+
+def test_the_split_is_stratified_fixed_and_disjoint():
+    names = [f"{label}_{number}" for label in LABELS for number in range(1, 241)]
+    splits = split_of_all(names)
+    assert splits == split_of_all(list(reversed(names)))
+    for label in LABELS:
+        counts = {split: sum(1 for n, s in splits.items() if s == split and n.startswith(label + "_")) for split in SPLIT_FRACTIONS}
+        assert counts == {"train": 168, "val": 36, "test": 36}
