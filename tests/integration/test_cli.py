@@ -123,3 +123,23 @@ def test_inspect_a_batch_writes_annotated_pictures_and_reports_a_bad_file(env, t
     assert Image.open(tmp_path / "annotated" / f"{chosen[0].stem}.png").format == "PNG"
     after = platform.http.get(f"{platform.gateway}/api/data/search", params={"limit": 1}, timeout=10).json()["total"]
     assert after == before + 3
+
+
+def test_a_video_in_the_folder_becomes_a_face_video_task_and_its_mp4(env, tmp_path):
+    import av
+
+    from tests.integration.test_face_video import _clip
+
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "street.mp4").write_bytes(_clip(6))
+    (media / "photo.jpg").write_bytes(sorted(WIDER.glob("*/*.jpg"))[0].read_bytes())
+
+    result = visionfn(env, "faces", "anonymize", str(media), "--out", str(tmp_path / "out"))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 of 2 anonymized" in result.stdout
+    with av.open(str(tmp_path / "out" / "street.mp4")) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in container.decode(video=0)) == 6
+    assert (tmp_path / "out" / "photo.jpg").is_file()

@@ -113,6 +113,19 @@ def test_faces_a_photo_dropped_shows_before_after_and_the_count(page, platform):
     screenshot(page, "faces")
 
 
+def test_faces_a_video_becomes_a_task_followed_to_its_mp4(page):
+    from tests.integration.test_face_video import _clip
+
+    page.get_by_role("link", name="Faces").click()
+    page.set_input_files("#face-files", files=[{"name": "street.mp4", "mimeType": "video/mp4", "buffer": _clip(6)}])
+    page.get_by_role("button", name="Anonymize").click()
+    page.locator("#face-form .status", has_text="1 of 1 done").wait_for(timeout=120_000)
+    card = page.locator("#face-results article.result").first
+    assert "street.mp4: done (6 of 6 frames)" in card.inner_text()
+    assert card.locator("video").count() == 1
+    assert card.get_by_role("link", name="Download anonymized.mp4").is_visible()
+
+
 def test_matching_a_template_task_reaches_done_with_its_result_picture(page, platform, tmp_path):
     messi = shared_data(MESSI)
     platform.http.put(f"{platform.gateway}/api/v1/settings/template", json={"threshold": 0.85, "max_results": 7}, timeout=10)
