@@ -45,6 +45,7 @@ SIZE = 200
 STRIDE = 8
 GRID = SIZE // STRIDE  # 25
 NUM_CLASSES = len(LABELS)
+BOX_AREA = 0.54  # TTFNet's beta: the central part of a box whose cells regress it (--giou-weight)
 
 
 # --- network ---------------------------------------------------------------------------------
@@ -132,11 +133,18 @@ def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> fl
     return min(r1, r2, r3)
 
 
-def make_targets(boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Heatmap (C, G, G), regression targets (4, G, G) and their mask (G, G) for boxes in 200 x 200 pixels."""
+def make_targets(boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Heatmap (C, G, G), regression targets (4, G, G), their mask (G, G), and the dense box targets.
+
+    Boxes are in 200 x 200 pixels. The dense targets (for ``--giou-weight``) are each cell's
+    box ``x1, y1, x2, y2`` in cells (4, G, G) and its weight (G, G): TTFNet's elliptical Gaussian
+    over the central ``BOX_AREA`` of the box, normalised to sum 1 per box (smaller boxes win).
+    """
     heat = np.zeros((NUM_CLASSES, GRID, GRID), np.float32)
     regression = np.zeros((4, GRID, GRID), np.float32)
     mask = np.zeros((GRID, GRID), np.float32)
+    dense = np.zeros((4, GRID, GRID), np.float32)
+    weight = np.zeros((GRID, GRID), np.float32)
     ys, xs = np.mgrid[0:GRID, 0:GRID].astype(np.float32)
     for (x, y, w, h), label in zip(boxes, labels, strict=True):
         cx, cy = (x + w / 2) / STRIDE, (y + h / 2) / STRIDE
@@ -148,7 +156,33 @@ def make_targets(boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
         heat[label, row, col] = 1.0
         regression[:, row, col] = (cx - col, cy - row, math.log(w / STRIDE), math.log(h / STRIDE))
         mask[row, col] = 1.0
-    return heat, regression, mask
+    for index in np.argsort(-(boxes[:, 2] * boxes[:, 3])) if len(boxes) else []:  # largest first: small ones overwrite
+        x, y, w, h = boxes[index] / STRIDE
+        cx, cy = x + w / 2, y + h / 2
+        col, row = min(int(cx), GRID - 1), min(int(cy), GRID - 1)
+        sx, sy = max(BOX_AREA * w / 6, 0.25), max(BOX_AREA * h / 6, 0.25)
+        region = np.exp(-((xs + 0.5 - cx) ** 2 / (2 * sx**2) + (ys + 0.5 - cy) ** 2 / (2 * sy**2)))
+        region *= (np.abs(xs + 0.5 - cx) <= max(BOX_AREA * w / 2, 0.5)) & (np.abs(ys + 0.5 - cy) <= max(BOX_AREA * h / 2, 0.5))
+        region[row, col] = max(region[row, col], 1.0)
+        region /= region.sum()
+        chosen = region > 0
+        dense[:, chosen] = np.array([x, y, x + w, y + h], np.float32)[:, None]
+        weight[chosen] = region[chosen]
+    return heat, regression, mask, dense, weight
+
+
+def giou_loss(regression: torch.Tensor, dense: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """1 - GIoU of each weighted cell's decoded box (as exported) with its target box, per box."""
+    ys, xs = torch.meshgrid(torch.arange(GRID, dtype=torch.float32), torch.arange(GRID, dtype=torch.float32), indexing="ij")
+    cx, cy = xs + regression[:, 0], ys + regression[:, 1]
+    half = torch.exp(regression[:, 2:].clamp(-4.0, 4.0)) / 2
+    x1, y1, x2, y2 = cx - half[:, 0], cy - half[:, 1], cx + half[:, 0], cy + half[:, 1]
+    t1, u1, t2, u2 = dense.unbind(1)
+    inter = (torch.min(x2, t2) - torch.max(x1, t1)).clamp(min=0) * (torch.min(y2, u2) - torch.max(y1, u1)).clamp(min=0)
+    union = (x2 - x1) * (y2 - y1) + (t2 - t1) * (u2 - u1) - inter
+    hull = (torch.max(x2, t2) - torch.min(x1, t1)) * (torch.max(y2, u2) - torch.min(y1, u1))
+    giou = inter / union.clamp(min=1e-6) - (hull - union) / hull.clamp(min=1e-6)
+    return ((1 - giou) * weight).sum() / weight.sum().clamp(min=1)
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -208,27 +242,31 @@ def batch_tensors(
     samples: list[Sample], images: list[np.ndarray], rng: np.random.Generator | None
 ) -> tuple[torch.Tensor, ...]:
     """Images, class labels, heatmaps, regression targets and masks of one batch (augmented with ``rng``)."""
-    xs, heats, regs, masks = [], [], [], []
+    xs, heats, regs, masks, denses, weights = [], [], [], [], [], []
     for sample, image in zip(samples, images, strict=True):
         boxes, labels = sample.boxes, sample.box_labels
         if rng is not None:
             image, boxes, labels = augment(image, boxes, labels, rng)
-        heat, reg, mask = make_targets(boxes, labels)
+        heat, reg, mask, dense, weight = make_targets(boxes, labels)
         xs.append(np.asarray(image, np.float32))
         heats.append(heat)
         regs.append(reg)
         masks.append(mask)
+        denses.append(dense)
+        weights.append(weight)
     return (
         torch.from_numpy(np.stack(xs)[:, None]),
         torch.tensor([sample.label for sample in samples]),
         torch.from_numpy(np.stack(heats)),
         torch.from_numpy(np.stack(regs)),
         torch.from_numpy(np.stack(masks)),
+        torch.from_numpy(np.stack(denses)),
+        torch.from_numpy(np.stack(weights)),
     )
 
 
 def losses(net: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-    images, classes, heat, reg, mask = batch
+    images, classes, heat, reg, mask, dense, weight = batch
     logits, heat_logits, regression = net(images)
     mask4 = mask[:, None]
     n = mask.sum().clamp(min=1)
@@ -237,6 +275,7 @@ def losses(net: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.T
         "heat": focal_loss(heat_logits, heat),
         "off": (F.l1_loss(regression[:, :2], reg[:, :2], reduction="none") * mask4).sum() / n,
         "size": (F.l1_loss(regression[:, 2:], reg[:, 2:], reduction="none") * mask4).sum() / n,
+        "giou": giou_loss(regression, dense, weight),
         "logits": logits.detach(),
     }
 
@@ -283,6 +322,8 @@ def train(args: argparse.Namespace) -> None:
             batch = batch_tensors([train_set[i] for i in chosen], [train_images[i] for i in chosen], rng)
             parts = losses(net, batch)
             loss = parts["cls"] + parts["heat"] + parts["off"] + parts["size"]
+            if args.giou_weight:
+                loss = loss + args.giou_weight * parts["giou"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
@@ -290,7 +331,7 @@ def train(args: argparse.Namespace) -> None:
             scheduler.step()
             update_ema(ema, net, min(args.ema, (1 + step) / (10 + step)))
             step += 1
-            for key in ("cls", "heat", "off", "size"):
+            for key in ("cls", "heat", "off", "size", "giou"):
                 sums[key] = sums.get(key, 0.0) + parts[key].item() * len(chosen)
         report = " ".join(f"{key} {value / len(train_set):.3f}" for key, value in sums.items())
         line = f"epoch {epoch}/{args.epochs} {time.monotonic() - started:.0f}s lr {scheduler.get_last_lr()[0]:.5f} train: {report}"
@@ -362,6 +403,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--ema", type=float, default=0.995, help="decay of the weights' exponential moving average")
+    parser.add_argument("--giou-weight", type=float, default=0.0,
+                        help="weight of a GIoU loss on the boxes decoded at every cell of each box's centre region "
+                        "(TTFNet-style dense regression; 0 = the L1 centre-cell losses only)")
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     parser.add_argument("--eval-every", type=int, default=5, help="report the val split every this many epochs")

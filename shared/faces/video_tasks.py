@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -18,22 +16,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.batch import Invocation, Outcome
 from shared.db.models import utc_now
-from shared.errors import LeaseLost, ServiceUnavailable, TimedOut, VisionFnError
+from shared.errors import BadRequest, LeaseLost, ServiceUnavailable, TimedOut
 from shared.events import SqsRecord
 from shared.faces.anonymize import AnonymizeStyle
 from shared.faces.privacy import DetectorName, FacePrivacy
 from shared.faces.video import OUTPUT_CONTENT_TYPE, FrameAnonymizer, VideoInfo, VideoLimits, anonymize_video, probe_video
-from shared.leases import Claim, Lease
+from shared.leases import Lease
 from shared.messaging import JobQueue, Outbox
 from shared.settings import Settings, get_settings
 from shared.storage import ObjectStore, aws_client, get_object_store
+from shared.task_jobs import TaskJob, TaskWorker, store_and_dispatch
 from shared.tasks import TaskOut, TaskRepository
 
 log = logging.getLogger("visionfn.faces.video")
 
 TOOL = "face_video"
 RESULT_NAME = "anonymized.mp4"
-DEAD_LETTER_ERROR = "Gave up after {count} deliveries: the worker stopped each time without finishing"
 #: Seconds kept, before the function's deadline, to record a timed-out task.
 TIMEOUT_MARGIN_SECONDS = 2.0
 INPUT_NAMES = {"mp4/mov": "video.mp4", "webm": "video.webm"}
@@ -55,12 +53,6 @@ class FaceVideoOptions(BaseModel):
     )
 
 
-class VideoJob(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    uid: str = Field(pattern=r"^[0-9a-f]{32}$")
-
-
 def limits_of(settings: Settings) -> VideoLimits:
     return VideoLimits(settings.face_video_max_bytes, settings.face_video_max_seconds, settings.face_video_max_pixels)
 
@@ -73,6 +65,7 @@ class FaceVideoTasks:
         self.tasks = tasks
         self.queue = queue
         self.settings = settings
+        self.worker = TaskWorker(TOOL, tasks, queue, settings)
 
     # --- submission ------------------------------------------------------------------------------
     def submit(self, owner: str, options: FaceVideoOptions, data: bytes, filename: str | None = None) -> TaskOut:
@@ -83,13 +76,7 @@ class FaceVideoTasks:
         key = f"uploads/{uid}/{INPUT_NAMES[info.container]}"
         extra = {"filename": filename[-200:]} if filename else {}
         task = self._create(uid, owner, {**options.model_dump(), "source": _info(info), **extra}, key)
-        try:
-            self.store.put(key, data, "video/webm" if info.container == "webm" else "video/mp4")
-        except Exception as error:
-            self.tasks.abandon(task.uid, f"The video could not be stored: {error}")
-            raise ServiceUnavailable(f"The video could not be stored, try again: {error}") from error
-        self.tasks.dispatch(task.uid)
-        return task
+        return store_and_dispatch(self.tasks, self.store, task, [(data, "video/webm" if info.container == "webm" else "video/mp4")])
 
     def submit_stored(self, owner: str, key: str, data: bytes, output_key: str) -> TaskOut:
         """A video already in the bucket (an inbox upload): probed, then its task and job; the
@@ -108,88 +95,45 @@ class FaceVideoTasks:
     # --- work ------------------------------------------------------------------------------------
     def handle_job(self, record: SqsRecord, invocation: Invocation) -> Outcome:
         try:
-            job = VideoJob.model_validate_json(record.body)
+            job = TaskJob.model_validate_json(record.body)
         except ValidationError:
             log.warning("dropped job %s: not {\"uid\"}: %r", record.message_id, record.body[:200])
             return Outcome.DROPPED
-        claim = self.tasks.claim(job.uid, self.settings.task_lease_seconds)
-        if claim is Claim.MISSING:
-            log.warning("dropped job %s: no task %s", record.message_id, job.uid)
-            return Outcome.DROPPED
-        if claim is Claim.FINISHED:
-            return Outcome.HANDLED
-        if claim is Claim.BUSY:
-            self.queue.keep_invisible(record, math.ceil(self.tasks.lease_seconds_left(job.uid)) + 1)
-            return Outcome.RETRY
-        if self.queue.is_dead_letter(record):
-            return self._finish(claim, lambda lease: self.tasks.fail(
-                lease, DEAD_LETTER_ERROR.format(count=self.settings.max_receive_count)))
-        return self._work(claim, record, invocation)
+        return self.worker.take(job.uid, record, lambda lease: self._work(lease, record, invocation))
 
-    def _work(self, lease: Lease, record: SqsRecord, invocation: Invocation) -> Outcome:
-        lease_seconds = self.settings.task_lease_seconds
-        receive_count = record.attributes.approximate_receive_count
-        try:
-            task = self.tasks.get(lease.key)
-            if task.tool != TOOL:
-                return self._finish(lease, lambda lease: self.tasks.fail(lease, f"A {task.tool} task on the face video queue"))
-            options = FaceVideoOptions.model_validate({k: v for k, v in task.params.items() if k in FaceVideoOptions.model_fields})
-            total = int(task.params.get("source", {}).get("frames", 0))
-            with _Progress(self, lease, record, invocation, total, lease_seconds) as progress:
-                (stored,) = self.store.get_many(task.input_files)
-                frame_work = FrameAnonymizer(
-                    self.privacy.detector(options.detector),  # loads the models on the first task
-                    AnonymizeStyle(mode=options.mode, shape=options.shape, margin=options.margin),
-                    track_frames=self.settings.face_video_track_frames if options.track_frames is None else options.track_frames,
-                    min_confidence=options.min_confidence,
-                )
-                started = time.monotonic()
-                result = anonymize_video(stored.data, frame_work, keep_audio=options.keep_audio, progress=progress)
-                key = f"results/{lease.key}/{RESULT_NAME}"
-                self.store.put(key, result.data, OUTPUT_CONTENT_TYPE)
-                keys = [key]
-                seconds = time.monotonic() - started
-                result_data = {
-                    "frames_done": result.frames, "frames_total": result.frames, "faces_max": max(result.covered, default=0),
-                    "frames_with_faces": sum(1 for count in result.covered if count), "detected_per_frame": result.detected,
-                    "covered_per_frame": result.covered, "width": result.width, "height": result.height, "fps": result.fps,
-                    "audio": result.audio, "detector": frame_work.detector.name, "output_bytes": len(result.data),
-                    "processing_seconds": round(seconds, 2), "frames_per_second": round(result.frames / max(seconds, 1e-6), 2),
-                }
-                if output_key := task.params.get("output_key"):  # an inbox upload: next to its other outputs
-                    self.store.put(output_key, result.data, OUTPUT_CONTENT_TYPE)
-                    self.store.put(f"{output_key}.json", json.dumps({"task": lease.key, **result_data}).encode(), "application/json")
-                    keys += [output_key, f"{output_key}.json"]
-        except LeaseLost as error:
-            log.warning("task %s: %s; this attempt stopped", lease.key, error.detail)
-            return Outcome.HANDLED
-        except TimedOut as error:
-            message = str(error.detail)
-            return self._finish(lease, lambda lease: self.tasks.fail(lease, message))
-        except Exception as error:
-            return self._failed(lease, error, receive_count)
-        return self._finish(lease, lambda lease: self.tasks.complete(lease, result_data, keys))
-
-    def _failed(self, lease: Lease, error: Exception, receive_count: int) -> Outcome:
-        detail = error.detail if isinstance(error, VisionFnError) else f"{type(error).__name__}: {error}"
-        if isinstance(error, VisionFnError) and error.is_client_error:
-            return self._finish(lease, lambda lease: self.tasks.fail(lease, str(detail)))
-        if receive_count >= self.settings.max_receive_count:
-            return self._finish(lease, lambda lease: self.tasks.fail(lease, f"Failed after {receive_count} attempts: {detail}"))
-        log.warning("task %s failed on delivery %d, released for the retry: %s", lease.key, receive_count, detail)
-        self._finish(lease, self.tasks.release)
-        return Outcome.RETRY
-
-    def _finish(self, lease: Lease, write: Callable[[Lease], object]) -> Outcome:
-        try:
-            task = write(lease)
-        except LeaseLost as error:
-            log.warning("task %s: %s; its result is not recorded", lease.key, error.detail)
-            return Outcome.HANDLED
-        if isinstance(task, TaskOut):
-            log.info("task %s %s (face_video, attempt %d)%s", task.uid, task.status, lease.attempt,
-                     f": {task.error}" if task.error else "")
-        return Outcome.HANDLED
+    def _work(self, lease: Lease, record: SqsRecord, invocation: Invocation) -> tuple[dict[str, Any], list[str]]:
+        """Anonymize every frame, with progress on the task; ``(result_data, result_files)``."""
+        task = self.tasks.get(lease.key)
+        if task.tool != TOOL:
+            raise BadRequest(f"A {task.tool} task on the face video queue")
+        options = FaceVideoOptions.model_validate({k: v for k, v in task.params.items() if k in FaceVideoOptions.model_fields})
+        total = int(task.params.get("source", {}).get("frames", 0))
+        with _Progress(self, lease, record, invocation, total, self.settings.task_lease_seconds) as progress:
+            (stored,) = self.store.get_many(task.input_files)
+            frame_work = FrameAnonymizer(
+                self.privacy.detector(options.detector),  # loads the models on the first task
+                AnonymizeStyle(mode=options.mode, shape=options.shape, margin=options.margin),
+                track_frames=self.settings.face_video_track_frames if options.track_frames is None else options.track_frames,
+                min_confidence=options.min_confidence,
+            )
+            started = time.monotonic()
+            result = anonymize_video(stored.data, frame_work, keep_audio=options.keep_audio, progress=progress)
+            key = f"results/{lease.key}/{RESULT_NAME}"
+            self.store.put(key, result.data, OUTPUT_CONTENT_TYPE)
+            keys = [key]
+            seconds = time.monotonic() - started
+            result_data = {
+                "frames_done": result.frames, "frames_total": result.frames, "faces_max": max(result.covered, default=0),
+                "frames_with_faces": sum(1 for count in result.covered if count), "detected_per_frame": result.detected,
+                "covered_per_frame": result.covered, "width": result.width, "height": result.height, "fps": result.fps,
+                "audio": result.audio, "detector": frame_work.detector.name, "output_bytes": len(result.data),
+                "processing_seconds": round(seconds, 2), "frames_per_second": round(result.frames / max(seconds, 1e-6), 2),
+            }
+            if output_key := task.params.get("output_key"):  # an inbox upload: next to its other outputs
+                self.store.put(output_key, result.data, OUTPUT_CONTENT_TYPE)
+                self.store.put(f"{output_key}.json", json.dumps({"task": lease.key, **result_data}).encode(), "application/json")
+                keys += [output_key, f"{output_key}.json"]
+        return result_data, keys
 
 
 class _Progress:

@@ -20,11 +20,12 @@ from shared.batch import Invocation, Outcome
 from shared.errors import RequestValidationFailed, ServiceUnavailable, TaskNotFound, VisionFnError
 from shared.events import SqsRecord
 from shared.matching.defaults import ToolDefaults
-from shared.matching.service import Upload, input_keys, safe_file_name, store_and_dispatch
+from shared.matching.service import Upload, content_type, input_keys, safe_file_name
 from shared.matching.steps import no_answer
 from shared.matching.tools import tool_class
 from shared.settings import Settings
 from shared.storage import ObjectStore
+from shared.task_jobs import store_and_dispatch
 from shared.tasks import Execution, TaskOut, TaskRepository
 
 log = logging.getLogger("visionfn.matching.chain")
@@ -155,7 +156,8 @@ class ChainService:
             uid, [self.settings.chain_step_queues[step["tool"]] for step in steps], self.settings))
         keys = input_keys(uid, list(zip(INPUT_FIELDS, inputs, strict=True)))
         task = self.tasks.create("chain", {"steps": steps}, keys, uid=uid, owner=owner, execution=execution)
-        return store_and_dispatch(self.tasks, self.store, task, inputs)
+        return store_and_dispatch(self.tasks, self.store, task, [(upload.data, content_type(key))
+                                                                 for key, upload in zip(keys, inputs, strict=True)])
 
     def _validated_steps(self, owner: str, form: dict[str, str], uploads: dict[str, Upload]) -> list[dict[str, Any]]:
         """The steps with every parameter resolved; all problems in one 422."""

@@ -6,8 +6,9 @@ import pytest
 from pydantic import ValidationError
 
 from shared.matching.chain import STEPS, ChainFinished, chain_result, trail_of
-from shared.matching.service import JOB, MatchJob
+from shared.matching.service import JOB
 from shared.matching.steps import StepJob
+from shared.task_jobs import TaskJob
 from shared.tasks import TaskOut, step_uid
 
 NO_ANSWER = "no answer"
@@ -79,7 +80,7 @@ def test_bad_steps_are_refused(steps):
 
 def test_jobs_and_step_messages_are_told_apart():
     uid = "a" * 32
-    assert JOB.validate_json(f'{{"uid": "{uid}"}}') == MatchJob(uid=uid)
+    assert JOB.validate_json(f'{{"uid": "{uid}"}}') == TaskJob(uid=uid)
     step = JOB.validate_json(f'{{"chain": "{uid}", "step": 2, "task_token": "t"}}')
     assert isinstance(step, StepJob) and step.step == 2
     for body in (f'{{"uid": "{uid}", "task_token": "t"}}', f'{{"chain": "{uid}", "step": 0, "task_token": "t"}}', "{}"):

@@ -8,9 +8,10 @@ from shared.errors import BadRequest, NotAPointCloud, PayloadTooLarge
 from shared.matching.feature import FeatureParams, match_features
 from shared.matching.pictures import load_bgr
 from shared.matching.ply import parse_point_cloud
-from shared.matching.service import MatchJob, safe_file_name
+from shared.matching.service import safe_file_name
 from shared.matching.surface import SurfaceParams, draw_placement, match_surface, moved_cloud
 from shared.matching.template import METHODS, TemplateParams, find_matches, match_template
+from shared.task_jobs import TaskJob
 from tests.conftest import shared_data
 
 BOX = "matching/opencv_samples/box.png"
@@ -273,4 +274,4 @@ def test_file_names_become_harmless_key_segments(filename, expected):
 @pytest.mark.parametrize("body", ['{"uid": "../x"}', '{"uid": "ABC"}', "{}", "not json"])
 def test_job_message_needs_a_task_uid(body):
     with pytest.raises(ValueError):
-        MatchJob.model_validate_json(body)
+        TaskJob.model_validate_json(body)
