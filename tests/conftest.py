@@ -60,6 +60,7 @@ def platform(database_url: str):
         VISIONFN_WEBHOOK_ALLOWED_NETWORKS='["127.0.0.0/8", "::1/128"]',  # receivers in the tests listen on 127.0.0.1
         VISIONFN_CHAIN_STEP_HEARTBEAT_SECONDS="10",  # a chain step whose worker is gone fails after 10 s
     ) as running:
+        subscribe_to_task_events(running)
         yield running
 
 
@@ -108,6 +109,33 @@ def aws(platform):
         )
 
     return client
+
+
+_SUBSCRIBERS: dict[str, str] = {}
+
+
+def subscribe_to_task_events(platform) -> str:
+    """A queue of the tests' own, subscribed to the bus's task-finished rule as a second target
+    beside the stack's task-events queue (which the notifier consumes): tests read the events
+    there. Made when the platform starts, before any task finishes."""
+    import boto3
+
+    clients = {"endpoint_url": platform.env["AWS_ENDPOINT_URL"], "region_name": "us-east-1",
+               "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    sqs, events = boto3.client("sqs", **clients), boto3.client("events", **clients)
+    url = sqs.create_queue(QueueName=f"{platform.env['VISIONFN_QUEUE_PREFIX']}test-task-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = platform.state["outputs"]["EventBusName"]
+    (rule,) = [rule["Name"] for rule in events.list_rules(EventBusName=bus)["Rules"]
+               if "Task Finished" in rule.get("EventPattern", "")]
+    events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "tests", "Arn": arn}])
+    _SUBSCRIBERS[platform.gateway] = url
+    return url
+
+
+def task_events_queue(aws, platform) -> str:
+    """The tests' subscriber queue of task-finished events (``subscribe_to_task_events``)."""
+    return _SUBSCRIBERS[platform.gateway]
 
 
 @pytest.fixture(scope="session")

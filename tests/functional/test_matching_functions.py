@@ -15,7 +15,7 @@ from shared.faults import FAIL_ATTEMPTS_METADATA
 from shared.leases import Lease
 from shared.storage import get_object_store
 from shared.tasks import TaskRepository
-from tests.conftest import event_file, load_event, shared_data
+from tests.conftest import event_file, load_event, shared_data, task_events_queue
 
 BOX = "matching/opencv_samples/box.png"
 BOX_IN_SCENE = "matching/opencv_samples/box_in_scene.png"
@@ -119,7 +119,7 @@ def _stored_task(tasks, tool: str, params: dict, files: dict[str, bytes], metada
 
 def _task_events(aws, platform, uid: str, timeout: float = 10) -> list[dict]:
     """The "Task Finished" events for ``uid`` that reached the task-events queue."""
-    sqs, url = aws("sqs"), platform.state["outputs"]["TaskEventsQueueUrl"]
+    sqs, url = aws("sqs"), task_events_queue(aws, platform)
     deadline, found = time.monotonic() + timeout, []
     while time.monotonic() < deadline and not found:
         for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):

@@ -15,7 +15,7 @@ from shared.faults import WORK_SECONDS_METADATA
 from shared.messaging import Outbox
 from shared.storage import ObjectStore
 from shared.tasks import TaskRepository
-from tests.conftest import shared_data
+from tests.conftest import shared_data, task_events_queue
 from tests.integration.conftest import wait_for
 
 MESSI = "matching/opencv_samples/messi5.jpg"
@@ -65,7 +65,7 @@ def _crop(jpeg: bytes) -> bytes:
 
 def _finished_events(aws, platform, uids: set[str], seconds: float) -> dict[str, list[dict]]:
     """The "Task Finished" events of ``uids`` that reach the task-events queue within ``seconds``."""
-    sqs, url = aws("sqs"), platform.state["outputs"]["TaskEventsQueueUrl"]
+    sqs, url = aws("sqs"), task_events_queue(aws, platform)
     found: dict[str, list[dict]] = {uid: [] for uid in uids}
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
