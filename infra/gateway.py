@@ -226,31 +226,6 @@ def aiohttp_path(path: str) -> str:
     return re.sub(r"\{(\w+)\+\}", r"{\1:.+}", path)
 
 
-CONSOLE_DIR = Path(__file__).resolve().parent / "console"
-CONSOLE_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
-                 ".ico": "image/x-icon", ".json": "application/json"}
-#: The console runs only its own files and talks only to this origin (no CDN, no inline script).
-CONSOLE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-                               "media-src 'self' blob:; connect-src 'self'; form-action 'none'; base-uri 'none'; "
-                               "frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
-
-
-async def console_file(request: web.Request) -> web.Response:
-    """The web console's static files (infra/console/): ``/`` is its page, ``/console/<file>`` the rest.
-    No API key: the page asks for one and sends it with each API call."""
-    name = request.match_info.get("name", "index.html")
-    path = (CONSOLE_DIR / name).resolve()
-    if not path.is_relative_to(CONSOLE_DIR) or not path.is_file() or path.suffix not in CONSOLE_TYPES:
-        return _json(404, f"No route for {request.method} {request.path}")
-    return web.Response(body=path.read_bytes(), headers={"Content-Type": CONSOLE_TYPES[path.suffix], **CONSOLE_HEADERS})
-
-
 def build_app(routes: list[GatewayRoute], keys: KeyCheck | None = None, platform_token: str | None = None) -> web.Application:
     """The gateway; without ``keys`` no route asks for an API key (tests of the proxying alone)."""
     app = web.Application(middlewares=[json_errors])
@@ -260,8 +235,6 @@ def build_app(routes: list[GatewayRoute], keys: KeyCheck | None = None, platform
     app[LIMITS] = BodyLimits(settings.max_upload_bytes, settings.body_read_timeout)
     for route in routes:
         app.router.add_route(route.method, aiohttp_path(route.path), partial(forward, route=route))
-    app.router.add_get("/", console_file)
-    app.router.add_get("/console/{name:.+}", console_file)
     app.on_startup.append(_open_session)
     app.on_cleanup.append(_close_session)
     return app

@@ -106,6 +106,8 @@ OPERATIONS: list[Operation] = [
               binary_response=("application/json",)),
     Operation("GET", "/docs", "This document, rendered (no key needed)", None, public=True, errors=(),
               binary_response=("text/html",)),
+    Operation("GET", "/", "The web console's page (no key needed: it asks for one)", None, public=True, errors=(),
+              binary_response=("text/html",)),
     Operation("POST", "/process", "Find every face and hide it: the picture, or the JSON report with Accept: application/json",
               FaceReport, form=FaceOptions, files=("image",), binary_response=IMAGE_TYPES,
               errors=(400, 401, 405, 413, 415, 422)),

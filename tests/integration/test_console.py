@@ -1,4 +1,4 @@
-"""The web console (infra/console, served by the gateway at /) driven in headless Chromium.
+"""The web console (functions/console, served at / through the gateway) driven in headless Chromium.
 
 Debian's `chromium` (`make browser` installs it) through the Playwright package; every page's
 screenshot is saved under tests/output/screenshots/.

@@ -104,10 +104,11 @@ def test_every_route_of_the_template_is_in_the_openapi_document_and_back(specs):
     document = openapi_document()
     documented = {(method.upper(), path) for path, operations in document["paths"].items() for method in operations}
     routes = {(route.method, route.path.replace("{key+}", "{key}")) for spec in specs.values() for route in spec.routes
-              if not route.path.startswith("/docs/")}  # the UI's asset files are not API
+              if not route.path.startswith(("/docs/", "/console/"))}  # the pages' asset files are not API
     assert routes == documented
     public = {(route.method, route.path) for spec in specs.values() for route in spec.routes if route.public}
-    assert public == {("GET", "/health"), ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/{asset}")}
+    assert public == {("GET", "/health"), ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/{asset}"),
+                      ("GET", "/"), ("GET", "/console/{file+}")}
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             assert (operation.get("security") == []) == ((method.upper(), path) in public), (method, path)

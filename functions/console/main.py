@@ -1,0 +1,46 @@
+"""GET / (the web console's page) and GET /console/{file+} (its scripts, styles and icons), from
+functions/console/static/. No key: the page asks for one and sends it with each API call."""
+
+from pathlib import Path
+
+import flask
+
+from shared.errors import NotFound
+from shared.http import FunctionRoutes
+from shared.logs import configure_logging
+
+configure_logging("console")
+routes = FunctionRoutes()
+STATIC = Path(__file__).resolve().parent / "static"
+TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+         ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon", ".json": "application/json"}
+#: The console runs only its own files and talks only to this origin (no CDN, no inline script).
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+                               "media-src 'self' blob:; connect-src 'self'; form-action 'none'; base-uri 'none'; "
+                               "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+@routes.get("/")
+def page(_request: flask.Request) -> flask.Response:
+    return _file("index.html")
+
+
+@routes.get("/console/<path:name>")
+def static_file(_request: flask.Request, name: str) -> flask.Response:
+    return _file(name)
+
+
+def _file(name: str) -> flask.Response:
+    path = (STATIC / name).resolve()
+    if not path.is_relative_to(STATIC) or not path.is_file() or path.suffix not in TYPES:
+        raise NotFound(f"No such console file: {name}")
+    return flask.Response(path.read_bytes(), headers={"Content-Type": TYPES[path.suffix], **HEADERS})
+
+
+def handle(request: flask.Request) -> flask.Response:
+    return routes.dispatch(request)
