@@ -1,5 +1,6 @@
 """Schedule (every minute): sends the outbox messages whose sender died before sending them
-(a submission's job, a finished task's event), so no task waits for a job that never comes."""
+(a submission's job, a chain's execution start, a finished task's event), so no task waits for
+a job that never comes."""
 
 import flask
 from pydantic import BaseModel
@@ -12,7 +13,8 @@ from shared.storage import aws_client
 
 configure_logging("sweeper")
 settings = get_settings()
-outbox = Outbox(aws_client("sqs", settings), aws_client("events", settings), settings.event_bus)
+outbox = Outbox(aws_client("sqs", settings), aws_client("events", settings), settings.event_bus,
+                sfn=aws_client("stepfunctions", settings))
 routes = FunctionRoutes()
 
 

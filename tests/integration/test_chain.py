@@ -211,3 +211,26 @@ def test_a_chain_whose_execution_is_stopped_ends_in_error(platform, aws, databas
     first, second, third = chain["result_data"]["steps"]
     assert (first["status"], first["found"]) == ("done", False)
     assert second["status"] == "error" and third["status"] == "error" and "Not run" in third["error"]
+
+
+def test_a_chain_whose_submitter_died_before_starting_it_is_started_by_the_sweeper(platform, aws, database_url):
+    """GIVEN a chain whose row, inputs and execution start are committed but whose submitter died
+    before starting it (the start left unsent in the outbox), THEN the sweeper starts it and the
+    chain ends `done`."""
+    outputs = platform.state["outputs"]
+    tasks = TaskRepository(database_url, Outbox(aws("sqs"), aws("events"), outputs["EventBusName"], database_url,
+                                                sfn=aws("stepfunctions")))
+    store = ObjectStore(platform.state["bucket"], aws("s3"))
+    uid = uuid.uuid4().hex
+    execution = Execution(outputs["ChainStateMachineArn"], execution_input(
+        uid, [outputs["TemplateJobsQueueUrl"]], TEST_CHAIN_SETTINGS))
+    keys = [f"uploads/{uid}/image.jpg", f"uploads/{uid}/template.png"]
+    steps = [{"tool": "template", "params": tool_class("template").params_model().model_dump()}]
+    tasks.create("chain", {"steps": steps}, keys, uid=uid, owner="local", execution=execution)
+    for key, data in zip(keys, (shared_data(MESSI), _crop(shared_data(MESSI))), strict=True):
+        store.put(key, data)
+    # no dispatch: the submitter "died" here
+
+    chain = _finished(platform, uid, timeout=120)
+    assert chain["status"] == "done" and chain["result_data"]["chain_result"] == "found", chain
+    assert "relayed execution" in platform.log("sweeper")
