@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from shared.db.engine import dialect_insert, session_scope
 from shared.db.models import Task, utc_now
 from shared.errors import TaskNotFound
-from shared.leases import Claim, Lease, LeasedTable
+from shared.leases import FINISHED_STATUSES, Claim, Lease, LeasedTable
 from shared.messaging import Outbox
 
 TaskStatus = Literal["queued", "processing", "done", "error"]
@@ -73,9 +73,6 @@ class Execution:
 def step_uid(chain_uid: str, step: int) -> str:
     """The uid of a chain's step: the same for every delivery of that step."""
     return hashlib.sha256(f"{chain_uid}/step/{step}".encode()).hexdigest()[:32]
-
-
-UNFINISHED = ("queued", "processing")
 
 
 class TaskRepository:
@@ -235,7 +232,7 @@ class TaskRepository:
 
     @staticmethod
     def _end_unfinished_steps(session: Session, chain_uid: str, error: str, *where: Any) -> None:
-        session.execute(update(Task).where(Task.parent_uid == chain_uid, Task.status.in_(UNFINISHED), *where)
+        session.execute(update(Task).where(Task.parent_uid == chain_uid, Task.status.not_in(FINISHED_STATUSES), *where)
                         .values(status="error", error=error, lease_expires_at=None, updated_at=utc_now()))
 
     def steps_of(self, chain_uid: str) -> dict[int, TaskOut]:
@@ -249,7 +246,7 @@ class TaskRepository:
         """A chain's one last write (with its task-finished event); None when it had finished already."""
         with session_scope(self.database_url) as session:
             task = session.scalar(
-                update(Task).where(Task.uid == uid, Task.status.in_(UNFINISHED))
+                update(Task).where(Task.uid == uid, Task.status.not_in(FINISHED_STATUSES))
                 .values(status=status, result_data=result_data, result_files=result_files, error=error,
                         lease_expires_at=None, updated_at=utc_now()).returning(Task)
             )
@@ -266,7 +263,7 @@ class TaskRepository:
         cutoff = utc_now() - timedelta(seconds=idle_seconds)
         with session_scope(self.database_url) as session:
             rows = session.scalars(
-                select(Task).where(Task.tool == "chain", Task.status.in_(UNFINISHED), Task.updated_at < cutoff)
+                select(Task).where(Task.tool == "chain", Task.status.not_in(FINISHED_STATUSES), Task.updated_at < cutoff)
                 .order_by(Task.updated_at).limit(limit)
             )
             return [TaskOut.model_validate(row) for row in rows]

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from shared.batch import Invocation, Outcome
 from shared.errors import RequestValidationFailed, ServiceUnavailable, TaskNotFound, VisionFnError
 from shared.events import SqsRecord
+from shared.leases import FINISHED_STATUSES
 from shared.matching.defaults import ToolDefaults
 from shared.matching.service import Upload, content_type, input_keys, safe_file_name
 from shared.matching.steps import no_answer
@@ -220,7 +221,7 @@ class ChainService:
         """Write the chain's result once (a second finish of a finished chain changes nothing).
         A step still unfinished is ended first: the execution is over, nobody waits for it."""
         chain = self.tasks.get(uid)
-        if chain.status in ("done", "error"):
+        if chain.status in FINISHED_STATUSES:
             return None
         self.tasks.end_unfinished_steps(uid, f"Not finished: {stopped}" if stopped else no_answer(self.settings))
         status, result, error = chain_result(chain.params["steps"], self.tasks.steps_of(uid), stopped)

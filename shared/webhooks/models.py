@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
+from shared.tasks import TaskListQuery
 from shared.webhooks.addresses import MAX_URL_LENGTH, parse_url
 
 EventName = Literal["task.done", "task.error"]
@@ -119,13 +120,9 @@ class DeliveryPage(BaseModel):
     deliveries: list[DeliveryOut]
 
 
-class DeliveryListQuery(BaseModel):
-    """Query string of GET /api/v1/webhooks/{webhook_id}/deliveries."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    offset: int = Field(0, ge=0, le=1_000_000_000)
-    limit: int = Field(50, ge=1, le=200)
+class DeliveryListQuery(TaskListQuery):
+    """Query string of GET /api/v1/webhooks/{webhook_id}/deliveries: offset and limit, bounded as
+    the task list's."""
 
 
 class TaskFinishedDetail(BaseModel):
