@@ -1,10 +1,12 @@
 """API keys and owners on the real stack: the gateway checks the key, functions only answer the platform."""
 
+import re
 import time
 import uuid
 
 import requests
 
+from infra.template import function_specs, load_template
 from shared.keys import ApiKeys
 from shared.tasks import TaskRepository
 from tests.conftest import load_event
@@ -26,6 +28,18 @@ def test_every_route_but_health_needs_a_valid_key(platform):
     assert missing_key.status_code == 401  # before any file is looked at
 
 
+def test_every_keyed_route_of_the_template_refuses_a_missing_or_wrong_key(platform):
+    """Each route the template declares without `Auth: {Authorizer: NONE}` (chain, webhooks,
+    inspection, data, video included) answers 401 before its function sees the request."""
+    routes = [route for spec in function_specs(load_template()) for route in spec.routes if not route.public]
+    assert len(routes) > 20
+    for route in routes:
+        path = re.sub(r"\{\w+\+?\}", "a" * 32, route.path)
+        for headers in ({}, _as("vfn_not-a-real-key")):
+            response = requests.request(route.method, platform.gateway + path, headers=headers, timeout=10)
+            assert response.status_code == 401, (route, headers, response.text)
+
+
 def test_another_owners_tasks_files_and_settings_do_not_exist_for_a_key(platform, database_url):
     mine = TaskRepository(database_url).create("template", {}, [], owner="local").uid
     _record, key = ApiKeys(database_url).create("mallory", "test")
@@ -34,6 +48,8 @@ def test_another_owners_tasks_files_and_settings_do_not_exist_for_a_key(platform
     listed = requests.get(f"{platform.gateway}/api/v1/tasks", headers=theirs, timeout=10).json()
     assert mine not in [task["uid"] for task in listed["tasks"]]
     assert requests.get(f"{platform.gateway}/api/v1/files/results/{mine}/x.png", headers=theirs, timeout=10).status_code == 404
+    assert requests.get(f"{platform.gateway}/api/v1/files/results/{mine}/step-1/x.png", headers=theirs,
+                        timeout=10).status_code == 404  # a chain step's file
     assert platform.http.get(f"{platform.gateway}/api/v1/tasks/{mine}", timeout=10).status_code == 200
 
 
