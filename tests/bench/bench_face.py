@@ -158,8 +158,7 @@ def main() -> None:
     Image.fromarray(frames["1080p"]).save(buffer, "JPEG", quality=90)
     if options.http:
         results["http"] = http_end_to_end(buffer.getvalue(), options.http)
-    results["settings"] = {"max_input_pixels": privacy.settings.face_max_input_pixels,
-                           "fused_max_input_pixels": privacy.settings.face_fused_max_input_pixels, "images": len(items)}
+    results["settings"] = {"max_input_side": privacy.settings.face_max_input_side, "images": len(items)}
     print(json.dumps(results, indent=2))
 
 

@@ -11,7 +11,7 @@ from infra.fetch_models import unpack
 from shared.errors import PayloadTooLarge
 from shared.faces.anonymize import AnonymizeStyle
 from shared.faces.detections import FaceDetections
-from shared.faces.detectors import decode_retinaface, fuse_scores
+from shared.faces.detectors import decode_retinaface, fuse_scores, in_image
 from shared.faces.tracking import FaceTracker
 from shared.faces.video import FrameAnonymizer, NotAVideo, VideoLimits, anonymize_video, probe_video
 from shared.vision.boxes import pairwise_iou
@@ -112,9 +112,11 @@ def test_one_confirmation_confirms_one_face_only():
 
 def test_retinaface_decoding_of_a_zero_regression_is_its_anchor():
     anchors = np.array([[50, 40, 16, 16], [10, 10, 32, 32]], np.float32)
-    found = decode_retinaface(np.zeros((2, 4), np.float32), np.array([0.9, 0.1], np.float32), anchors, 0.5, 2.0, 1.0)
-    assert found.boxes.tolist() == [[84, 32, 32, 16]]  # centre 50,40 -> 100,40 at x scale 2
+    found = decode_retinaface(np.zeros((2, 4), np.float32), np.array([0.9, 0.1], np.float32), anchors, 0.5)
+    assert found.boxes.tolist() == [[42, 32, 16, 16]]
     assert found.scores.tolist() == pytest.approx([0.9])
+    image = np.zeros((100, 200, 3), np.uint8)  # found in a copy half as wide
+    assert in_image(found, np.array([2, 1, 2, 1], np.float32), image).boxes.tolist() == [[84, 32, 32, 16]]
 
 
 def test_model_unpacking_reads_a_bytes_literal_without_running_it():
