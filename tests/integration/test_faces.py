@@ -26,8 +26,8 @@ def test_seed_client_works_unchanged(platform):
 def test_health_names_the_model(platform):
     body = platform.http.get(f"{platform.gateway}/health", timeout=10).json()
     assert body["status"] == "ok"
-    assert body["detector"] == "fused" and body["model"] == "centerface+retinaface_mnet025"
-    assert body["models"]["files"] == {"centerface": "ok", "retinaface_mnet025": "ok"}
+    assert body["detector"] == "fused" and body["model"] == "centerface_int8+retinaface_mnet025_int8"
+    assert body["models"]["files"] == {"centerface_int8": "ok", "retinaface_mnet025_int8": "ok"}
 
 
 def test_bad_upload_through_the_gateway_is_a_clear_400(platform):
