@@ -122,7 +122,7 @@ class CenterFaceDetector:
     """
 
     name = "centerface"
-    OUTPUTS = ["537", "538", "539"]  # heatmap, box scale, centre offset (not the landmarks)
+    OUTPUTS = ("537", "538", "539")  # heatmap, box scale, centre offset (not the landmarks)
     VERIFY_CROP_PX = 96  # crop side fed to the network in step 2
     VERIFY_CONTEXT = 3.0  # crop side / face side
     MAX_VERIFIED = 48  # most unsure candidates re-checked per image (highest scores first)
@@ -141,7 +141,7 @@ class CenterFaceDetector:
         self.max_input_side = max_input_side
 
     def _forward(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        heatmap, scale, offset = self._session.run(self.OUTPUTS, {"input.1": blob})
+        heatmap, scale, offset = self._session.run(list(self.OUTPUTS), {"input.1": blob})
         return heatmap, scale, offset
 
     def find(self, resized: np.ndarray, min_score: float) -> FaceDetections:

@@ -4,7 +4,8 @@
 
 Prints, in one run on this machine, for each detector setting of ours and for the reference
 tool `deface` (its own CenterFace code, threshold 0.2, mask scale 1.3, ellipse):
-- detect+anonymize time, in process, at 1920x1080 and 3840x2160 (median of --runs);
+- detect+anonymize time, in process, at 1920x1080 and 3840x2160 (median of --runs; the
+  contenders take turns, one call each per round);
 - anonymization recall on ../shared/data/faces/wider_subset: a labelled face (not invalid,
   >= 10 px) counts as covered when >= 70% of its box lies inside the anonymized region;
   overall, on faces >= 20 px and >= 40 px, and by WIDER's easy/medium/hard sets;
@@ -86,14 +87,18 @@ def evaluate_recall(detector, items: list[dict]) -> dict:
     return report
 
 
-def time_frames(detector, frame: np.ndarray, runs: int) -> float:
-    anonymize(frame, detector.detect(frame), STYLE)  # warm-up (model load, allocation)
-    times = []
+def time_frames(contenders: dict, frame: np.ndarray, runs: int) -> dict[str, float]:
+    """Median detect + anonymize time (ms) of each contender on ``frame``. The contenders take
+    turns, one call each per round, so that a change of load on the machine falls on all of them."""
+    for detector in contenders.values():
+        anonymize(frame, detector.detect(frame), STYLE)  # warm-up (model load, allocation)
+    times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(runs):
-        started = time.perf_counter()
-        anonymize(frame, detector.detect(frame), STYLE)
-        times.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(times), 1)
+        for name, detector in contenders.items():
+            started = time.perf_counter()
+            anonymize(frame, detector.detect(frame), STYLE)
+            times[name].append((time.perf_counter() - started) * 1000)
+    return {name: round(statistics.median(values), 1) for name, values in times.items()}
 
 
 def http_end_to_end(jpeg_1080p: bytes, requests_count: int) -> dict:
@@ -134,13 +139,11 @@ def main() -> None:
     contenders = {name: privacy.detector(name) for name in ours}
     contenders["deface"] = DefaceReference()
 
+    ms_1080p = time_frames(contenders, frames["1080p"], options.runs)
+    ms_4k = time_frames(contenders, frames["4K"], options.runs)
     results = {}
     for name, detector in contenders.items():
-        results[name] = {
-            "ms_1080p": time_frames(detector, frames["1080p"], options.runs),
-            "ms_4k": time_frames(detector, frames["4K"], options.runs),
-            **evaluate_recall(detector, items),
-        }
+        results[name] = {"ms_1080p": ms_1080p[name], "ms_4k": ms_4k[name], **evaluate_recall(detector, items)}
         if hasattr(detector, "stage_ms"):  # the time of each stage, one call
             detector.detect(frames["1080p"])
             results[name]["stages_ms_1080p"] = detector.stage_ms

@@ -8,11 +8,12 @@ from PIL import Image
 
 from shared.faces.anonymize import AnonymizeStyle, anonymize, coverage_mask, covered_regions, strength
 from shared.faces.detections import FaceDetections
-from shared.faces.detectors import decode_centerface
-from shared.faces.models import CENTERFACE, ModelMissing, model_path
+from shared.faces.detectors import decode_centerface, input_size, network_input
+from shared.faces.models import CENTERFACE, CENTERFACE_INT8, ModelMissing, QuantizedModel, model_path
 from shared.faces.privacy import FaceOptions, FacePrivacy, to_rgb
 from shared.images import decode_image
 from shared.settings import Settings
+from shared.vision.boxes import pairwise_iou
 from tests.conftest import CROWD_PHOTO, PORTRAIT_PHOTO, shared_data
 
 
@@ -135,6 +136,28 @@ def test_missing_model_names_the_fix(tmp_path):
         model_path(CENTERFACE, tmp_path)
     with pytest.raises(ModelMissing):
         FacePrivacy(Settings(model_dir=tmp_path))
+    with pytest.raises(ModelMissing, match="make quantize-faces"):
+        model_path(QuantizedModel("gone", "gone_int8.onnx", CENTERFACE), tmp_path)
+    assert model_path(CENTERFACE_INT8, tmp_path) == CENTERFACE_INT8.path  # ships in the repository
+
+
+@pytest.mark.parametrize(("size", "side", "expected"), [
+    ((1920, 1080), 1024, (1024, 576)),  # longer side to 1024, sides multiples of 32
+    ((3840, 2160), 1024, (1024, 576)),
+    ((1080, 1920), 1024, (576, 1024)),  # portrait
+    ((1024, 683), 1024, (1024, 672)),  # a WIDER photo: not scaled, rounded to 32
+    ((300, 200), 1024, (288, 192)),  # never enlarged
+    ((10, 10), 1024, (32, 32)),  # at least one cell of the coarsest stride
+])
+def test_network_input_size_caps_the_longer_side(size, side, expected):
+    assert input_size(*size, side) == expected
+
+
+def test_network_input_factors_bring_boxes_back_to_the_image():
+    image = np.zeros((1080, 1920, 3), np.uint8)
+    resized, factors = network_input(image, 1024)
+    assert resized.shape == (576, 1024, 3)
+    assert factors.tolist() == pytest.approx([1.875, 1.875, 1.875, 1.875])
 
 
 # --- the detectors on real photos (models from `make install`) -----------------------------
@@ -152,6 +175,26 @@ def test_every_detector_finds_the_portrait_face(privacy, detector):
     best = max(report.faces, key=lambda face: face.confidence)
     x, y, w, h = best.bbox
     assert abs((x + w / 2) - (391 + 87)) < 60 and abs((y + h / 2) - (177 + 129)) < 80
+
+
+def test_the_8_bit_centerface_finds_what_the_float_one_finds(privacy):
+    """The quantized model against the float model it was made from, on a photo it was not
+    calibrated on (calibration took every third dev photo from the first; this is the second)."""
+    import cv2
+
+    float_net = cv2.dnn.readNetFromONNX(str(privacy.settings.model_dir / CENTERFACE.filename))
+    rgb = to_rgb(decode_image(shared_data("faces/wider_subset/images/0--Parade/0_Parade_Parade_0_317.jpg"), 10**8).pixels)
+    resized, _factors = network_input(rgb, 1024)
+    blob = cv2.dnn.blobFromImage(resized, 1.0, None, (0, 0, 0), swapRB=False, crop=False)
+    float_net.setInput(blob)
+    heatmap, scale, offset, _landmarks = float_net.forward(["537", "538", "539", "540"])
+    expected = decode_centerface(heatmap[0, 0], scale[0], offset[0], 0.3).non_max_suppressed(0.3)
+    found = privacy.detector("centerface").find(resized, 0.2)
+    assert len(expected) >= 5
+    overlap = pairwise_iou(expected.boxes, found.boxes)
+    best = overlap.max(axis=1)
+    assert (best >= 0.3).all()  # every sure float face, found by the 8-bit model
+    assert np.median(best) >= 0.9  # in the same box
 
 
 def test_combined_finds_more_of_the_crowd_than_mediapipe_alone(privacy):
