@@ -273,8 +273,8 @@ def decode_retinaface(locations: np.ndarray, scores: np.ndarray, anchors: np.nda
 class FusedDetector:
     """CenterFace, with RetinaFace as a second opinion on its unsure faces (score fusion, not a union).
 
-    Both networks see the same resized image (longer side at most ``max_input_side``). A CenterFace face
-    scoring at least ``sure_score`` is kept; one scoring between ``candidate_score`` and
+    Both networks see the same resized image (CenterFace's: longer side at most its
+    ``max_input_side``). A CenterFace face scoring at least ``sure_score`` is kept; one scoring between ``candidate_score`` and
     ``sure_score`` is kept only when RetinaFace also finds a face there (IoU >= ``match_iou``,
     RetinaFace score >= ``confirm_score``); its box is then the mean of the two. RetinaFace
     alone adds nothing: on the dev set its lone faces were mostly false. ``stage_ms`` holds the
@@ -283,12 +283,10 @@ class FusedDetector:
 
     name = "fused"
 
-    def __init__(self, centerface: CenterFaceDetector, retinaface: RetinaFaceDetector, max_input_side: int,
-                 sure_score: float = 0.25, candidate_score: float = 0.12, confirm_score: float = 0.1,
-                 match_iou: float = 0.3) -> None:
+    def __init__(self, centerface: CenterFaceDetector, retinaface: RetinaFaceDetector, sure_score: float = 0.25,
+                 candidate_score: float = 0.12, confirm_score: float = 0.1, match_iou: float = 0.3) -> None:
         self.centerface = centerface
         self.retinaface = retinaface
-        self.max_input_side = max_input_side
         self.sure_score = sure_score
         self.candidate_score = candidate_score
         self.confirm_score = confirm_score
@@ -298,7 +296,7 @@ class FusedDetector:
 
     def detect(self, rgb: np.ndarray) -> FaceDetections:
         started = time.perf_counter()
-        resized, factors = network_input(rgb, self.max_input_side)
+        resized, factors = network_input(rgb, self.centerface.max_input_side)
         resized_at = time.perf_counter()
         candidates = self.centerface.find(resized, self.candidate_score)
         centerface_at = time.perf_counter()

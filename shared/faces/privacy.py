@@ -154,7 +154,7 @@ def load_detectors(mediapipe_path: Path, centerface_path: Path, retinaface_path:
     mediapipe = MediaPipeDetector(mediapipe_path, min_score=0.5)
     centerface = CenterFaceDetector(centerface_path, max_input_side=max_input_side)
     retinaface = RetinaFaceDetector(retinaface_path, max_input_side=max_input_side)
-    fused = FusedDetector(centerface, RetinaFaceDetector(retinaface_int8_path), max_input_side=max_input_side)
+    fused = FusedDetector(centerface, RetinaFaceDetector(retinaface_int8_path, max_input_side=max_input_side))
     return {
         "fused": fused,
         "combined": CombinedDetector([centerface, mediapipe]),
