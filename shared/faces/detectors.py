@@ -134,11 +134,15 @@ class CenterFaceDetector:
         heatmap, scale, offset = self._session.run(list(self.OUTPUTS), {"input.1": blob})
         return heatmap, scale, offset
 
+    @staticmethod
+    def blob(resized: np.ndarray) -> np.ndarray:
+        """The network's input tensor for an RGB image already at its input size: RGB, 0..255."""
+        return cv2.dnn.blobFromImage(resized, 1.0, None, (0, 0, 0), swapRB=False, crop=False)
+
     def find(self, resized: np.ndarray, min_score: float) -> FaceDetections:
         """Faces scoring ``min_score`` or more in an image already at its input size (sides
         multiples of 32), in its pixels."""
-        blob = cv2.dnn.blobFromImage(resized, 1.0, None, (0, 0, 0), swapRB=False, crop=False)
-        heatmap, scale, offset = self._forward(blob)
+        heatmap, scale, offset = self._forward(self.blob(resized))
         return decode_centerface(heatmap[0, 0], scale[0], offset[0], min_score).non_max_suppressed(0.3)
 
     def detect(self, rgb: np.ndarray) -> FaceDetections:
@@ -249,12 +253,16 @@ class RetinaFaceDetector:
         resized, factors = network_input(rgb, self.max_input_side)
         return in_image(self.find(resized, min_score), factors, rgb)
 
+    @classmethod
+    def blob(cls, resized: np.ndarray) -> np.ndarray:
+        """The network's input tensor for an RGB image already at its input size: BGR minus the mean."""
+        return cv2.dnn.blobFromImage(resized, 1.0, None, cls.MEAN_BGR, swapRB=True, crop=False)
+
     def find(self, resized: np.ndarray, min_score: float) -> FaceDetections:
         """Faces scoring ``min_score`` or more in an image already at its input size (sides
         multiples of 32), in its pixels."""
         height, width = resized.shape[:2]
-        blob = cv2.dnn.blobFromImage(resized, 1.0, None, self.MEAN_BGR, swapRB=True, crop=False)
-        locations, confidences, _landmarks = self._session.run(None, {"input": blob})
+        locations, confidences, _landmarks = self._session.run(None, {"input": self.blob(resized)})
         return decode_retinaface(locations[0], confidences[0, :, 1], self.anchors(width, height), min_score)
 
 

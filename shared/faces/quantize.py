@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared.faces.detectors import CenterFaceDetector, RetinaFaceDetector
 from shared.faces.models import CENTERFACE, CENTERFACE_INT8, RETINAFACE, RETINAFACE_INT8, QuantizedModel
 from shared.settings import PROJECT_ROOT, get_settings
 
@@ -41,16 +42,18 @@ def calibration_photos(folder: Path) -> list[Path]:
     return photos[::3]
 
 
-def centerface_input(bgr: np.ndarray) -> dict[str, np.ndarray]:
-    height, width = bgr.shape[:2]
-    size = (max(32, width // 32 * 32), max(32, height // 32 * 32))
-    return {"input.1": cv2.dnn.blobFromImage(bgr, 1.0, size, (0, 0, 0), swapRB=True, crop=False)}
+def calibration_size(rgb: np.ndarray) -> tuple[int, int]:
+    """A photo's own size, sides rounded down to multiples of 32."""
+    height, width = rgb.shape[:2]
+    return max(32, width // 32 * 32), max(32, height // 32 * 32)
 
 
-def retinaface_input(bgr: np.ndarray) -> dict[str, np.ndarray]:
-    height, width = bgr.shape[:2]
-    resized = cv2.resize(bgr, (max(32, width // 32 * 32), max(32, height // 32 * 32)), interpolation=cv2.INTER_AREA)
-    return {"input": (resized.astype(np.float32) - np.array([104, 117, 123], np.float32)).transpose(2, 0, 1)[None]}
+def centerface_input(rgb: np.ndarray) -> dict[str, np.ndarray]:
+    return {"input.1": CenterFaceDetector.blob(cv2.resize(rgb, calibration_size(rgb)))}
+
+
+def retinaface_input(rgb: np.ndarray) -> dict[str, np.ndarray]:
+    return {"input": RetinaFaceDetector.blob(cv2.resize(rgb, calibration_size(rgb), interpolation=cv2.INTER_AREA))}
 
 
 #: each quantized model: its float source, its symbolic input and output shapes, its calibration input
@@ -94,7 +97,9 @@ def quantize(source: Path, recipe_name: str, photos: list[Path]) -> Path:
 
     class Photos(CalibrationDataReader):
         def __init__(self) -> None:
-            self.inputs: Iterator[dict[str, np.ndarray]] = (to_input(cv2.imread(str(photo))) for photo in photos)
+            self.inputs: Iterator[dict[str, np.ndarray]] = (
+                to_input(cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)) for photo in photos
+            )
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.inputs, None)
