@@ -30,8 +30,8 @@ from shared.settings import Settings
 DetectorName = Literal["fused", "combined", "centerface", "retinaface", "mediapipe"]
 
 
-class FaceOptions(BaseModel):
-    """Form fields of POST /process and /detect (all optional)."""
+class AnonymizeOptions(BaseModel):
+    """The form fields photos and videos share: which detector, and how a face is hidden (all optional)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -39,9 +39,17 @@ class FaceOptions(BaseModel):
     shape: Literal["ellipse", "rectangle"] = "ellipse"
     margin: float = Field(0.3, ge=0.0, le=1.0, description="Enlargement of each side, fraction of the face box")
     min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    detector: DetectorName | None = None
+
+    def style(self, draw_boxes: bool = False) -> AnonymizeStyle:
+        return AnonymizeStyle(mode=self.mode, shape=self.shape, margin=self.margin, draw_boxes=draw_boxes)
+
+
+class FaceOptions(AnonymizeOptions):
+    """Form fields of POST /process and /detect (all optional)."""
+
     draw_boxes: bool = False
     format: Literal["jpeg", "png", "webp"] | None = None
-    detector: DetectorName | None = None
 
 
 class FaceOut(BaseModel):
@@ -117,8 +125,7 @@ class FacePrivacy:
 
     def anonymize(self, data: bytes, options: FaceOptions, keep_format: bool = False) -> tuple[FaceReport, EncodedImage]:
         analysis = self.analyze(data, options)
-        style = AnonymizeStyle(mode=options.mode, shape=options.shape, margin=options.margin, draw_boxes=options.draw_boxes)
-        output, radii = anonymize(analysis.rgb, analysis.detections, style)
+        output, radii = anonymize(analysis.rgb, analysis.detections, options.style(options.draw_boxes))
         image_format = analysis.source_format if keep_format else self.output_format(options, analysis.source_format)
         encoded = encode_image(Image.fromarray(output), image_format, quality=self.settings.face_output_quality)
         return self._report(analysis, radii), encoded

@@ -10,16 +10,15 @@ import threading
 import time
 import uuid
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from shared.batch import Invocation, Outcome
 from shared.db.models import utc_now
 from shared.errors import BadRequest, LeaseLost, ServiceUnavailable, TimedOut
 from shared.events import SqsRecord
-from shared.faces.anonymize import AnonymizeStyle
-from shared.faces.privacy import DetectorName, FacePrivacy
+from shared.faces.privacy import AnonymizeOptions, FacePrivacy
 from shared.faces.video import OUTPUT_CONTENT_TYPE, FrameAnonymizer, VideoInfo, VideoLimits, anonymize_video, probe_video
 from shared.leases import Lease
 from shared.messaging import JobQueue, Outbox
@@ -37,16 +36,9 @@ TIMEOUT_MARGIN_SECONDS = 2.0
 INPUT_NAMES = {"mp4/mov": "video.mp4", "webm": "video.webm"}
 
 
-class FaceVideoOptions(BaseModel):
+class FaceVideoOptions(AnonymizeOptions):
     """Form fields of POST /api/v1/faces/video (all optional)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["blur", "pixelate", "solid"] = "blur"
-    shape: Literal["ellipse", "rectangle"] = "ellipse"
-    margin: float = Field(0.3, ge=0.0, le=1.0, description="Enlargement of each side, fraction of the face box")
-    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
-    detector: DetectorName | None = None
     keep_audio: bool = Field(True, description="Keep the sound track (re-encoded to AAC); false drops it")
     track_frames: int | None = Field(
         None, ge=0, le=100, description="Frames a lost face stays covered (default VISIONFN_FACE_VIDEO_TRACK_FRAMES)"
@@ -112,7 +104,7 @@ class FaceVideoTasks:
             (stored,) = self.store.get_many(task.input_files)
             frame_work = FrameAnonymizer(
                 self.privacy.detector(options.detector),  # loads the models on the first task
-                AnonymizeStyle(mode=options.mode, shape=options.shape, margin=options.margin),
+                options.style(),
                 track_frames=self.settings.face_video_track_frames if options.track_frames is None else options.track_frames,
                 min_confidence=options.min_confidence,
             )
