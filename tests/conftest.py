@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -94,21 +98,57 @@ def platform_env(platform):
         yield platform.env
 
 
+def localstack_client(platform, service: str):
+    """A boto3 client of the running platform's LocalStack."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=platform.env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
 @pytest.fixture(scope="session")
 def aws(platform):
     """boto3 clients of the running platform's LocalStack: ``aws("sqs")``."""
-    import boto3
+    return functools.partial(localstack_client, platform)
 
-    def client(service: str):
-        return boto3.client(
-            service,
-            endpoint_url=platform.env["AWS_ENDPOINT_URL"],
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
 
-    return client
+def queue_arn(sqs, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+@contextmanager
+def throwaway_queue(sqs, name: str, **attributes: str) -> Iterator[str]:
+    """An SQS queue of this test only (``visionfn-test-<name>-<random>``), deleted afterwards."""
+    url = sqs.create_queue(QueueName=f"visionfn-test-{name}-{uuid.uuid4().hex[:8]}", Attributes=attributes)["QueueUrl"]
+    try:
+        yield url
+    finally:
+        sqs.delete_queue(QueueUrl=url)
+
+
+def deliver_message(sqs, client, body: str, queue: str | None = None, receive_count: int = 1) -> dict:
+    """Post one real SQS message to a function's /events as the event bridge does (its receipt
+    handle is what a worker's heartbeat extends): sent to ``queue`` or to a fresh queue, received,
+    and deleted afterwards whatever the answer. Returns the function's answer (a 200)."""
+    with contextlib.ExitStack() as cleanup:
+        if queue is None:
+            queue = cleanup.enter_context(throwaway_queue(sqs, "one"))
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+        (message,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5, AttributeNames=["All"])["Messages"]
+        cleanup.callback(sqs.delete_message, QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        batch = load_event("sqs_match_job")
+        record = batch["Records"][0]
+        record.update(messageId=message["MessageId"], receiptHandle=message["ReceiptHandle"], body=message["Body"],
+                      eventSourceARN=queue_arn(sqs, queue))
+        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+        response = client.post("/events", json=batch)
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
 
 
 _SUBSCRIBERS: dict[str, str] = {}
@@ -118,13 +158,9 @@ def subscribe_to_task_events(platform) -> str:
     """A queue of the tests' own, subscribed to the bus's task-finished rule as a second target
     beside the stack's task-events queue (which the notifier consumes): tests read the events
     there. Made when the platform starts, before any task finishes."""
-    import boto3
-
-    clients = {"endpoint_url": platform.env["AWS_ENDPOINT_URL"], "region_name": "us-east-1",
-               "aws_access_key_id": "test", "aws_secret_access_key": "test"}
-    sqs, events = boto3.client("sqs", **clients), boto3.client("events", **clients)
+    sqs, events = localstack_client(platform, "sqs"), localstack_client(platform, "events")
     url = sqs.create_queue(QueueName=f"{platform.env['VISIONFN_QUEUE_PREFIX']}test-task-events")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    arn = queue_arn(sqs, url)
     bus = platform.state["outputs"]["EventBusName"]
     (rule,) = [rule["Name"] for rule in events.list_rules(EventBusName=bus)["Rules"]
                if "Task Finished" in rule.get("EventPattern", "")]

@@ -4,7 +4,6 @@ hostile videos (4xx and no task), and the worker (every frame, progress, per-fra
 
 import io
 import json
-import uuid
 
 import av
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 from shared.storage import get_object_store
 from shared.tasks import TaskRepository
 from tests.bench.bench_video import encode_clip, pan_zoom_clip
-from tests.conftest import CROWD_PHOTO, TEST_OWNER, load_event, shared_data
+from tests.conftest import CROWD_PHOTO, TEST_OWNER, deliver_message, load_event, shared_data, throwaway_queue
 
 
 def _photo() -> np.ndarray:
@@ -31,10 +30,8 @@ def clip() -> bytes:
 @pytest.fixture(scope="module")
 def job_queue(aws):
     """A queue nobody consumes, so the test sees exactly what a submission queued."""
-    sqs = aws("sqs")
-    url = sqs.create_queue(QueueName=f"visionfn-test-video-jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    yield url
-    sqs.delete_queue(QueueUrl=url)
+    with throwaway_queue(aws("sqs"), "video-jobs") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -108,19 +105,8 @@ def test_hostile_videos_get_a_4xx_and_no_task(video_client, clip, tasks, kind, s
 
 def test_worker_anonymizes_every_frame_into_a_playable_h264_mp4(video_client, clip, tasks, aws):
     task = _post(video_client(), clip).get_json()
-    sqs = aws("sqs")
-    queue = sqs.create_queue(QueueName=f"visionfn-test-one-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    try:
-        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"uid": task["uid"]}))
-        (message,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5, AttributeNames=["All"])["Messages"]
-        batch = load_event("sqs_match_job")
-        batch["Records"][0].update(messageId=message["MessageId"], receiptHandle=message["ReceiptHandle"],
-                                   body=message["Body"], eventSourceARN=arn)
-        response = video_client().post("/events", json=batch)
-        assert response.status_code == 200 and response.get_json() == {"batchItemFailures": []}
-    finally:
-        sqs.delete_queue(QueueUrl=queue)
+    answer = deliver_message(aws("sqs"), video_client(), json.dumps({"uid": task["uid"]}))
+    assert answer == {"batchItemFailures": []}
     done = tasks.get(task["uid"])
     assert done.status == "done", done.error
     data = done.result_data

@@ -15,7 +15,7 @@ from shared.faults import FAIL_ATTEMPTS_METADATA
 from shared.leases import Lease
 from shared.storage import get_object_store
 from shared.tasks import TaskRepository
-from tests.conftest import event_file, load_event, shared_data, task_events_queue
+from tests.conftest import deliver_message, event_file, queue_arn, shared_data, task_events_queue, throwaway_queue
 
 BOX = "matching/opencv_samples/box.png"
 BOX_IN_SCENE = "matching/opencv_samples/box_in_scene.png"
@@ -39,23 +39,17 @@ def _ply(with_normals: bool = True, bad_value: str | None = None) -> bytes:
 @pytest.fixture(scope="module")
 def dead_jobs(aws):
     """The job queue's dead-letter queue."""
-    sqs = aws("sqs")
-    url = sqs.create_queue(QueueName=f"visionfn-test-dead-jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    yield url
-    sqs.delete_queue(QueueUrl=url)
+    with throwaway_queue(aws("sqs"), "dead-jobs") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def job_queue(aws, dead_jobs):
     """A queue nobody consumes, so the test sees exactly what a submission queued."""
     sqs = aws("sqs")
-    dead_arn = sqs.get_queue_attributes(QueueUrl=dead_jobs, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": "5"})
-    url = sqs.create_queue(
-        QueueName=f"visionfn-test-jobs-{uuid.uuid4().hex[:8]}", Attributes={"RedrivePolicy": redrive}
-    )["QueueUrl"]
-    yield url
-    sqs.delete_queue(QueueUrl=url)
+    redrive = json.dumps({"deadLetterTargetArn": queue_arn(sqs, dead_jobs), "maxReceiveCount": "5"})
+    with throwaway_queue(sqs, "jobs", RedrivePolicy=redrive) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -80,29 +74,13 @@ def _queued_jobs(aws, queue_url) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def deliver(aws, dead_jobs):
-    """Deliver a job to a worker as the event bridge does: a real message (its receipt handle is
-    what the worker's heartbeat extends), from a fresh queue or from the job queue's DLQ; the
-    message is deleted afterwards whatever the answer, so no test sees another's message."""
+    """Deliver a job to a worker as the event bridge does (``deliver_message``), from a fresh
+    queue or from the job queue's DLQ."""
     sqs = aws("sqs")
 
     def send(client, uid: str, receive_count: int = 1, body: str | None = None, dead_letter: bool = False) -> dict:
-        queue = dead_jobs if dead_letter else sqs.create_queue(QueueName=f"visionfn-test-one-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sqs.send_message(QueueUrl=queue, MessageBody=body if body is not None else json.dumps({"uid": uid}))
-        (message,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5, AttributeNames=["All"])["Messages"]
-        batch = load_event("sqs_match_job")
-        record = batch["Records"][0]
-        record.update(messageId=message["MessageId"], receiptHandle=message["ReceiptHandle"], body=message["Body"],
-                      eventSourceARN=arn)
-        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
-        try:
-            response = client.post("/events", json=batch)
-            assert response.status_code == 200, response.get_json()
-            return response.get_json()
-        finally:
-            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
-            if not dead_letter:
-                sqs.delete_queue(QueueUrl=queue)
+        return deliver_message(sqs, client, body if body is not None else json.dumps({"uid": uid}),
+                               queue=dead_jobs if dead_letter else None, receive_count=receive_count)
 
     return send
 
