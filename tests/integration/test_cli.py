@@ -54,14 +54,19 @@ def test_a_folder_of_photos_is_anonymized_and_a_corrupt_one_reported(env, tmp_pa
         assert Image.open(tmp_path / "blurred" / path.name).size == Image.open(path).size
 
 
-def test_template_match_waits_prints_and_downloads(env, tmp_path):
+@pytest.fixture
+def scene_and_ball(tmp_path) -> tuple[str, str]:
+    """messi5.jpg and the ball cut out of it, as files."""
     messi = shared_data(MESSI)
     (tmp_path / "messi5.jpg").write_bytes(messi)
     buffer = io.BytesIO()
     Image.open(io.BytesIO(messi)).crop((200, 50, 260, 110)).save(buffer, format="PNG")
     (tmp_path / "ball.png").write_bytes(buffer.getvalue())
+    return str(tmp_path / "messi5.jpg"), str(tmp_path / "ball.png")
 
-    result = visionfn(env, "match", "template", str(tmp_path / "messi5.jpg"), str(tmp_path / "ball.png"),
+
+def test_template_match_waits_prints_and_downloads(env, tmp_path, scene_and_ball):
+    result = visionfn(env, "match", "template", *scene_and_ball,
                       "-p", "threshold=0.9", "-p", "max_results=5", "--out", str(tmp_path / "results"))
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -75,21 +80,16 @@ def test_template_match_waits_prints_and_downloads(env, tmp_path):
     assert watched.returncode == 0 and f"{uid}  template done" in watched.stdout
 
 
-def test_chain_match_and_a_bad_parameter_gives_the_apis_message(env, tmp_path):
-    messi = shared_data(MESSI)
-    (tmp_path / "messi5.jpg").write_bytes(messi)
-    buffer = io.BytesIO()
-    Image.open(io.BytesIO(messi)).crop((200, 50, 260, 110)).save(buffer, format="PNG")
-    (tmp_path / "ball.png").write_bytes(buffer.getvalue())
+def test_chain_match_and_a_bad_parameter_gives_the_apis_message(env, tmp_path, scene_and_ball):
     steps = '[{"tool":"template","params":{"threshold":0.99,"method":"TM_SQDIFF_NORMED"}},{"tool":"template","params":{"threshold":0.9}}]'
 
-    chain = visionfn(env, "match", "chain", str(tmp_path / "messi5.jpg"), str(tmp_path / "ball.png"), "--steps", steps,
+    chain = visionfn(env, "match", "chain", *scene_and_ball, "--steps", steps,
                      "--out", str(tmp_path / "chain"))
     assert chain.returncode == 0, chain.stdout + chain.stderr
     assert re.search(r"chain +done +found at step 1/2", chain.stdout), chain.stdout
     assert (tmp_path / "chain" / "step-1" / "matches.png").is_file()
 
-    bad = visionfn(env, "match", "template", str(tmp_path / "messi5.jpg"), str(tmp_path / "ball.png"), "-p", "threshold=5")
+    bad = visionfn(env, "match", "template", *scene_and_ball, "-p", "threshold=5")
     assert bad.returncode == 1
     assert "422: body.threshold: Input should be less than or equal to 1" in bad.stderr
 
