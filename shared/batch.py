@@ -14,11 +14,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from shared.errors import RequestValidationFailed, VisionFnError
+from shared.errors import RequestValidationFailed, UnreadableMessage, VisionFnError
 from shared.events import BatchItemFailure, BatchResponse, ObjectRef, SqsEvent, SqsRecord
 
 log = logging.getLogger("visionfn.batch")
@@ -58,6 +58,16 @@ class Invocation:
 
 
 RecordHandler = Callable[[SqsRecord, Invocation], Outcome]
+Message = TypeVar("Message")
+
+
+def read_message(record: SqsRecord, schema: TypeAdapter[Message], expected: str) -> Message:
+    """The record's body as ``schema``; raises UnreadableMessage (the record is dropped) when it
+    is not ``expected``."""
+    try:
+        return schema.validate_json(record.body)
+    except ValidationError:
+        raise UnreadableMessage(f"not {expected}: {record.body[:200]!r}") from None
 ObjectHandler = Callable[[ObjectRef, int], Outcome]
 
 
@@ -71,6 +81,9 @@ def process_sqs_batch(payload: Any, handle_record: RecordHandler, invocation: In
     for record in event.records:
         try:
             outcome = handle_record(record, invocation)
+        except UnreadableMessage as error:
+            log.warning("dropped message %s: %s", record.message_id, error.detail)
+            outcome = Outcome.DROPPED
         except Exception as error:  # a bug or an outage: another delivery may pass
             detail = error.detail if isinstance(error, VisionFnError) else repr(error)
             log.exception("message %s failed, will be retried: %s", record.message_id, detail)

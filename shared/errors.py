@@ -39,6 +39,10 @@ class BadRequest(VisionFnError):
     status = 400
 
 
+class UnreadableMessage(BadRequest):
+    """A queued message whose body a function can never handle: dropped, not retried."""
+
+
 class Unauthorized(VisionFnError):
     """No valid API key (or, for a function's own port, no platform token)."""
 

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from shared.batch import Invocation, Outcome
 from shared.errors import LeaseLost, ServiceUnavailable, TimedOut, VisionFnError
@@ -46,6 +46,9 @@ class TaskJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     uid: str = Field(pattern=r"^[0-9a-f]{32}$")
+
+
+TASK_JOB = TypeAdapter(TaskJob)
 
 
 def store_and_dispatch(tasks: TaskRepository, store: ObjectStore, task: TaskOut, inputs: list[tuple[bytes, str]]) -> TaskOut:

@@ -12,9 +12,9 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from shared.batch import Invocation, Outcome
+from shared.batch import Invocation, Outcome, read_message
 from shared.db.models import utc_now
 from shared.errors import BadRequest, LeaseLost, ServiceUnavailable, TimedOut
 from shared.events import SqsRecord
@@ -24,7 +24,7 @@ from shared.leases import Lease
 from shared.messaging import JobQueue, Outbox
 from shared.settings import Settings, get_settings
 from shared.storage import ObjectStore, aws_client, get_object_store
-from shared.task_jobs import TaskJob, TaskWorker, store_and_dispatch
+from shared.task_jobs import TASK_JOB, TaskWorker, store_and_dispatch
 from shared.tasks import TaskOut, TaskRepository
 
 log = logging.getLogger("visionfn.faces.video")
@@ -86,11 +86,7 @@ class FaceVideoTasks:
 
     # --- work ------------------------------------------------------------------------------------
     def handle_job(self, record: SqsRecord, invocation: Invocation) -> Outcome:
-        try:
-            job = TaskJob.model_validate_json(record.body)
-        except ValidationError:
-            log.warning("dropped job %s: not {\"uid\"}: %r", record.message_id, record.body[:200])
-            return Outcome.DROPPED
+        job = read_message(record, TASK_JOB, '{"uid"}')
         return self.worker.take(job.uid, record, lambda lease: self._work(lease, record, invocation))
 
     def _work(self, lease: Lease, record: SqsRecord, invocation: Invocation) -> tuple[dict[str, Any], list[str]]:

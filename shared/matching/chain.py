@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from shared.batch import Invocation, Outcome
+from shared.batch import Invocation, Outcome, read_message
 from shared.errors import RequestValidationFailed, ServiceUnavailable, TaskNotFound, VisionFnError
 from shared.events import SqsRecord
 from shared.leases import FINISHED_STATUSES
@@ -65,6 +65,9 @@ class ChainFinished(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     uid: str = Field(pattern=r"^[0-9a-f]{32}$")
+
+
+CHAIN_FINISHED = TypeAdapter(ChainFinished)
 
 
 class StepResult(BaseModel):
@@ -205,11 +208,7 @@ class ChainService:
     # --- the end of an execution ---------------------------------------------------------------
     def handle_finished(self, record: SqsRecord, _invocation: Invocation) -> Outcome:
         """The chain queue (and its dead letters): finalize the chain from the trail."""
-        try:
-            message = ChainFinished.model_validate_json(record.body)
-        except ValidationError:
-            log.warning("dropped chain message %s: not {\"uid\"}: %r", record.message_id, record.body[:200])
-            return Outcome.DROPPED
+        message = read_message(record, CHAIN_FINISHED, '{"uid"}')
         try:
             self.finish(message.uid)
         except TaskNotFound:

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
-from shared.batch import Invocation, Outcome
+from shared.batch import Invocation, Outcome, read_message
 from shared.errors import RequestValidationFailed, ServiceUnavailable, TaskNotFound, VisionFnError
 from shared.events import SqsRecord
 from shared.faults import extra_work_seconds, inject_fault_if_requested
@@ -126,11 +126,7 @@ class MatchService:
 
     # --- work (the job queue's event) ---------------------------------------------------------
     def handle_job(self, record: SqsRecord, invocation: Invocation) -> Outcome:
-        try:
-            job = JOB.validate_json(record.body)
-        except ValidationError:
-            log.warning("dropped job %s: neither {\"uid\"} nor a chain step: %r", record.message_id, record.body[:200])
-            return Outcome.DROPPED
+        job = read_message(record, JOB, '{"uid"} or a chain step')
         if isinstance(job, StepJob):
             return self._handle_step(job, record, invocation)
         return self._handle_task(job.uid, record, invocation)

@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter
 
-from shared.batch import Invocation, Outcome
+from shared.batch import Invocation, Outcome, read_message
 from shared.db.models import utc_now
 from shared.errors import TaskNotFound
 from shared.events import SqsRecord
@@ -34,6 +34,7 @@ from shared.webhooks.repository import Claim, Clock, WebhookRepository, webhook_
 from shared.webhooks.signing import delivery_headers
 
 log = logging.getLogger("visionfn.webhooks")
+TASK_FINISHED_EVENT = TypeAdapter(TaskFinishedEvent)
 
 MAX_PARALLEL_ATTEMPTS = 32
 #: A claimed delivery stays claimed this much longer than an attempt can last.
@@ -86,11 +87,7 @@ class Notifier:
     # --- the event path ---------------------------------------------------------------------------
     def handle_record(self, record: SqsRecord, _invocation: Invocation) -> Outcome:
         """One queued ``Task Finished`` event: record its deliveries, attempt the healthy ones now."""
-        try:
-            event = TaskFinishedEvent.model_validate_json(record.body)
-        except ValidationError as error:
-            log.warning("dropped message %s: not a Task Finished event: %s", record.message_id, error)
-            return Outcome.DROPPED
+        event = read_message(record, TASK_FINISHED_EVENT, "a Task Finished event")
         self.attempt_all(self.record_event(event.detail), "event")
         return Outcome.HANDLED
 

@@ -4,8 +4,16 @@ import json
 import time
 
 import pytest
+from pydantic import TypeAdapter
 
-from shared.batch import LAMBDA_CONTEXT_HEADER, Invocation, Outcome, for_each_created_object, process_sqs_batch
+from shared.batch import (
+    LAMBDA_CONTEXT_HEADER,
+    Invocation,
+    Outcome,
+    for_each_created_object,
+    process_sqs_batch,
+    read_message,
+)
 from shared.errors import RequestValidationFailed, ServiceUnavailable
 from shared.events import SqsEvent
 
@@ -39,6 +47,19 @@ def test_only_retry_outcomes_and_raises_are_reported(result, reported):
 
     response = process_sqs_batch(_batch("{}"), handle, INVOCATION)
     assert [item.item_identifier for item in response.batch_item_failures] == reported
+
+
+def test_an_unreadable_message_is_dropped_and_a_readable_one_handled(caplog):
+    seen = []
+
+    def handle(record, _invocation):
+        seen.append(read_message(record, TypeAdapter(dict[str, int]), '{"name": number}'))
+        return Outcome.HANDLED
+
+    response = process_sqs_batch(_batch('{"a": 1}', "not json", '{"a": "x"}'), handle, INVOCATION)
+    assert seen == [{"a": 1}]
+    assert response.batch_item_failures == []  # dropped: not retried
+    assert "dropped message m-1: not {\"name\": number}: 'not json'" in caplog.text
 
 
 def test_one_failing_record_does_not_fail_the_others():
