@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from shared.access import OWNER_HEADER, PLATFORM_HEADERS, PLATFORM_TOKEN_HEADER, api_key_of
+from shared.errors import PayloadTooLarge
 from shared.keys import ApiKeys, key_hash
 from shared.settings import get_settings
 
@@ -78,7 +79,7 @@ class GatewayRoute:
     path: str
     function: str
     upstream: str  # http://127.0.0.1:PORT
-    timeout: int = 30  # the function's Timeout: no answer by then is a 504
+    timeout: int = 30  # the function's Timeout, at most API Gateway's 30 s: no answer by then is a 504
     public: bool = False  # the template's `Auth: {Authorizer: NONE}`: no API key needed
 
 
@@ -131,7 +132,7 @@ class RequestBody:
                 return
             received += len(chunk)
             if received > self.limit:
-                self.refused = BodyRefused(413, f"Request body is over the limit of {self.limit} bytes")
+                self.refused = BodyRefused(413, PayloadTooLarge.request_body(None, self.limit).detail)
                 raise self.refused
             yield chunk
 
@@ -169,7 +170,7 @@ async def forward(request: web.Request, route: GatewayRoute) -> web.StreamRespon
     if request.headers.get("Content-Encoding", "identity").lower() != "identity":
         return _json(415, "Compressed request bodies (Content-Encoding) are not accepted; send the body as it is")
     if (request.content_length or 0) > limits.max_body_bytes:
-        return _json(413, f"Request body is {request.content_length} bytes; the limit is {limits.max_body_bytes} bytes")
+        return _json(413, PayloadTooLarge.request_body(request.content_length, limits.max_body_bytes).detail)
     body = RequestBody(request, limits.max_body_bytes, limits.body_read_timeout)
     try:
         if not request.body_exists:
@@ -210,7 +211,9 @@ async def forward(request: web.Request, route: GatewayRoute) -> web.StreamRespon
                      "try again")
     except TimeoutError:
         log.error("function %s timed out after %d s", route.function, route.timeout)
-        return _json(504, f"Function {route.function} did not answer within its timeout of {route.timeout} s")
+        return _json(504, f"Function {route.function} did not answer within {route.timeout} s, the longest an HTTP "
+                     "route waits (API Gateway's integration timeout is 30 s): send long work as an asynchronous "
+                     "task or through the bucket's inbox")
 
 
 async def _open_session(app: web.Application) -> None:
@@ -232,7 +235,7 @@ def build_app(routes: list[GatewayRoute], keys: KeyCheck | None = None, platform
     app[KEYS] = keys
     app[PLATFORM_TOKEN] = platform_token
     settings = get_settings()
-    app[LIMITS] = BodyLimits(settings.max_upload_bytes, settings.body_read_timeout)
+    app[LIMITS] = BodyLimits(settings.sync_body_bytes, settings.body_read_timeout)
     for route in routes:
         app.router.add_route(route.method, aiohttp_path(route.path), partial(forward, route=route))
     app.on_startup.append(_open_session)

@@ -136,7 +136,8 @@ class Platform:
         bindings_file = settings.run_dir / "bridge.json"
         bindings_file.write_text(bindings.to_json())
         routes = [
-            GatewayRoute(route.method, route.path, function.spec.name, function.url, function.timeout, route.public)
+            GatewayRoute(route.method, route.path, function.spec.name, function.url,
+                         settings.sync_timeout(function.timeout), route.public)
             for function in functions
             for route in function.spec.routes
         ]

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 
 from shared.errors import Unauthorized
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 
 #: Set by the gateway on every request it forwards: the verified key's owner.
 OWNER_HEADER = "X-Visionfn-Owner"
@@ -42,16 +42,30 @@ def check_platform_call(headers: Mapping[str, str], settings: Settings) -> None:
         raise Unauthorized("This function is invoked through the platform only (the gateway or the event bridge)")
 
 
-def caller(headers: Mapping[str, str]) -> str:
-    """The owner of the verified API key: from the gateway's header locally, from the Lambda
-    authorizer's context in the cloud. 401 when the request came without one."""
-    owner = headers.get(OWNER_HEADER)
-    if not owner:
-        try:
-            context = json.loads(headers.get(REQUEST_CONTEXT_HEADER) or "{}")
-            owner = context["authorizer"]["lambda"]["owner"]
-        except (ValueError, KeyError, TypeError):
-            owner = None
+def caller(headers: Mapping[str, str], settings: Settings | None = None) -> str:
+    """The owner of the verified API key; 401 when the request came without one.
+
+    Locally (a platform token is configured) the gateway verified the key and names its owner in
+    ``X-Visionfn-Owner``; that header counts only beside this start's platform token. In the cloud
+    (no token) the owner comes only from the Lambda authorizer's context that API Gateway passes
+    on: a client's own ``X-Visionfn-Owner`` reaches the function there and must count for nothing."""
+    settings = settings or get_settings()
+    if settings.platform_token is not None:
+        check_platform_call(headers, settings)
+        owner: object = headers.get(OWNER_HEADER)
+    else:
+        owner = authorizer_owner(headers)
     if not owner or not isinstance(owner, str):
         raise Unauthorized("An API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
     return owner
+
+
+def authorizer_owner(headers: Mapping[str, str]) -> object:
+    """The owner the Lambda authorizer put in the request context (``requestContext.authorizer
+    .lambda.owner``, passed by the cloud entry as the ``x-amzn-request-context`` header)."""
+    try:
+        context = json.loads(headers.get(REQUEST_CONTEXT_HEADER) or "{}")
+        return context["authorizer"]["lambda"]["owner"]
+    except (ValueError, KeyError, TypeError):
+        return None
+

@@ -82,6 +82,17 @@ class MethodNotAllowed(VisionFnError):
 class PayloadTooLarge(VisionFnError):
     status = 413
 
+    #: The ways that take what a synchronous request cannot carry.
+    LARGE_FILES = ("For a larger file: POST /api/v1/uploads, send the file to the URL it answers, then name it "
+                   "as `<field>_key` (video_key, image_key, ...) on an asynchronous route (/api/v1/faces/video, "
+                   "/api/v1/match/*); or put it under inbox/faces/ or inbox/defects/ in the bucket.")
+
+    @classmethod
+    def request_body(cls, size: int | None, limit: int) -> PayloadTooLarge:
+        """A body over what one synchronous invocation carries, with the ways that work."""
+        sent = f"Request body is {size} bytes" if size is not None else "Request body is over the limit"
+        return cls(f"{sent}; a synchronous request carries at most {limit} bytes. {cls.LARGE_FILES}")
+
 
 class UnsupportedMediaType(VisionFnError):
     """An image in a format the API does not take."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import flask
@@ -16,6 +18,7 @@ from werkzeug.routing import Map, Rule
 
 from shared.access import check_platform_call
 from shared.batch import Invocation, RecordHandler, process_sqs_batch
+from shared.direct_uploads import KEY_SUFFIX, DirectUploads, FileKind, UploadedFile
 from shared.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -25,6 +28,7 @@ from shared.errors import (
     VisionFnError,
 )
 from shared.settings import get_settings
+from shared.storage import get_object_store
 
 log = logging.getLogger("visionfn.http")
 
@@ -88,8 +92,8 @@ def _depth(value: Any) -> int:
     return depth
 
 
-def parse_json_body(model: type[Model], request: flask.Request) -> Model:
-    payload = json_body(request)
+def parse_payload(model: type[Model], payload: Any) -> Model:
+    """A JSON body validated by ``model``; 422 in FastAPI's shape on error."""
     try:
         return model.model_validate(payload)
     except ValidationError as error:
@@ -98,8 +102,13 @@ def parse_json_body(model: type[Model], request: flask.Request) -> Model:
 
 def parse_form(model: type[Model], request: flask.Request) -> Model:
     """Multipart/urlencoded form fields (files excluded) validated by ``model``; 422 on error."""
+    return parse_fields(model, request.form.to_dict())
+
+
+def parse_fields(model: type[Model], fields: dict[str, str]) -> Model:
+    """Form fields validated by ``model``; 422 on error."""
     try:
-        return model.model_validate(request.form.to_dict())
+        return model.model_validate(fields)
     except ValidationError as error:
         raise RequestValidationFailed.from_pydantic(error, "body") from error
 
@@ -113,9 +122,61 @@ def uploaded_file(request: flask.Request, field: str) -> bytes:
     return upload.read()
 
 
+@dataclass(frozen=True)
+class Submission:
+    """An asynchronous route's form: its fields, and its files sent as parts or as uploads."""
+
+    form: dict[str, str]  # the fields, without the `<field>_key` ones
+    files: dict[str, UploadedFile]
+    upload_keys: list[str]  # the uploads taken: removed once the task exists
+
+    def done(self) -> None:
+        """The task exists: the uploads it took are used (used once)."""
+        get_direct_uploads().remove(self.upload_keys)
+
+
+def submission(request: flask.Request, owner: str, fields: Mapping[str, FileKind], limit: int) -> Submission:
+    """The form of ``request``, each file field in ``fields`` taken from its part or from the
+    caller's upload named in ``<field>_key`` (checked as the part would be: 404 unless it is the
+    caller's, 413 over ``limit`` bytes, 415 for another kind of file); 400 when both are sent."""
+    form = request.form.to_dict()
+    keys = {field: form.pop(field + KEY_SUFFIX) for field in fields if field + KEY_SUFFIX in form}
+    files: dict[str, UploadedFile] = {}
+    for field, kind in fields.items():
+        part = request.files.get(field)
+        if part is not None and field in keys:
+            raise BadRequest(f"Send the file '{field}' or the key of its upload '{field}{KEY_SUFFIX}', not both")
+        if part is not None:
+            data = part.read(limit + 1)
+            if len(data) > limit:
+                raise PayloadTooLarge(f"File '{field}' is over the limit of {limit} bytes")
+            files[field] = UploadedFile(part.filename, data)
+        elif keys.get(field):
+            files[field] = get_direct_uploads().read(owner, keys[field], kind, limit)
+    return Submission(form, files, [keys[field] for field in files if field in keys])
+
+
+def bounded_answer(response: flask.Response) -> flask.Response:
+    """An answer no larger than a synchronous invocation carries (a larger one would reach the
+    client as API Gateway's 502): refused with the ways that work instead."""
+    limit = get_settings().sync_body_bytes
+    if not response.is_streamed and (size := len(response.get_data())) > limit:
+        raise PayloadTooLarge(
+            f"The answer would be {size} bytes; a synchronous answer carries at most {limit} bytes. Ask for JSON "
+            "or a smaller picture, or use an asynchronous route (its files download through the bucket)."
+        )
+    return response
+
+
 def wants_json(request: flask.Request) -> bool:
     """True when the client prefers JSON to an image (``*/*`` and no Accept mean the image)."""
     return request.accept_mimetypes.best_match(["image/*", "application/json"]) == "application/json"
+
+
+@lru_cache(maxsize=1)
+def get_direct_uploads() -> DirectUploads:
+    """The process's presigned uploads (of the one bucket)."""
+    return DirectUploads(get_object_store(), get_settings())
 
 
 class FunctionRoutes:
@@ -190,11 +251,9 @@ class FunctionRoutes:
         """Route the request; every error becomes ``{"detail": ...}`` JSON with its status."""
         try:
             check_platform_call(request.headers, get_settings())
-            if (request.content_length or 0) > get_settings().max_upload_bytes:
-                raise PayloadTooLarge(
-                    f"Request body is {request.content_length} bytes; the limit is "
-                    f"{get_settings().max_upload_bytes} bytes"
-                )
+            limit = get_settings().sync_body_bytes
+            if (request.content_length or 0) > limit:
+                raise PayloadTooLarge.request_body(request.content_length, limit)
             adapter = self._map.bind("", path_info=request.path, url_scheme="http")
             try:
                 endpoint, arguments = adapter.match(request.path, method=request.method)
@@ -205,7 +264,7 @@ class FunctionRoutes:
                     f"Method {request.method} not allowed on {request.path}; allowed: "
                     f"{', '.join(sorted(error.valid_methods or []))}"
                 ) from error
-            return self._handlers[endpoint](request, **arguments)
+            return bounded_answer(self._handlers[endpoint](request, **arguments))
         except VisionFnError as error:
             if not error.is_client_error:
                 log.error("%s %s failed: %s", request.method, request.path, error.detail)

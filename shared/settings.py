@@ -11,6 +11,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+#: A synchronous Lambda invocation carries at most 6 MB each way, the event's JSON included, and
+#: an HTTP API passes binary bodies base64-encoded in it: what is left for the raw body after
+#: 16 KiB for the request's headers and context (an HTTP API takes at most 10 KiB of headers).
+LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024
+LAMBDA_SYNC_BODY_BYTES = (LAMBDA_PAYLOAD_BYTES - 16 * 1024) // 4 * 3
+#: An HTTP API waits at most this long for its integration (then it answers 503/504).
+API_GATEWAY_TIMEOUT_SECONDS = 30
+
 
 class Settings(BaseSettings):
     """Configuration read from the environment (prefix ``VISIONFN_`` unless noted)."""
@@ -40,7 +48,16 @@ class Settings(BaseSettings):
 
     # --- input limits ------------------------------------------------------------------------
     max_image_pixels: int = Field(50_000_000, gt=0, description="Images above this pixel count get 413.")
-    max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Request bodies above this get 413.")
+    max_upload_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="The largest file a route takes (through POST /api/v1/uploads when it is "
+        "over the synchronous limit) and, with `lambda_limits` off, the largest request body."
+    )
+    lambda_limits: bool = Field(
+        True, description="Refuse what a Lambda function behind an HTTP API would (request and answer bodies over "
+        f"{LAMBDA_SYNC_BODY_BYTES} bytes: 413; no answer within {API_GATEWAY_TIMEOUT_SECONDS} s: 504). Turn off for "
+        "deployments that have no such limits (Cloud Run, a container): `max_upload_bytes` and the functions' "
+        "Timeout then hold."
+    )
     body_read_timeout: float = Field(
         10, gt=0, description="The gateway answers 408 when a request body stalls this long (slow clients cannot hold a function)."
     )
@@ -214,6 +231,16 @@ class Settings(BaseSettings):
         10, ge=0, description="The sweeper sends outbox messages left unsent for longer than this (their sender died)."
     )
     log_level: str = Field("INFO", description="Python log level of every process.")
+
+
+    @property
+    def sync_body_bytes(self) -> int:
+        """The largest request or answer body of a synchronous (HTTP) invocation."""
+        return min(LAMBDA_SYNC_BODY_BYTES, self.max_upload_bytes) if self.lambda_limits else self.max_upload_bytes
+
+    def sync_timeout(self, function_timeout: int) -> int:
+        """How long an HTTP route waits for its function."""
+        return min(function_timeout, API_GATEWAY_TIMEOUT_SECONDS) if self.lambda_limits else function_timeout
 
 
 @lru_cache(maxsize=1)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -12,7 +14,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from shared.errors import NotFound, ObjectNotFound
+from shared.errors import NotFound, ObjectNotFound, PayloadTooLarge
 from shared.settings import Settings, get_settings
 
 
@@ -58,16 +60,22 @@ class ObjectStore:
             Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata or {}
         )
 
-    def get(self, key: str) -> StoredObject:
+    def get(self, key: str, max_bytes: int | None = None) -> StoredObject:
+        """The object; with ``max_bytes``, at most that many bytes are read (413 beyond: it may
+        have been replaced by a larger one since it was measured)."""
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+            if _missing(error):
                 raise ObjectNotFound(key) from error
             raise
+        data = response["Body"].read() if max_bytes is None else response["Body"].read(max_bytes + 1)
+        if max_bytes is not None and len(data) > max_bytes:
+            response["Body"].close()
+            raise PayloadTooLarge(f"Object {key} is over the limit of {max_bytes} bytes")
         return StoredObject(
             key=key,
-            data=response["Body"].read(),
+            data=data,
             content_type=response.get("ContentType"),
             metadata=response.get("Metadata", {}),
             etag=response.get("ETag", "").strip('"') or None,
@@ -83,18 +91,45 @@ class ObjectStore:
         with ThreadPoolExecutor(max_workers=max(1, len(keys))) as pool:
             return list(pool.map(self.get, keys))
 
-    def exists(self, key: str) -> bool:
+    def head(self, key: str) -> tuple[int, str] | None:
+        """``(size, content type)`` of the object, or None when there is none."""
         try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
+            response = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
-                return False
+            if _missing(error):
+                return None
             raise
-        return True
+        return int(response["ContentLength"]), (response.get("ContentType") or "application/octet-stream").lower()
+
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def list(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        """``(key, last modified)`` of every object under ``prefix``."""
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"], item["LastModified"]
+
+    def presigned_download(self, key: str, filename: str, content_type: str, expires_seconds: int) -> str:
+        """A short-lived GET of ``key`` that S3 serves as an attachment of ``content_type``
+        (S3's ``response-*`` overrides: the stored type and disposition count for nothing)."""
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key, "ResponseContentType": content_type,
+                    "ResponseContentDisposition": f'attachment; filename="{filename}"'},
+            ExpiresIn=expires_seconds,
+        )
 
     def check(self) -> None:
         """Raise if the bucket cannot be reached (health)."""
         self.client.head_bucket(Bucket=self.bucket)
+
+
+def _missing(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}
 
 
 #: Prefixes of a task's files (``<prefix><uid>/<name>``): what a client may download of its own tasks.

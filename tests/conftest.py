@@ -17,6 +17,12 @@ TEST_OWNER = "tester"
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 
 
+def as_owner(owner: str) -> dict[str, str]:
+    """Headers of a request the cloud's authorizer let through as ``owner``: API Gateway's request
+    context, as the cloud entry passes it to the function (no platform token: the cloud mode)."""
+    return {"x-amzn-request-context": json.dumps({"authorizer": {"lambda": {"owner": owner}}})}
+
+
 def load_event(name: str) -> dict:
     """A real payload from events/ by name (without .json)."""
     return json.loads((EVENTS / f"{name}.json").read_text())
@@ -185,7 +191,8 @@ def function_client(platform_env):
         """The function as it starts with ``variables`` set (it keeps what it read at start)."""
         with environment(**variables):
             client = create_app("handle", str(PROJECT_ROOT / "functions" / name / "main.py")).test_client()
-        client.environ_base["HTTP_X_VISIONFN_OWNER"] = TEST_OWNER  # as the gateway sets it for a verified key
+        # as API Gateway passes the authorizer's owner of a verified key (the cloud mode: no platform token)
+        client.environ_base["HTTP_X_AMZN_REQUEST_CONTEXT"] = as_owner(TEST_OWNER)["x-amzn-request-context"]
         return client
 
     return make

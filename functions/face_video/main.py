@@ -4,9 +4,11 @@ events (POST /events: jobs, and dead-lettered jobs) anonymize every frame."""
 import flask
 
 from shared.access import caller
+from shared.errors import BadRequest
 from shared.faces.video_tasks import FaceVideoOptions, video_tasks
-from shared.http import FunctionRoutes, json_response, parse_form, uploaded_file
+from shared.http import FunctionRoutes, json_response, parse_fields, submission
 from shared.logs import configure_logging
+from shared.settings import get_settings
 
 configure_logging("face_video")
 service = video_tasks()
@@ -17,9 +19,13 @@ routes.events(service.handle_job)
 @routes.post("/api/v1/faces/video")
 def submit(request: flask.Request) -> flask.Response:
     owner = caller(request.headers)
-    options = parse_form(FaceVideoOptions, request)
-    upload = request.files.get("video")
-    task = service.submit(owner, options, uploaded_file(request, "video"), upload.filename if upload else None)
+    sent = submission(request, owner, {"video": "video"}, get_settings().face_video_max_bytes)
+    options = parse_fields(FaceVideoOptions, sent.form)
+    if "video" not in sent.files:
+        raise BadRequest("Missing the video: send the file field 'video' (multipart/form-data) or 'video_key', "
+                         "the key of an upload (POST /api/v1/uploads)")
+    task = service.submit(owner, options, sent.files["video"].data, sent.files["video"].filename)
+    sent.done()
     return json_response(task, status=201)
 
 

@@ -5,11 +5,10 @@ finalizes chains whose execution ended without doing so."""
 import flask
 
 from shared.access import caller
-from shared.http import FunctionRoutes, json_response
+from shared.http import FunctionRoutes, json_response, submission
 from shared.logs import configure_logging
 from shared.matching.chain import INPUT_FIELDS, ChainService, RecoveryReport
 from shared.matching.defaults import ToolDefaults
-from shared.matching.service import Upload
 from shared.messaging import Outbox
 from shared.settings import get_settings
 from shared.storage import aws_client, get_object_store
@@ -27,9 +26,10 @@ routes.events(service.handle_finished)
 @routes.post("/api/v1/match/chain")
 def submit(request: flask.Request) -> flask.Response:
     owner = caller(request.headers)
-    uploads = {field: Upload(storage.filename, storage.read())
-               for field in INPUT_FIELDS if (storage := request.files.get(field)) is not None}
-    return json_response(service.submit(owner, request.form.to_dict(), uploads), status=201)
+    sent = submission(request, owner, dict.fromkeys(INPUT_FIELDS, "image"), settings.max_upload_bytes)
+    task = service.submit(owner, sent.form, sent.files)
+    sent.done()
+    return json_response(task, status=201)
 
 
 @routes.schedule

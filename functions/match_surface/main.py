@@ -4,9 +4,10 @@
 import flask
 
 from shared.access import caller
-from shared.http import FunctionRoutes, json_response
+from shared.http import FunctionRoutes, json_response, submission
 from shared.logs import configure_logging
-from shared.matching.function import match_service, submitted_files
+from shared.matching.function import match_service
+from shared.settings import get_settings
 
 configure_logging("match_surface")
 service = match_service("surface")
@@ -17,7 +18,10 @@ routes.events(service.handle_job)
 @routes.post("/api/v1/match/surface")
 def submit(request: flask.Request) -> flask.Response:
     owner = caller(request.headers)
-    return json_response(service.submit(owner, request.form.to_dict(), submitted_files(service, request)), status=201)
+    sent = submission(request, owner, service.file_fields, get_settings().max_upload_bytes)
+    task = service.submit(owner, sent.form, sent.files)
+    sent.done()
+    return json_response(task, status=201)
 
 
 def handle(request: flask.Request) -> flask.Response:

@@ -1,11 +1,12 @@
 """Schedule (every minute): sends the outbox messages whose sender died before sending them
 (a submission's job, a chain's execution start, a finished task's event), so no task waits for
-a job that never comes."""
+a job that never comes. Locally it also removes presigned uploads no task took within a day
+(template.yaml's lifecycle rule does that in the cloud; LocalStack applies no lifecycle rules)."""
 
 import flask
 from pydantic import BaseModel
 
-from shared.http import FunctionRoutes
+from shared.http import FunctionRoutes, get_direct_uploads
 from shared.logs import configure_logging
 from shared.messaging import Outbox
 from shared.settings import get_settings
@@ -20,11 +21,14 @@ routes = FunctionRoutes()
 
 class SweepReport(BaseModel):
     relayed: int  # messages sent that had been left unsent
+    unused_uploads_removed: int  # presigned uploads older than a day (locally)
 
 
 @routes.schedule
 def sweep() -> SweepReport:
-    return SweepReport(relayed=outbox.relay(older_than_seconds=settings.outbox_grace_seconds))
+    removed = get_direct_uploads().remove_unused() if settings.stage == "local" else 0
+    return SweepReport(relayed=outbox.relay(older_than_seconds=settings.outbox_grace_seconds),
+                       unused_uploads_removed=removed)
 
 
 def handle(request: flask.Request) -> flask.Response:

@@ -17,11 +17,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared.batch import Invocation, Outcome, read_message
+from shared.direct_uploads import UploadedFile
 from shared.errors import RequestValidationFailed, ServiceUnavailable, TaskNotFound, VisionFnError
 from shared.events import SqsRecord
 from shared.leases import FINISHED_STATUSES
 from shared.matching.defaults import ToolDefaults
-from shared.matching.service import Upload, content_type, input_keys, safe_file_name
+from shared.matching.service import content_type, input_keys, safe_file_name
 from shared.matching.steps import no_answer
 from shared.matching.tools import tool_class
 from shared.settings import Settings
@@ -146,7 +147,7 @@ class ChainService:
         self.settings = settings
 
     # --- submission (the HTTP request) -------------------------------------------------------
-    def submit(self, owner: str, form: dict[str, str], uploads: dict[str, Upload]) -> TaskOut:
+    def submit(self, owner: str, form: dict[str, str], uploads: dict[str, UploadedFile]) -> TaskOut:
         """Validate the steps and the files, create the chain task with the start of its execution,
         store the inputs, start the execution."""
         steps = self._validated_steps(owner, form, uploads)
@@ -163,7 +164,7 @@ class ChainService:
         return store_and_dispatch(self.tasks, self.store, task, [(upload.data, content_type(key))
                                                                  for key, upload in zip(keys, inputs, strict=True)])
 
-    def _validated_steps(self, owner: str, form: dict[str, str], uploads: dict[str, Upload]) -> list[dict[str, Any]]:
+    def _validated_steps(self, owner: str, form: dict[str, str], uploads: dict[str, UploadedFile]) -> list[dict[str, Any]]:
         """The steps with every parameter resolved; all problems in one 422."""
         errors: list[dict[str, Any]] = [
             {"type": "missing", "loc": ["body", field], "msg": "Field required", "input": None}
@@ -187,7 +188,7 @@ class ChainService:
             raise RequestValidationFailed(errors)
         return steps
 
-    def _check_readable(self, steps: list[dict[str, Any]], inputs: list[Upload]) -> None:
+    def _check_readable(self, steps: list[dict[str, Any]], inputs: list[UploadedFile]) -> None:
         """400/413 unless at least one step's tool can read both files (a step whose tool cannot
         fails when it runs, and the chain goes on)."""
         problems: list[VisionFnError] = []

@@ -3,10 +3,8 @@ are declared in ``functions/match_<tool>/main.py``."""
 
 from __future__ import annotations
 
-import flask
-
 from shared.matching.defaults import ToolDefaults
-from shared.matching.service import MatchService, Upload
+from shared.matching.service import MatchService
 from shared.matching.steps import StepAnswers
 from shared.matching.tools import tool_class
 from shared.messaging import JobQueue, Outbox
@@ -31,11 +29,3 @@ def match_service(tool_name: str) -> MatchService:
         StepAnswers(aws_client("stepfunctions", settings)),
     )
 
-
-def submitted_files(service: MatchService, request: flask.Request) -> dict[str, Upload]:
-    """The tool's multipart file fields that were sent."""
-    return {
-        spec.field: Upload(storage.filename, storage.read())
-        for spec in service.tool.inputs
-        if (storage := request.files.get(spec.field)) is not None
-    }

@@ -7,12 +7,12 @@ import mimetypes
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter
 
 from shared.batch import Invocation, Outcome, read_message
+from shared.direct_uploads import FileKind, UploadedFile
 from shared.errors import RequestValidationFailed, ServiceUnavailable, TaskNotFound, VisionFnError
 from shared.events import SqsRecord
 from shared.faults import extra_work_seconds, inject_fault_if_requested
@@ -38,12 +38,6 @@ MAX_NAME_LENGTH = 100
 JOB = TypeAdapter(TaskJob | StepJob)
 
 
-@dataclass(frozen=True)
-class Upload:
-    filename: str | None
-    data: bytes
-
-
 def content_type(name: str) -> str:
     """The media type a stored file's name says."""
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
@@ -56,7 +50,7 @@ def safe_file_name(filename: str | None, fallback: str) -> str:
     return name or fallback
 
 
-def input_keys(uid: str, named: list[tuple[str, Upload]]) -> list[str]:
+def input_keys(uid: str, named: list[tuple[str, UploadedFile]]) -> list[str]:
     """Where a task's inputs are stored: ``uploads/<uid>/<safe file name>``, one key each."""
     keys: list[str] = []
     for field, upload in named:
@@ -89,7 +83,12 @@ class MatchService:
         self.worker = TaskWorker(tool.name, tasks, queue, settings)
 
     # --- submission (the HTTP request) -----------------------------------------------------------
-    def submit(self, owner: str, form: dict[str, str], uploads: dict[str, Upload]) -> TaskOut:
+    @property
+    def file_fields(self) -> dict[str, FileKind]:
+        """The tool's file fields and what each takes (sent as parts or as uploads' keys)."""
+        return {spec.field: spec.kind for spec in self.tool.inputs}
+
+    def submit(self, owner: str, form: dict[str, str], uploads: dict[str, UploadedFile]) -> TaskOut:
         """Validate everything, create the task with its job, store the inputs, send the job."""
         params = self._validated_params(owner, form, uploads)
         inputs = [uploads[spec.field] for spec in self.tool.inputs]
@@ -109,7 +108,7 @@ class MatchService:
         return store_and_dispatch(self.tasks, self.store, task, [(upload.data, content_type(key))
                                                                  for key, upload in zip(keys, inputs, strict=True)])
 
-    def _validated_params(self, owner: str, form: dict[str, str], uploads: dict[str, Upload]) -> Any:
+    def _validated_params(self, owner: str, form: dict[str, str], uploads: dict[str, UploadedFile]) -> Any:
         errors: list[dict[str, Any]] = [
             {"type": "missing", "loc": ["body", spec.field], "msg": "Field required", "input": None}
             for spec in self.tool.inputs

@@ -22,7 +22,7 @@ from shared.defects.model import LABELS
 from shared.defects.records import DefectRecord, DefectRecords, NewRecord
 from shared.idempotency import ProcessedObjects
 from shared.storage import get_object_store
-from tests.conftest import SHARED_DATA, environment, event_file
+from tests.conftest import SHARED_DATA, as_owner, environment, event_file
 from tests.functional.test_face_functions import _png_header_only
 from tests.functional.test_functions import _batch_for, _delivered, _upload
 
@@ -46,7 +46,7 @@ def _owner() -> str:
 
 
 def _as(owner: str) -> dict[str, str]:
-    return {"X-Visionfn-Owner": owner}
+    return as_owner(owner)
 
 
 def _rows(database_url: str, owner: str) -> list[DefectRecord]:

@@ -15,7 +15,7 @@ from shared.faults import FAIL_ATTEMPTS_METADATA
 from shared.leases import Lease
 from shared.storage import get_object_store
 from shared.tasks import TaskRepository
-from tests.conftest import deliver_message, event_file, queue_arn, shared_data, task_events_queue, throwaway_queue
+from tests.conftest import as_owner, deliver_message, event_file, queue_arn, shared_data, task_events_queue, throwaway_queue
 
 BOX = "matching/opencv_samples/box.png"
 BOX_IN_SCENE = "matching/opencv_samples/box_in_scene.png"
@@ -257,7 +257,7 @@ def test_the_sweeper_sends_what_was_left_unsent(function_client, aws, database_u
     scheduled = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
     sweeper = function_client("sweeper", VISIONFN_OUTBOX_GRACE_SECONDS="2")
     answer = sweeper.post("/events", json=scheduled)  # (the platform's own sweeper may have been first)
-    assert answer.status_code == 200 and set(answer.get_json()) == {"relayed"}
+    assert answer.status_code == 200 and set(answer.get_json()) == {"relayed", "unused_uploads_removed"}
     assert _outbox(database_url, uid) == [("job", True)]
     assert {"uid": uid} in _queued_jobs(aws, job_queue)
     assert sweeper.post("/events", json={"Records": []}).status_code == 400
@@ -471,7 +471,7 @@ def test_files_are_the_owners_own_served_as_attachments_of_their_sniffed_type(fu
     assert picture.headers["Content-Disposition"] == 'attachment; filename="matches.png"'
     page = client.get(f"/api/v1/files/uploads/{uid}/page.png")
     assert page.status_code == 200 and page.mimetype == "application/octet-stream"  # never text/html
-    other = client.get(f"/api/v1/files/results/{uid}/matches.png", headers={"X-Visionfn-Owner": "somebody-else"})
+    other = client.get(f"/api/v1/files/results/{uid}/matches.png", headers=as_owner("somebody-else"))
     assert other.status_code == 404  # another owner's file does not exist for them
     for missing in (f"results/{uuid.uuid4().hex}/none.png", f"results/{uid}/none.png", "inbox/faces/x.jpg",
                     "results/../inbox/x", "results//x", f"outputs/faces/{uid}.jpg"):
@@ -482,7 +482,7 @@ def test_files_are_the_owners_own_served_as_attachments_of_their_sniffed_type(fu
 def test_tasks_and_settings_belong_to_their_owner(function_client, match_client):
     submitted = match_client("template").post("/api/v1/match/template", data=_template_form()).get_json()
     tasks_function, settings = function_client("tasks"), function_client("settings")
-    stranger = {"X-Visionfn-Owner": "somebody-else"}
+    stranger = as_owner("somebody-else")
     assert tasks_function.get(f"/api/v1/tasks/{submitted['uid']}").status_code == 200
     assert tasks_function.get(f"/api/v1/tasks/{submitted['uid']}", headers=stranger).status_code == 404
     assert submitted["uid"] not in [t["uid"] for t in tasks_function.get("/api/v1/tasks?limit=200", headers=stranger).get_json()["tasks"]]
