@@ -76,7 +76,7 @@ class UploadRequest(BaseModel):
     @classmethod
     def _known_type(cls, value: str) -> str:
         value = value.strip().lower()
-        if not _CONTENT_TYPE.match(value) or not accepted(value):
+        if not _CONTENT_TYPE.fullmatch(value) or not accepted(value):
             raise ValueError("must be image/*, video/*, application/ply, model/ply, text/plain or application/octet-stream")
         return value
 
@@ -128,7 +128,7 @@ class DirectUploads:
     def read(self, owner: str, key: str, kind: FileKind, limit: int) -> UploadedFile:
         """The upload ``key`` of ``owner``, checked as a file part is: 404 unless it is an upload of
         theirs that exists, 413 over ``limit`` bytes, 415 when stored as another kind of file."""
-        match = _KEY.match(key)
+        match = _KEY.fullmatch(key)
         if not match or not key.startswith(owner_prefix(owner)) or match["name"] in (".", ".."):
             raise NotFound(f"No upload {key[:200]!r} of yours: keys come from POST /api/v1/uploads")
         head = self.store.head(key)
