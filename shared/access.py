@@ -14,7 +14,7 @@ from shared.settings import Settings, get_settings
 OWNER_HEADER = "X-Visionfn-Owner"
 #: Sent by the gateway and the event bridge: the secret the runner made for this start.
 PLATFORM_TOKEN_HEADER = "X-Visionfn-Platform-Token"  # noqa: S105 (a header name, not a secret)
-#: API Gateway's request context, as the Lambda Web Adapter passes it (cloud).
+#: API Gateway's request context, as the cloud entry (shared/cloud_entry.py) passes it.
 REQUEST_CONTEXT_HEADER = "x-amzn-request-context"
 #: What clients send: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
 API_KEY_HEADER = "X-API-Key"

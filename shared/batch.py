@@ -23,7 +23,7 @@ from shared.events import BatchItemFailure, BatchResponse, ObjectRef, SqsEvent, 
 
 log = logging.getLogger("visionfn.batch")
 
-#: Header in which the Lambda Web Adapter (and the local event bridge) passes the invocation
+#: Header in which the cloud entry (and the local event bridge) passes the invocation
 #: context: JSON with ``deadline``, the epoch milliseconds at which the function times out.
 LAMBDA_CONTEXT_HEADER = "x-amzn-lambda-context"
 

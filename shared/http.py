@@ -35,7 +35,7 @@ log = logging.getLogger("visionfn.http")
 Model = TypeVar("Model", bound=BaseModel)
 Handler = Callable[..., flask.Response]
 
-#: Path on which the event bridge (and the Lambda Web Adapter) delivers non-HTTP events.
+#: Path on which the event bridge (and the cloud entry) delivers non-HTTP events.
 EVENTS_PATH = "/events"
 
 
@@ -208,7 +208,7 @@ class FunctionRoutes:
     def delete(self, rule: str) -> Callable[[Handler], Handler]:
         return self.route(rule, ["DELETE"])
 
-    # --- non-HTTP invocations, all on POST /events (as the Lambda Web Adapter and the event
+    # --- non-HTTP invocations, all on POST /events (as the cloud entry and the event
     # bridge deliver them), told apart by their shape: an SQS batch has "Records", a Schedule
     # event is EventBridge's "Scheduled Event", anything else is a direct invocation.
     def invocation(self, handle: Callable[[dict[str, Any]], BaseModel | dict[str, Any]]) -> Callable[..., Any]:

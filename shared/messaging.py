@@ -30,17 +30,25 @@ TASK_FINISHED = "Task Finished"
 RELAY_BATCH = 100
 
 
+#: An EventBridge entry carries at most 256 KB: a larger result stays on the task row only (the
+#: notifier reads the task's own result for the webhook; subscribers read the task).
+EVENT_RESULT_DATA_BYTES = 128 * 1024
+
+
 def task_finished_detail(task: Task) -> dict[str, Any]:
     """What subscribers (the notifier) get: the webhook payload's fields, the error, and the
-    owner (whose webhooks are called)."""
+    owner (whose webhooks are called). A result too large for an event is left out (null)."""
+    result_data = task.result_data
+    if result_data is not None and len(json.dumps(result_data, default=str)) > EVENT_RESULT_DATA_BYTES:
+        result_data = None
     return {
         "uid": task.uid,
         "owner": task.owner,
         "status": task.status,
         "tool": task.tool,
         "result_files": task.result_files,
-        "result_data": task.result_data,
-        "error": task.error,
+        "result_data": result_data,
+        "error": (task.error or "")[:4096] or None,
     }
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from shared.defects.analysis import Analysis
 from shared.defects.inspection import DetectionResults
 from shared.defects.queries import DayStats, PageQuery, RecentQuery, RecentRecords, RecordPage, SearchQuery, StatQuery
+from shared.direct_uploads import KEY_SUFFIX, UploadRequest, UploadTicket
 from shared.faces.privacy import FaceOptions, FaceReport
 from shared.faces.video_tasks import FaceVideoOptions
 from shared.health import PlatformHealth
@@ -63,6 +64,7 @@ class Operation:
     binary_response: tuple[str, ...] = ()  # media types of a non-JSON success answer
     errors: tuple[int, ...] = (400, 401, 404, 405, 413, 422)
     path_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    upload_keys: bool = False  # each file may come as `<field>_key`, an upload's key, instead
 
 
 def _tool_operations() -> list[Operation]:
@@ -71,12 +73,12 @@ def _tool_operations() -> list[Operation]:
         operations.append(Operation(
             "POST", f"/api/v1/match/{name}", f"Queue a {name}-matching task (201; poll GET /api/v1/tasks/{{uid}})",
             TaskOut, status=201, form=tool.params_model, files=tuple(spec.field for spec in tool.inputs),
-            errors=(400, 401, 404, 405, 413, 415, 422, 503),
+            errors=(400, 401, 404, 405, 413, 415, 422, 503), upload_keys=True,
         ))
     operations.append(Operation(
         "POST", "/api/v1/match/chain", "Queue a chain-matching task: the steps run in order until one finds a match "
         "(201; poll GET /api/v1/tasks/{uid})", TaskOut, status=201, form=ChainForm, files=INPUT_FIELDS,
-        errors=(400, 401, 405, 413, 415, 422, 503),
+        errors=(400, 401, 404, 405, 413, 415, 422, 503), upload_keys=True,
     ))
     return operations
 
@@ -116,13 +118,17 @@ OPERATIONS: list[Operation] = [
     Operation("POST", "/api/v1/faces/video", "Queue a video (multipart `video`: mp4, mov or webm) for face "
               "anonymization: every frame, faces tracked across frames, H.264 mp4 in results/<uid>/anonymized.mp4; "
               "progress and per-frame counts in result_data", TaskOut, status=201, form=FaceVideoOptions,
-              files=("video",), errors=(400, 401, 405, 413, 415, 422, 503)),
+              files=("video",), errors=(400, 401, 404, 405, 413, 415, 422, 503), upload_keys=True),
     Operation("GET", "/api/v1/tasks", "The key owner's tasks, newest first", TaskPage, query=TaskListQuery),
     Operation("GET", "/api/v1/tasks/{uid}", "One task of the key's owner", TaskOut,
               path_parameters={"uid": {"type": "string"}}),
     Operation("GET", "/api/v1/files/{key}", "A file of one of the owner's tasks (uploads/, thumbnails/ or results/"
-              "<uid>/<name>), as an attachment", None, binary_response=("application/octet-stream", *IMAGE_TYPES),
+              "<uid>/<name>), as an attachment; one over the synchronous answer limit is a 303 to a short-lived "
+              "link of the bucket", None, binary_response=("application/octet-stream", *IMAGE_TYPES),
               path_parameters={"key": {"type": "string", "description": "may contain slashes"}}),
+    Operation("POST", "/api/v1/uploads", "A presigned POST to the bucket for a file too large for a synchronous request "
+              "(201): send `fields` then `file` to `url`, then the key as `<field>_key` to an asynchronous route",
+              UploadTicket, status=201, json_body=UploadRequest.model_json_schema(), errors=(400, 401, 405, 413, 422)),
     *_tool_operations(),
     Operation("GET", "/api/v1/settings/{tool}", "The owner's defaults of a tool", ToolSettingsOut,
               path_parameters={"tool": {"type": "string", "enum": list(TOOLS)}}),
@@ -199,11 +205,15 @@ def _operation(operation: Operation, components: dict[str, Any]) -> dict[str, An
     if parameters:
         result["parameters"] = parameters
     if operation.files:
-        properties = {name: {"type": "string", "format": "binary"} for name in operation.files}
+        properties: dict[str, Any] = {name: {"type": "string", "format": "binary"} for name in operation.files}
+        if operation.upload_keys:  # each file as a part or as an upload's key: neither alone is required
+            properties.update({f"{name}{KEY_SUFFIX}": {"type": "string", "description": f"Instead of `{name}`: the "
+                               "key of an upload (POST /api/v1/uploads)"} for name in operation.files})
         if operation.form:
             properties.update(_form_properties(operation.form))
+        required = [] if operation.upload_keys else list(operation.files)
         result["requestBody"] = {"required": True, "content": {"multipart/form-data": {
-            "schema": {"type": "object", "properties": properties, "required": list(operation.files)}}}}
+            "schema": {"type": "object", "properties": properties, "required": required}}}}
     elif operation.json_body is not None:
         result["requestBody"] = {"required": True, "content": {"application/json": {"schema": operation.json_body}}}
     content: dict[str, Any] = {}

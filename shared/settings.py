@@ -76,7 +76,7 @@ class Settings(BaseSettings):
         60,
         ge=1,
         description="A function's Timeout when an invocation carries no deadline (the event bridge and the "
-        "Lambda Web Adapter pass the real one in `x-amzn-lambda-context`).",
+        "cloud entry pass the real one in `x-amzn-lambda-context`).",
     )
 
     # --- face privacy -------------------------------------------------------------------------

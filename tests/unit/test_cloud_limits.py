@@ -136,3 +136,16 @@ def test_upload_requests_take_only_file_types_a_route_reads(content_type):
     with pytest.raises(ValueError):
         UploadRequest(filename="a", content_type=content_type, size=1)
     assert UploadRequest(filename="a", content_type="Video/MP4", size=1).content_type == "video/mp4"
+
+
+# --- events -------------------------------------------------------------------------------------
+def test_a_task_finished_event_fits_an_eventbridge_entry_whatever_the_result():
+    from shared.db.models import Task
+    from shared.messaging import task_finished_detail
+
+    small = Task(uid="a" * 32, owner="o", tool="template", status="done", result_files=[], result_data={"n": 1})
+    assert task_finished_detail(small)["result_data"] == {"n": 1}
+    huge = Task(uid="a" * 32, owner="o", tool="face_video", status="error", result_files=[],
+                result_data={"covered_per_frame": list(range(100_000))}, error="e" * 300_000)
+    detail = task_finished_detail(huge)
+    assert detail["result_data"] is None and len(json.dumps(detail)) < 256 * 1024

@@ -32,6 +32,7 @@ def test_routes_and_queue_triggers(specs):
         ("GET", "/api/v1/tasks"),
         ("GET", "/api/v1/tasks/{uid}"),
         ("GET", "/api/v1/files/{key+}"),
+        ("POST", "/api/v1/uploads"),
     ]
     for tool in ("template", "feature", "surface"):
         spec = specs[f"match_{tool}"]
