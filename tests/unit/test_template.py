@@ -113,3 +113,29 @@ def test_every_route_of_the_template_is_in_the_openapi_document_and_back(specs):
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             assert (operation.get("security") == []) == ((method.upper(), path) in public), (method, path)
+
+
+def _in_cloud(value):
+    """A template value as deployed to AWS (``Fn::If`` on ``InCloud`` taken)."""
+    if isinstance(value, dict) and "Fn::If" in value and value["Fn::If"][0] == "InCloud":
+        return value["Fn::If"][1]
+    return value
+
+
+def test_in_the_cloud_every_queue_hides_a_message_at_least_as_long_as_its_consumer_may_run(specs):
+    """Lambda refuses an SQS trigger whose queue's visibility timeout is shorter than the
+    function's Timeout: the deployment would roll back."""
+    resources = load_template()["Resources"]
+    triggers = [(spec, trigger) for spec in specs.values() for trigger in spec.queues]
+    assert len(triggers) >= 14
+    for spec, trigger in triggers:
+        visibility = _in_cloud(resources[trigger.queue]["Properties"].get("VisibilityTimeout", 30))
+        assert int(visibility) >= spec.timeout, (spec.name, trigger.queue, visibility, spec.timeout)
+
+
+def test_workers_that_heartbeat_their_job_may_change_its_visibility():
+    resources = load_template()["Resources"]
+    for function in ("FaceVideoFunction", "MatchTemplateFunction", "MatchFeatureFunction", "MatchSurfaceFunction"):
+        actions = [action for policy in resources[function]["Properties"]["Policies"] if "Statement" in policy
+                   for statement in policy["Statement"] for action in statement["Action"]]
+        assert "sqs:ChangeMessageVisibility" in actions and "sqs:GetQueueUrl" in actions, function
