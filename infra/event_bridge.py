@@ -9,7 +9,7 @@ visibility timeout and, after ``maxReceiveCount`` deliveries, lands in the dead-
 Schedules: a ``Schedule`` event (``rate(...)``) POSTs EventBridge's "Scheduled Event".
 
 Every invocation carries the Lambda context header with its deadline (the function's Timeout
-from now), as the Lambda Web Adapter passes it in the cloud.
+from now), as the cloud entry (shared/cloud_entry.py) passes it on Lambda.
 
 ``python -m infra.event_bridge BINDINGS_JSON``.
 """

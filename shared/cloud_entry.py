@@ -61,7 +61,8 @@ def handler(event: Event, context: LambdaContext) -> Any:
 
 @functools.cache
 def _served(function: str) -> Callable[[Event, Any], Event]:
-    """The function's app, made once per process (the cold start) and per function name."""
+    """The function's app, made once per process (the cold start) and per function name. (apig-wsgi
+    answers one value per response header name, all ``set-cookie`` aside: no function repeats one.)"""
     app = create_app(os.environ.get("TARGET", "handle"), str(PROJECT_ROOT / "functions" / function / "main.py"))
     return make_lambda_handler(PlatformHeaders(app))
 

@@ -7,6 +7,7 @@ owner from the authorizer context that API Gateway passes on."""
 from typing import Any
 
 import flask
+from werkzeug.datastructures import Headers
 
 from shared.access import api_key_of
 from shared.http import FunctionRoutes
@@ -20,8 +21,7 @@ routes = FunctionRoutes()
 
 @routes.invocation
 def authorize(event: dict[str, Any]) -> dict[str, Any]:
-    headers = {name.title(): value for name, value in (event.get("headers") or {}).items()}
-    key = api_key_of(headers)
+    key = api_key_of(Headers(event.get("headers") or {}))  # API Gateway lower-cases names: looked up case-blind
     owner = keys.owner_of(key) if key else None
     return {"isAuthorized": owner is not None, "context": {"owner": owner or ""}}
 
