@@ -23,6 +23,17 @@ def as_owner(owner: str) -> dict[str, str]:
     return {"x-amzn-request-context": json.dumps({"authorizer": {"lambda": {"owner": owner}}})}
 
 
+def act_as(client, owner: str | None):
+    """A test client whose requests come as ``owner``'s, as API Gateway passes the authorizer's owner
+    of a verified key (the cloud mode: no platform token); ``None``: as nobody's."""
+    if owner is None:
+        client.environ_base.pop("HTTP_X_AMZN_REQUEST_CONTEXT", None)
+    else:
+        client.environ_base["HTTP_X_AMZN_REQUEST_CONTEXT"] = as_owner(owner)["x-amzn-request-context"]
+    client.owner = owner
+    return client
+
+
 def load_event(name: str) -> dict:
     """A real payload from events/ by name (without .json)."""
     return json.loads((EVENTS / f"{name}.json").read_text())
@@ -191,9 +202,7 @@ def function_client(platform_env):
         """The function as it starts with ``variables`` set (it keeps what it read at start)."""
         with environment(**variables):
             client = create_app("handle", str(PROJECT_ROOT / "functions" / name / "main.py")).test_client()
-        # as API Gateway passes the authorizer's owner of a verified key (the cloud mode: no platform token)
-        client.environ_base["HTTP_X_AMZN_REQUEST_CONTEXT"] = as_owner(TEST_OWNER)["x-amzn-request-context"]
-        return client
+        return act_as(client, TEST_OWNER)
 
     return make
 

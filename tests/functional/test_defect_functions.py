@@ -22,7 +22,7 @@ from shared.defects.model import LABELS
 from shared.defects.records import DefectRecord, DefectRecords, NewRecord
 from shared.idempotency import ProcessedObjects
 from shared.storage import get_object_store
-from tests.conftest import SHARED_DATA, as_owner, environment, event_file
+from tests.conftest import SHARED_DATA, act_as, as_owner, environment, event_file
 from tests.functional.test_face_functions import _png_header_only
 from tests.functional.test_functions import _batch_for, _delivered, _upload
 
@@ -185,7 +185,7 @@ def test_a_batch_over_the_body_limit_is_413(function_client):
 
 def test_detect_needs_a_caller(function_client):
     client = function_client("defect_detect")
-    client.environ_base.pop("HTTP_X_VISIONFN_OWNER")
+    act_as(client, None)
     response = client.post("/api/detect", data={"images": [(io.BytesIO(neu_image("crazing")[1]), "a.jpg")]})
     assert response.status_code == 401
     assert client.get("/api/detect").status_code == 405
@@ -360,7 +360,7 @@ def test_invalid_parameters_are_422_in_pydantics_shape(data, path, loc):
 
 def test_data_routes_need_a_caller_and_the_right_method(function_client):
     client = function_client("defect_data")
-    client.environ_base.pop("HTTP_X_VISIONFN_OWNER")
+    act_as(client, None)
     assert client.get("/api/data/getRecent").status_code == 401
     assert function_client("defect_data").post("/api/data/search").status_code == 405
     assert function_client("defect_data").get("/api/data/nothing").status_code == 404

@@ -15,7 +15,7 @@ from shared.faults import FAIL_ATTEMPTS_METADATA
 from shared.leases import Lease
 from shared.storage import get_object_store
 from shared.tasks import TaskRepository
-from tests.conftest import as_owner, deliver_message, event_file, queue_arn, shared_data, task_events_queue, throwaway_queue
+from tests.conftest import act_as, as_owner, deliver_message, event_file, queue_arn, shared_data, task_events_queue, throwaway_queue
 
 BOX = "matching/opencv_samples/box.png"
 BOX_IN_SCENE = "matching/opencv_samples/box_in_scene.png"
@@ -496,6 +496,6 @@ def test_tasks_and_settings_belong_to_their_owner(function_client, match_client)
 
 def test_without_an_owner_a_route_is_401(function_client):
     client = function_client("tasks")
-    client.environ_base.pop("HTTP_X_VISIONFN_OWNER")
+    act_as(client, None)
     response = client.get("/api/v1/tasks")
     assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")

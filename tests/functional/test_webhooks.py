@@ -16,7 +16,7 @@ from shared.webhooks.models import DeliveryListQuery, TaskFinishedDetail
 from shared.webhooks.notifier import Notifier
 from shared.webhooks.repository import WebhookRepository
 from shared.webhooks.service import WebhookService
-from tests.conftest import load_event
+from tests.conftest import act_as, load_event
 from tests.webhook_receiver import Receiver, answer, seed_verify_signature, standard_webhooks_verify
 
 LOOPBACK = '["127.0.0.0/8"]'
@@ -25,8 +25,7 @@ SECRET = "topsecret-6f1b2c"
 
 def owned(client, owner: str | None = None):
     """The client, as a new owner (hooks of one test never get another test's events)."""
-    client.environ_base["HTTP_X_VISIONFN_OWNER"] = owner or f"wh-{uuid.uuid4().hex[:12]}"
-    return client
+    return act_as(client, owner or f"wh-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture
@@ -162,7 +161,7 @@ def _task_event(owner: str, status: str = "done") -> dict:
 
 
 def test_the_notifier_delivers_an_event_once_per_hook_signed_both_ways(hooks, function_client, receiver):
-    owner = hooks.environ_base["HTTP_X_VISIONFN_OWNER"]
+    owner = hooks.owner
     hook = hooks.post("/api/v1/webhooks", json={"url": receiver.url + "/all", "secret": SECRET}).get_json()
     errors_only = hooks.post("/api/v1/webhooks", json={"url": receiver.url + "/errors", "events": ["task.error"]}).get_json()
     notifier = function_client("notifier", VISIONFN_WEBHOOK_ALLOWED_NETWORKS=LOOPBACK)
