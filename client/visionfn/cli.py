@@ -91,7 +91,7 @@ def cmd_faces_anonymize(client: Client, args: argparse.Namespace) -> int:
     for image in images:
         if image.suffix.lower() in VIDEO_SUFFIXES:
             try:
-                faces += anonymize_video(client, image, out, options)
+                faces += anonymize_video(client, image, out, options, progress)
             except (VisionfnError, OSError) as error:
                 failures.append((image, error))
                 progress.advance(ok=False, note=image.name)
@@ -114,9 +114,17 @@ def cmd_faces_anonymize(client: Client, args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def anonymize_video(client: Client, video: Path, out: Path, options: dict[str, Any]) -> int:
-    """A video as a face_video task: waited for, its mp4 written as <name>.mp4; the most faces in a frame."""
-    task = client.wait(client.anonymize_video(video, **options), raise_on_error=True)
+def anonymize_video(client: Client, video: Path, out: Path, options: dict[str, Any],
+                    progress: Progress | None = None) -> int:
+    """A video as a face_video task: waited for, its mp4 written as <name>.mp4; the most faces in a frame.
+    The progress line says what the video is waiting for (sent, then each status of its task)."""
+    def show(note: str) -> None:
+        if progress is not None:
+            progress.show(f"{video.name}: {note}")
+
+    show(f"sending {video.stat().st_size / 1e6:.1f} MB")
+    task = client.wait(client.anonymize_video(video, **options), raise_on_error=True,
+                       on_update=lambda current: show(current.status))
     for key in task.result_files:
         client.download(key, out / f"{video.stem}{Path(key).suffix or '.mp4'}")
     return int((task.result_data or {}).get("faces_max") or 0)

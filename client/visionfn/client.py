@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import html
 import json
+import mimetypes
 import os
 import random
+import re
 import time
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -20,6 +24,15 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 #: A POST is not idempotent: it is retried only when the API certainly did nothing with it.
 RETRY_STATUSES_POST = frozenset({429, 502, 503})
 FINISHED = frozenset({"done", "error"})
+#: The largest request (and answer) body of a synchronous call: AWS Lambda carries at most 6 MB
+#: each way and an HTTP API passes the body base64-encoded in it, so (6 MiB - 16 KiB) / 4 * 3 bytes
+#: (the API's own setting `sync_body_bytes`; larger bodies are refused with 413).
+SYNC_BODY_BYTES = 4_706_304
+#: The files of one asynchronous submit are sent in the request while together they stay under
+#: this; above it the largest go through the bucket (POST /api/v1/uploads) until the rest fit. The
+#: margin leaves room for the rest of the multipart body: boundaries and part headers (about 200
+#: bytes a part) and the form fields (a chain's steps are a few KB at most).
+INLINE_FILES_BYTES = SYNC_BODY_BYTES - 200 * 1024
 
 #: A file to send: a path, its bytes (named ``upload``), an open binary file, or ``(name, bytes)``.
 FileInput = str | os.PathLike[str] | bytes | IO[bytes] | tuple[str, bytes]
@@ -156,6 +169,26 @@ def read_file(source: FileInput, default_name: str = "upload") -> tuple[str, byt
     return name, source.read()
 
 
+def upload_content_type(name: str) -> str:
+    """The type an upload declares: the name's image/* or video/* type, else application/octet-stream
+    (which every file field takes: PLY files, names without a known extension)."""
+    guessed = mimetypes.guess_type(name)[0] or ""
+    return guessed if guessed.startswith(("image/", "video/")) else "application/octet-stream"
+
+
+def bucket_files(sizes: dict[str, int], limit: int = INLINE_FILES_BYTES) -> set[str]:
+    """The file fields to send through the bucket so that the rest, sent in the request, add up to
+    at most ``limit`` bytes: the largest first, none when they all fit."""
+    through_bucket: set[str] = set()
+    inline = sum(sizes.values())
+    for name, size in sorted(sizes.items(), key=lambda item: item[1], reverse=True):
+        if inline <= limit:
+            break
+        through_bucket.add(name)
+        inline -= size
+    return through_bucket
+
+
 def _form(params: dict[str, Any]) -> dict[str, str]:
     """Form fields as the API reads them: booleans as true/false, None left out."""
     fields = {}
@@ -198,6 +231,10 @@ class Client:
         if self.key:
             self.session.headers["Authorization"] = f"Bearer {self.key}"
         self.session.headers.setdefault("User-Agent", "visionfn-client/0.1")
+        #: The bucket's presigned links carry their own signature: nothing of the API's session
+        #: (its key, its headers) is ever sent there.
+        self.bucket_session = requests.Session()
+        self.bucket_session.headers["User-Agent"] = "visionfn-client/0.1"
 
     # --- transport ------------------------------------------------------------------------
 
@@ -208,10 +245,14 @@ class Client:
                 return min(float(retry_after), self.max_backoff)
         return min(self.max_backoff, self.backoff * (2 ** attempt)) * (0.5 + random.random() / 2)  # noqa: S311 (jitter)
 
-    def request(self, method: str, path: str, *, files: list[tuple[str, tuple[str, bytes]]] | None = None,
+    def request(self, method: str, path: str, *, files: list[tuple[str, tuple[str | None, Any]]] | None = None,
                 **kwargs: Any) -> requests.Response:
         """One API call, retried on 429/502/503/504 (POST: 429/502/503) and on connection errors
         (POST: only when the connection was never made); an error answer raises ApiError."""
+        return self._send(self.session, method, self.url + path, files=files, **kwargs)
+
+    def _send(self, session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """``request`` to any URL through ``session`` (the API's, or the bucket's that sends no key)."""
         method = method.upper()
         retry_statuses = RETRY_STATUSES_POST if method == "POST" else RETRY_STATUSES
         kwargs.setdefault("timeout", self.timeout)
@@ -219,14 +260,14 @@ class Client:
         while True:
             response: requests.Response | None = None
             try:
-                response = self.session.request(method, self.url + path, files=files, **kwargs)
+                response = session.request(method, url, **kwargs)
             except requests.ConnectionError as error:
                 sent = method != "POST" or isinstance(error, requests.ConnectTimeout) or _refused(error)
                 if attempt >= self.retries or not sent:
-                    raise VisionfnError(f"{method} {self.url}{path}: {error}") from error
+                    raise VisionfnError(f"{method} {_without_query(url)}: {error}") from error
             except requests.Timeout as error:
                 if attempt >= self.retries or method == "POST":
-                    raise VisionfnError(f"{method} {self.url}{path}: no answer within {self.timeout} s") from error
+                    raise VisionfnError(f"{method} {_without_query(url)}: no answer within {self.timeout} s") from error
             else:
                 if response.status_code not in retry_statuses or attempt >= self.retries:
                     if response.status_code >= 400:
@@ -263,14 +304,40 @@ class Client:
 
     def anonymize_video(self, video: FileInput, **options: Any) -> Task:
         """POST /api/v1/faces/video: a task that anonymizes every frame (wait for it, then download)."""
-        return Task.from_json(self._json("POST", "/api/v1/faces/video", files=[("video", read_file(video))],
-                                         data=_form(options)))
+        return self._submit_task("/api/v1/faces/video", {"video": video}, options)
+
+    # --- large files and asynchronous submits -----------------------------------------------
+
+    def upload(self, file: FileInput, content_type: str | None = None) -> str:
+        """Send a file to the bucket (POST /api/v1/uploads, then its presigned POST, which carries
+        no key) and return its key, which an asynchronous route takes as ``<field>_key`` once."""
+        name, data = read_file(file)
+        ticket = self._json("POST", "/api/v1/uploads", json={
+            "filename": name, "content_type": content_type or upload_content_type(name), "size": len(data)})
+        fields = ticket["fields"]
+        # S3 reads the form in order and the file last: the fields first, then the part `file`.
+        self._send(self.bucket_session, "POST", ticket["url"], data=fields,
+                   files=[("file", (name, data, fields.get("Content-Type", "application/octet-stream")))])
+        return ticket["key"]
+
+    def _submit_task(self, path: str, files: dict[str, FileInput], params: dict[str, Any]) -> Task:
+        """POST an asynchronous route's form. Files that would make the request larger than a
+        synchronous call carries (``INLINE_FILES_BYTES`` together) go through the bucket, the
+        largest first, and the form names each by its key as ``<field>_key``."""
+        named = {name: read_file(source) for name, source in files.items()}
+        through_bucket = bucket_files({name: len(data) for name, (_, data) in named.items()})
+        form = _form(params)
+        for name in (name for name in named if name in through_bucket):
+            form[f"{name}_key"] = self.upload(named[name])
+        # The fields as parts too (no file name): multipart/form-data even when no file is left in it.
+        parts = [(name, (None, value)) for name, value in form.items()]
+        parts += [(name, file) for name, file in named.items() if name not in through_bucket]
+        return Task.from_json(self._json("POST", path, files=parts))
 
     # --- matching -------------------------------------------------------------------------
 
     def _submit(self, tool: str, files: dict[str, FileInput], params: dict[str, Any]) -> Task:
-        parts = [(name, read_file(source)) for name, source in files.items()]
-        return Task.from_json(self._json("POST", f"/api/v1/match/{tool}", files=parts, data=_form(params)))
+        return self._submit_task(f"/api/v1/match/{tool}", files, params)
 
     def match_template(self, image: FileInput, template: FileInput, **params: Any) -> Task:
         """Queue template matching (``method``, ``threshold``, ``max_results``, ``use_grayscale``)."""
@@ -324,7 +391,7 @@ class Client:
         target = Path(destination)
         if target.is_dir():
             target = target / key.rsplit("/", 1)[-1]
-        response = self.request("GET", f"/api/v1/files/{key}", stream=True)
+        response = self._file(key, stream=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("wb") as out:
             for chunk in response.iter_content(65536):
@@ -332,7 +399,17 @@ class Client:
         return target
 
     def file_bytes(self, key: str) -> bytes:
-        return self.request("GET", f"/api/v1/files/{key}").content
+        return self._file(key).content
+
+    def _file(self, key: str, *, stream: bool = False) -> requests.Response:
+        """GET /api/v1/files/{key}. A file larger than an answer carries comes as a 303 to a
+        presigned link of the bucket, followed here with a plain GET that sends no key."""
+        response = self.request("GET", f"/api/v1/files/{key}", stream=stream, allow_redirects=False)
+        if response.is_redirect:
+            location = urljoin(response.url, response.headers["Location"])
+            response.close()
+            return self._send(self.bucket_session, "GET", location, stream=stream)
+        return response
 
     def download_results(self, task: Task, folder: str | os.PathLike[str]) -> list[Path]:
         """Every result file of a task into ``folder`` (chain steps keep their ``step-<n>/`` folder)."""
@@ -421,11 +498,26 @@ def _refused(error: requests.ConnectionError) -> bool:
     return any(mark in text for mark in ("Connection refused", "NewConnectionError", "Name or service not known"))
 
 
+def _without_query(url: str) -> str:
+    """A URL fit for a message: a presigned link's signature left out."""
+    return url.split("?", 1)[0]
+
+
+def _bucket_error(response: requests.Response) -> ApiError | None:
+    """S3's XML error (``<Error><Code>EntityTooLarge</Code><Message>...``) as an ApiError."""
+    code, message = (re.search(rf"<{tag}>([^<]*)</{tag}>", response.text) for tag in ("Code", "Message"))
+    if code is None:
+        return None
+    host = urlsplit(response.url).netloc
+    detail = f"the bucket ({host}) refused it: {code[1]}" + (f": {html.unescape(message[1])}" if message else "")
+    return ApiError(response.status_code, detail, response.text)
+
+
 def _api_error(response: requests.Response) -> ApiError:
     try:
         body = response.json()
     except ValueError:
-        return ApiError(response.status_code, response.text.strip() or response.reason, None)
+        return _bucket_error(response) or ApiError(response.status_code, response.text.strip() or response.reason, None)
     if isinstance(body, dict):
         detail = body.get("detail") or body.get("error") or body
         if body.get("details") and isinstance(detail, str):

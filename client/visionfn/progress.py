@@ -21,6 +21,11 @@ class Progress:
     def advance(self, ok: bool = True, note: str = "") -> None:
         self.done += 1
         self.failed += 0 if ok else 1
+        self.show(note)
+
+    def show(self, note: str) -> None:
+        """Redraw the line with ``note`` (what is being done now) without counting a file: a
+        video is sent, queued and processed before it counts."""
         if self.interactive:
             self.stream.write("\r" + self.line(note)[:160].ljust(100))
             self.stream.flush()

@@ -62,7 +62,76 @@ export async function api(path, { method = "GET", json, form, query, accept, raw
   return data;
 }
 
-// A file of one of the owner's tasks as an object URL (an <img src> cannot send the key).
+// --- large files -----------------------------------------------------------------------------
+// One call carries at most 4,706,304 bytes (AWS Lambda's 6 MB payload with a base64 body): the
+// files of an asynchronous submit go in the request while together they stay under this; above it
+// the largest go through the bucket first. The margin is room for the rest of the multipart body
+// (boundaries, part headers, the fields, a chain's steps).
+export const SYNC_BODY_BYTES = 4706304;
+export const INLINE_FILES_BYTES = SYNC_BODY_BYTES - 200 * 1024;
+
+// The file fields to send through the bucket so that the rest fit in the request: the largest first.
+export function bucketFiles(sizes, limit = INLINE_FILES_BYTES) {
+  const throughBucket = new Set();
+  let inline = Object.values(sizes).reduce((sum, size) => sum + size, 0);
+  for (const [name, size] of Object.entries(sizes).sort((a, b) => b[1] - a[1])) {
+    if (inline <= limit) break;
+    throughBucket.add(name);
+    inline -= size;
+  }
+  return throughBucket;
+}
+
+// What an upload declares: the file's image/* or video/* type, else application/octet-stream
+// (which every file field takes: PLY files, files the browser has no type for).
+export function uploadType(file) {
+  return /^(image|video)\//.test(file.type) ? file.type : "application/octet-stream";
+}
+
+function bucketMessage(status, text) {
+  const part = (tag) => text.match(new RegExp(`<${tag}>([^<]*)</${tag}>`))?.[1];
+  return part("Code") ? `the bucket refused it: ${part("Code")}${part("Message") ? `: ${part("Message")}` : ""}` : `the bucket answered HTTP ${status}`;
+}
+
+// A file sent to the bucket: POST /api/v1/uploads, then its presigned POST (the policy's fields in
+// order, the file last; no key goes to the bucket). Resolves to the key a route takes as `<field>_key`.
+export async function uploadFile(file) {
+  const ticket = await api("/api/v1/uploads", { method: "POST",
+    json: { filename: file.name || "upload", content_type: uploadType(file), size: file.size } });
+  const form = new FormData();
+  for (const [name, value] of Object.entries(ticket.fields)) form.append(name, value);
+  form.append("file", file);
+  let response;
+  try {
+    response = await fetch(ticket.url, { method: "POST", body: form, credentials: "omit" });
+  } catch (error) {
+    throw new ApiError(0, `${file.name} could not be sent to the bucket at ${new URL(ticket.url).origin} (${error.message}); `
+      + "a file this large goes there directly, which the bucket's CORS rules and this page's connect-src must allow");
+  }
+  if (!response.ok) {
+    const text = await response.text().catch(() => "");
+    throw new ApiError(response.status, `${file.name}: ${bucketMessage(response.status, text)}`, text);
+  }
+  return ticket.key;
+}
+
+// POST an asynchronous route's form: `files` is [[field, File], ...], `fields` its other values.
+// Files that would make the request larger than one call carries go through the bucket and the
+// form names each by its key (`video_key`, `image_key`, ...): the same task either way.
+export async function submitTask(path, files, fields = {}) {
+  const throughBucket = bucketFiles(Object.fromEntries(files.map(([name, file]) => [name, file.size])));
+  const form = new FormData();
+  for (const [name, value] of Object.entries(fields)) form.append(name, String(value));
+  for (const [name, file] of files) {
+    if (throughBucket.has(name)) form.append(`${name}_key`, await uploadFile(file));
+    else form.append(name, file);
+  }
+  return api(path, { method: "POST", form });
+}
+
+// A file of one of the owner's tasks as an object URL (an <img src> cannot send the key). One
+// larger than an answer carries is a 303 to the bucket: fetch follows it and, the bucket being
+// another origin, leaves the Authorization header behind.
 const blobs = new Map();
 export async function fileUrl(key) {
   if (!blobs.has(key)) {

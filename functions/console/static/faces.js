@@ -1,5 +1,5 @@
 // Faces: drop photos (or a video), before/after side by side, faces counted, the result downloadable.
-import { ApiError, api, fileUrl, h, showError } from "./api.js";
+import { ApiError, api, fileUrl, h, showError, submitTask } from "./api.js";
 
 const VIDEO_TYPES = /^video\//;
 
@@ -58,7 +58,7 @@ export function mountFaces(root) {
       } catch (error) {
         failed += 1;
         results.prepend(h("article", { class: "result failed" }, h("h3", {}, file.name),
-          h("p", { class: "error" }, error instanceof ApiError ? `${error.status}: ${error.message}` : String(error))));
+          h("p", { class: "error" }, error instanceof ApiError ? `${error.status ? `${error.status}: ` : ""}${error.message}` : String(error))));
         showError(null, error);
       }
       progress.value += 1;
@@ -94,10 +94,7 @@ async function anonymizePhoto(file, results, options) {
 }
 
 async function anonymizeVideo(file, results, status, options) {
-  const form = new FormData();
-  form.append("video", file);
-  for (const [name, value] of Object.entries(options)) form.append(name, String(value));
-  let task = await api("/api/v1/faces/video", { method: "POST", form });
+  let task = await submitTask("/api/v1/faces/video", [["video", file]], options);
   const line = h("p", { class: "status" }, `${file.name}: ${task.status}`);
   const card = h("article", { class: "result" }, h("h3", {}, file.name), line);
   results.prepend(card);

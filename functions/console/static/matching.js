@@ -1,6 +1,6 @@
 // Matching: forms built from the OpenAPI document and pre-filled from the owner's settings,
 // chain steps added and ordered here, the task list polled live, results, the settings editor.
-import { api, fileUrl, formSchema, h, notify, showError, when } from "./api.js";
+import { api, fileUrl, formSchema, h, notify, showError, submitTask, when } from "./api.js";
 
 const TOOLS = ["template", "feature", "surface"];
 const FILE_LABELS = {
@@ -14,8 +14,12 @@ async function settingsOf(tool) {
   return (await api(`/api/v1/settings/${tool}`)).params;
 }
 
+// A tool's parameters: not its files, nor the `<file>_key` fields (the page sends a file through
+// the bucket by itself when it is large), nor a chain's steps.
 function parameters(schema) {
-  return Object.entries(schema.properties).filter(([, spec]) => spec.format !== "binary" && spec.type !== undefined && spec.title !== "Steps");
+  const files = new Set(Object.entries(schema.properties).filter(([, spec]) => spec.format === "binary").map(([name]) => name));
+  return Object.entries(schema.properties).filter(([name, spec]) => spec.format !== "binary" && spec.type !== undefined
+    && spec.title !== "Steps" && !(name.endsWith("_key") && files.has(name.slice(0, -4))));
 }
 
 // Inputs for a tool's parameters; read() gives the values as the API takes them.
@@ -50,6 +54,11 @@ function paramFields(schema, values, prefix) {
     return out;
   };
   return { element: h("div", { class: "fields" }, fields), read };
+}
+
+// The form's chosen files as [[field, File], ...].
+function chosenFiles(form) {
+  return [...form.querySelectorAll("input[type=file]")].map((input) => [input.name, input.files[0]]);
 }
 
 function fileInputs(schema, tool) {
@@ -95,10 +104,7 @@ export function mountMatching(root) {
     const form = h("form", { id: `match-${tool}`, class: "card" }, fileInputs(schema, tool), params.element, h("div", { class: "row" }, button, status));
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const body = new FormData();
-      for (const input of form.querySelectorAll("input[type=file]")) body.append(input.name, input.files[0]);
-      for (const [name, value] of Object.entries(params.read())) body.append(name, String(value));
-      await submit(tool, body, status, button);
+      await submit(tool, chosenFiles(form), params.read(), status, button);
     });
     return form;
   }
@@ -142,20 +148,17 @@ export function mountMatching(root) {
       h("div", { class: "row" }, button, status));
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const body = new FormData();
-      for (const input of form.querySelectorAll("input[type=file]")) body.append(input.name, input.files[0]);
-      body.append("steps", JSON.stringify([...steps.children].map((item) => item.readStep())));
-      await submit("chain", body, status, button);
+      await submit("chain", chosenFiles(form), { steps: JSON.stringify([...steps.children].map((item) => item.readStep())) }, status, button);
     });
     return form;
   }
 
-  async function submit(tool, body, status, button) {
+  async function submit(tool, files, fields, status, button) {
     button.disabled = true;
     status.className = "status";
     status.textContent = "Uploading...";
     try {
-      const task = await api(`/api/v1/match/${tool}`, { method: "POST", form: body });
+      const task = await submitTask(`/api/v1/match/${tool}`, files, fields);
       status.className = "status ok";
       status.textContent = `Task ${task.uid.slice(0, 8)} ${task.status}`;
       await refresh();
