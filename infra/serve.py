@@ -19,8 +19,8 @@ from functions_framework._http import create_server
 from gunicorn.workers.gthread import ThreadWorker
 from werkzeug.exceptions import HTTPException
 
-from shared.http import json_response
-from shared.settings import get_settings
+from shared.platform.http import json_response
+from shared.platform.settings import get_settings
 
 
 class ReadTimeoutThreadWorker(ThreadWorker):

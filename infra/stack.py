@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.template import TEMPLATE_PATH, StackContext, load_template
-from shared.settings import PROJECT_ROOT, Settings
-from shared.storage import aws_client
+from shared.platform.settings import PROJECT_ROOT, Settings
+from shared.platform.storage import aws_client
 
 LOCALSTACK_PYTHON = PROJECT_ROOT / "infra" / "localstack" / ".venv" / "bin" / "python"
 LOCALSTACK_SERVICES = "s3,sqs,stepfunctions,events,sts,iam,cloudformation,lambda"

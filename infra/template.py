@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from shared.settings import PROJECT_ROOT
+from shared.platform.settings import PROJECT_ROOT
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 

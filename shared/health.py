@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from shared.db.engine import check_database
 from shared.faces.models import DETECTOR_MODELS, ModelMissing, model_identity, model_path
-from shared.settings import Settings
-from shared.storage import ObjectStore, aws_client
+from shared.platform.db.engine import check_database
+from shared.platform.settings import Settings
+from shared.platform.storage import ObjectStore, aws_client
 
 
 class ComponentHealth(BaseModel):

@@ -16,14 +16,14 @@ from pydantic import BaseModel
 from shared.defects.analysis import Analysis
 from shared.defects.inspection import DetectionResults
 from shared.defects.queries import DayStats, PageQuery, RecentQuery, RecentRecords, RecordPage, SearchQuery, StatQuery
-from shared.direct_uploads import KEY_SUFFIX, UploadRequest, UploadTicket
 from shared.faces.privacy import FaceOptions, FaceReport
 from shared.faces.video_tasks import FaceVideoOptions
 from shared.health import PlatformHealth
 from shared.matching.chain import INPUT_FIELDS, ChainForm
 from shared.matching.defaults import ToolSettingsOut
 from shared.matching.tools import TOOLS
-from shared.tasks import TaskListQuery, TaskOut, TaskPage
+from shared.platform.direct_uploads import KEY_SUFFIX, UploadRequest, UploadTicket
+from shared.platform.tasks import TaskListQuery, TaskOut, TaskPage
 from shared.webhooks.models import DeliveryListQuery, DeliveryOut, DeliveryPage, WebhookCreate, WebhookList, WebhookOut
 
 
@@ -164,7 +164,7 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (python -m shared.keys create)"},
+                "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (python -m shared.platform.keys create)"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             },
         },

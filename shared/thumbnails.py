@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import re
 
-from shared.events import ObjectRef
-from shared.images import EncodedImage, decode_image, encode_image
-from shared.settings import Settings
-from shared.storage import ObjectStore, StoredObject
-from shared.tasks import TaskRepository
-from shared.uploads import Processed, UploadHandler
+from shared.platform.events import ObjectRef
+from shared.platform.settings import Settings
+from shared.platform.storage import ObjectStore, StoredObject
+from shared.platform.tasks import TaskRepository
+from shared.platform.uploads import Processed, UploadHandler
+from shared.vision.images import EncodedImage, decode_image, encode_image
 
 log = logging.getLogger("visionfn.thumbnails")
 

@@ -54,7 +54,7 @@ def sqs_s3_batch() -> dict:
 @pytest.fixture(scope="session")
 def database_url() -> str:
     """Postgres (DATABASE_URL or a throwaway cluster), migrated to head."""
-    from shared.db.migrate import upgrade
+    from shared.platform.db.migrate import upgrade
     from tests.postgres import postgres_url
 
     with postgres_url() as url:
@@ -87,8 +87,8 @@ def platform(database_url: str):
 
 def _forget_process_settings() -> None:
     """What a process reads once from its environment (settings, the store's client) is read again."""
-    from shared.settings import get_settings
-    from shared.storage import get_object_store
+    from shared.platform.settings import get_settings
+    from shared.platform.storage import get_object_store
 
     get_settings.cache_clear()
     get_object_store.cache_clear()
@@ -196,7 +196,7 @@ def function_client(platform_env):
     """functions-framework test client of functions/<name>/main.py (entry point `handle`)."""
     from functions_framework import create_app
 
-    from shared.settings import PROJECT_ROOT
+    from shared.platform.settings import PROJECT_ROOT
 
     def make(name: str, **variables: str):
         """The function as it starts with ``variables`` set (it keeps what it read at start)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from shared.settings import PROJECT_ROOT
+from shared.platform.settings import PROJECT_ROOT
 
 FUNCTION_COUNT_BOUND = 32  # ports reserved for function processes
 

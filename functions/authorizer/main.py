@@ -9,10 +9,10 @@ from typing import Any
 import flask
 from werkzeug.datastructures import Headers
 
-from shared.access import api_key_of
-from shared.http import FunctionRoutes
-from shared.keys import ApiKeys
-from shared.logs import configure_logging
+from shared.platform.access import api_key_of
+from shared.platform.http import FunctionRoutes
+from shared.platform.keys import ApiKeys
+from shared.platform.logs import configure_logging
 
 configure_logging("authorizer")
 keys = ApiKeys()

@@ -7,10 +7,10 @@ from urllib.parse import urlsplit
 import flask
 from botocore.exceptions import BotoCoreError
 
-from shared.errors import NotFound
-from shared.http import FunctionRoutes
-from shared.logs import configure_logging
-from shared.storage import get_object_store
+from shared.platform.errors import NotFound
+from shared.platform.http import FunctionRoutes
+from shared.platform.logs import configure_logging
+from shared.platform.storage import get_object_store
 
 configure_logging("console")
 routes = FunctionRoutes()

@@ -3,8 +3,6 @@ and their analysis."""
 
 import flask
 
-from shared.access import caller
-from shared.db.models import utc_now
 from shared.defects.analysis import analyse
 from shared.defects.narrative import with_narrative
 from shared.defects.queries import (
@@ -17,9 +15,11 @@ from shared.defects.queries import (
     StatQuery,
 )
 from shared.defects.records import DefectRecords
-from shared.http import FunctionRoutes, json_response, parse_query
-from shared.logs import configure_logging
-from shared.settings import get_settings
+from shared.platform.access import caller
+from shared.platform.db.models import utc_now
+from shared.platform.http import FunctionRoutes, json_response, parse_query
+from shared.platform.logs import configure_logging
+from shared.platform.settings import get_settings
 
 configure_logging("defect_data")
 routes = FunctionRoutes()

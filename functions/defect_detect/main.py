@@ -3,17 +3,17 @@ image recorded; upload trigger inbox/defects/."""
 
 import flask
 
-from shared.access import caller
-from shared.batch import for_each_created_object
 from shared.defects.inbox import DefectInbox
 from shared.defects.inspection import uploaded_images
 from shared.defects.model import DefectModel
 from shared.defects.records import DefectRecords
 from shared.defects.service import DefectInspection
-from shared.http import FunctionRoutes, json_response
-from shared.logs import configure_logging
-from shared.settings import get_settings
-from shared.storage import get_object_store
+from shared.platform.access import caller
+from shared.platform.batch import for_each_created_object
+from shared.platform.http import FunctionRoutes, json_response
+from shared.platform.logs import configure_logging
+from shared.platform.settings import get_settings
+from shared.platform.storage import get_object_store
 
 configure_logging("defect_detect")
 inspection = DefectInspection(DefectModel.load(), get_object_store(), DefectRecords(), get_settings())

@@ -7,10 +7,10 @@ from pathlib import Path
 import flask
 import swagger_ui_bundle
 
-from shared.errors import NotFound
-from shared.http import FunctionRoutes
-from shared.logs import configure_logging
 from shared.openapi import openapi_document
+from shared.platform.errors import NotFound
+from shared.platform.http import FunctionRoutes
+from shared.platform.logs import configure_logging
 
 configure_logging("docs")
 routes = FunctionRoutes()

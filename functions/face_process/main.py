@@ -2,14 +2,14 @@
 
 import flask
 
-from shared.batch import for_each_created_object
 from shared.faces.inbox import FaceInbox
 from shared.faces.privacy import FaceOptions, FacePrivacy
 from shared.faces.video_tasks import video_tasks
-from shared.http import FunctionRoutes, json_response, parse_form, uploaded_file, wants_json
-from shared.logs import configure_logging
-from shared.settings import get_settings
-from shared.storage import get_object_store
+from shared.platform.batch import for_each_created_object
+from shared.platform.http import FunctionRoutes, json_response, parse_form, uploaded_file, wants_json
+from shared.platform.logs import configure_logging
+from shared.platform.settings import get_settings
+from shared.platform.storage import get_object_store
 
 configure_logging("face_process")
 privacy = FacePrivacy(get_settings())

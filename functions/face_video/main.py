@@ -3,12 +3,12 @@ events (POST /events: jobs, and dead-lettered jobs) anonymize every frame."""
 
 import flask
 
-from shared.access import caller
-from shared.errors import BadRequest
 from shared.faces.video_tasks import FaceVideoOptions, video_tasks
-from shared.http import FunctionRoutes, json_response, parse_fields, submission
-from shared.logs import configure_logging
-from shared.settings import get_settings
+from shared.platform.access import caller
+from shared.platform.errors import BadRequest
+from shared.platform.http import FunctionRoutes, json_response, parse_fields, submission
+from shared.platform.logs import configure_logging
+from shared.platform.settings import get_settings
 
 configure_logging("face_video")
 service = video_tasks()

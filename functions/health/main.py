@@ -3,10 +3,10 @@
 import flask
 
 from shared.health import platform_health
-from shared.http import FunctionRoutes, json_response
-from shared.logs import configure_logging
-from shared.settings import get_settings
-from shared.storage import get_object_store
+from shared.platform.http import FunctionRoutes, json_response
+from shared.platform.logs import configure_logging
+from shared.platform.settings import get_settings
+from shared.platform.storage import get_object_store
 
 configure_logging("health")
 routes = FunctionRoutes()

@@ -4,15 +4,15 @@ finalizes chains whose execution ended without doing so."""
 
 import flask
 
-from shared.access import caller
-from shared.http import FunctionRoutes, json_response, submission
-from shared.logs import configure_logging
 from shared.matching.chain import INPUT_FIELDS, ChainService, RecoveryReport
 from shared.matching.defaults import ToolDefaults
-from shared.messaging import Outbox
-from shared.settings import get_settings
-from shared.storage import aws_client, get_object_store
-from shared.tasks import TaskRepository
+from shared.platform.access import caller
+from shared.platform.http import FunctionRoutes, json_response, submission
+from shared.platform.logs import configure_logging
+from shared.platform.messaging import Outbox
+from shared.platform.settings import get_settings
+from shared.platform.storage import aws_client, get_object_store
+from shared.platform.tasks import TaskRepository
 
 configure_logging("match_chain")
 settings = get_settings()

@@ -3,11 +3,11 @@
 
 import flask
 
-from shared.access import caller
-from shared.http import FunctionRoutes, json_response, submission
-from shared.logs import configure_logging
 from shared.matching.function import match_service
-from shared.settings import get_settings
+from shared.platform.access import caller
+from shared.platform.http import FunctionRoutes, json_response, submission
+from shared.platform.logs import configure_logging
+from shared.platform.settings import get_settings
 
 configure_logging("match_template")
 service = match_service("template")

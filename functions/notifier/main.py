@@ -3,8 +3,8 @@ batches), and every minute the retries that are due (POST /events, Schedule)."""
 
 import flask
 
-from shared.http import FunctionRoutes
-from shared.logs import configure_logging
+from shared.platform.http import FunctionRoutes
+from shared.platform.logs import configure_logging
 from shared.webhooks.notifier import Notifier
 
 configure_logging("notifier")

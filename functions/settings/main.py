@@ -2,11 +2,11 @@
 
 import flask
 
-from shared.access import caller
-from shared.errors import BadRequest
-from shared.http import FunctionRoutes, json_body, json_response
-from shared.logs import configure_logging
 from shared.matching.defaults import ToolDefaults, ToolSettingsOut
+from shared.platform.access import caller
+from shared.platform.errors import BadRequest
+from shared.platform.http import FunctionRoutes, json_body, json_response
+from shared.platform.logs import configure_logging
 
 configure_logging("settings")
 routes = FunctionRoutes()

@@ -6,11 +6,11 @@ a job that never comes. Locally it also removes presigned uploads no task took w
 import flask
 from pydantic import BaseModel
 
-from shared.http import FunctionRoutes, get_direct_uploads
-from shared.logs import configure_logging
-from shared.messaging import Outbox
-from shared.settings import get_settings
-from shared.storage import aws_client
+from shared.platform.http import FunctionRoutes, get_direct_uploads
+from shared.platform.logs import configure_logging
+from shared.platform.messaging import Outbox
+from shared.platform.settings import get_settings
+from shared.platform.storage import aws_client
 
 configure_logging("sweeper")
 settings = get_settings()

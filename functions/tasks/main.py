@@ -4,14 +4,14 @@ to the bucket, for an asynchronous route's `<field>_key`."""
 
 import flask
 
-from shared.access import caller
-from shared.direct_uploads import UploadRequest, safe_name
-from shared.http import FunctionRoutes, get_direct_uploads, json_body, json_response, parse_payload, parse_query
-from shared.images import sniffed_content_type
-from shared.logs import configure_logging
-from shared.settings import get_settings
-from shared.storage import get_object_store, task_of_file
-from shared.tasks import TaskListQuery, TaskRepository
+from shared.platform.access import caller
+from shared.platform.direct_uploads import UploadRequest, safe_name
+from shared.platform.http import FunctionRoutes, get_direct_uploads, json_body, json_response, parse_payload, parse_query
+from shared.platform.logs import configure_logging
+from shared.platform.settings import get_settings
+from shared.platform.storage import get_object_store, task_of_file
+from shared.platform.tasks import TaskListQuery, TaskRepository
+from shared.vision.images import sniffed_content_type
 
 configure_logging("tasks")
 routes = FunctionRoutes()

@@ -2,12 +2,12 @@
 
 import flask
 
-from shared.batch import for_each_created_object
-from shared.http import FunctionRoutes
-from shared.logs import configure_logging
-from shared.settings import get_settings
-from shared.storage import get_object_store
-from shared.tasks import TaskRepository
+from shared.platform.batch import for_each_created_object
+from shared.platform.http import FunctionRoutes
+from shared.platform.logs import configure_logging
+from shared.platform.settings import get_settings
+from shared.platform.storage import get_object_store
+from shared.platform.tasks import TaskRepository
 from shared.thumbnails import ThumbnailWriter
 
 configure_logging("thumbnail")

@@ -3,9 +3,9 @@ and ping: the key owner's own hooks only."""
 
 import flask
 
-from shared.access import caller
-from shared.http import FunctionRoutes, json_body, json_response, parse_query
-from shared.logs import configure_logging
+from shared.platform.access import caller
+from shared.platform.http import FunctionRoutes, json_body, json_response, parse_query
+from shared.platform.logs import configure_logging
 from shared.webhooks.models import DeliveryListQuery
 from shared.webhooks.service import WebhookService
 

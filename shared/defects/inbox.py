@@ -8,11 +8,11 @@ import logging
 from shared.defects.inspection import printable_name
 from shared.defects.records import DefectRecords, NewRecord
 from shared.defects.service import DefectInspection, new_record
-from shared.errors import BadRequest
-from shared.events import ObjectRef
-from shared.settings import Settings
-from shared.storage import ObjectStore, StoredObject
-from shared.uploads import Processed, UploadHandler
+from shared.platform.errors import BadRequest
+from shared.platform.events import ObjectRef
+from shared.platform.settings import Settings
+from shared.platform.storage import ObjectStore, StoredObject
+from shared.platform.uploads import Processed, UploadHandler
 
 log = logging.getLogger("visionfn.defects.inbox")
 

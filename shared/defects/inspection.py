@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field, RootModel
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from shared.defects.annotate import annotate
-from shared.errors import InspectionRefused, PayloadTooLarge
-from shared.images import SUPPORTED_FORMATS, decode_image
+from shared.platform.errors import InspectionRefused, PayloadTooLarge
+from shared.vision.images import SUPPORTED_FORMATS, decode_image
 
 if TYPE_CHECKING:
     from shared.defects.model import Inspection

@@ -79,7 +79,7 @@ class DefectModel:
         """The model at ``path``; ``None``: ``VISIONFN_DEFECT_MODEL_PATH`` when set, else the shipped file."""
         import onnxruntime as ort
 
-        from shared.settings import get_settings
+        from shared.platform.settings import get_settings
 
         path = Path(path or get_settings().defect_model_path or SHIPPED_MODEL)
         if not path.is_file():

@@ -12,7 +12,7 @@ from typing import Any
 import requests
 
 from shared.defects.analysis import Analysis
-from shared.settings import Settings
+from shared.platform.settings import Settings
 
 log = logging.getLogger("visionfn.defects.narrative")
 

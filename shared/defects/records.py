@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import JSON, Date, DateTime, Float, Index, Integer, Select, String, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from shared.db.engine import session_scope
-from shared.db.models import Base, utc_now
 from shared.defects.queries import DayStat, PageQuery, RecordOut, RecordPage, SearchQuery, fill_days
+from shared.platform.db.engine import session_scope
+from shared.platform.db.models import Base, utc_now
 
 #: Longest file name kept in a record (longer ones are cut; the detect answer keeps the whole name).
 MAX_NAME_LENGTH = 255

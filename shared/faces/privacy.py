@@ -24,8 +24,8 @@ from shared.faces.detectors import (
     RetinaFaceDetector,
 )
 from shared.faces.models import CENTERFACE_INT8, MEDIAPIPE_FULL_RANGE, RETINAFACE, RETINAFACE_INT8, model_path
-from shared.images import EncodedImage, decode_image, encode_image, scale_to_8_bit
-from shared.settings import Settings
+from shared.platform.settings import Settings
+from shared.vision.images import EncodedImage, decode_image, encode_image, scale_to_8_bit
 
 DetectorName = Literal["fused", "combined", "centerface", "retinaface", "mediapipe"]
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from shared.faces.anonymize import AnonymizeStyle, anonymize
 from shared.faces.detections import FaceDetections
 from shared.faces.detectors import FaceDetector
 from shared.faces.tracking import FaceTracker
+from shared.platform.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 #: Container formats accepted (ffmpeg's demuxer names: mp4 and mov share one, webm is matroska's).
 ACCEPTED_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2": "mp4/mov", "matroska,webm": "webm"}

@@ -14,18 +14,18 @@ from typing import Any
 
 from pydantic import Field
 
-from shared.batch import Invocation, Outcome, read_message
-from shared.db.models import utc_now
-from shared.errors import BadRequest, LeaseLost, ServiceUnavailable, TimedOut
-from shared.events import SqsRecord
 from shared.faces.privacy import AnonymizeOptions, FacePrivacy
 from shared.faces.video import OUTPUT_CONTENT_TYPE, FrameAnonymizer, VideoInfo, VideoLimits, anonymize_video, probe_video
-from shared.leases import Lease
-from shared.messaging import JobQueue, Outbox
-from shared.settings import Settings, get_settings
-from shared.storage import ObjectStore, aws_client, get_object_store
-from shared.task_jobs import TASK_JOB, TaskWorker, store_and_dispatch
-from shared.tasks import TaskOut, TaskRepository
+from shared.platform.batch import Invocation, Outcome, read_message
+from shared.platform.db.models import utc_now
+from shared.platform.errors import BadRequest, LeaseLost, ServiceUnavailable, TimedOut
+from shared.platform.events import SqsRecord
+from shared.platform.leases import Lease
+from shared.platform.messaging import JobQueue, Outbox
+from shared.platform.settings import Settings, get_settings
+from shared.platform.storage import ObjectStore, aws_client, get_object_store
+from shared.platform.task_jobs import TASK_JOB, TaskWorker, store_and_dispatch
+from shared.platform.tasks import TaskOut, TaskRepository
 
 log = logging.getLogger("visionfn.faces.video")
 

@@ -16,19 +16,19 @@ from typing import Annotated, Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from shared.batch import Invocation, Outcome, read_message
-from shared.direct_uploads import UploadedFile
-from shared.errors import RequestValidationFailed, ServiceUnavailable, TaskNotFound, VisionFnError
-from shared.events import SqsRecord
-from shared.leases import FINISHED_STATUSES
 from shared.matching.defaults import ToolDefaults
 from shared.matching.service import content_type, input_keys, safe_file_name
 from shared.matching.steps import no_answer
 from shared.matching.tools import tool_class
-from shared.settings import Settings
-from shared.storage import ObjectStore
-from shared.task_jobs import store_and_dispatch
-from shared.tasks import Execution, TaskOut, TaskRepository
+from shared.platform.batch import Invocation, Outcome, read_message
+from shared.platform.direct_uploads import UploadedFile
+from shared.platform.errors import RequestValidationFailed, ServiceUnavailable, TaskNotFound, VisionFnError
+from shared.platform.events import SqsRecord
+from shared.platform.leases import FINISHED_STATUSES
+from shared.platform.settings import Settings
+from shared.platform.storage import ObjectStore
+from shared.platform.task_jobs import store_and_dispatch
+from shared.platform.tasks import Execution, TaskOut, TaskRepository
 
 log = logging.getLogger("visionfn.matching.chain")
 

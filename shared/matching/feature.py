@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from shared.errors import BadRequest
 from shared.matching.pictures import load_bgr, to_gray
 from shared.matching.tool import MatchTool, ToolInput, ToolOutput, ToolParams
+from shared.platform.errors import BadRequest
 
 DetectorName = Literal["SIFT", "ORB", "AKAZE", "BRISK"]
 MatcherName = Literal["FLANN", "BFMatcher"]

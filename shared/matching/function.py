@@ -7,11 +7,11 @@ from shared.matching.defaults import ToolDefaults
 from shared.matching.service import MatchService
 from shared.matching.steps import StepAnswers
 from shared.matching.tools import tool_class
-from shared.messaging import JobQueue, Outbox
-from shared.settings import get_settings
-from shared.storage import aws_client, get_object_store
-from shared.tasks import TaskRepository
-from shared.work_processes import WorkProcesses
+from shared.platform.messaging import JobQueue, Outbox
+from shared.platform.settings import get_settings
+from shared.platform.storage import aws_client, get_object_store
+from shared.platform.tasks import TaskRepository
+from shared.platform.work_processes import WorkProcesses
 
 
 def match_service(tool_name: str) -> MatchService:

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from shared.errors import NotAnImage
-from shared.images import decode_image
+from shared.platform.errors import NotAnImage
+from shared.vision.images import decode_image
 
 
 def load_bgr(data: bytes, max_pixels: int) -> np.ndarray:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.errors import NotAPointCloud, PayloadTooLarge
+from shared.platform.errors import NotAPointCloud, PayloadTooLarge
 
 MAX_HEADER_BYTES = 65536
 REQUIRED = ("x", "y", "z", "nx", "ny", "nz")

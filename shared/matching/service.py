@@ -11,22 +11,22 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from shared.batch import Invocation, Outcome, read_message
-from shared.direct_uploads import FileKind, UploadedFile
-from shared.errors import RequestValidationFailed, ServiceUnavailable, TaskNotFound, VisionFnError
-from shared.events import SqsRecord
-from shared.faults import extra_work_seconds, inject_fault_if_requested
-from shared.leases import Lease
 from shared.matching.defaults import ToolDefaults
 from shared.matching.steps import StepAnswers, StepJob, no_answer
 from shared.matching.tool import MatchTool
 from shared.matching.tools import run_tool
-from shared.messaging import JobQueue
-from shared.settings import Settings
-from shared.storage import ObjectStore
-from shared.task_jobs import TIMEOUT_MARGIN_SECONDS, TaskJob, TaskWorker, store_and_dispatch
-from shared.tasks import TaskOut, TaskRepository
-from shared.work_processes import WorkProcesses
+from shared.platform.batch import Invocation, Outcome, read_message
+from shared.platform.direct_uploads import FileKind, UploadedFile
+from shared.platform.errors import RequestValidationFailed, ServiceUnavailable, TaskNotFound, VisionFnError
+from shared.platform.events import SqsRecord
+from shared.platform.faults import extra_work_seconds, inject_fault_if_requested
+from shared.platform.leases import Lease
+from shared.platform.messaging import JobQueue
+from shared.platform.settings import Settings
+from shared.platform.storage import ObjectStore
+from shared.platform.task_jobs import TIMEOUT_MARGIN_SECONDS, TaskJob, TaskWorker, store_and_dispatch
+from shared.platform.tasks import TaskOut, TaskRepository
+from shared.platform.work_processes import WorkProcesses
 
 log = logging.getLogger("visionfn.matching")
 

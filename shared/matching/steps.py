@@ -11,8 +11,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.matching.tool import MatchTool
-from shared.settings import Settings
-from shared.tasks import TaskOut
+from shared.platform.settings import Settings
+from shared.platform.tasks import TaskOut
 
 log = logging.getLogger("visionfn.matching.steps")
 

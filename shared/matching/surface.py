@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from shared.errors import BadRequest, NotAPointCloud
 from shared.matching.ply import parse_point_cloud
 from shared.matching.tool import MatchTool, ToolInput, ToolOutput, ToolParams
+from shared.platform.errors import BadRequest, NotAPointCloud
 
 #: Scene sampling and the scene points used as references, as in OpenCV's PPF sample.
 SCENE_SAMPLING_STEP = 1.0 / 40

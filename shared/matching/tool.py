@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.matching.pictures import load_bgr
 from shared.matching.ply import parse_header
-from shared.settings import Settings
+from shared.platform.settings import Settings
 
 
 class ToolParams(BaseModel):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from shared.errors import NotFound
 from shared.matching.feature import FeatureTool
 from shared.matching.pictures import encode_pictures
 from shared.matching.surface import SurfaceTool
 from shared.matching.template import TemplateTool
 from shared.matching.tool import MatchTool
-from shared.settings import get_settings
+from shared.platform.errors import NotFound
+from shared.platform.settings import get_settings
 
 TOOLS: dict[str, type[MatchTool]] = {tool.name: tool for tool in (TemplateTool, FeatureTool, SurfaceTool)}
 

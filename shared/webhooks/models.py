@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
-from shared.tasks import TaskListQuery
+from shared.platform.tasks import TaskListQuery
 from shared.webhooks.addresses import MAX_URL_LENGTH, parse_url
 
 EventName = Literal["task.done", "task.error"]
@@ -126,7 +126,7 @@ class DeliveryListQuery(TaskListQuery):
 
 
 class TaskFinishedDetail(BaseModel):
-    """The ``detail`` of a ``Task Finished`` event (shared/messaging.py)."""
+    """The ``detail`` of a ``Task Finished`` event (shared/platform/messaging.py)."""
 
     model_config = ConfigDict(extra="allow")
 

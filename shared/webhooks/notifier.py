@@ -21,12 +21,12 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from shared.batch import Invocation, Outcome, read_message
-from shared.db.models import utc_now
-from shared.errors import TaskNotFound
-from shared.events import SqsRecord
-from shared.settings import Settings, get_settings
-from shared.tasks import TaskRepository
+from shared.platform.batch import Invocation, Outcome, read_message
+from shared.platform.db.models import utc_now
+from shared.platform.errors import TaskNotFound
+from shared.platform.events import SqsRecord
+from shared.platform.settings import Settings, get_settings
+from shared.platform.tasks import TaskRepository
 from shared.webhooks import delivery
 from shared.webhooks.addresses import Resolver, system_resolver
 from shared.webhooks.models import DeliveryOut, TaskFinishedDetail, TaskFinishedEvent, Trigger, WebhookOut

@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from shared.db.engine import dialect_insert, session_scope
-from shared.db.models import utc_now
-from shared.errors import BadRequest, NotFound
+from shared.platform.db.engine import dialect_insert, session_scope
+from shared.platform.db.models import utc_now
+from shared.platform.errors import BadRequest, NotFound
 from shared.webhooks.delivery import AttemptResult
 from shared.webhooks.models import DeliveryOut, DeliveryPage, Trigger, WebhookCreate, WebhookOut
 from shared.webhooks.retries import next_attempt_at, should_disable

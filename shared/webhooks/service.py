@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.errors import BadRequest, RequestValidationFailed
+from shared.platform.errors import BadRequest, RequestValidationFailed
 from shared.webhooks.addresses import UrlRefused, check_url
 from shared.webhooks.models import DeliveryListQuery, DeliveryOut, DeliveryPage, WebhookCreate, WebhookList, WebhookOut
 from shared.webhooks.notifier import Notifier

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db.models import Base, JsonColumn, utc_now
+from shared.platform.db.models import Base, JsonColumn, utc_now
 
 
 class Webhook(Base):

@@ -18,9 +18,9 @@ import os
 import statistics
 import time
 
-from shared.db.migrate import upgrade
 from shared.matching.tools import run_tool
-from shared.settings import PROJECT_ROOT
+from shared.platform.db.migrate import upgrade
+from shared.platform.settings import PROJECT_ROOT
 from tests.bench.bench_runtime import summary
 from tests.bench.bench_webhooks import LOOPBACK, delivery_latency
 from tests.platform import running_platform

@@ -29,13 +29,13 @@ from PIL import Image
 from sqlalchemy import insert, text
 from sqlalchemy.dialects import postgresql
 
-from shared.db.engine import get_engine, session_scope
-from shared.db.migrate import upgrade
 from shared.defects.inspection import inspect_image
 from shared.defects.model import LABELS, DefectModel
 from shared.defects.queries import PageQuery, SearchQuery
 from shared.defects.records import DefectRecord, recent_statement, search_statements, stat_statement
-from shared.keys import ApiKeys
+from shared.platform.db.engine import get_engine, session_scope
+from shared.platform.db.migrate import upgrade
+from shared.platform.keys import ApiKeys
 from tests.conftest import SHARED_DATA
 from tests.platform import running_platform
 from tests.postgres import postgres_url

@@ -29,7 +29,7 @@ import numpy as np
 from shared.faces.anonymize import AnonymizeStyle, anonymize, coverage_mask, covered_regions
 from shared.faces.detections import FaceDetections
 from shared.faces.privacy import FacePrivacy
-from shared.settings import get_settings
+from shared.platform.settings import get_settings
 from tests.conftest import CROWD_PHOTO, SHARED_DATA
 
 WIDER = SHARED_DATA / "faces" / "wider_subset"
@@ -102,7 +102,7 @@ def time_frames(contenders: dict, frame: np.ndarray, runs: int) -> dict[str, flo
 
 
 def http_end_to_end(jpeg_1080p: bytes, requests_count: int) -> dict:
-    from shared.db.migrate import upgrade
+    from shared.platform.db.migrate import upgrade
     from tests.platform import running_platform
     from tests.postgres import postgres_url
 

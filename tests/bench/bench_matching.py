@@ -32,7 +32,7 @@ from shared.matching.feature import FeatureParams, FeatureTool, create_detector,
 from shared.matching.pictures import encode_pictures, load_bgr
 from shared.matching.surface import SurfaceParams, SurfaceTool, match_surface, moved_cloud
 from shared.matching.template import METHODS, TemplateParams, TemplateTool, match_template
-from shared.settings import get_settings
+from shared.platform.settings import get_settings
 from tests.conftest import SHARED_DATA
 
 SAMPLES = SHARED_DATA / "matching" / "opencv_samples"
@@ -171,7 +171,7 @@ def surface_overhead(runs: int) -> dict:
 # --- the async path ------------------------------------------------------------------------------
 
 def async_overhead(tasks: int, compute_ms: float) -> dict:
-    from shared.db.migrate import upgrade
+    from shared.platform.db.migrate import upgrade
     from tests.platform import running_platform
     from tests.postgres import postgres_url
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import boto3
 import requests
 
-from shared.access import OWNER_HEADER, PLATFORM_TOKEN_HEADER
-from shared.db.migrate import upgrade
-from shared.settings import PROJECT_ROOT
+from shared.platform.access import OWNER_HEADER, PLATFORM_TOKEN_HEADER
+from shared.platform.db.migrate import upgrade
+from shared.platform.settings import PROJECT_ROOT
 from tests.conftest import event_file
 from tests.platform import free_port_block, running_platform
 from tests.postgres import postgres_url

@@ -21,13 +21,13 @@ import boto3
 import cv2
 import requests
 
-from shared.db.migrate import upgrade
-from shared.faults import WORK_SECONDS_METADATA
 from shared.matching.tools import run_tool
-from shared.messaging import Outbox
-from shared.settings import PROJECT_ROOT
-from shared.storage import ObjectStore
-from shared.tasks import TaskRepository
+from shared.platform.db.migrate import upgrade
+from shared.platform.faults import WORK_SECONDS_METADATA
+from shared.platform.messaging import Outbox
+from shared.platform.settings import PROJECT_ROOT
+from shared.platform.storage import ObjectStore
+from shared.platform.tasks import TaskRepository
 from tests.platform import running_platform
 from tests.postgres import postgres_url
 

@@ -26,7 +26,7 @@ import numpy as np
 from shared.faces.anonymize import AnonymizeStyle, anonymize, coverage_mask, covered_regions
 from shared.faces.privacy import FacePrivacy
 from shared.faces.video import FrameAnonymizer, anonymize_video
-from shared.settings import get_settings
+from shared.platform.settings import get_settings
 from tests.bench.bench_face import WIDER, load_rgb
 
 CLIP_PHOTO = "images/0--Parade/0_Parade_Parade_0_205.jpg"  # 6 faces, 13 to 78 px (the crowd photo of the tests)

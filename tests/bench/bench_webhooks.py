@@ -24,7 +24,7 @@ from datetime import datetime
 import requests
 from PIL import Image
 
-from shared.keys import ApiKeys
+from shared.platform.keys import ApiKeys
 from tests.conftest import shared_data
 from tests.webhook_receiver import Receiver
 
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=20)
     arguments = parser.parse_args()
 
-    from shared.db.migrate import upgrade
+    from shared.platform.db.migrate import upgrade
     from tests.platform import running_platform
     from tests.postgres import postgres_url
 

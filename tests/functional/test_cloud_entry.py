@@ -1,4 +1,4 @@
-"""Every function as Lambda runs it: ``shared.cloud_entry.handler(event, context)`` (what
+"""Every function as Lambda runs it: ``shared.platform.cloud_entry.handler(event, context)`` (what
 awslambdaric calls in the image) with each kind of event template.yaml sends it, in AWS's shapes
 (events/), against the real local platform (LocalStack + Postgres). Requests arrive as API Gateway
 sends them on the API's ``$default`` stage, with the Lambda authorizer's owner in the request context."""
@@ -29,12 +29,12 @@ from PIL import Image
 
 from infra.template import function_specs, load_template
 from shared import cloud_entry
-from shared.faults import FAIL_ATTEMPTS_METADATA, WORK_SECONDS_METADATA
-from shared.idempotency import ProcessedObjects
-from shared.keys import ApiKeys
-from shared.settings import PROJECT_ROOT
-from shared.storage import get_object_store
-from shared.tasks import TaskRepository
+from shared.platform.faults import FAIL_ATTEMPTS_METADATA, WORK_SECONDS_METADATA
+from shared.platform.idempotency import ProcessedObjects
+from shared.platform.keys import ApiKeys
+from shared.platform.settings import PROJECT_ROOT
+from shared.platform.storage import get_object_store
+from shared.platform.tasks import TaskRepository
 from tests.conftest import environment, event_file, load_event, queue_arn, shared_data, throwaway_queue
 from tests.webhook_receiver import Receiver
 
@@ -565,7 +565,7 @@ def test_a_webhook_registered_gets_the_task_event_the_notifier_is_handed(cloud):
 
 @covers(("sweeper", "schedule"))
 def test_the_sweepers_schedule_sends_what_was_left_unsent(cloud, sqs, aws, database_url):
-    from shared.messaging import Outbox
+    from shared.platform.messaging import Outbox
 
     with throwaway_queue(sqs, "swept-jobs") as jobs:
         uid = TaskRepository(database_url, Outbox(sqs, aws("events"), "unused", database_url)).create(

@@ -17,11 +17,11 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from shared.db.engine import session_scope
 from shared.defects.model import LABELS
 from shared.defects.records import DefectRecord, DefectRecords, NewRecord
-from shared.idempotency import ProcessedObjects
-from shared.storage import get_object_store
+from shared.platform.db.engine import session_scope
+from shared.platform.idempotency import ProcessedObjects
+from shared.platform.storage import get_object_store
 from tests.conftest import SHARED_DATA, act_as, as_owner, environment, event_file
 from tests.functional.test_face_functions import _png_header_only
 from tests.functional.test_functions import _batch_for, _delivered, _upload

@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from shared.storage import get_object_store
-from shared.tasks import TaskRepository
+from shared.platform.storage import get_object_store
+from shared.platform.tasks import TaskRepository
 from tests.bench.bench_video import encode_clip, pan_zoom_clip
 from tests.conftest import CROWD_PHOTO, TEST_OWNER, deliver_message, load_event, shared_data, throwaway_queue
 

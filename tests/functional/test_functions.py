@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from shared.idempotency import ProcessedObjects
-from shared.storage import get_object_store
-from shared.tasks import TaskRepository
+from shared.platform.idempotency import ProcessedObjects
+from shared.platform.storage import get_object_store
+from shared.platform.tasks import TaskRepository
 from tests.conftest import environment, event_file
 
 
@@ -139,7 +139,7 @@ def test_thumbnail_event_rejects_malformed_batches(function_client, body):
 
 
 def test_storage_round_trip(platform_env):
-    from shared.errors import ObjectNotFound
+    from shared.platform.errors import ObjectNotFound
 
     store = get_object_store()
     key = f"results/{uuid.uuid4().hex}/matches.png"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.errors import LeaseLost
-from shared.faults import FAIL_ATTEMPTS_METADATA
-from shared.leases import Lease
-from shared.storage import get_object_store
-from shared.tasks import TaskRepository
+from shared.platform.errors import LeaseLost
+from shared.platform.faults import FAIL_ATTEMPTS_METADATA
+from shared.platform.leases import Lease
+from shared.platform.storage import get_object_store
+from shared.platform.tasks import TaskRepository
 from tests.conftest import act_as, as_owner, deliver_message, event_file, queue_arn, shared_data, task_events_queue, throwaway_queue
 
 BOX = "matching/opencv_samples/box.png"
@@ -189,16 +189,16 @@ def test_huge_image_is_413_from_its_header(match_client):
 # --- submission when a part of the platform fails ------------------------------------------------
 
 def _outbox(database_url, uid: str) -> list:
-    from shared.db.engine import session_scope
-    from shared.db.models import OutboxMessage
+    from shared.platform.db.engine import session_scope
+    from shared.platform.db.models import OutboxMessage
 
     with session_scope(database_url) as session:
         return [(row.kind, row.sent_at is not None) for row in session.query(OutboxMessage).filter_by(task_uid=uid).order_by(OutboxMessage.id)]
 
 
 def _drop_outbox(database_url, uid: str) -> None:
-    from shared.db.engine import session_scope
-    from shared.db.models import OutboxMessage
+    from shared.platform.db.engine import session_scope
+    from shared.platform.db.models import OutboxMessage
 
     with session_scope(database_url) as session:
         session.query(OutboxMessage).filter_by(task_uid=uid).delete()
@@ -234,7 +234,7 @@ class _EventBridgeDown:
 
 
 def test_an_event_that_cannot_be_published_now_is_kept_and_the_task_still_finishes(aws, platform, database_url):
-    from shared.messaging import Outbox
+    from shared.platform.messaging import Outbox
 
     bus = platform.state["outputs"]["EventBusName"]
     down = TaskRepository(database_url, Outbox(aws("sqs"), _EventBridgeDown(), bus, database_url))
@@ -248,7 +248,7 @@ def test_an_event_that_cannot_be_published_now_is_kept_and_the_task_still_finish
 
 
 def test_the_sweeper_sends_what_was_left_unsent(function_client, aws, database_url, job_queue):
-    from shared.messaging import Outbox
+    from shared.platform.messaging import Outbox
 
     outbox = Outbox(aws("sqs"), aws("events"), "unused", database_url)
     uid = TaskRepository(database_url, outbox).create("template", {}, [], job_queue=job_queue).uid  # never dispatched
@@ -292,9 +292,9 @@ def test_settings_round_trip_and_become_submission_defaults(function_client, mat
 def test_concurrent_first_puts_of_settings_all_succeed(database_url):
     import threading
 
-    from shared.db.engine import session_scope
-    from shared.db.models import ToolSettings
     from shared.matching.defaults import ToolDefaults
+    from shared.platform.db.engine import session_scope
+    from shared.platform.db.models import ToolSettings
 
     defaults = ToolDefaults(database_url)
     with session_scope(database_url) as session:

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from shared.errors import TaskNotFound
-from shared.leases import Claim, Lease
-from shared.tasks import TaskRepository
+from shared.platform.errors import TaskNotFound
+from shared.platform.leases import Claim, Lease
+from shared.platform.tasks import TaskRepository
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.settings import Settings
+from shared.platform.settings import Settings
 from shared.webhooks.models import DeliveryListQuery, TaskFinishedDetail
 from shared.webhooks.notifier import Notifier
 from shared.webhooks.repository import WebhookRepository

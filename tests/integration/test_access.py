@@ -7,8 +7,8 @@ import uuid
 import requests
 
 from infra.template import function_specs, load_template
-from shared.keys import ApiKeys
-from shared.tasks import TaskRepository
+from shared.platform.keys import ApiKeys
+from shared.platform.tasks import TaskRepository
 from tests.conftest import load_event
 
 

@@ -9,13 +9,13 @@ import uuid
 
 from PIL import Image
 
-from shared.faults import WORK_SECONDS_METADATA
 from shared.matching.chain import execution_input
 from shared.matching.tools import tool_class
-from shared.messaging import Outbox
-from shared.settings import Settings
-from shared.storage import ObjectStore
-from shared.tasks import Execution, TaskRepository
+from shared.platform.faults import WORK_SECONDS_METADATA
+from shared.platform.messaging import Outbox
+from shared.platform.settings import Settings
+from shared.platform.storage import ObjectStore
+from shared.platform.tasks import Execution, TaskRepository
 from tests.conftest import shared_data
 from tests.integration.conftest import wait_for
 from tests.integration.test_runtime import _descendants, _processes

@@ -12,7 +12,7 @@ import requests
 from PIL import Image
 
 from shared.defects.records import DefectRecords
-from shared.keys import ApiKeys
+from shared.platform.keys import ApiKeys
 from tests.conftest import SHARED_DATA, event_file
 from tests.integration.conftest import drained, object_exists, wait_for
 

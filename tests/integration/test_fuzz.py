@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.keys import ApiKeys
+from shared.platform.keys import ApiKeys
 
 EXAMPLES_PER_OPERATION = "30"
 

@@ -7,8 +7,8 @@ import uuid
 
 from PIL import Image
 
-from shared.leases import Lease
-from shared.tasks import TaskRepository
+from shared.platform.leases import Lease
+from shared.platform.tasks import TaskRepository
 from tests.conftest import shared_data
 from tests.integration.conftest import wait_for
 
@@ -99,7 +99,7 @@ def test_surface_task_and_its_errors(platform):
 
 def test_a_worker_that_died_mid_task_is_replaced_by_the_redelivery(platform, database_url, aws):
     """The task was claimed (lease 1 s) by a worker that then vanished; its message comes back."""
-    from shared.storage import ObjectStore
+    from shared.platform.storage import ObjectStore
 
     tasks = TaskRepository(database_url)
     uid = uuid.uuid4().hex

@@ -5,9 +5,9 @@ import subprocess
 import sys
 import uuid
 
-from shared.idempotency import ProcessedObjects
-from shared.settings import PROJECT_ROOT
-from shared.tasks import TaskRepository
+from shared.platform.idempotency import ProcessedObjects
+from shared.platform.settings import PROJECT_ROOT
+from shared.platform.tasks import TaskRepository
 from tests.conftest import event_file
 from tests.integration.conftest import drained, object_exists, wait_for
 

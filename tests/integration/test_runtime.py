@@ -11,10 +11,10 @@ from pathlib import Path
 
 import requests
 
-from shared.faults import WORK_SECONDS_METADATA
-from shared.messaging import Outbox
-from shared.storage import ObjectStore
-from shared.tasks import TaskRepository
+from shared.platform.faults import WORK_SECONDS_METADATA
+from shared.platform.messaging import Outbox
+from shared.platform.storage import ObjectStore
+from shared.platform.tasks import TaskRepository
 from tests.conftest import shared_data, task_events_queue
 from tests.integration.conftest import wait_for
 

@@ -14,8 +14,8 @@ import pytest
 import requests
 from PIL import Image
 
-from shared.keys import ApiKeys
-from shared.settings import LAMBDA_SYNC_BODY_BYTES
+from shared.platform.keys import ApiKeys
+from shared.platform.settings import LAMBDA_SYNC_BODY_BYTES
 from tests.integration.test_face_video import _clip, _finished
 
 EIGHT_MB = 8 * 1024 * 1024

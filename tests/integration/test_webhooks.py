@@ -16,7 +16,7 @@ import pytest
 import requests
 from PIL import Image
 
-from shared.keys import ApiKeys
+from shared.platform.keys import ApiKeys
 from shared.webhooks.models import WebhookCreate
 from shared.webhooks.repository import WebhookRepository
 from tests.conftest import shared_data

@@ -6,7 +6,7 @@ import time
 import pytest
 from pydantic import TypeAdapter
 
-from shared.batch import (
+from shared.platform.batch import (
     LAMBDA_CONTEXT_HEADER,
     Invocation,
     Outcome,
@@ -14,8 +14,8 @@ from shared.batch import (
     process_sqs_batch,
     read_message,
 )
-from shared.errors import RequestValidationFailed, ServiceUnavailable
-from shared.events import SqsEvent
+from shared.platform.errors import RequestValidationFailed, ServiceUnavailable
+from shared.platform.events import SqsEvent
 
 INVOCATION = Invocation(deadline=time.monotonic() + 60, timeout_seconds=60)
 

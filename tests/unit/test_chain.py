@@ -8,8 +8,8 @@ from pydantic import ValidationError
 from shared.matching.chain import STEPS, ChainFinished, chain_result, trail_of
 from shared.matching.service import JOB
 from shared.matching.steps import StepJob
-from shared.task_jobs import TaskJob
-from shared.tasks import TaskOut, step_uid
+from shared.platform.task_jobs import TaskJob
+from shared.platform.tasks import TaskOut, step_uid
 
 NO_ANSWER = "no answer"
 STEPS_SPEC = [{"tool": "template", "params": {"threshold": 0.9}}, {"tool": "template", "params": {"threshold": 0.7}},
@@ -94,7 +94,7 @@ def test_jobs_and_step_messages_are_told_apart():
 
 def test_the_execution_input_is_a_list_walked_step_by_step():
     from shared.matching.chain import execution_input
-    from shared.settings import Settings
+    from shared.platform.settings import Settings
 
     walked = execution_input("u", ["q1", "q2", "q3"], Settings(chain_step_heartbeat_seconds=7))
     assert walked["step_heartbeat_seconds"] == 7

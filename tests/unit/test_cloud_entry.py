@@ -7,7 +7,7 @@ import time
 import pytest
 from apig_wsgi import make_lambda_handler
 
-from shared.cloud_entry import PlatformHeaders, _is_http_request
+from shared.platform.cloud_entry import PlatformHeaders, _is_http_request
 from tests.conftest import load_event
 
 

@@ -9,11 +9,11 @@ import json
 import flask
 import pytest
 
-from shared.access import OWNER_HEADER, PLATFORM_TOKEN_HEADER, REQUEST_CONTEXT_HEADER, caller
-from shared.direct_uploads import DirectUploads, UploadRequest, owner_prefix, safe_name
-from shared.errors import NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType
-from shared.settings import LAMBDA_PAYLOAD_BYTES, LAMBDA_SYNC_BODY_BYTES, Settings
-from shared.storage import StoredObject
+from shared.platform.access import OWNER_HEADER, PLATFORM_TOKEN_HEADER, REQUEST_CONTEXT_HEADER, caller
+from shared.platform.direct_uploads import DirectUploads, UploadRequest, owner_prefix, safe_name
+from shared.platform.errors import NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from shared.platform.settings import LAMBDA_PAYLOAD_BYTES, LAMBDA_SYNC_BODY_BYTES, Settings
+from shared.platform.storage import StoredObject
 
 CLOUD = Settings(platform_token=None)
 LOCAL = Settings(platform_token="t0ken")
@@ -63,7 +63,7 @@ def test_the_limits_relax_for_deployments_without_them():
 
 
 def test_an_answer_over_the_limit_is_refused_and_one_at_it_is_sent():
-    from shared.http import bounded_answer
+    from shared.platform.http import bounded_answer
 
     assert bounded_answer(flask.Response(b"x" * LAMBDA_SYNC_BODY_BYTES)).status_code == 200
     with pytest.raises(PayloadTooLarge, match="synchronous answer"):
@@ -140,8 +140,8 @@ def test_upload_requests_take_only_file_types_a_route_reads(content_type):
 
 # --- events -------------------------------------------------------------------------------------
 def test_a_task_finished_event_fits_an_eventbridge_entry_whatever_the_result():
-    from shared.db.models import Task
-    from shared.messaging import task_finished_detail
+    from shared.platform.db.models import Task
+    from shared.platform.messaging import task_finished_detail
 
     small = Task(uid="a" * 32, owner="o", tool="template", status="done", result_files=[], result_data={"n": 1})
     assert task_finished_detail(small)["result_data"] == {"n": 1}

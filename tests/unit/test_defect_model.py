@@ -5,11 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-import shared.settings
-from shared.defects.dataset import SPLIT_FRACTIONS, load_samples, split_of_all
+import shared.platform.settings
 from shared.defects.model import LABELS, SHIPPED_MODEL, Defect, DefectModel, Inspection, decode, to_grey
-from shared.settings import Settings
+from shared.platform.settings import Settings
 from tests.conftest import SHARED_DATA
+from tools.defects.dataset import SPLIT_FRACTIONS, load_samples, split_of_all
 
 NEU_DET = SHARED_DATA / "defects" / "neu_det"
 PER_CLASS = 3  # dev (val split) images checked per class
@@ -116,7 +116,7 @@ def test_rgb_is_converted_with_luma():
 def test_the_setting_names_the_operator_model(monkeypatch, tmp_path):
     fake = tmp_path / "operator.onnx"
     fake.write_bytes(b"not an onnx model")
-    monkeypatch.setattr(shared.settings, "get_settings", lambda: Settings(defect_model_path=fake))
+    monkeypatch.setattr(shared.platform.settings, "get_settings", lambda: Settings(defect_model_path=fake))
     with pytest.raises(ValueError, match=r"operator\.onnx is not a readable ONNX model"):
         DefectModel.load()
     with pytest.raises(FileNotFoundError, match="does not exist"):

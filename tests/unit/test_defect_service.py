@@ -28,8 +28,8 @@ from shared.defects.inspection import (
 from shared.defects.model import Defect, Inspection
 from shared.defects.narrative import chat_completions_url, with_narrative
 from shared.defects.queries import DayStat, PageQuery, RecentQuery, RecordOut, SearchQuery, StatQuery, fill_days
-from shared.errors import BadRequest, InspectionRefused, NotAnImage, PayloadTooLarge, UnsupportedMediaType
-from shared.settings import Settings
+from shared.platform.errors import BadRequest, InspectionRefused, NotAnImage, PayloadTooLarge, UnsupportedMediaType
+from shared.platform.settings import Settings
 from tests.conftest import event_file
 
 

@@ -3,10 +3,10 @@
 import pytest
 from pydantic import ValidationError
 
-from shared.errors import InjectedFault, RequestValidationFailed, TaskNotFound
-from shared.faults import inject_fault_if_requested
-from shared.settings import Settings
-from shared.tasks import TaskListQuery
+from shared.platform.errors import InjectedFault, RequestValidationFailed, TaskNotFound
+from shared.platform.faults import inject_fault_if_requested
+from shared.platform.settings import Settings
+from shared.platform.tasks import TaskListQuery
 
 
 @pytest.mark.parametrize(

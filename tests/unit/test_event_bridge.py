@@ -13,8 +13,8 @@ from infra.event_bridge import (
     scheduled_event,
     succeeded_messages,
 )
-from shared.batch import Invocation
-from shared.events import SqsEvent
+from shared.platform.batch import Invocation
+from shared.platform.events import SqsEvent
 
 MESSAGES = [
     {"MessageId": "a", "ReceiptHandle": "ra", "Body": "{}", "Attributes": {"ApproximateReceiveCount": "1"}},

@@ -1,6 +1,6 @@
 """Event models against real payloads from events/."""
 
-from shared.events import BatchItemFailure, BatchResponse, S3Notification, SqsEvent
+from shared.platform.events import BatchItemFailure, BatchResponse, S3Notification, SqsEvent
 from tests.conftest import load_event
 
 

@@ -7,15 +7,15 @@ import av
 import numpy as np
 import pytest
 
-from infra.fetch_models import unpack
-from shared.errors import PayloadTooLarge
 from shared.faces.anonymize import AnonymizeStyle
 from shared.faces.detections import FaceDetections
 from shared.faces.detectors import decode_retinaface, fuse_scores, in_image
 from shared.faces.tracking import FaceTracker
 from shared.faces.video import FrameAnonymizer, NotAVideo, VideoLimits, anonymize_video, probe_video
+from shared.platform.errors import PayloadTooLarge
 from shared.vision.boxes import pairwise_iou
 from tests.bench.bench_video import encode_clip
+from tools.fetch_models import unpack
 
 LIMITS = VideoLimits(max_bytes=10_000_000, max_seconds=60, max_pixels=1920 * 1080)
 

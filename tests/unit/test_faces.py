@@ -11,9 +11,9 @@ from shared.faces.detections import FaceDetections
 from shared.faces.detectors import decode_centerface, input_size, network_input
 from shared.faces.models import CENTERFACE, CENTERFACE_INT8, ModelMissing, QuantizedModel, model_path
 from shared.faces.privacy import FaceOptions, FacePrivacy, to_rgb
-from shared.images import decode_image
-from shared.settings import Settings
+from shared.platform.settings import Settings
 from shared.vision.boxes import pairwise_iou
+from shared.vision.images import decode_image
 from tests.conftest import CROWD_PHOTO, PORTRAIT_PHOTO, shared_data
 
 

@@ -1,4 +1,4 @@
-"""Decoding (shared/images.py): deep and float images become 8-bit pictures, not white."""
+"""Decoding (shared/vision/images.py): deep and float images become 8-bit pictures, not white."""
 
 import io
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.images import decode_image, scale_to_8_bit
+from shared.vision.images import decode_image, scale_to_8_bit
 
 
 def _tiff(image: Image.Image) -> bytes:

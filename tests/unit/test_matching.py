@@ -4,14 +4,14 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.errors import BadRequest, NotAPointCloud, PayloadTooLarge
 from shared.matching.feature import FeatureParams, match_features
 from shared.matching.pictures import load_bgr
 from shared.matching.ply import parse_point_cloud
 from shared.matching.service import safe_file_name
 from shared.matching.surface import SurfaceParams, draw_placement, match_surface, moved_cloud
 from shared.matching.template import METHODS, TemplateParams, find_matches, match_template
-from shared.task_jobs import TaskJob
+from shared.platform.errors import BadRequest, NotAPointCloud, PayloadTooLarge
+from shared.platform.task_jobs import TaskJob
 from tests.conftest import shared_data
 
 BOX = "matching/opencv_samples/box.png"

@@ -2,7 +2,7 @@
 
 from sqlalchemy import create_engine, inspect
 
-from shared.db.migrate import upgrade
+from shared.platform.db.migrate import upgrade
 
 
 def test_every_migration_runs_on_sqlite(tmp_path):

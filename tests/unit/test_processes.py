@@ -25,7 +25,7 @@ def test_a_child_that_dies_is_reported_with_its_log(tmp_path):
 
     from infra.processes import ChildProcess
     from infra.runner import Platform, StartupError
-    from shared.settings import Settings
+    from shared.platform.settings import Settings
 
     platform = Platform(Settings(run_dir=tmp_path))
     child = ChildProcess.start(

@@ -1,6 +1,6 @@
 """The README stays true about configuration: every setting's variable is documented."""
 
-from shared.settings import PROJECT_ROOT, Settings
+from shared.platform.settings import PROJECT_ROOT, Settings
 
 
 def test_every_environment_variable_is_in_the_readme():

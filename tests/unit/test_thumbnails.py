@@ -5,7 +5,7 @@ import io
 import pytest
 from PIL import Image
 
-from shared.errors import NotAnImage, PayloadTooLarge
+from shared.platform.errors import NotAnImage, PayloadTooLarge
 from shared.thumbnails import make_thumbnail, task_uid_of, thumbnail_key
 from tests.conftest import event_file
 

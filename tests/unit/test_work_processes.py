@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from shared.errors import LeaseLost, NotAnImage, TimedOut
-from shared.settings import PROJECT_ROOT
-from shared.work_processes import WorkCrashed, WorkFailed, WorkProcesses
+from shared.platform.errors import LeaseLost, NotAnImage, TimedOut
+from shared.platform.settings import PROJECT_ROOT
+from shared.platform.work_processes import WorkCrashed, WorkFailed, WorkProcesses
 
 
 def add(a, b):
@@ -100,7 +100,7 @@ def test_the_child_exits_when_its_parent_is_killed(tmp_path):
     script = textwrap.dedent(
         """
         import sys, time
-        from shared.work_processes import WorkProcesses
+        from shared.platform.work_processes import WorkProcesses
         from tests.unit.test_work_processes import child_pid, sleep
         work = WorkProcesses()
         print(work.run(child_pid, (), deadline=time.monotonic() + 30, timeout_message="x"), flush=True)

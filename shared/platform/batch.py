@@ -1,0 +1,108 @@
+"""SQS batch processing with partial-batch failures, as a Lambda event source mapping expects.
+
+Each record handler says what became of its record with an explicit ``Outcome``: handled,
+dropped (it can never succeed: logged, deleted, not retried) or to be retried (reported in
+``batchItemFailures``; SQS redelivers it and moves it to the dead-letter queue after
+``maxReceiveCount`` deliveries). A handler that raises is retried: a bug or an outage may pass.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from shared.platform.errors import RequestValidationFailed, UnreadableMessage, VisionFnError
+from shared.platform.events import BatchItemFailure, BatchResponse, ObjectRef, SqsEvent, SqsRecord
+
+log = logging.getLogger("visionfn.batch")
+
+#: Header in which the cloud entry (and the local event bridge) passes the invocation
+#: context: JSON with ``deadline``, the epoch milliseconds at which the function times out.
+LAMBDA_CONTEXT_HEADER = "x-amzn-lambda-context"
+
+
+class Outcome(enum.Enum):
+    HANDLED = "handled"  # done (or nothing to do): the message is deleted
+    DROPPED = "dropped"  # can never succeed (bad input): logged and deleted, not retried
+    RETRY = "retry"  # may pass on a later delivery: reported as a batch item failure
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """When this invocation must be over: the function's ``Timeout`` from its start."""
+
+    deadline: float  # time.monotonic() value
+    timeout_seconds: int
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], default_timeout: int) -> Invocation:
+        """The deadline the platform set (Lambda context header), else ``default_timeout`` from now."""
+        now_monotonic, now_epoch = time.monotonic(), time.time()
+        try:
+            context = json.loads(headers.get(LAMBDA_CONTEXT_HEADER) or "{}")
+            deadline_epoch = float(context["deadline"]) / 1000
+            timeout = round(deadline_epoch - now_epoch)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return cls(now_monotonic + default_timeout, default_timeout)
+        return cls(now_monotonic + (deadline_epoch - now_epoch), timeout)
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+RecordHandler = Callable[[SqsRecord, Invocation], Outcome]
+Message = TypeVar("Message")
+
+
+def read_message(record: SqsRecord, schema: TypeAdapter[Message], expected: str) -> Message:
+    """The record's body as ``schema``; raises UnreadableMessage (the record is dropped) when it
+    is not ``expected``."""
+    try:
+        return schema.validate_json(record.body)
+    except ValidationError:
+        raise UnreadableMessage(f"not {expected}: {record.body[:200]!r}") from None
+ObjectHandler = Callable[[ObjectRef, int], Outcome]
+
+
+def process_sqs_batch(payload: Any, handle_record: RecordHandler, invocation: Invocation) -> BatchResponse:
+    """Handle each record; report those whose outcome is RETRY (or whose handler raised)."""
+    try:
+        event = SqsEvent.model_validate(payload)
+    except ValidationError as error:
+        raise RequestValidationFailed.from_pydantic(error, "body") from error
+    failures: list[BatchItemFailure] = []
+    for record in event.records:
+        try:
+            outcome = handle_record(record, invocation)
+        except UnreadableMessage as error:
+            log.warning("dropped message %s: %s", record.message_id, error.detail)
+            outcome = Outcome.DROPPED
+        except Exception as error:  # a bug or an outage: another delivery may pass
+            detail = error.detail if isinstance(error, VisionFnError) else repr(error)
+            log.exception("message %s failed, will be retried: %s", record.message_id, detail)
+            outcome = Outcome.RETRY
+        if outcome is Outcome.RETRY:
+            failures.append(BatchItemFailure(item_identifier=record.message_id))
+    return BatchResponse(batch_item_failures=failures)
+
+
+def for_each_created_object(handle_object: ObjectHandler) -> RecordHandler:
+    """Adapt a per-object upload handler to SQS records carrying S3 notifications."""
+
+    def handle_record(record: SqsRecord, _invocation: Invocation) -> Outcome:
+        try:
+            objects = record.created_objects()
+        except (ValueError, ValidationError) as error:
+            log.warning("dropped message %s: its body is not an S3 notification: %s", record.message_id, error)
+            return Outcome.DROPPED
+        outcomes = [handle_object(obj, record.attributes.approximate_receive_count) for obj in objects]
+        return Outcome.RETRY if Outcome.RETRY in outcomes else Outcome.HANDLED
+
+    return handle_record

@@ -1,0 +1,289 @@
+"""HTTP plumbing of a function: routes, request parsing, JSON responses, the one error handler."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import flask
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
+from werkzeug.exceptions import NotFound as WerkzeugNotFound
+from werkzeug.routing import Map, Rule
+
+from shared.platform.access import check_platform_call
+from shared.platform.batch import Invocation, RecordHandler, process_sqs_batch
+from shared.platform.direct_uploads import KEY_SUFFIX, DirectUploads, FileKind, UploadedFile
+from shared.platform.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestValidationFailed,
+    VisionFnError,
+)
+from shared.platform.settings import get_settings
+from shared.platform.storage import get_object_store
+
+log = logging.getLogger("visionfn.http")
+
+Model = TypeVar("Model", bound=BaseModel)
+Handler = Callable[..., flask.Response]
+
+#: Path on which the event bridge (and the cloud entry) delivers non-HTTP events.
+EVENTS_PATH = "/events"
+
+
+def json_response(payload: BaseModel | dict[str, Any] | list[Any], status: int = 200) -> flask.Response:
+    if isinstance(payload, BaseModel):
+        body = payload.model_dump_json(by_alias=True)
+    else:
+        body = json.dumps(payload, default=str)
+    return flask.Response(body, status=status, mimetype="application/json")
+
+
+def error_response(error: VisionFnError) -> flask.Response:
+    response = json_response(error.body(), status=error.status)
+    response.headers.update(error.headers())
+    return response
+
+
+def parse_query(model: type[Model], request: flask.Request) -> Model:
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as error:
+        raise RequestValidationFailed.from_pydantic(error, "query") from error
+
+
+#: JSON request bodies: at most this many bytes and levels of nesting (settings, events).
+MAX_JSON_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+
+
+def json_body(request: flask.Request) -> Any:
+    """The request's JSON, bounded in size and depth before and while it is parsed; 400/413."""
+    data = request.get_data(cache=True)
+    if len(data) > MAX_JSON_BYTES:
+        raise PayloadTooLarge(f"JSON body is {len(data)} bytes; the limit is {MAX_JSON_BYTES} bytes")
+    try:
+        payload = json.loads(data)
+    except RecursionError as error:
+        raise BadRequest(f"JSON body is nested deeper than {MAX_JSON_DEPTH} levels") from error
+    except ValueError as error:
+        raise BadRequest(f"Request body must be JSON: {error}") from error
+    if _depth(payload) > MAX_JSON_DEPTH:
+        raise BadRequest(f"JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return payload
+
+
+def _depth(value: Any) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [child for item in level if isinstance(item, (dict, list))
+                 for child in (item.values() if isinstance(item, dict) else item)]
+        if depth > MAX_JSON_DEPTH:
+            break
+    return depth
+
+
+def parse_payload(model: type[Model], payload: Any) -> Model:
+    """A JSON body validated by ``model``; 422 in FastAPI's shape on error."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as error:
+        raise RequestValidationFailed.from_pydantic(error, "body") from error
+
+
+def parse_form(model: type[Model], request: flask.Request) -> Model:
+    """Multipart/urlencoded form fields (files excluded) validated by ``model``; 422 on error."""
+    return parse_fields(model, request.form.to_dict())
+
+
+def parse_fields(model: type[Model], fields: dict[str, str]) -> Model:
+    """Form fields validated by ``model``; 422 on error."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as error:
+        raise RequestValidationFailed.from_pydantic(error, "body") from error
+
+
+def uploaded_file(request: flask.Request, field: str) -> bytes:
+    """The bytes of multipart file field ``field``; 400 when it is absent."""
+    upload = request.files.get(field)
+    if upload is None:
+        sent = ", ".join(sorted(request.files)) or "none"
+        raise BadRequest(f"Missing file field '{field}' (multipart/form-data); file fields sent: {sent}")
+    return upload.read()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """An asynchronous route's form: its fields, and its files sent as parts or as uploads."""
+
+    form: dict[str, str]  # the fields, without the `<field>_key` ones
+    files: dict[str, UploadedFile]
+    upload_keys: list[str]  # the uploads taken: removed once the task exists
+
+    def done(self) -> None:
+        """The task exists: the uploads it took are used (used once)."""
+        get_direct_uploads().remove(self.upload_keys)
+
+
+def submission(request: flask.Request, owner: str, fields: Mapping[str, FileKind], limit: int) -> Submission:
+    """The form of ``request``, each file field in ``fields`` taken from its part or from the
+    caller's upload named in ``<field>_key`` (checked as the part would be: 404 unless it is the
+    caller's, 413 over ``limit`` bytes, 415 for another kind of file); 400 when both are sent."""
+    form = request.form.to_dict()
+    keys = {field: form.pop(field + KEY_SUFFIX) for field in fields if field + KEY_SUFFIX in form}
+    files: dict[str, UploadedFile] = {}
+    for field, kind in fields.items():
+        part = request.files.get(field)
+        if part is not None and field in keys:
+            raise BadRequest(f"Send the file '{field}' or the key of its upload '{field}{KEY_SUFFIX}', not both")
+        if part is not None:
+            data = part.read(limit + 1)
+            if len(data) > limit:
+                raise PayloadTooLarge(f"File '{field}' is over the limit of {limit} bytes")
+            files[field] = UploadedFile(part.filename, data)
+        elif keys.get(field):
+            files[field] = get_direct_uploads().read(owner, keys[field], kind, limit)
+    return Submission(form, files, [keys[field] for field in files if field in keys])
+
+
+def bounded_answer(response: flask.Response) -> flask.Response:
+    """An answer no larger than a synchronous invocation carries (a larger one would reach the
+    client as API Gateway's 502): refused with the ways that work instead."""
+    limit = get_settings().sync_body_bytes
+    if not response.is_streamed and (size := len(response.get_data())) > limit:
+        raise PayloadTooLarge(
+            f"The answer would be {size} bytes; a synchronous answer carries at most {limit} bytes. Ask for JSON "
+            "or a smaller picture, or use an asynchronous route (its files download through the bucket)."
+        )
+    return response
+
+
+def wants_json(request: flask.Request) -> bool:
+    """True when the client prefers JSON to an image (``*/*`` and no Accept mean the image)."""
+    return request.accept_mimetypes.best_match(["image/*", "application/json"]) == "application/json"
+
+
+@lru_cache(maxsize=1)
+def get_direct_uploads() -> DirectUploads:
+    """The process's presigned uploads (of the one bucket)."""
+    return DirectUploads(get_object_store(), get_settings())
+
+
+class FunctionRoutes:
+    """The routes one function serves; the gateway forwards the original path and method."""
+
+    def __init__(self) -> None:
+        self._map = Map(merge_slashes=False, strict_slashes=False)  # a JSON API answers, it does not redirect
+        self._handlers: dict[str, Handler] = {}
+        self._event_handlers: dict[str, Callable[[dict[str, Any], flask.Request], flask.Response]] = {}
+
+    def route(self, rule: str, methods: list[str]) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            endpoint = f"{handler.__name__}:{rule}"
+            self._map.add(Rule(rule, endpoint=endpoint, methods=methods))
+            self._handlers[endpoint] = handler
+            return handler
+
+        return register
+
+    def get(self, rule: str) -> Callable[[Handler], Handler]:
+        return self.route(rule, ["GET"])
+
+    def post(self, rule: str) -> Callable[[Handler], Handler]:
+        return self.route(rule, ["POST"])
+
+    def put(self, rule: str) -> Callable[[Handler], Handler]:
+        return self.route(rule, ["PUT"])
+
+    def delete(self, rule: str) -> Callable[[Handler], Handler]:
+        return self.route(rule, ["DELETE"])
+
+    # --- non-HTTP invocations, all on POST /events (as the cloud entry and the event
+    # bridge deliver them), told apart by their shape: an SQS batch has "Records", a Schedule
+    # event is EventBridge's "Scheduled Event", anything else is a direct invocation.
+    def invocation(self, handle: Callable[[dict[str, Any]], BaseModel | dict[str, Any]]) -> Callable[..., Any]:
+        """Serve a direct invocation: its JSON object in, the handler's answer out as JSON."""
+        self._event_handler("invocation", lambda payload, _request: json_response(handle(payload)))
+        return handle
+
+    def events(self, handle_record: RecordHandler) -> None:
+        """Serve SQS batches, answering with the partial-batch response."""
+
+        def deliver_events(payload: dict[str, Any], request: flask.Request) -> flask.Response:
+            invocation = Invocation.from_headers(request.headers, get_settings().function_timeout)
+            return json_response(process_sqs_batch(payload, handle_record, invocation).to_json())
+
+        self._event_handler("sqs", deliver_events)
+
+    def schedule(self, run: Callable[[], BaseModel]) -> Callable[[], BaseModel]:
+        """Serve a Schedule event ("Scheduled Event" from EventBridge)."""
+        self._event_handler("schedule", lambda _payload, _request: json_response(run()))
+        return run
+
+    def _event_handler(self, kind: str, handle: Callable[[dict[str, Any], flask.Request], flask.Response]) -> None:
+        if kind in self._event_handlers:
+            raise ValueError(f"a function serves one {kind} handler")
+        if not self._event_handlers:
+            self.route(EVENTS_PATH, ["POST"])(self._deliver_event)
+        self._event_handlers[kind] = handle
+
+    def _deliver_event(self, request: flask.Request) -> flask.Response:
+        payload = json_body(request)
+        if not isinstance(payload, dict):
+            raise BadRequest("Event body must be a JSON object")
+        kind = _event_kind(payload)
+        if kind not in self._event_handlers:
+            expected = " or ".join(EVENT_KINDS[name] for name in self._event_handlers)
+            raise BadRequest(f"This function takes {expected}; the event is {EVENT_KINDS[kind]}")
+        return self._event_handlers[kind](payload, request)
+
+    def dispatch(self, request: flask.Request) -> flask.Response:
+        """Route the request; every error becomes ``{"detail": ...}`` JSON with its status."""
+        try:
+            check_platform_call(request.headers, get_settings())
+            limit = get_settings().sync_body_bytes
+            if (request.content_length or 0) > limit:
+                raise PayloadTooLarge.request_body(request.content_length, limit)
+            adapter = self._map.bind("", path_info=request.path, url_scheme="http")
+            try:
+                endpoint, arguments = adapter.match(request.path, method=request.method)
+            except WerkzeugNotFound as error:
+                raise NotFound(f"No route for {request.method} {request.path}") from error
+            except WerkzeugMethodNotAllowed as error:
+                raise MethodNotAllowed(
+                    f"Method {request.method} not allowed on {request.path}; allowed: "
+                    f"{', '.join(sorted(error.valid_methods or []))}"
+                ) from error
+            return bounded_answer(self._handlers[endpoint](request, **arguments))
+        except VisionFnError as error:
+            if not error.is_client_error:
+                log.error("%s %s failed: %s", request.method, request.path, error.detail)
+            return error_response(error)
+        except HTTPException as error:  # Werkzeug's own limits (form parts, field sizes): a client error
+            status = error.code if error.code and 400 <= error.code < 500 else 400
+            return json_response({"detail": error.description or error.name}, status=status)
+        except Exception:  # the one place that turns a bug into a 500 instead of a crash
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            return json_response({"detail": "Internal error"}, status=500)
+
+
+EVENT_KINDS = {"sqs": "an SQS batch (Records)", "schedule": 'an EventBridge "Scheduled Event"',
+               "invocation": "a direct invocation"}
+
+
+def _event_kind(payload: dict[str, Any]) -> str:
+    if "Records" in payload:
+        return "sqs"
+    if payload.get("detail-type") == "Scheduled Event":
+        return "schedule"
+    return "invocation"

@@ -1,0 +1,141 @@
+"""Asynchronous tasks on both sides of their job queue, for every domain (matching, face video).
+
+Submission: the task's row (with its job, in one transaction: the outbox) comes first, then its
+inputs are stored, then its job is sent (``store_and_dispatch``). Work: ``TaskWorker.take``
+claims the job's task with a lease exactly once, runs the domain's work, and finishes the task
+with a write fenced by that lease: ``done``; ``error`` for bad input, a timeout or the last
+delivery (never retried); otherwise released for the redelivery. A job whose task another
+worker holds comes back when that lease lapses; the dead-letter queue's jobs end their task.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from shared.platform.batch import Invocation, Outcome
+from shared.platform.errors import LeaseLost, ServiceUnavailable, TimedOut, VisionFnError
+from shared.platform.events import SqsRecord
+from shared.platform.leases import Claim, Lease
+from shared.platform.messaging import JobQueue
+from shared.platform.settings import Settings
+from shared.platform.storage import ObjectStore
+from shared.platform.tasks import TaskOut, TaskRepository
+
+log = logging.getLogger("visionfn.tasks")
+
+DEAD_LETTER_ERROR = (
+    "Gave up after {count} deliveries: the worker stopped each time without finishing "
+    "(crash, timeout or out of memory)"
+)
+#: Seconds kept, before the function's deadline, to record a timed-out task.
+TIMEOUT_MARGIN_SECONDS = 1.0
+
+#: The domain's work on a claimed task: ``(result_data, result_files)``. It raises TimedOut when
+#: it ran out of time, LeaseLost when its lease was taken over, a 4xx VisionFnError for bad input.
+Work = Callable[[Lease], tuple[dict[str, Any], list[str]]]
+
+
+class TaskJob(BaseModel):
+    """The body of a job-queue message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uid: str = Field(pattern=r"^[0-9a-f]{32}$")
+
+
+TASK_JOB = TypeAdapter(TaskJob)
+
+
+def store_and_dispatch(tasks: TaskRepository, store: ObjectStore, task: TaskOut, inputs: list[tuple[bytes, str]]) -> TaskOut:
+    """After the task's row (first: the thumbnail function records on it as soon as an upload
+    lands, and its message is in the same transaction): store its inputs (``(data, content
+    type)`` for each of its ``input_files``), then send its message. If the inputs cannot be
+    stored, the task ends in ``error`` and the client gets 503."""
+    try:
+        store.put_many([(key, data, content_type) for key, (data, content_type) in zip(task.input_files, inputs, strict=True)])
+    except Exception as error:
+        tasks.abandon(task.uid, f"The inputs could not be stored: {error}")
+        raise ServiceUnavailable(f"The inputs could not be stored, try again: {error}") from error
+    tasks.dispatch(task.uid)
+    return task
+
+
+class TaskWorker:
+    """Takes the tasks of one job queue (``kind`` names them in the log)."""
+
+    def __init__(self, kind: str, tasks: TaskRepository, queue: JobQueue, settings: Settings) -> None:
+        self.kind = kind
+        self.tasks = tasks
+        self.queue = queue
+        self.settings = settings
+
+    def take(self, uid: str, record: SqsRecord, work: Work) -> Outcome:
+        """Claim the task and run ``work`` on it; what the job's message needs next."""
+        dead_letter = self.queue.is_dead_letter(record)
+        claim = self.tasks.claim(uid, self.settings.task_lease_seconds)
+        if claim is Claim.MISSING:
+            log.warning("dropped job %s: no task %s", record.message_id, uid)
+            return Outcome.DROPPED
+        if claim is Claim.FINISHED:
+            log.info("task %s already finished; nothing to do", uid)
+            return Outcome.HANDLED
+        if claim is Claim.BUSY:  # back when the lease lapses (if its worker died), not a whole timeout later
+            seconds = math.ceil(self.tasks.lease_seconds_left(uid)) + 1
+            log.info("task %s is held by another worker's lease; retried in %d s", uid, seconds)
+            self.queue.keep_invisible(record, seconds)
+            return Outcome.RETRY
+        if dead_letter:  # every delivery died (crash, kill, out of memory): end it, never stuck
+            count = self.settings.max_receive_count
+            return self._finish(claim, lambda lease: self.tasks.fail(lease, DEAD_LETTER_ERROR.format(count=count)))
+        receive_count = record.attributes.approximate_receive_count
+        try:
+            result_data, result_files = work(claim)
+        except LeaseLost as error:
+            log.warning("task %s: %s; this attempt stopped", uid, error.detail)
+            return Outcome.HANDLED
+        except TimedOut as error:
+            message = str(error.detail)
+            log.warning("task %s: %s", uid, message)
+            return self._finish(claim, lambda lease: self.tasks.fail(lease, message))
+        except Exception as error:
+            return self._failed(claim, error, receive_count)
+        return self._finish(claim, lambda lease: self.tasks.complete(lease, result_data, result_files))
+
+    def heartbeat(self, lease: Lease, record: SqsRecord) -> None:
+        """Keep the task and its job while the work runs: the task's lease first, then the
+        message, so the lease lapses first."""
+        self.tasks.renew(lease, self.settings.task_lease_seconds)
+        self.queue.keep_invisible(record, self.settings.task_lease_seconds)
+
+    def timeout_message(self, invocation: Invocation) -> str:
+        return f"Timed out after {invocation.timeout_seconds} s (the function's Timeout); stopped"
+
+    def _failed(self, lease: Lease, error: Exception, receive_count: int) -> Outcome:
+        """Bad input ends the task; anything else is retried, and ends it on the last delivery."""
+        detail = error.detail if isinstance(error, VisionFnError) else f"{type(error).__name__}: {error}"
+        if isinstance(error, VisionFnError) and error.is_client_error:
+            log.info("task %s: bad input: %s", lease.key, detail)
+            return self._finish(lease, lambda lease: self.tasks.fail(lease, str(detail)))
+        if receive_count >= self.settings.max_receive_count:
+            log.error("task %s failed on its last delivery (%d): %s", lease.key, receive_count, detail)
+            return self._finish(lease, lambda lease: self.tasks.fail(lease, f"Failed after {receive_count} attempts: {detail}"))
+        log.warning("task %s failed on delivery %d, released for the retry: %s", lease.key, receive_count, detail)
+        self._finish(lease, self.tasks.release)
+        return Outcome.RETRY
+
+    def _finish(self, lease: Lease, write: Callable[[Lease], object]) -> Outcome:
+        """The attempt's last write, fenced by its lease (a late worker changes nothing)."""
+        try:
+            task = write(lease)
+        except LeaseLost as error:
+            log.warning("task %s: %s; its result is not recorded", lease.key, error.detail)
+            return Outcome.HANDLED
+        if isinstance(task, TaskOut):
+            log.info("task %s %s (%s, attempt %d)%s", task.uid, task.status, self.kind, lease.attempt,
+                     f": {task.error}" if task.error else "")
+        return Outcome.HANDLED

@@ -1,0 +1,269 @@
+"""Task repository: create, read, claim atomically, finish. Callers never see ORM objects."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from shared.platform.db.engine import dialect_insert, session_scope
+from shared.platform.db.models import Task, utc_now
+from shared.platform.errors import TaskNotFound
+from shared.platform.leases import FINISHED_STATUSES, Claim, Lease, LeasedTable
+from shared.platform.messaging import Outbox
+
+TaskStatus = Literal["queued", "processing", "done", "error"]
+
+
+class TaskOut(BaseModel):
+    """A task as clients see it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    uid: str
+    owner: str  # who submitted it (the API key's owner)
+    status: TaskStatus
+    tool: str
+    params: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    input_files: list[str]
+    thumbnails: list[str]
+    result_files: list[str]
+    result_data: dict[str, Any] | None
+    error: str | None
+    attempts: int  # how many times a worker took the task (deliveries that reached the work)
+    execution_arn: str | None = None  # a chain's state machine execution
+    parent_uid: str | None = Field(None, exclude=True)  # a chain's step: its chain (never shown)
+    step: int | None = Field(None, exclude=True)  # a chain's step: its number, from 1
+
+
+class TaskPage(BaseModel):
+    total: int
+    tasks: list[TaskOut]
+
+
+class TaskListQuery(BaseModel):
+    """Query string of GET /api/v1/tasks."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    offset: int = Field(0, ge=0, le=1_000_000_000)
+    limit: int = Field(50, ge=1, le=200)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """A state machine execution a task starts once it is created (a chain)."""
+
+    state_machine_arn: str
+    input: dict[str, Any]
+
+    def arn(self, name: str) -> str:
+        """The ARN the execution named ``name`` gets."""
+        return f"{self.state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
+
+
+def step_uid(chain_uid: str, step: int) -> str:
+    """The uid of a chain's step: the same for every delivery of that step."""
+    return hashlib.sha256(f"{chain_uid}/step/{step}".encode()).hexdigest()[:32]
+
+
+class TaskRepository:
+    """Tasks and the messages their changes send. With an ``outbox``, a task created with a
+    ``job_queue`` gets its job in the same transaction, and a task that finishes gets its
+    task-finished event in the transaction that finishes it; without one (read-only callers,
+    tests of the table), no messages are written."""
+
+    def __init__(self, database_url: str | None = None, outbox: Outbox | None = None) -> None:
+        self.database_url = database_url
+        self.outbox = outbox
+        self.leases = LeasedTable(Task, Task.uid, database_url)
+
+    def create(
+        self, tool: str, params: dict[str, Any], input_files: list[str], uid: str | None = None,
+        job_queue: str | None = None, owner: str = "", execution: Execution | None = None,
+    ) -> TaskOut:
+        """A ``queued`` task and, with ``job_queue``, its job (with ``execution``, the start of its
+        execution): both or neither. The message is sent by ``dispatch`` once the inputs are
+        stored (or by the sweeper if this process dies first)."""
+        now = utc_now()
+        task = Task(
+            uid=uid or uuid.uuid4().hex,
+            owner=owner,
+            tool=tool,
+            status="queued",
+            params=params,
+            input_files=input_files,
+            thumbnails=[],
+            result_files=[],
+            result_data=None,
+            error=None,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        if execution:
+            task.execution_arn = execution.arn(task.uid)
+        with session_scope(self.database_url) as session:
+            session.add(task)
+            if job_queue and self.outbox:
+                self.outbox.add_job(session, task.uid, job_queue)
+            if execution and self.outbox:
+                self.outbox.add_execution(session, task.uid, execution.state_machine_arn, execution.input)
+            session.flush()
+            return TaskOut.model_validate(task)
+
+    def dispatch(self, uid: str) -> None:
+        """Send the task's committed, unsent messages (its job, its task-finished event)."""
+        if self.outbox:
+            self.outbox.deliver(uid)
+
+    def abandon(self, uid: str, error: str) -> TaskOut:
+        """A submission that failed before its job was due: ``queued -> error``, its job dropped,
+        the failure announced."""
+        with session_scope(self.database_url) as session:
+            task = session.scalar(
+                update(Task).where(Task.uid == uid, Task.status == "queued")
+                .values(status="error", error=error, updated_at=utc_now()).returning(Task)
+            )
+            if task is None:
+                raise TaskNotFound(uid)
+            if self.outbox:
+                self.outbox.cancel_jobs(session, uid)
+                self.outbox.add_task_finished(session, task)
+            result = TaskOut.model_validate(task)
+        self.dispatch(uid)
+        return result
+
+    def get(self, uid: str, owner: str | None = None) -> TaskOut:
+        """The task; with ``owner``, only if it is theirs (another owner's task is "not found", and
+        so is a chain's step: clients see steps in their chain's result)."""
+        with session_scope(self.database_url) as session:
+            task = session.get(Task, uid)
+            if task is None or (owner is not None and (task.owner != owner or task.parent_uid is not None)):
+                raise TaskNotFound(uid)
+            return TaskOut.model_validate(task)
+
+    def page(self, offset: int, limit: int, owner: str | None = None) -> TaskPage:
+        """Newest first; with ``owner``, that owner's tasks only. Chains' steps are not listed."""
+        mine = [Task.parent_uid.is_(None), *([Task.owner == owner] if owner is not None else [])]
+        with session_scope(self.database_url) as session:
+            total = session.scalar(select(func.count()).select_from(Task).where(*mine)) or 0
+            rows = session.scalars(
+                select(Task).where(*mine).order_by(Task.created_at.desc(), Task.uid.desc()).offset(offset).limit(limit)
+            )
+            return TaskPage(total=total, tasks=[TaskOut.model_validate(row) for row in rows])
+
+    def claim(self, uid: str, lease_seconds: int) -> Lease | Claim:
+        """``queued -> processing`` exactly once; a lapsed lease (its worker died) may be reclaimed."""
+        return self.leases.claim(uid, lease_seconds)
+
+    def lease_seconds_left(self, uid: str) -> float:
+        return self.leases.seconds_left(uid)
+
+    def renew(self, lease: Lease, lease_seconds: int) -> None:
+        self.leases.renew(lease, lease_seconds)
+
+    def release(self, lease: Lease) -> None:
+        self.leases.release(lease)
+
+    def complete(self, lease: Lease, result_data: dict[str, Any], result_files: list[str]) -> TaskOut:
+        return self._finish(lease, status="done", result_data=result_data, result_files=result_files, error=None)
+
+    def fail(self, lease: Lease, error: str) -> TaskOut:
+        return self._finish(lease, status="error", result_data=None, result_files=[], error=error)
+
+    def _finish(self, lease: Lease, **values: Any) -> TaskOut:
+        """The fenced last write, with the task-finished event in the same transaction."""
+
+        def announce(session: Session, task: Task) -> TaskOut:
+            if self.outbox:
+                self.outbox.add_task_finished(session, task)
+            return TaskOut.model_validate(task)
+
+        finished = self.leases.write(lease, announce, **values)
+        self.dispatch(lease.key)
+        return finished
+
+    def add_thumbnail(self, uid: str, key: str) -> bool:
+        """Record a thumbnail on its task once; False when no task has that uid."""
+        with session_scope(self.database_url) as session:
+            task = session.get(Task, uid, with_for_update=True)
+            if task is None:
+                return False
+            if key not in task.thumbnails:
+                task.thumbnails = [*task.thumbnails, key]
+                task.updated_at = utc_now()
+            return True
+
+    # --- chains ----------------------------------------------------------------------------------
+    def open_step(self, chain_uid: str, step: int, abandoned: str) -> TaskOut:
+        """The task of a chain's step, made on its first delivery from the chain (the step's tool
+        and parameters, the chain's inputs); the chain is ``processing`` from then on. The steps
+        before it that are unfinished end in ``error`` (``abandoned``): the state machine went
+        past them. 404 when the chain or the step does not exist."""
+        uid, now = step_uid(chain_uid, step), utc_now()
+        with session_scope(self.database_url) as session:
+            chain = session.get(Task, chain_uid)
+            steps = (chain.params or {}).get("steps", []) if chain is not None and chain.tool == "chain" else []
+            if not 1 <= step <= len(steps):
+                raise TaskNotFound(uid)
+            session.execute(dialect_insert(session, Task).values(
+                uid=uid, owner=chain.owner, tool=steps[step - 1]["tool"], status="queued", params=steps[step - 1]["params"],
+                input_files=chain.input_files, thumbnails=[], result_files=[], result_data=None, error=None, attempts=0,
+                created_at=now, updated_at=now, parent_uid=chain_uid, step=step,
+            ).on_conflict_do_nothing(index_elements=[Task.uid]))
+            session.execute(update(Task).where(Task.uid == chain_uid, Task.status == "queued")
+                            .values(status="processing", updated_at=now))
+            self._end_unfinished_steps(session, chain_uid, abandoned, Task.step < step)
+            return TaskOut.model_validate(session.get(Task, uid))
+
+    def end_unfinished_steps(self, chain_uid: str, error: str) -> None:
+        """A chain's steps still queued or processing end in ``error`` (its execution is over)."""
+        with session_scope(self.database_url) as session:
+            self._end_unfinished_steps(session, chain_uid, error)
+
+    @staticmethod
+    def _end_unfinished_steps(session: Session, chain_uid: str, error: str, *where: Any) -> None:
+        session.execute(update(Task).where(Task.parent_uid == chain_uid, Task.status.not_in(FINISHED_STATUSES), *where)
+                        .values(status="error", error=error, lease_expires_at=None, updated_at=utc_now()))
+
+    def steps_of(self, chain_uid: str) -> dict[int, TaskOut]:
+        """The tasks of a chain's steps that were opened, by step number."""
+        with session_scope(self.database_url) as session:
+            rows = session.scalars(select(Task).where(Task.parent_uid == chain_uid))
+            return {row.step: TaskOut.model_validate(row) for row in rows}
+
+    def finish_chain(self, uid: str, status: Literal["done", "error"], result_data: dict[str, Any],
+                     result_files: list[str], error: str | None) -> TaskOut | None:
+        """A chain's one last write (with its task-finished event); None when it had finished already."""
+        with session_scope(self.database_url) as session:
+            task = session.scalar(
+                update(Task).where(Task.uid == uid, Task.status.not_in(FINISHED_STATUSES))
+                .values(status=status, result_data=result_data, result_files=result_files, error=error,
+                        lease_expires_at=None, updated_at=utc_now()).returning(Task)
+            )
+            if task is None:
+                return None
+            if self.outbox:
+                self.outbox.add_task_finished(session, task)
+            finished = TaskOut.model_validate(task)
+        self.dispatch(uid)
+        return finished
+
+    def unfinished_chains(self, idle_seconds: float, limit: int = 100) -> list[TaskOut]:
+        """Chains not finished and not changed for ``idle_seconds`` (oldest first)."""
+        cutoff = utc_now() - timedelta(seconds=idle_seconds)
+        with session_scope(self.database_url) as session:
+            rows = session.scalars(
+                select(Task).where(Task.tool == "chain", Task.status.not_in(FINISHED_STATUSES), Task.updated_at < cutoff)
+                .order_by(Task.updated_at).limit(limit)
+            )
+            return [TaskOut.model_validate(row) for row in rows]

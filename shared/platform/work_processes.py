@@ -1,0 +1,145 @@
+"""CPU-heavy work in warm child processes, so that it can be stopped and cannot take others down.
+
+A call runs in a child process (spawned once, then reused while idle): the function's HTTP
+side and its other invocations keep their threads and their process; a call past its deadline
+is stopped by killing its child (``TimedOut``); a crash in native code (a segfault, an abort,
+``kill -9``) costs that call only (``WorkCrashed``). While the caller waits it runs ``tick``
+every ``tick_seconds`` (the lease heartbeat); if ``tick`` raises, the work is stopped too.
+
+A child whose parent dies exits at once (it watches its parent), so no work outlives the
+function process that asked for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from shared.platform.errors import TimedOut, VisionFnError
+
+log = logging.getLogger("visionfn.work")
+
+_SPAWN = multiprocessing.get_context("spawn")  # no fork: OpenCV/MediaPipe threads do not survive it
+PARENT_CHECK_SECONDS = 0.5
+
+
+class WorkCrashed(VisionFnError):
+    """The child process died during the call (signal, native crash, out of memory)."""
+
+    status = 500
+
+
+class WorkFailed(VisionFnError):
+    """The call raised an unexpected exception in the child (a bug; the message says which)."""
+
+    status = 500
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
+
+
+def _serve(connection: Connection, parent: int) -> None:
+    """The child's loop: receive ``(function, args)``, answer ``(kind, payload)``."""
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    while True:
+        try:
+            function, args = connection.recv()
+        except EOFError:
+            return
+        try:
+            answer: tuple[str, Any] = ("ok", function(*args))
+        except VisionFnError as error:
+            answer = ("error", (type(error), error.detail))
+        except Exception as error:  # reported to the caller, which decides
+            answer = ("bug", f"{type(error).__name__}: {error}")
+        connection.send(answer)
+
+
+class _Child:
+    def __init__(self) -> None:
+        self.connection, child_end = _SPAWN.Pipe()
+        self.process = _SPAWN.Process(target=_serve, args=(child_end, os.getpid()), daemon=True)
+        self.process.start()
+        child_end.close()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join(timeout=5)
+        self.connection.close()
+
+
+class WorkProcesses:
+    """A pool of warm children; as many run at once as calls are made (the platform bounds that:
+    the event source's concurrency), at most ``max_idle`` wait for the next call."""
+
+    def __init__(self, max_idle: int = 2) -> None:
+        self.max_idle = max_idle
+        self._idle: list[_Child] = []
+        self._lock = threading.Lock()
+        self._owner = os.getpid()
+
+    def run(
+        self,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        deadline: float,
+        timeout_message: str,
+        tick: Callable[[], None] = lambda: None,
+        tick_seconds: float = 1.0,
+    ) -> Any:
+        """``function(*args)`` in a child; ``function`` must be importable (module level)."""
+        child = self._take()
+        try:
+            child.connection.send((function, args))
+            while not child.connection.poll(max(0.0, min(tick_seconds, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    raise TimedOut(timeout_message)
+                tick()
+            kind, payload = child.connection.recv()
+        except (EOFError, OSError) as error:
+            code = child.process.exitcode
+            child.kill()
+            raise WorkCrashed(f"the work process died (exit code {code})") from error
+        except BaseException:
+            child.kill()
+            raise
+        self._give_back(child)
+        if kind == "ok":
+            return payload
+        if kind == "error":
+            error_class, detail = payload
+            raise _rebuild(error_class, detail)
+        raise WorkFailed(payload)
+
+    def _take(self) -> _Child:
+        with self._lock:
+            if self._owner != os.getpid():  # inherited through a fork: those children are not ours
+                self._idle, self._owner = [], os.getpid()
+            while self._idle:
+                child = self._idle.pop()
+                if child.process.is_alive():
+                    return child
+        return _Child()
+
+    def _give_back(self, child: _Child) -> None:
+        with self._lock:
+            if len(self._idle) < self.max_idle:
+                self._idle.append(child)
+                return
+        child.kill()
+
+
+def _rebuild(error_class: type[VisionFnError], detail: Any) -> VisionFnError:
+    """The child's error again in this process: same class (so the same status), same detail."""
+    error = error_class.__new__(error_class)
+    VisionFnError.__init__(error, detail)
+    return error
