@@ -4,7 +4,7 @@ image recorded; upload trigger inbox/defects/."""
 import flask
 
 from shared.defects.inbox import DefectInbox
-from shared.defects.inspection import uploaded_images
+from shared.defects.inspection import IMAGES_FIELD, uploaded_images
 from shared.defects.model import DefectModel
 from shared.defects.records import DefectRecords
 from shared.defects.service import DefectInspection
@@ -25,7 +25,8 @@ routes.events(for_each_created_object(inbox.handle_upload))
 @routes.post("/api/detect")
 def detect(request: flask.Request) -> flask.Response:
     owner = caller(request.headers)
-    uploads = uploaded_images(request.files, get_settings().defect_max_batch_images)
+    uploads = uploaded_images(request.files.getlist(IMAGES_FIELD), get_settings().defect_max_batch_images,
+                              list(request.files))
     return json_response(inspection.inspect_batch(uploads, owner))
 
 

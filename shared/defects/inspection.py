@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field, RootModel
-from werkzeug.datastructures import FileStorage, MultiDict
 
 from shared.defects.annotate import annotate
 from shared.platform.errors import InspectionRefused, PayloadTooLarge
@@ -50,11 +49,19 @@ class InspectedImage:
     processing_time: float  # seconds: decode, model and drawing
 
 
-def uploaded_images(files: MultiDict[str, FileStorage], max_images: int) -> list[ImageUpload]:
+class FilePart(Protocol):
+    """A multipart file part, as the HTTP layer hands it over (no web framework here)."""
+
+    filename: str | None
+
+    def read(self) -> bytes: ...
+
+
+def uploaded_images(parts: Sequence[FilePart], max_images: int, fields_sent: Sequence[str] = ()) -> list[ImageUpload]:
     """The ``images`` parts of a multipart request, in order (parts with neither a file name nor
     content, as a browser sends for an empty file input, do not count); 400 in the seed's shape
-    when there are none, 413 above ``max_images``, checked before any is read."""
-    parts = files.getlist(IMAGES_FIELD)
+    when there are none (naming the file fields that were sent), 413 above ``max_images``,
+    checked before any is read."""
     if len(parts) > max_images:
         raise PayloadTooLarge(f"{len(parts)} images in one request; the limit is {max_images} (VISIONFN_DEFECT_MAX_BATCH_IMAGES)")
     uploads = []
@@ -63,7 +70,7 @@ def uploaded_images(files: MultiDict[str, FileStorage], max_images: int) -> list
         if part.filename or data:
             uploads.append(ImageUpload(printable_name(part.filename), data))
     if not uploads:
-        sent = ", ".join(sorted(files)) or "none"
+        sent = ", ".join(sorted(set(fields_sent))) or "none"
         raise InspectionRefused("No images provided",
                                 f"send one or more files in the multipart field '{IMAGES_FIELD}'; file fields sent: {sent}")
     return uploads

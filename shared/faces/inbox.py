@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from shared.faces.privacy import FaceOptions, FacePrivacy
+from shared.faces.tables import FaceAnonymization
 from shared.faces.video import VIDEO_EXTENSIONS
 from shared.faces.video_tasks import FaceVideoTasks
-from shared.platform.db.models import FaceAnonymization
 from shared.platform.errors import ServiceUnavailable
 from shared.platform.events import ObjectRef
 from shared.platform.settings import Settings

@@ -6,10 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from shared.matching.tables import ToolSettings
 from shared.matching.tool import ToolParams
 from shared.matching.tools import tool_class
 from shared.platform.db.engine import dialect_insert, session_scope
-from shared.platform.db.models import ToolSettings, utc_now
+from shared.platform.db.models import utc_now
 from shared.platform.errors import RequestValidationFailed
 
 

@@ -293,8 +293,8 @@ def test_concurrent_first_puts_of_settings_all_succeed(database_url):
     import threading
 
     from shared.matching.defaults import ToolDefaults
+    from shared.matching.tables import ToolSettings
     from shared.platform.db.engine import session_scope
-    from shared.platform.db.models import ToolSettings
 
     defaults = ToolDefaults(database_url)
     with session_scope(database_url) as session:

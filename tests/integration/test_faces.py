@@ -51,8 +51,8 @@ def test_inbox_upload_is_anonymized_once_with_a_sidecar_and_a_row(platform, data
 
 
 def _face_record(database_url, key: str, etag: str):
+    from shared.faces.tables import FaceAnonymization
     from shared.platform.db.engine import session_scope
-    from shared.platform.db.models import FaceAnonymization
 
     with session_scope(database_url) as session:
         return session.query(FaceAnonymization).filter_by(object_key=key, etag=etag).one_or_none()
@@ -61,8 +61,8 @@ def _face_record(database_url, key: str, etag: str):
 def test_redelivered_inbox_object_yields_one_result(platform, aws, database_url, s3, bucket):
     from sqlalchemy import func, select
 
+    from shared.faces.tables import FaceAnonymization
     from shared.platform.db.engine import session_scope
-    from shared.platform.db.models import FaceAnonymization
 
     key = f"inbox/faces/{uuid.uuid4().hex}.jpg"
     s3.put_object(Bucket=bucket, Key=key, Body=shared_data(CROWD_PHOTO), Metadata={"visionfn-fail-attempts": "1"})

@@ -23,7 +23,9 @@ from shared.defects.inspection import (
     inspect_image,
     printable_name,
     refuse_if_none_inspected,
-    uploaded_images,
+)
+from shared.defects.inspection import (
+    uploaded_images as inspection_uploads,
 )
 from shared.defects.model import Defect, Inspection
 from shared.defects.narrative import chat_completions_url, with_narrative
@@ -152,6 +154,11 @@ def test_result_has_the_seeds_fields_and_ours():
 
 def _files(*parts: tuple[str, str, bytes]) -> MultiDict:
     return MultiDict([(field, FileStorage(io.BytesIO(data), filename=name)) for field, name, data in parts])
+
+
+def uploaded_images(files: MultiDict, max_images: int) -> list:
+    """What the function hands over of a request's ``files``."""
+    return inspection_uploads(files.getlist("images"), max_images, list(files))
 
 
 def test_images_in_order_with_the_seeds_default_name():

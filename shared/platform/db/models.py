@@ -67,34 +67,6 @@ class ProcessedObject(Base):
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-class FaceAnonymization(Base):
-    """One row per object version anonymized by the inbox/faces/ upload trigger."""
-
-    __tablename__ = "face_anonymizations"
-    __table_args__ = (UniqueConstraint("object_key", "etag"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    object_key: Mapped[str] = mapped_column(String(1024))
-    etag: Mapped[str] = mapped_column(String(64))
-    output_key: Mapped[str] = mapped_column(String(1024))
-    sidecar_key: Mapped[str] = mapped_column(String(1024))
-    faces_count: Mapped[int] = mapped_column(Integer)
-    detector: Mapped[str] = mapped_column(String(64))
-    processing_time_ms: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
-
-
-class ToolSettings(Base):
-    """One owner's stored defaults of one matching tool (``PUT /api/v1/settings/{tool}``)."""
-
-    __tablename__ = "tool_settings"
-
-    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tool: Mapped[str] = mapped_column(String(32), primary_key=True)
-    params: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
-
-
 class OutboxMessage(Base):
     """A message written in the same transaction as the state change it announces (a task's job,
     its task-finished event); sent right after the commit, or later by the sweeper if the sender
