@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from shared.faces.models import DETECTOR_MODELS, ModelMissing, model_identity, model_path
+from shared.faces.settings import FaceSettings
 from shared.platform.db.engine import check_database
-from shared.platform.settings import Settings
 from shared.platform.storage import ObjectStore, aws_client
 
 
@@ -54,7 +54,7 @@ def _component(check: Any) -> ComponentHealth:
     return ComponentHealth(status="ok")
 
 
-def queue_depths(settings: Settings) -> QueuesHealth:
+def queue_depths(settings: FaceSettings) -> QueuesHealth:
     try:
         sqs = aws_client("sqs", settings)
         urls = sqs.list_queues(QueueNamePrefix=settings.queue_prefix).get("QueueUrls", [])
@@ -86,7 +86,7 @@ def queue_depths(settings: Settings) -> QueuesHealth:
     return QueuesHealth(status="ok", queues=depths, dead_letters=dead_letters)
 
 
-def model_files(settings: Settings) -> ModelsHealth:
+def model_files(settings: FaceSettings) -> ModelsHealth:
     files = {}
     for model in DETECTOR_MODELS[settings.face_detector]:
         try:
@@ -98,7 +98,7 @@ def model_files(settings: Settings) -> ModelsHealth:
     return ModelsHealth(status="ok" if healthy else "error", files=files)
 
 
-def platform_health(settings: Settings, store: ObjectStore) -> PlatformHealth:
+def platform_health(settings: FaceSettings, store: ObjectStore) -> PlatformHealth:
     database = _component(lambda: check_database(settings.database_url))
     bucket = _component(store.check)
     queues = queue_depths(settings)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
+
+from pydantic import Field
 
 from shared.platform.events import ObjectRef
 from shared.platform.settings import Settings
@@ -13,6 +16,17 @@ from shared.platform.uploads import Processed, UploadHandler
 from shared.vision.images import EncodedImage, decode_image, encode_image
 
 log = logging.getLogger("visionfn.thumbnails")
+
+
+class ThumbnailSettings(Settings):
+    """What the thumbnail function reads: the platform's settings and the thumbnails' size."""
+
+    thumbnail_max_side: int = Field(256, ge=16, le=4096, description="Longest side of a thumbnail, px.")
+
+
+@lru_cache(maxsize=1)
+def get_thumbnail_settings() -> ThumbnailSettings:
+    return ThumbnailSettings()
 
 UPLOADS_PREFIX = "uploads/"
 THUMBNAILS_PREFIX = "thumbnails/"
@@ -48,7 +62,7 @@ class ThumbnailWriter(UploadHandler):
     prefix = UPLOADS_PREFIX
     consumer = "thumbnail"
 
-    def __init__(self, store: ObjectStore, tasks: TaskRepository, settings: Settings, database_url: str | None = None) -> None:
+    def __init__(self, store: ObjectStore, tasks: TaskRepository, settings: ThumbnailSettings, database_url: str | None = None) -> None:
         super().__init__(store, settings, database_url)
         self.tasks = tasks
 

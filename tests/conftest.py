@@ -87,11 +87,18 @@ def platform(database_url: str):
 
 def _forget_process_settings() -> None:
     """What a process reads once from its environment (settings, the store's client) is read again."""
+    from shared.defects.settings import get_defect_settings
+    from shared.faces.settings import get_face_settings
+    from shared.matching.settings import get_matching_settings
+    from shared.platform.http import get_direct_uploads
     from shared.platform.settings import get_settings
     from shared.platform.storage import get_object_store
+    from shared.thumbnails import get_thumbnail_settings
+    from shared.webhooks.settings import get_webhook_settings
 
-    get_settings.cache_clear()
-    get_object_store.cache_clear()
+    for cached in (get_settings, get_face_settings, get_matching_settings, get_defect_settings, get_webhook_settings,
+                   get_thumbnail_settings, get_object_store, get_direct_uploads):
+        cached.cache_clear()
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 
 from shared.faces.models import MODEL_FILES, ModelFile
-from shared.platform.settings import get_settings
+from shared.faces.settings import get_face_settings
 
 
 def sha256_of(path: Path) -> str:
@@ -57,7 +57,7 @@ def fetch(model: ModelFile, model_dir: Path) -> Path:
 
 
 def main() -> None:
-    model_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else get_settings().model_dir
+    model_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else get_face_settings().model_dir
     for model in MODEL_FILES.values():
         path = fetch(model, model_dir)
         print(f"{model.name}: {path} (sha256 {model.sha256[:12]}..., verified)")

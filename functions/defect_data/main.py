@@ -15,11 +15,11 @@ from shared.defects.queries import (
     StatQuery,
 )
 from shared.defects.records import DefectRecords
+from shared.defects.settings import get_defect_settings
 from shared.platform.access import caller
 from shared.platform.db.models import utc_now
 from shared.platform.http import FunctionRoutes, json_response, parse_query
 from shared.platform.logs import configure_logging
-from shared.platform.settings import get_settings
 
 configure_logging("defect_data")
 routes = FunctionRoutes()
@@ -57,7 +57,7 @@ def search(request: flask.Request) -> flask.Response:
 def analysis(request: flask.Request) -> flask.Response:
     query = parse_query(RecentQuery, request)
     summary = analyse(records.recent(caller(request.headers), query.limit))
-    return json_response(with_narrative(summary, get_settings()))
+    return json_response(with_narrative(summary, get_defect_settings()))
 
 
 def handle(request: flask.Request) -> flask.Response:

@@ -3,12 +3,12 @@
 import flask
 
 from shared.faces.privacy import FaceOptions, FacePrivacy
+from shared.faces.settings import get_face_settings
 from shared.platform.http import FunctionRoutes, json_response, parse_form, uploaded_file
 from shared.platform.logs import configure_logging
-from shared.platform.settings import get_settings
 
 configure_logging("face_detect")
-privacy = FacePrivacy(get_settings())
+privacy = FacePrivacy(get_face_settings())
 routes = FunctionRoutes()
 
 

@@ -4,16 +4,16 @@ import flask
 
 from shared.faces.inbox import FaceInbox
 from shared.faces.privacy import FaceOptions, FacePrivacy
+from shared.faces.settings import get_face_settings
 from shared.faces.video_tasks import video_tasks
 from shared.platform.batch import for_each_created_object
 from shared.platform.http import FunctionRoutes, json_response, parse_form, uploaded_file, wants_json
 from shared.platform.logs import configure_logging
-from shared.platform.settings import get_settings
 from shared.platform.storage import get_object_store
 
 configure_logging("face_process")
-privacy = FacePrivacy(get_settings())
-inbox = FaceInbox(privacy, get_object_store(), get_settings(), videos=video_tasks(privacy))
+privacy = FacePrivacy(get_face_settings())
+inbox = FaceInbox(privacy, get_object_store(), get_face_settings(), videos=video_tasks(privacy))
 routes = FunctionRoutes()
 routes.events(for_each_created_object(inbox.handle_upload))
 

@@ -6,16 +6,16 @@ import flask
 
 from shared.matching.chain import INPUT_FIELDS, ChainService, RecoveryReport
 from shared.matching.defaults import ToolDefaults
+from shared.matching.settings import get_matching_settings
 from shared.platform.access import caller
 from shared.platform.http import FunctionRoutes, json_response, submission
 from shared.platform.logs import configure_logging
 from shared.platform.messaging import Outbox
-from shared.platform.settings import get_settings
 from shared.platform.storage import aws_client, get_object_store
 from shared.platform.tasks import TaskRepository
 
 configure_logging("match_chain")
-settings = get_settings()
+settings = get_matching_settings()
 sfn = aws_client("stepfunctions", settings)
 outbox = Outbox(aws_client("sqs", settings), aws_client("events", settings), settings.event_bus, sfn=sfn)
 service = ChainService(get_object_store(), TaskRepository(outbox=outbox), ToolDefaults(), sfn, settings)

@@ -4,10 +4,10 @@
 import flask
 
 from shared.matching.function import match_service
+from shared.matching.settings import get_matching_settings
 from shared.platform.access import caller
 from shared.platform.http import FunctionRoutes, json_response, submission
 from shared.platform.logs import configure_logging
-from shared.platform.settings import get_settings
 
 configure_logging("match_template")
 service = match_service("template")
@@ -18,7 +18,7 @@ routes.events(service.handle_job)
 @routes.post("/api/v1/match/template")
 def submit(request: flask.Request) -> flask.Response:
     owner = caller(request.headers)
-    sent = submission(request, owner, service.file_fields, get_settings().max_upload_bytes)
+    sent = submission(request, owner, service.file_fields, get_matching_settings().max_upload_bytes)
     task = service.submit(owner, sent.form, sent.files)
     sent.done()
     return json_response(task, status=201)

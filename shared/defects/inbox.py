@@ -8,9 +8,9 @@ import logging
 from shared.defects.inspection import printable_name
 from shared.defects.records import DefectRecords, NewRecord
 from shared.defects.service import DefectInspection, new_record
+from shared.defects.settings import DefectSettings
 from shared.platform.errors import BadRequest
 from shared.platform.events import ObjectRef
-from shared.platform.settings import Settings
 from shared.platform.storage import ObjectStore, StoredObject
 from shared.platform.uploads import Processed, UploadHandler
 
@@ -51,7 +51,7 @@ class DefectInbox(UploadHandler):
     prefix = INBOX_PREFIX
     consumer = "defect_inbox"
 
-    def __init__(self, inspection: DefectInspection, store: ObjectStore, settings: Settings,
+    def __init__(self, inspection: DefectInspection, store: ObjectStore, settings: DefectSettings,
                  database_url: str | None = None) -> None:
         super().__init__(store, settings, database_url)
         self.inspection = inspection

@@ -79,9 +79,9 @@ class DefectModel:
         """The model at ``path``; ``None``: ``VISIONFN_DEFECT_MODEL_PATH`` when set, else the shipped file."""
         import onnxruntime as ort
 
-        from shared.platform.settings import get_settings
+        from shared.defects.settings import get_defect_settings
 
-        path = Path(path or get_settings().defect_model_path or SHIPPED_MODEL)
+        path = Path(path or get_defect_settings().defect_model_path or SHIPPED_MODEL)
         if not path.is_file():
             raise FileNotFoundError(f"defect model {path} does not exist")
         options = ort.SessionOptions()

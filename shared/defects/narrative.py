@@ -12,7 +12,7 @@ from typing import Any
 import requests
 
 from shared.defects.analysis import Analysis
-from shared.platform.settings import Settings
+from shared.defects.settings import DefectSettings
 
 log = logging.getLogger("visionfn.defects.narrative")
 
@@ -33,7 +33,7 @@ def chat_completions_url(base: str) -> str:
     return base if base.endswith("/chat/completions") else f"{base}/chat/completions"
 
 
-def with_narrative(analysis: Analysis, settings: Settings) -> Analysis:
+def with_narrative(analysis: Analysis, settings: DefectSettings) -> Analysis:
     """``analysis`` with the configured model's narrative, or as it is (with the reason in
     ``narrative_error`` when a configured model failed)."""
     if not settings.analysis_llm_url or not settings.analysis_llm_model or analysis.records == 0:
@@ -48,7 +48,7 @@ def with_narrative(analysis: Analysis, settings: Settings) -> Analysis:
     return analysis.model_copy(update={"narrative": text, "narrative_source": "llm"})
 
 
-def _ask(analysis: Analysis, settings: Settings) -> str:
+def _ask(analysis: Analysis, settings: DefectSettings) -> str:
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if settings.analysis_llm_key is not None:
         headers["Authorization"] = f"Bearer {settings.analysis_llm_key.get_secret_value()}"

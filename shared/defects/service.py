@@ -22,9 +22,9 @@ from shared.defects.inspection import (
     refuse_if_none_inspected,
 )
 from shared.defects.records import DefectRecords, NewRecord
+from shared.defects.settings import DefectSettings
 from shared.platform.db.models import utc_now
 from shared.platform.errors import VisionFnError
-from shared.platform.settings import Settings
 from shared.platform.storage import ObjectStore
 
 log = logging.getLogger("visionfn.defects")
@@ -46,7 +46,7 @@ def new_record(inspected: InspectedImage, result_key: str, source_key: str | Non
 class DefectInspection:
     """The model (loaded once per process), the bucket and the records."""
 
-    def __init__(self, model: Inspector, store: ObjectStore, records: DefectRecords, settings: Settings) -> None:
+    def __init__(self, model: Inspector, store: ObjectStore, records: DefectRecords, settings: DefectSettings) -> None:
         self.model = model
         self.store = store
         self.records = records

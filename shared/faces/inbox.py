@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 from shared.faces.privacy import FaceOptions, FacePrivacy
+from shared.faces.settings import FaceSettings
 from shared.faces.tables import FaceAnonymization
 from shared.faces.video import VIDEO_EXTENSIONS
 from shared.faces.video_tasks import FaceVideoTasks
 from shared.platform.errors import ServiceUnavailable
 from shared.platform.events import ObjectRef
-from shared.platform.settings import Settings
 from shared.platform.storage import ObjectStore, StoredObject
 from shared.platform.uploads import Processed, UploadHandler
 
@@ -26,7 +26,7 @@ class FaceInbox(UploadHandler):
     prefix = INBOX_PREFIX
     consumer = "face_inbox"
 
-    def __init__(self, privacy: FacePrivacy, store: ObjectStore, settings: Settings, database_url: str | None = None,
+    def __init__(self, privacy: FacePrivacy, store: ObjectStore, settings: FaceSettings, database_url: str | None = None,
                  videos: FaceVideoTasks | None = None) -> None:
         super().__init__(store, settings, database_url)
         self.privacy = privacy

@@ -24,7 +24,7 @@ from shared.faces.detectors import (
     RetinaFaceDetector,
 )
 from shared.faces.models import CENTERFACE_INT8, MEDIAPIPE_FULL_RANGE, RETINAFACE, RETINAFACE_INT8, model_path
-from shared.platform.settings import Settings
+from shared.faces.settings import FaceSettings
 from shared.vision.images import EncodedImage, decode_image, encode_image, scale_to_8_bit
 
 DetectorName = Literal["fused", "combined", "centerface", "retinaface", "mediapipe"]
@@ -88,7 +88,7 @@ class FacePrivacy:
     process that serves (once per process, see load_detectors): gunicorn imports the function and then forks its worker, and
     MediaPipe's and OpenCV's threads do not survive a fork."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: FaceSettings) -> None:
         self.settings = settings
         self.model_paths = {
             model.name: model_path(model, settings.model_dir)

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import Field
 
 from shared.faces.privacy import AnonymizeOptions, FacePrivacy
+from shared.faces.settings import FaceSettings, get_face_settings
 from shared.faces.video import OUTPUT_CONTENT_TYPE, FrameAnonymizer, VideoInfo, VideoLimits, anonymize_video, probe_video
 from shared.platform.batch import Invocation, Outcome, read_message
 from shared.platform.db.models import utc_now
@@ -22,7 +23,6 @@ from shared.platform.errors import BadRequest, LeaseLost, ServiceUnavailable, Ti
 from shared.platform.events import SqsRecord
 from shared.platform.leases import Lease
 from shared.platform.messaging import JobQueue, Outbox
-from shared.platform.settings import Settings, get_settings
 from shared.platform.storage import ObjectStore, aws_client, get_object_store
 from shared.platform.task_jobs import TASK_JOB, TaskWorker, store_and_dispatch
 from shared.platform.tasks import TaskOut, TaskRepository
@@ -45,13 +45,13 @@ class FaceVideoOptions(AnonymizeOptions):
     )
 
 
-def limits_of(settings: Settings) -> VideoLimits:
+def limits_of(settings: FaceSettings) -> VideoLimits:
     return VideoLimits(settings.face_video_max_bytes, settings.face_video_max_seconds, settings.face_video_max_pixels)
 
 
 class FaceVideoTasks:
     def __init__(self, privacy: FacePrivacy, store: ObjectStore, tasks: TaskRepository, queue: JobQueue,
-                 settings: Settings) -> None:
+                 settings: FaceSettings) -> None:
         self.privacy = privacy
         self.store = store
         self.tasks = tasks
@@ -180,7 +180,7 @@ def _info(info: VideoInfo) -> dict[str, Any]:
 
 def video_tasks(privacy: FacePrivacy | None = None) -> FaceVideoTasks:
     """The service of the face_video function, and the face inbox's way to queue videos (one per process)."""
-    settings = get_settings()
+    settings = get_face_settings()
     sqs = aws_client("sqs", settings)
     outbox = Outbox(sqs, aws_client("events", settings), settings.event_bus)
     return FaceVideoTasks(privacy or FacePrivacy(settings), get_object_store(), TaskRepository(outbox=outbox),

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared.matching.defaults import ToolDefaults
 from shared.matching.service import content_type, input_keys, safe_file_name
+from shared.matching.settings import MatchingSettings
 from shared.matching.steps import no_answer
 from shared.matching.tools import tool_class
 from shared.platform.batch import Invocation, Outcome, read_message
@@ -25,7 +26,6 @@ from shared.platform.direct_uploads import UploadedFile
 from shared.platform.errors import RequestValidationFailed, ServiceUnavailable, TaskNotFound, VisionFnError
 from shared.platform.events import SqsRecord
 from shared.platform.leases import FINISHED_STATUSES
-from shared.platform.settings import Settings
 from shared.platform.storage import ObjectStore
 from shared.platform.task_jobs import store_and_dispatch
 from shared.platform.tasks import Execution, TaskOut, TaskRepository
@@ -139,7 +139,7 @@ def trail_of(steps: list[dict[str, Any]], opened: dict[int, TaskOut]) -> str:
 
 class ChainService:
     def __init__(self, store: ObjectStore, tasks: TaskRepository, defaults: ToolDefaults, sfn: Any,
-                 settings: Settings) -> None:
+                 settings: MatchingSettings) -> None:
         self.store = store
         self.tasks = tasks
         self.defaults = defaults
@@ -255,7 +255,7 @@ class ChainService:
         return RecoveryReport(finished=finished)
 
 
-def execution_input(uid: str, queue_urls: list[str], settings: Settings) -> dict[str, Any]:
+def execution_input(uid: str, queue_urls: list[str], settings: MatchingSettings) -> dict[str, Any]:
     """What the state machine runs on: the steps as a list it walks without intrinsic functions
     (``next``: ``{step, queue_url, next}``), and each step's heartbeat and timeout."""
     steps: dict[str, Any] | None = None

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from shared.matching.defaults import ToolDefaults
 from shared.matching.service import MatchService
+from shared.matching.settings import get_matching_settings
 from shared.matching.steps import StepAnswers
 from shared.matching.tools import tool_class
 from shared.platform.messaging import JobQueue, Outbox
-from shared.platform.settings import get_settings
 from shared.platform.storage import aws_client, get_object_store
 from shared.platform.tasks import TaskRepository
 from shared.platform.work_processes import WorkProcesses
 
 
 def match_service(tool_name: str) -> MatchService:
-    settings = get_settings()
+    settings = get_matching_settings()
     sqs = aws_client("sqs", settings)
     outbox = Outbox(sqs, aws_client("events", settings), settings.event_bus)
     return MatchService(

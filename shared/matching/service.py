@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from shared.matching.defaults import ToolDefaults
+from shared.matching.settings import MatchingSettings
 from shared.matching.steps import StepAnswers, StepJob, no_answer
 from shared.matching.tool import MatchTool
 from shared.matching.tools import run_tool
@@ -22,7 +23,6 @@ from shared.platform.events import SqsRecord
 from shared.platform.faults import extra_work_seconds, inject_fault_if_requested
 from shared.platform.leases import Lease
 from shared.platform.messaging import JobQueue
-from shared.platform.settings import Settings
 from shared.platform.storage import ObjectStore
 from shared.platform.task_jobs import TIMEOUT_MARGIN_SECONDS, TaskJob, TaskWorker, store_and_dispatch
 from shared.platform.tasks import TaskOut, TaskRepository
@@ -69,7 +69,7 @@ class MatchService:
         defaults: ToolDefaults,
         queue: JobQueue,
         work: WorkProcesses,
-        settings: Settings,
+        settings: MatchingSettings,
         steps: StepAnswers,
     ) -> None:
         self.tool = tool

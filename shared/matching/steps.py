@@ -10,8 +10,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.matching.settings import MatchingSettings
 from shared.matching.tool import MatchTool
-from shared.platform.settings import Settings
 from shared.platform.tasks import TaskOut
 
 log = logging.getLogger("visionfn.matching.steps")
@@ -21,7 +21,7 @@ STEP_FAILED = "Step.Failed"
 MAX_CAUSE = 32_768  # Step Functions' limit on a failure's cause
 
 
-def no_answer(settings: Settings) -> str:
+def no_answer(settings: MatchingSettings) -> str:
     """The error of a step the state machine gave up on (its worker died or hung)."""
     return (f"The step's worker did not answer: no heartbeat for {settings.chain_step_heartbeat_seconds} s, "
             f"or over the step's {settings.chain_step_timeout_seconds} s; the chain went on")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.matching.pictures import load_bgr
 from shared.matching.ply import parse_header
-from shared.platform.settings import Settings
+from shared.matching.settings import MatchingSettings
 
 
 class ToolParams(BaseModel):
@@ -40,7 +40,7 @@ class MatchTool(ABC):
     inputs: ClassVar[tuple[ToolInput, ...]]
     found_when: ClassVar[str]  # the result_data count that, above 0, means "found" (chain matching)
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: MatchingSettings) -> None:
         self.settings = settings
 
     @classmethod

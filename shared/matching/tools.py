@@ -7,11 +7,11 @@ from typing import Any
 
 from shared.matching.feature import FeatureTool
 from shared.matching.pictures import encode_pictures
+from shared.matching.settings import get_matching_settings
 from shared.matching.surface import SurfaceTool
 from shared.matching.template import TemplateTool
 from shared.matching.tool import MatchTool
 from shared.platform.errors import NotFound
-from shared.platform.settings import get_settings
 
 TOOLS: dict[str, type[MatchTool]] = {tool.name: tool for tool in (TemplateTool, FeatureTool, SurfaceTool)}
 
@@ -28,6 +28,6 @@ def run_tool(
     """One task's CPU work: match, draw and PNG-encode; ``(result_data, {file name: bytes})``.
     ``extra_seconds`` lengthens it on purpose (fault injection: a long task)."""
     time.sleep(extra_seconds)
-    tool = tool_class(name)(get_settings())
+    tool = tool_class(name)(get_matching_settings())
     output = tool.run(inputs, tool.params_model.model_validate(params))
     return output.result_data, encode_pictures(output.pictures)

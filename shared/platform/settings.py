@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
-from pydantic import AliasChoices, Field, IPvAnyNetwork, PositiveFloat, SecretStr
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +45,15 @@ class Settings(BaseSettings):
         description="AWS region.",
     )
 
+    platform_token: str | None = Field(
+        None,
+        description="Locally: the secret the runner makes at each start; the gateway and the event bridge send it "
+        "and a function refuses invocations without it (401). Unset in the cloud, where functions have no URL.",
+    )
+    key_cache_seconds: float = Field(
+        30, ge=0, description="How long the gateway remembers a verified API key (a revoked key stops working within this)."
+    )
+
     # --- input limits ------------------------------------------------------------------------
     max_image_pixels: int = Field(50_000_000, gt=0, description="Images above this pixel count get 413.")
     max_upload_bytes: int = Field(
@@ -65,7 +73,6 @@ class Settings(BaseSettings):
         10, gt=0, description="A function drops a client whose request does not arrive this many seconds after "
         "its last byte (slow clients cannot hold its threads)."
     )
-    thumbnail_max_side: int = Field(256, ge=16, le=4096, description="Longest side of a thumbnail, px.")
     task_lease_seconds: int = Field(
         20,
         ge=1,
@@ -78,129 +85,6 @@ class Settings(BaseSettings):
         description="A function's Timeout when an invocation carries no deadline (the event bridge and the "
         "cloud entry pass the real one in `x-amzn-lambda-context`).",
     )
-
-    # --- face privacy -------------------------------------------------------------------------
-    model_dir: Path = Field(PROJECT_ROOT / ".models", description="Cached model files (fetched by `make install`).")
-    face_detector: Literal["fused", "combined", "centerface", "retinaface", "mediapipe"] = Field(
-        "fused", description="Detector used when a request names none."
-    )
-    face_max_input_side: int = Field(
-        1024, ge=64, le=8192,
-        description="Longer side (px) an image is scaled down to before the face networks (CenterFace, "
-        "RetinaFace) see it: larger finds smaller faces in big images, and costs time with its square.",
-    )
-    face_output_quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of anonymized images.")
-    face_video_max_bytes: int = Field(
-        64 * 1024 * 1024, gt=0, description="Videos (POST /api/v1/faces/video, inbox/faces/) above this size get 413."
-    )
-    face_video_max_seconds: float = Field(120.0, gt=0, description="Videos lasting longer than this get 413.")
-    face_video_max_pixels: int = Field(
-        1920 * 1080, gt=0, description="Videos whose frames have more pixels than this get 413."
-    )
-    face_video_track_frames: int = Field(
-        5, ge=0, le=100, description="Frames a face stays covered (moving with its track) after the detector lost it."
-    )
-    face_video_queue_url: str | None = Field(
-        None, description="SQS job queue of the face_video function (set by template.yaml; the face inbox sends videos there)."
-    )
-    face_video_inbox_owner: str = Field(
-        "inbox", description="Owner of the video tasks that inbox/faces/ uploads create."
-    )
-
-    # --- defect inspection ----------------------------------------------------------------------
-    defect_model_path: Path | None = Field(
-        None,
-        description="An operator's own ONNX defect model (contract in shared/defects/model/MODEL_CARD.md); "
-        "unset: the shipped NEU-DET model.",
-    )
-
-    # --- matching -----------------------------------------------------------------------------
-    job_queue_url: str | None = Field(
-        None, description="SQS queue a matching function hands its tasks to (set per function by template.yaml)."
-    )
-    chain_state_machine_arn: str | None = Field(
-        None, description="The chain-matching state machine (set for the chain function by template.yaml)."
-    )
-    chain_step_queues: dict[str, str] = Field(
-        default_factory=dict,
-        description="JSON object: tool -> URL of its job queue, where the state machine sends chain steps "
-        "(set for the chain function by template.yaml).",
-    )
-    chain_step_heartbeat_seconds: int = Field(
-        60, ge=2,
-        description="A chain step fails (and the chain goes on) when its worker sends no heartbeat for this long, "
-        "waiting in the queue included; a working worker heartbeats every third of `task_lease_seconds`.",
-    )
-    chain_step_timeout_seconds: int = Field(
-        900, ge=2, description="The longest a chain step may take, queue wait included, before it fails."
-    )
-    surface_max_points: int = Field(
-        500_000, ge=1, description="PLY files with more vertices than this get 413 (parsing memory and time)."
-    )
-    surface_max_model_samples: int = Field(
-        1500,
-        ge=10,
-        description="Surface tasks whose model keeps more points than this after sampling end in `error` "
-        "(PPF training time grows steeply: ~3 s at 760 points, ~21 s at 1340, ~140 s at 2270 on 2 cores).",
-    )
-
-    platform_token: str | None = Field(
-        None,
-        description="Locally: the secret the runner makes at each start; the gateway and the event bridge send it "
-        "and a function refuses invocations without it (401). Unset in the cloud, where functions have no URL.",
-    )
-    key_cache_seconds: float = Field(
-        30, ge=0, description="How long the gateway remembers a verified API key (a revoked key stops working within this)."
-    )
-
-    # --- defect inspection and its data service ------------------------------------------------
-    defect_max_batch_images: int = Field(
-        32, ge=1, le=1000, description="POST /api/detect takes at most this many `images` per request (more: 413)."
-    )
-    defect_max_batch_pixels: int = Field(
-        100_000_000, ge=1, description="The images of one POST /api/detect may hold at most this many pixels in all "
-        "(read from their headers before any is decoded; more: 413). Each image is also held to `max_image_pixels`.",
-    )
-    defect_inbox_owner: str = Field(
-        "local", min_length=1, max_length=64,
-        description="Owner of the records of objects put straight under `inbox/defects/` (those under "
-        "`inbox/defects/<owner>/` belong to `<owner>`).",
-    )
-    analysis_llm_url: str | None = Field(
-        None, description="Base URL of an OpenAI-compatible API (`.../v1`) that writes the analysis narrative; "
-        "unset: the analysis is the computed summary only.",
-    )
-    analysis_llm_key: SecretStr | None = Field(
-        None, description="Bearer key of that API (never logged or returned; unset for servers without keys)."
-    )
-    analysis_llm_model: str | None = Field(None, description="Model name sent to that API (needed with the URL).")
-    analysis_llm_timeout: float = Field(
-        10, gt=0, le=120, description="Seconds the analysis waits for the narrative before answering without it."
-    )
-
-    # --- webhooks ----------------------------------------------------------------------------
-    webhook_timeout_seconds: float = Field(
-        10, gt=0, le=60, description="One delivery attempt (resolving, connecting, sending, reading the answer) "
-        "ends within this many seconds; past it the attempt failed and is retried later."
-    )
-    webhook_allowed_networks: list[IPvAnyNetwork] = Field(
-        default_factory=list,
-        description='JSON list of CIDRs webhooks may reach although they are not public (e.g. `["127.0.0.0/8", '
-        '"::1/128"]` for receivers on this machine; the test platform sets that). Unset: public addresses only.',
-    )
-    webhook_retry_delays: list[PositiveFloat] = Field(
-        [5, 300, 1800, 7200, 18000, 36000, 36000, 36000, 36000], min_length=1, max_length=50,
-        description="JSON list: seconds from a failed delivery attempt to the next (each +-15 % jitter); a "
-        "delivery failing after the last is `failed`. Default: 5 s, 5 min, 30 min, 2 h, 5 h, 4 x 10 h (~2 days).",
-    )
-    webhook_disable_after_seconds: float = Field(
-        3 * 24 * 3600, gt=0, description="A hook whose delivery attempts have all failed for this long is disabled "
-        "(`disabled_reason`); a successful ping or redelivery enables it again. Default 3 days."
-    )
-    webhook_response_excerpt_bytes: int = Field(
-        1024, ge=0, le=65536, description="Bytes of a receiver's answer read and kept in the delivery log."
-    )
-    webhook_max_per_owner: int = Field(20, ge=1, le=10000, description="Webhooks one owner may register (more: 400).")
 
     # --- testing -----------------------------------------------------------------------------
     fault_injection: bool = Field(

@@ -25,12 +25,12 @@ from shared.platform.batch import Invocation, Outcome, read_message
 from shared.platform.db.models import utc_now
 from shared.platform.errors import TaskNotFound
 from shared.platform.events import SqsRecord
-from shared.platform.settings import Settings, get_settings
 from shared.platform.tasks import TaskRepository
 from shared.webhooks import delivery
 from shared.webhooks.addresses import Resolver, system_resolver
 from shared.webhooks.models import DeliveryOut, TaskFinishedDetail, TaskFinishedEvent, Trigger, WebhookOut
 from shared.webhooks.repository import Claim, Clock, WebhookRepository, webhook_not_found
+from shared.webhooks.settings import WebhookSettings, get_webhook_settings
 from shared.webhooks.signing import delivery_headers
 
 log = logging.getLogger("visionfn.webhooks")
@@ -72,9 +72,9 @@ def ping_payload(hook: WebhookOut, now: datetime) -> bytes:
 class Notifier:
     def __init__(
         self, repository: WebhookRepository | None = None, tasks: TaskRepository | None = None,
-        resolver: Resolver = system_resolver, settings: Settings | None = None, clock: Clock = utc_now,
+        resolver: Resolver = system_resolver, settings: WebhookSettings | None = None, clock: Clock = utc_now,
     ) -> None:
-        self.settings = settings or get_settings()
+        self.settings = settings or get_webhook_settings()
         self.repository = repository or WebhookRepository(clock=clock)
         self.tasks = tasks if tasks is not None else TaskRepository(self.repository.database_url)
         self.resolver = resolver

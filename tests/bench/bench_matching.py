@@ -30,16 +30,16 @@ import numpy as np
 
 from shared.matching.feature import FeatureParams, FeatureTool, create_detector, create_matcher, match_features, ratio_test
 from shared.matching.pictures import encode_pictures, load_bgr
+from shared.matching.settings import get_matching_settings
 from shared.matching.surface import SurfaceParams, SurfaceTool, match_surface, moved_cloud
 from shared.matching.template import METHODS, TemplateParams, TemplateTool, match_template
-from shared.platform.settings import get_settings
 from tests.conftest import SHARED_DATA
 
 SAMPLES = SHARED_DATA / "matching" / "opencv_samples"
 OXFORD = SHARED_DATA / "matching" / "oxford_affine"
 BUNNY = SHARED_DATA / "3d" / "stanford_bunny" / "data"
 PARASAUROLOPHUS = SHARED_DATA / "3d" / "opencv_surface_matching"
-SETTINGS = get_settings()
+SETTINGS = get_matching_settings()
 
 
 def median_ms(function, runs: int) -> float:

@@ -25,8 +25,8 @@ import numpy as np
 
 from shared.faces.anonymize import AnonymizeStyle, anonymize, coverage_mask, covered_regions
 from shared.faces.privacy import FacePrivacy
+from shared.faces.settings import get_face_settings
 from shared.faces.video import FrameAnonymizer, anonymize_video
-from shared.platform.settings import get_settings
 from tests.bench.bench_face import WIDER, load_rgb
 
 CLIP_PHOTO = "images/0--Parade/0_Parade_Parade_0_205.jpg"  # 6 faces, 13 to 78 px (the crowd photo of the tests)
@@ -111,16 +111,16 @@ def main() -> None:
     boxes = np.array([f["bbox_xywh"] for f in item["faces"] if not f["invalid"]], np.float32)
     frames, truth = pan_zoom_clip(load_rgb(WIDER / CLIP_PHOTO), boxes, options.frames, motion_blur=True)
     clip = encode_clip(frames)
-    privacy = FacePrivacy(get_settings())
+    privacy = FacePrivacy(get_face_settings())
     detector = privacy.detector(options.detector)
 
     results = {}
-    tracked = FrameAnonymizer(detector, STYLE, track_frames=get_settings().face_video_track_frames)
+    tracked = FrameAnonymizer(detector, STYLE, track_frames=get_face_settings().face_video_track_frames)
     detector.detect(frames[0])  # warm-up
     started = time.perf_counter()
     result = anonymize_video(clip, tracked, keep_audio=False)
     ours_seconds = time.perf_counter() - started
-    replay = FrameAnonymizer(detector, STYLE, track_frames=get_settings().face_video_track_frames)
+    replay = FrameAnonymizer(detector, STYLE, track_frames=get_face_settings().face_video_track_frames)
     ours_found = [replay.faces(frame)[0] for frame in frames]
     untracked = [detector.detect(frame) for frame in frames]
     results["visionfn"] = {

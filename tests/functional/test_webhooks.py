@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.platform.settings import Settings
 from shared.webhooks.models import DeliveryListQuery, TaskFinishedDetail
 from shared.webhooks.notifier import Notifier
 from shared.webhooks.repository import WebhookRepository
 from shared.webhooks.service import WebhookService
+from shared.webhooks.settings import WebhookSettings
 from tests.conftest import act_as, load_event
 from tests.webhook_receiver import Receiver, answer, seed_verify_signature, standard_webhooks_verify
 
@@ -214,7 +214,7 @@ class Clock:
 
 def _notifier(database_url, resolver=None, **settings) -> tuple[Notifier, Clock]:
     clock = Clock()
-    config = Settings(database_url=database_url, webhook_allowed_networks=["127.0.0.0/8"], **settings)
+    config = WebhookSettings(database_url=database_url, webhook_allowed_networks=["127.0.0.0/8"], **settings)
     kwargs = {"resolver": resolver} if resolver else {}
     return Notifier(WebhookRepository(database_url, clock), settings=config, clock=clock, **kwargs), clock
 

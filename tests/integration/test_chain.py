@@ -10,10 +10,10 @@ import uuid
 from PIL import Image
 
 from shared.matching.chain import execution_input
+from shared.matching.settings import MatchingSettings
 from shared.matching.tools import tool_class
 from shared.platform.faults import WORK_SECONDS_METADATA
 from shared.platform.messaging import Outbox
-from shared.platform.settings import Settings
 from shared.platform.storage import ObjectStore
 from shared.platform.tasks import Execution, TaskRepository
 from tests.conftest import shared_data
@@ -25,7 +25,7 @@ BOX = "matching/opencv_samples/box.png"
 BOX_IN_SCENE = "matching/opencv_samples/box_in_scene.png"
 MISS = {"tool": "template", "params": {"threshold": 0.995}}  # box is turned and scaled in its scene: no match
 FEATURE = {"tool": "feature", "params": {"detector": "SIFT", "ratio_threshold": 0.7}}
-TEST_CHAIN_SETTINGS = Settings(chain_step_heartbeat_seconds=10, chain_step_timeout_seconds=120)  # as the platform fixture
+TEST_CHAIN_SETTINGS = MatchingSettings(chain_step_heartbeat_seconds=10, chain_step_timeout_seconds=120)  # as the platform fixture
 
 
 def _crop(data: bytes, box=(200, 50, 260, 110)) -> bytes:

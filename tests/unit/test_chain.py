@@ -94,9 +94,9 @@ def test_jobs_and_step_messages_are_told_apart():
 
 def test_the_execution_input_is_a_list_walked_step_by_step():
     from shared.matching.chain import execution_input
-    from shared.platform.settings import Settings
+    from shared.matching.settings import MatchingSettings
 
-    walked = execution_input("u", ["q1", "q2", "q3"], Settings(chain_step_heartbeat_seconds=7))
+    walked = execution_input("u", ["q1", "q2", "q3"], MatchingSettings(chain_step_heartbeat_seconds=7))
     assert walked["step_heartbeat_seconds"] == 7
     steps, node = [], walked["next"]
     while node:

@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-import shared.platform.settings
+import shared.defects.settings
 from shared.defects.model import LABELS, SHIPPED_MODEL, Defect, DefectModel, Inspection, decode, to_grey
-from shared.platform.settings import Settings
+from shared.defects.settings import DefectSettings
 from tests.conftest import SHARED_DATA
 from tools.defects.dataset import SPLIT_FRACTIONS, load_samples, split_of_all
 
@@ -116,7 +116,7 @@ def test_rgb_is_converted_with_luma():
 def test_the_setting_names_the_operator_model(monkeypatch, tmp_path):
     fake = tmp_path / "operator.onnx"
     fake.write_bytes(b"not an onnx model")
-    monkeypatch.setattr(shared.platform.settings, "get_settings", lambda: Settings(defect_model_path=fake))
+    monkeypatch.setattr(shared.defects.settings, "get_defect_settings", lambda: DefectSettings(defect_model_path=fake))
     with pytest.raises(ValueError, match=r"operator\.onnx is not a readable ONNX model"):
         DefectModel.load()
     with pytest.raises(FileNotFoundError, match="does not exist"):

@@ -30,8 +30,8 @@ from shared.defects.inspection import (
 from shared.defects.model import Defect, Inspection
 from shared.defects.narrative import chat_completions_url, with_narrative
 from shared.defects.queries import DayStat, PageQuery, RecentQuery, RecordOut, SearchQuery, StatQuery, fill_days
+from shared.defects.settings import DefectSettings
 from shared.platform.errors import BadRequest, InspectionRefused, NotAnImage, PayloadTooLarge, UnsupportedMediaType
-from shared.platform.settings import Settings
 from tests.conftest import event_file
 
 
@@ -345,8 +345,8 @@ def test_trend(per_day, direction):
 
 def test_no_narrative_without_a_configured_model():
     analysis = analyse([_record(1, "2024-03-01", 1)])
-    assert with_narrative(analysis, Settings(analysis_llm_url="http://127.0.0.1:9/v1")) == analysis  # no model name
-    assert with_narrative(analysis, Settings()) == analysis
+    assert with_narrative(analysis, DefectSettings(analysis_llm_url="http://127.0.0.1:9/v1")) == analysis  # no model name
+    assert with_narrative(analysis, DefectSettings()) == analysis
 
 
 def test_chat_completions_url():

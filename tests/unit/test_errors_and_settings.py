@@ -7,6 +7,7 @@ from shared.platform.errors import InjectedFault, RequestValidationFailed, TaskN
 from shared.platform.faults import inject_fault_if_requested
 from shared.platform.settings import Settings
 from shared.platform.tasks import TaskListQuery
+from shared.thumbnails import ThumbnailSettings
 
 
 @pytest.mark.parametrize(
@@ -68,4 +69,4 @@ def test_settings_read_standard_and_prefixed_variables(monkeypatch):
 def test_settings_reject_bad_values(monkeypatch):
     monkeypatch.setenv("VISIONFN_THUMBNAIL_MAX_SIDE", "2")
     with pytest.raises(ValidationError):
-        Settings()
+        ThumbnailSettings()

@@ -11,7 +11,7 @@ from shared.faces.detections import FaceDetections
 from shared.faces.detectors import decode_centerface, input_size, network_input
 from shared.faces.models import CENTERFACE, CENTERFACE_INT8, ModelMissing, QuantizedModel, model_path
 from shared.faces.privacy import FaceOptions, FacePrivacy, to_rgb
-from shared.platform.settings import Settings
+from shared.faces.settings import FaceSettings
 from shared.vision.boxes import pairwise_iou
 from shared.vision.images import decode_image
 from tests.conftest import CROWD_PHOTO, PORTRAIT_PHOTO, shared_data
@@ -135,7 +135,7 @@ def test_missing_model_names_the_fix(tmp_path):
     with pytest.raises(ModelMissing, match="make install"):
         model_path(CENTERFACE, tmp_path)
     with pytest.raises(ModelMissing):
-        FacePrivacy(Settings(model_dir=tmp_path))
+        FacePrivacy(FaceSettings(model_dir=tmp_path))
     with pytest.raises(ModelMissing, match="make quantize-faces"):
         model_path(QuantizedModel("gone", "gone_int8.onnx", CENTERFACE), tmp_path)
     assert model_path(CENTERFACE_INT8, tmp_path) == CENTERFACE_INT8.path  # ships in the repository
@@ -164,7 +164,7 @@ def test_network_input_factors_bring_boxes_back_to_the_image():
 
 @pytest.fixture(scope="module")
 def privacy():
-    return FacePrivacy(Settings())
+    return FacePrivacy(FaceSettings())
 
 
 @pytest.mark.parametrize("detector", ["fused", "combined", "centerface", "retinaface", "mediapipe"])

@@ -74,9 +74,9 @@ def test_retry_delays_are_jittered_within_bounds_and_spread():
 
 
 def test_the_default_schedule_spans_one_to_three_days_and_matches_the_settings():
-    from shared.platform.settings import Settings
+    from shared.webhooks.settings import WebhookSettings
 
-    assert tuple(Settings().webhook_retry_delays) == DEFAULT_DELAYS
+    assert tuple(WebhookSettings().webhook_retry_delays) == DEFAULT_DELAYS
     assert 1 * 86400 < sum(DEFAULT_DELAYS) < schedule_span_seconds(DEFAULT_DELAYS) < 3 * 86400
 
 

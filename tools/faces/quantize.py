@@ -29,7 +29,8 @@ import numpy as np
 
 from shared.faces.detectors import CenterFaceDetector, RetinaFaceDetector
 from shared.faces.models import CENTERFACE, CENTERFACE_INT8, RETINAFACE, RETINAFACE_INT8, QuantizedModel
-from shared.platform.settings import PROJECT_ROOT, get_settings
+from shared.faces.settings import get_face_settings
+from shared.platform.settings import PROJECT_ROOT
 
 CALIBRATION_PHOTOS = PROJECT_ROOT.parent / "shared" / "data" / "faces" / "wider_subset" / "images"
 OPSET = 13
@@ -124,7 +125,7 @@ def main() -> None:
 
     onnxruntime.set_default_logger_severity(3)  # not the list of unused batch-norm counters
     photos = calibration_photos(options.photos)
-    model_dir = get_settings().model_dir
+    model_dir = get_face_settings().model_dir
     for source in (CENTERFACE, RETINAFACE):
         path = quantize(model_dir / source.filename, source.name, photos)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,48 @@
+"""The face-privacy functions' settings: the platform's and their own (environment variables ``VISIONFN_FACE_*``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from shared.platform.settings import PROJECT_ROOT, Settings
+
+
+class FaceSettings(Settings):
+    """What the face functions read (face_process, face_detect, face_video, health)."""
+
+    model_dir: Path = Field(PROJECT_ROOT / ".models", description="Cached model files (fetched by `make install`).")
+    face_detector: Literal["fused", "combined", "centerface", "retinaface", "mediapipe"] = Field(
+        "fused", description="Detector used when a request names none."
+    )
+    face_max_input_side: int = Field(
+        1024, ge=64, le=8192,
+        description="Longer side (px) an image is scaled down to before the face networks (CenterFace, "
+        "RetinaFace) see it: larger finds smaller faces in big images, and costs time with its square.",
+    )
+    face_output_quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of anonymized images.")
+    face_video_max_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="Videos (POST /api/v1/faces/video, inbox/faces/) above this size get 413."
+    )
+    face_video_max_seconds: float = Field(120.0, gt=0, description="Videos lasting longer than this get 413.")
+    face_video_max_pixels: int = Field(
+        1920 * 1080, gt=0, description="Videos whose frames have more pixels than this get 413."
+    )
+    face_video_track_frames: int = Field(
+        5, ge=0, le=100, description="Frames a face stays covered (moving with its track) after the detector lost it."
+    )
+    face_video_queue_url: str | None = Field(
+        None, description="SQS job queue of the face_video function (set by template.yaml; the face inbox sends videos there)."
+    )
+    face_video_inbox_owner: str = Field(
+        "inbox", description="Owner of the video tasks that inbox/faces/ uploads create."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_face_settings() -> FaceSettings:
+    """The process-wide settings of this domain (read once)."""
+    return FaceSettings()
