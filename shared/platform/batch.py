@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from shared.platform.errors import RequestValidationFailed, UnreadableMessage, VisionFnError
+from shared.platform.errors import Busy, RequestValidationFailed, UnreadableMessage, VisionFnError
 from shared.platform.events import BatchItemFailure, BatchResponse, ObjectRef, SqsEvent, SqsRecord
 
 log = logging.getLogger("visionfn.batch")
@@ -71,8 +71,15 @@ def read_message(record: SqsRecord, schema: TypeAdapter[Message], expected: str)
 ObjectHandler = Callable[[ObjectRef, int], Outcome]
 
 
-def process_sqs_batch(payload: Any, handle_record: RecordHandler, invocation: Invocation) -> BatchResponse:
-    """Handle each record; report those whose outcome is RETRY (or whose handler raised)."""
+#: Makes a record's message visible again in this many seconds (SQS ChangeMessageVisibility).
+RetryAfter = Callable[[SqsRecord, int], None]
+
+
+def process_sqs_batch(payload: Any, handle_record: RecordHandler, invocation: Invocation,
+                      retry_after: RetryAfter | None = None) -> BatchResponse:
+    """Handle each record; report those whose outcome is RETRY (or whose handler raised). A record
+    whose work is Busy (another worker's lease) comes back when that lease lapses: the one answer
+    to a busy claim, whichever handler met it."""
     try:
         event = SqsEvent.model_validate(payload)
     except ValidationError as error:
@@ -84,6 +91,11 @@ def process_sqs_batch(payload: Any, handle_record: RecordHandler, invocation: In
         except UnreadableMessage as error:
             log.warning("dropped message %s: %s", record.message_id, error.detail)
             outcome = Outcome.DROPPED
+        except Busy as busy:
+            log.info("message %s: %s; back in %d s", record.message_id, busy.detail, busy.retry_after_seconds)
+            if retry_after is not None:
+                retry_after(record, busy.retry_after_seconds)
+            outcome = Outcome.RETRY
         except Exception as error:  # a bug or an outage: another delivery may pass
             detail = error.detail if isinstance(error, VisionFnError) else repr(error)
             log.exception("message %s failed, will be retried: %s", record.message_id, detail)
@@ -100,8 +112,7 @@ def for_each_created_object(handle_object: ObjectHandler) -> RecordHandler:
         try:
             objects = record.created_objects()
         except (ValueError, ValidationError) as error:
-            log.warning("dropped message %s: its body is not an S3 notification: %s", record.message_id, error)
-            return Outcome.DROPPED
+            raise UnreadableMessage(f"its body is not an S3 notification: {error}") from None
         outcomes = [handle_object(obj, record.attributes.approximate_receive_count) for obj in objects]
         return Outcome.RETRY if Outcome.RETRY in outcomes else Outcome.HANDLED
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from pydantic import ValidationError
@@ -141,6 +142,17 @@ class InspectionRefused(BadRequest):
 
 class ServiceUnavailable(VisionFnError):
     status = 503
+
+
+class Busy(VisionFnError):
+    """The work is held by another worker's unexpired lease: its message comes back when that
+    lease lapses (its worker may have died), not a whole visibility timeout later."""
+
+    status = 409
+
+    def __init__(self, detail: str, retry_after_seconds: float) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = max(1, math.ceil(retry_after_seconds) + 1)
 
 
 class LeaseLost(VisionFnError):

@@ -27,8 +27,9 @@ from shared.platform.errors import (
     RequestValidationFailed,
     VisionFnError,
 )
+from shared.platform.messaging import JobQueue
 from shared.platform.settings import get_settings
-from shared.platform.storage import get_object_store
+from shared.platform.storage import aws_client, get_object_store
 
 log = logging.getLogger("visionfn.http")
 
@@ -174,6 +175,12 @@ def wants_json(request: flask.Request) -> bool:
 
 
 @lru_cache(maxsize=1)
+def visibility() -> JobQueue:
+    """Changes the visibility of the messages this process was delivered (a busy record's retry)."""
+    return JobQueue(aws_client("sqs", get_settings()), None)
+
+
+@lru_cache(maxsize=1)
 def get_direct_uploads() -> DirectUploads:
     """The process's presigned uploads (of the one bucket)."""
     return DirectUploads(get_object_store(), get_settings())
@@ -221,7 +228,7 @@ class FunctionRoutes:
 
         def deliver_events(payload: dict[str, Any], request: flask.Request) -> flask.Response:
             invocation = Invocation.from_headers(request.headers, get_settings().function_timeout)
-            return json_response(process_sqs_batch(payload, handle_record, invocation).to_json())
+            return json_response(process_sqs_batch(payload, handle_record, invocation, visibility().keep_invisible).to_json())
 
         self._event_handler("sqs", deliver_events)
 

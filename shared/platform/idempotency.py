@@ -32,6 +32,13 @@ class ProcessedObjects:
             record = session.scalar(select(ProcessedObject.id).filter_by(**identity))
         return self.leases.claim(record, lease_seconds)
 
+    def lease_seconds_left(self, obj: ObjectRef) -> float:
+        """How long another delivery's lease on this object version still runs."""
+        with session_scope(self.database_url) as session:
+            record = session.scalar(select(ProcessedObject.id).filter_by(
+                consumer=self.consumer, object_key=obj.key, etag=obj.etag or ""))
+        return self.leases.seconds_left(record) if record is not None else 0.0
+
     def finish(self, lease: Lease, output_key: str | None, receive_count: int,
                then: Callable[[Session, ProcessedObject], Any] | None = None) -> None:
         """Done (fenced); ``then`` writes what goes with it, in the same transaction."""

@@ -11,14 +11,13 @@ worker holds comes back when that lease lapses; the dead-letter queue's jobs end
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from shared.platform.batch import Invocation, Outcome
-from shared.platform.errors import LeaseLost, ServiceUnavailable, TimedOut, VisionFnError
+from shared.platform.errors import Busy, LeaseLost, ServiceUnavailable, TimedOut, VisionFnError
 from shared.platform.events import SqsRecord
 from shared.platform.leases import Claim, Lease
 from shared.platform.messaging import JobQueue
@@ -84,11 +83,8 @@ class TaskWorker:
         if claim is Claim.FINISHED:
             log.info("task %s already finished; nothing to do", uid)
             return Outcome.HANDLED
-        if claim is Claim.BUSY:  # back when the lease lapses (if its worker died), not a whole timeout later
-            seconds = math.ceil(self.tasks.lease_seconds_left(uid)) + 1
-            log.info("task %s is held by another worker's lease; retried in %d s", uid, seconds)
-            self.queue.keep_invisible(record, seconds)
-            return Outcome.RETRY
+        if claim is Claim.BUSY:
+            raise Busy(f"task {uid} is held by another worker's lease", self.tasks.lease_seconds_left(uid))
         if dead_letter:  # every delivery died (crash, kill, out of memory): end it, never stuck
             count = self.settings.max_receive_count
             return self._finish(claim, lambda lease: self.tasks.fail(lease, DEAD_LETTER_ERROR.format(count=count)))

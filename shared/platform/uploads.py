@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from shared.platform.batch import Outcome
 from shared.platform.db.models import ProcessedObject
-from shared.platform.errors import VisionFnError
+from shared.platform.errors import Busy, VisionFnError
 from shared.platform.events import ObjectRef
 from shared.platform.faults import inject_fault_if_requested
 from shared.platform.idempotency import ProcessedObjects
@@ -55,8 +55,8 @@ class UploadHandler(ABC):
             log.info("%s (etag %s) already processed; nothing to do", obj.key, obj.etag)
             return Outcome.HANDLED
         if isinstance(lease, Claim):
-            log.info("%s (etag %s) is being processed by another delivery; retried later", obj.key, obj.etag)
-            return Outcome.RETRY
+            raise Busy(f"{obj.key} (etag {obj.etag}) is being processed by another delivery",
+                       self.processed.lease_seconds_left(obj))
         try:
             stored = self.store.get(obj.key)
             inject_fault_if_requested(stored.metadata, receive_count, self.settings)

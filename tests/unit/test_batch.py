@@ -110,9 +110,14 @@ def test_a_record_is_retried_when_one_of_its_objects_asks(sqs_s3_batch, outcomes
 
 @pytest.mark.parametrize("body", ["not json", json.dumps({"Records": [{"x": 1}]})])
 def test_body_that_is_not_an_s3_notification_is_dropped(body):
+    """Dropped by the one mechanism for unreadable messages: not retried."""
+    from shared.platform.errors import UnreadableMessage
+
     handle_record = for_each_created_object(lambda obj, count: Outcome.HANDLED)
     record = SqsEvent.model_validate(_batch(body)).records[0]
-    assert handle_record(record, INVOCATION) is Outcome.DROPPED
+    with pytest.raises(UnreadableMessage):
+        handle_record(record, INVOCATION)
+    assert process_sqs_batch(_batch(body), handle_record, INVOCATION).batch_item_failures == []
 
 
 def test_invocation_deadline_comes_from_the_lambda_context_header():
@@ -127,3 +132,20 @@ def test_invocation_without_a_readable_deadline_takes_the_default(header):
     invocation = Invocation.from_headers({LAMBDA_CONTEXT_HEADER: header} if header else {}, 7)
     assert invocation.timeout_seconds == 7
     assert 6 < invocation.remaining() <= 7
+
+
+def test_a_busy_record_comes_back_when_the_other_lease_lapses():
+    """The one answer to a busy claim, whatever handler met it: the record is reported and its
+    message made visible again just after the other worker's lease ends."""
+    from shared.platform.errors import Busy
+
+    delays: list[tuple[str, int]] = []
+
+    def handle(record, _invocation):
+        if record.message_id == "m-1":
+            raise Busy("held by another worker", retry_after_seconds=7.2)
+        return Outcome.HANDLED
+
+    response = process_sqs_batch(_batch("a", "b"), handle, INVOCATION, lambda record, seconds: delays.append((record.message_id, seconds)))
+    assert [failure.item_identifier for failure in response.batch_item_failures] == ["m-1"]
+    assert delays == [("m-1", 9)]
