@@ -23,7 +23,8 @@ from shared.matching.chain import INPUT_FIELDS, ChainForm
 from shared.matching.defaults import ToolSettingsOut
 from shared.matching.tools import TOOLS
 from shared.platform.direct_uploads import KEY_SUFFIX, UploadRequest, UploadTicket
-from shared.platform.tasks import TaskListQuery, TaskOut, TaskPage
+from shared.platform.pages import ListQuery
+from shared.platform.tasks import TaskOut, TaskPage
 from shared.webhooks.models import DeliveryListQuery, DeliveryOut, DeliveryPage, WebhookCreate, WebhookList, WebhookOut
 
 
@@ -119,7 +120,7 @@ OPERATIONS: list[Operation] = [
               "anonymization: every frame, faces tracked across frames, H.264 mp4 in results/<uid>/anonymized.mp4; "
               "progress and per-frame counts in result_data", TaskOut, status=201, form=FaceVideoOptions,
               files=("video",), errors=(400, 401, 404, 405, 413, 415, 422, 503), upload_keys=True),
-    Operation("GET", "/api/v1/tasks", "The key owner's tasks, newest first", TaskPage, query=TaskListQuery),
+    Operation("GET", "/api/v1/tasks", "The key owner's tasks, newest first", TaskPage, query=ListQuery),
     Operation("GET", "/api/v1/tasks/{uid}", "One task of the key's owner", TaskOut,
               path_parameters={"uid": {"type": "string"}}),
     Operation("GET", "/api/v1/files/{key}", "A file of one of the owner's tasks (uploads/, thumbnails/ or results/"

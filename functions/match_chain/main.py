@@ -17,7 +17,7 @@ from shared.platform.tasks import TaskRepository
 configure_logging("match_chain")
 settings = get_matching_settings()
 sfn = aws_client("stepfunctions", settings)
-outbox = Outbox(aws_client("sqs", settings), aws_client("events", settings), settings.event_bus, sfn=sfn)
+outbox = Outbox.of_stack(settings, sfn=sfn)
 service = ChainService(get_object_store(), TaskRepository(outbox=outbox), ToolDefaults(), sfn, settings)
 routes = FunctionRoutes()
 routes.events(service.handle_finished)

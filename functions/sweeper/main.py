@@ -14,8 +14,7 @@ from shared.platform.storage import aws_client
 
 configure_logging("sweeper")
 settings = get_settings()
-outbox = Outbox(aws_client("sqs", settings), aws_client("events", settings), settings.event_bus,
-                sfn=aws_client("stepfunctions", settings))
+outbox = Outbox.of_stack(settings, sfn=aws_client("stepfunctions", settings))
 routes = FunctionRoutes()
 
 

@@ -8,9 +8,10 @@ from shared.platform.access import caller
 from shared.platform.direct_uploads import UploadRequest, safe_name
 from shared.platform.http import FunctionRoutes, get_direct_uploads, json_body, json_response, parse_payload, parse_query
 from shared.platform.logs import configure_logging
+from shared.platform.pages import ListQuery
 from shared.platform.settings import get_settings
 from shared.platform.storage import get_object_store, task_of_file
-from shared.platform.tasks import TaskListQuery, TaskRepository
+from shared.platform.tasks import TaskRepository
 from shared.vision.images import sniffed_content_type
 
 configure_logging("tasks")
@@ -22,7 +23,7 @@ DOWNLOAD_LINK_SECONDS = 300
 
 @routes.get("/api/v1/tasks")
 def list_tasks(request: flask.Request) -> flask.Response:
-    query = parse_query(TaskListQuery, request)
+    query = parse_query(ListQuery, request)
     return json_response(tasks.page(query.offset, query.limit, owner=caller(request.headers)))
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from shared.defects.queries import DayStat, PageQuery, RecordOut, RecordPage, SearchQuery, fill_days
 from shared.platform.db.engine import session_scope
 from shared.platform.db.models import Base, utc_now
+from shared.platform.pages import page_statements
 
 #: Longest file name kept in a record (longer ones are cut; the detect answer keeps the whole name).
 MAX_NAME_LENGTH = 255
@@ -163,10 +164,8 @@ def search_statements(owner: str, query: PageQuery) -> tuple[Select[tuple[int]],
             conditions.append(DefectRecord.created_at >= _day_start(query.start_date))
         if query.end_date:
             conditions.append(DefectRecord.created_at < _day_start(query.end_date + dt.timedelta(days=1)))
-    count = select(func.count()).select_from(DefectRecord).where(*conditions)
-    page = (select(*RECORD_COLUMNS).where(*conditions).order_by(DefectRecord.created_at.desc(), DefectRecord.id.desc())
-            .offset(query.offset).limit(query.limit))
-    return count, page
+    return page_statements(DefectRecord, conditions, RECORD_COLUMNS, [DefectRecord.created_at.desc(), DefectRecord.id.desc()],
+                           query.offset, query.limit)
 
 
 def stat_statement(owner: str, start: dt.date, end: dt.date) -> Select[tuple[dt.date, int, int]]:

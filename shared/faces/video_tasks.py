@@ -182,6 +182,6 @@ def video_tasks(privacy: FacePrivacy | None = None) -> FaceVideoTasks:
     """The service of the face_video function, and the face inbox's way to queue videos (one per process)."""
     settings = get_face_settings()
     sqs = aws_client("sqs", settings)
-    outbox = Outbox(sqs, aws_client("events", settings), settings.event_bus)
+    outbox = Outbox.of_stack(settings, sqs)
     return FaceVideoTasks(privacy or FacePrivacy(settings), get_object_store(), TaskRepository(outbox=outbox),
                           JobQueue(sqs, settings.face_video_queue_url), settings)

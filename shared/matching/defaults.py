@@ -8,7 +8,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.matching.tables import ToolSettings
 from shared.matching.tool import ToolParams
-from shared.matching.tools import tool_class
+from shared.matching.tools import TOOLS, tool_class
 from shared.platform.db.engine import dialect_insert, session_scope
 from shared.platform.db.models import utc_now
 from shared.platform.errors import RequestValidationFailed
@@ -46,7 +46,18 @@ class ToolDefaults:
 
     def resolve(self, tool: str, owner: str, given: dict[str, Any]) -> ToolParams:
         """A submission's parameters: what it gave over its owner's stored defaults. 422 on bad values."""
-        return _validated(tool, {**self.get(tool, owner).model_dump(), **given})
+        return _validated(tool, over_defaults(self.get(tool, owner), given))
+
+    def of_owner(self, owner: str) -> dict[str, ToolParams]:
+        """Every tool's defaults for ``owner`` (``get`` of each): what a chain's steps resolve over."""
+        return {tool: self.get(tool, owner) for tool in TOOLS}
+
+
+def over_defaults(defaults: ToolParams, given: dict[str, Any]) -> dict[str, Any]:
+    """The parameters ``given`` over ``defaults`` (the owner's stored ones, or the built-in ones),
+    to be validated as the tool's model: the one rule a submission's and a chain step's
+    parameters resolve by."""
+    return {**defaults.model_dump(), **given}
 
 
 def _validated(tool: str, payload: Any) -> ToolParams:

@@ -17,7 +17,7 @@ from shared.platform.work_processes import WorkProcesses
 def match_service(tool_name: str) -> MatchService:
     settings = get_matching_settings()
     sqs = aws_client("sqs", settings)
-    outbox = Outbox(sqs, aws_client("events", settings), settings.event_bus)
+    outbox = Outbox.of_stack(settings, sqs)
     return MatchService(
         tool_class(tool_name)(settings),
         get_object_store(),

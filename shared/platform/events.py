@@ -50,13 +50,6 @@ class S3Notification(_Event):
     records: list[S3EventRecord] = Field(default_factory=list, alias="Records")
 
 
-class S3TestEvent(_Event):
-    """Sent once by S3 when a notification configuration is created; carries no object."""
-
-    service: str = Field(alias="Service")
-    event: str = Field(alias="Event")
-
-
 class ObjectRef(BaseModel):
     """An object that was created: what an upload handler works on."""
 

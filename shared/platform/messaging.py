@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session
 from shared.platform.db.engine import session_scope
 from shared.platform.db.models import OutboxMessage, Task, utc_now
 from shared.platform.events import SqsRecord
+from shared.platform.settings import Settings
+from shared.platform.storage import aws_client
 
 log = logging.getLogger("visionfn.messaging")
 
@@ -61,6 +63,12 @@ class Outbox:
         self.sfn = sfn  # Step Functions, for callers that start executions
         self.event_bus = event_bus
         self.database_url = database_url
+
+    @classmethod
+    def of_stack(cls, settings: Settings, sqs: Any = None, sfn: Any = None) -> Outbox:
+        """The stack's outbox (its queues, its event bus; Step Functions for those that start
+        executions): the one place it is built."""
+        return cls(sqs or aws_client("sqs", settings), aws_client("events", settings), settings.event_bus, sfn=sfn)
 
     # --- inside the caller's transaction ----------------------------------------------------
     @staticmethod

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.platform.db.engine import dialect_insert, session_scope
@@ -17,6 +17,7 @@ from shared.platform.db.models import Task, utc_now
 from shared.platform.errors import TaskNotFound
 from shared.platform.leases import FINISHED_STATUSES, Claim, Lease, LeasedTable
 from shared.platform.messaging import Outbox
+from shared.platform.pages import page_statements
 
 TaskStatus = Literal["queued", "processing", "done", "error"]
 
@@ -47,15 +48,6 @@ class TaskOut(BaseModel):
 class TaskPage(BaseModel):
     total: int
     tasks: list[TaskOut]
-
-
-class TaskListQuery(BaseModel):
-    """Query string of GET /api/v1/tasks."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    offset: int = Field(0, ge=0, le=1_000_000_000)
-    limit: int = Field(50, ge=1, le=200)
 
 
 @dataclass(frozen=True)
@@ -154,12 +146,10 @@ class TaskRepository:
     def page(self, offset: int, limit: int, owner: str | None = None) -> TaskPage:
         """Newest first; with ``owner``, that owner's tasks only. Chains' steps are not listed."""
         mine = [Task.parent_uid.is_(None), *([Task.owner == owner] if owner is not None else [])]
+        count, rows = page_statements(Task, mine, [Task], [Task.created_at.desc(), Task.uid.desc()], offset, limit)
         with session_scope(self.database_url) as session:
-            total = session.scalar(select(func.count()).select_from(Task).where(*mine)) or 0
-            rows = session.scalars(
-                select(Task).where(*mine).order_by(Task.created_at.desc(), Task.uid.desc()).offset(offset).limit(limit)
-            )
-            return TaskPage(total=total, tasks=[TaskOut.model_validate(row) for row in rows])
+            total = session.scalar(count) or 0
+            return TaskPage(total=total, tasks=[TaskOut.model_validate(row) for row in session.scalars(rows)])
 
     def claim(self, uid: str, lease_seconds: int) -> Lease | Claim:
         """``queued -> processing`` exactly once; a lapsed lease (its worker died) may be reclaimed."""

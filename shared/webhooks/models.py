@@ -8,13 +8,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
-from shared.platform.tasks import TaskListQuery
+from shared.platform.pages import ListQuery
 from shared.webhooks.addresses import MAX_URL_LENGTH, parse_url
 
 EventName = Literal["task.done", "task.error"]
 EVENT_NAMES: tuple[str, ...] = ("task.done", "task.error")
 PING = "ping"
-DeliveryState = Literal["pending", "delivered", "failed"]
+#: pending (due at ``next_attempt_at``) -> sending (a sender holds its lease) -> delivered | failed
+DeliveryState = Literal["pending", "sending", "delivered", "failed"]
 #: What made an attempt: the task-finished event, the retry schedule, a client's redelivery, a ping.
 Trigger = Literal["event", "schedule", "redeliver", "ping"]
 
@@ -109,7 +110,7 @@ class DeliveryOut(BaseModel):
     task_uid: str | None
     state: DeliveryState
     attempts: list[AttemptOut]
-    next_attempt_at: datetime | None  # pending: when it is (re)tried
+    next_attempt_at: datetime | None  # pending: when it is (re)tried; sending: when it became due
     payload_bytes: int
     created_at: datetime
     updated_at: datetime
@@ -120,7 +121,7 @@ class DeliveryPage(BaseModel):
     deliveries: list[DeliveryOut]
 
 
-class DeliveryListQuery(TaskListQuery):
+class DeliveryListQuery(ListQuery):
     """Query string of GET /api/v1/webhooks/{webhook_id}/deliveries: offset and limit, bounded as
     the task list's."""
 

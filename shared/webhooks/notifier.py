@@ -7,6 +7,11 @@ Healthy hooks are attempted at once, all concurrently, each attempt bounded by
 schedule, so a dead or hanging receiver costs the event path one timeout at most once. The
 scheduled run (every minute) attempts whatever is due, concurrently too. No attempt holds the
 event: a failure schedules a retry in the database and the event is done.
+
+Every attempt is made under the delivery's lease (shared/platform/leases.py, through the
+repository): renewed just before the POST, so the attempt has all of it however long it waited
+for a thread, and a sender that lost it sends nothing; its outcome is recorded only while the
+lease still holds (else LeaseLost: the sender that took it over records its own).
 """
 
 from __future__ import annotations
@@ -23,13 +28,13 @@ from pydantic import BaseModel, TypeAdapter
 
 from shared.platform.batch import Invocation, Outcome, read_message
 from shared.platform.db.models import utc_now
-from shared.platform.errors import TaskNotFound
+from shared.platform.errors import LeaseLost, TaskNotFound
 from shared.platform.events import SqsRecord
 from shared.platform.tasks import TaskRepository
 from shared.webhooks import delivery
 from shared.webhooks.addresses import Resolver, system_resolver
 from shared.webhooks.models import DeliveryOut, TaskFinishedDetail, TaskFinishedEvent, Trigger, WebhookOut
-from shared.webhooks.repository import Claim, Clock, WebhookRepository, webhook_not_found
+from shared.webhooks.repository import Clock, LeasedDelivery, WebhookRepository, webhook_not_found
 from shared.webhooks.settings import WebhookSettings, get_webhook_settings
 from shared.webhooks.signing import delivery_headers
 
@@ -37,7 +42,7 @@ log = logging.getLogger("visionfn.webhooks")
 TASK_FINISHED_EVENT = TypeAdapter(TaskFinishedEvent)
 
 MAX_PARALLEL_ATTEMPTS = 32
-#: A claimed delivery stays claimed this much longer than an attempt can last.
+#: A delivery's lease runs this much longer than an attempt can last.
 LEASE_MARGIN_SECONDS = 30
 #: Deliveries one scheduled run claims at a time.
 DUE_BATCH = 64
@@ -91,20 +96,20 @@ class Notifier:
         self.attempt_all(self.record_event(event.detail), "event")
         return Outcome.HANDLED
 
-    def record_event(self, detail: TaskFinishedDetail) -> list[Claim]:
-        """One delivery per subscribed hook (none new for a repeated event); the claims to attempt now."""
+    def record_event(self, detail: TaskFinishedDetail) -> list[LeasedDelivery]:
+        """One delivery per subscribed hook (none new for a repeated event); those to attempt now, leased."""
         subscribers = self.repository.subscribers(detail.owner, detail.event)
         if not subscribers:
             return []
         payload = task_payload(detail, self.tasks)
-        claims = []
+        leased = []
         for hook in subscribers:
-            claim = self.repository.add_delivery(
+            held = self.repository.add_delivery(
                 hook.id, detail.event, detail.event_id, detail.uid, payload, self.lease_seconds if hook.healthy else None,
             )
-            if claim is not None:
-                claims.append(claim)
-        return claims
+            if held is not None:
+                leased.append(held)
+        return leased
 
     # --- the schedule -----------------------------------------------------------------------------
     def run_due_retries(self) -> RetryReport:
@@ -112,59 +117,66 @@ class Notifier:
         budget_ends = time.monotonic() + self.settings.function_timeout - self.lease_seconds
         report = RetryReport(attempted=0, delivered=0, failed=0)
         while True:
-            claims = self.repository.claim_due(DUE_BATCH, self.lease_seconds)
-            outcomes = self.attempt_all(claims, "schedule")
-            report.attempted += len(claims)
+            leased = self.repository.claim_due(DUE_BATCH, self.lease_seconds)
+            outcomes = self.attempt_all(leased, "schedule")
+            report.attempted += len(leased)
             report.delivered += sum(1 for outcome in outcomes if outcome is not None and outcome.state == "delivered")
             report.failed += sum(1 for outcome in outcomes if outcome is not None and outcome.state != "delivered")
-            if len(claims) < DUE_BATCH or time.monotonic() > budget_ends:
+            if len(leased) < DUE_BATCH or time.monotonic() > budget_ends:
                 return report
 
     # --- attempts ---------------------------------------------------------------------------------
-    def attempt_all(self, claims: Sequence[Claim], trigger: Trigger) -> list[DeliveryOut | None]:
-        """Every claim attempted at once (each bounded by the timeout): a slow receiver delays no
-        other. An attempt whose outcome cannot be recorded (the database) is logged and left
-        claimed: it is due again when its claim lapses."""
-        if len(claims) <= 1:
-            return [self._attempt_logged(claim, trigger) for claim in claims]
-        with ThreadPoolExecutor(min(len(claims), MAX_PARALLEL_ATTEMPTS), thread_name_prefix="webhook") as pool:
-            return list(pool.map(lambda claim: self._attempt_logged(claim, trigger), claims))
+    def attempt_all(self, leased: Sequence[LeasedDelivery], trigger: Trigger) -> list[DeliveryOut | None]:
+        """Every leased delivery attempted at once (each bounded by the timeout): a slow receiver
+        delays no other. An attempt whose outcome cannot be recorded (the database) is logged and
+        left leased: it is due again when its lease lapses; one whose lease was taken over is
+        logged and dropped (its new holder attempts it)."""
+        if len(leased) <= 1:
+            return [self._attempt_logged(held, trigger) for held in leased]
+        with ThreadPoolExecutor(min(len(leased), MAX_PARALLEL_ATTEMPTS), thread_name_prefix="webhook") as pool:
+            return list(pool.map(lambda held: self._attempt_logged(held, trigger), leased))
 
-    def _attempt_logged(self, claim: Claim, trigger: Trigger) -> DeliveryOut | None:
+    def _attempt_logged(self, held: LeasedDelivery, trigger: Trigger) -> DeliveryOut | None:
         try:
-            return self.attempt(claim, trigger)
+            return self.attempt(held, trigger)
+        except LeaseLost as lost:
+            log.warning("delivery %s to hook %s (%s) not recorded: %s; its new holder attempts it",
+                        held.delivery_id, held.webhook_id, trigger, lost)
+            return None
         except Exception:
             log.exception("delivery %s to hook %s (%s) not recorded; it is tried again in %.0f s",
-                          claim.delivery_id, claim.webhook_id, trigger, self.lease_seconds)
+                          held.delivery_id, held.webhook_id, trigger, self.lease_seconds)
             return None
 
-    def attempt(self, claim: Claim, trigger: Trigger) -> DeliveryOut | None:
-        """POST the delivery's exact bytes, signed for this attempt; log the outcome."""
+    def attempt(self, held: LeasedDelivery, trigger: Trigger) -> DeliveryOut | None:
+        """Renew the lease, POST the delivery's exact bytes signed for this attempt, log the
+        outcome under the lease (LeaseLost when another sender holds the delivery now)."""
+        self.repository.renew(held, self.lease_seconds)
         timestamp = int(self.clock().timestamp())
-        headers = delivery_headers(claim.delivery_id, claim.event, timestamp, claim.payload, claim.secret)
+        headers = delivery_headers(held.delivery_id, held.event, timestamp, held.payload, held.secret)
         result = delivery.post(
-            claim.url, claim.payload, headers, resolver=self.resolver, allowed=self.settings.webhook_allowed_networks,
+            held.url, held.payload, headers, resolver=self.resolver, allowed=self.settings.webhook_allowed_networks,
             timeout=self.settings.webhook_timeout_seconds, excerpt_bytes=self.settings.webhook_response_excerpt_bytes,
         )
         outcome = self.repository.record_attempt(
-            claim, trigger, result, self.settings.webhook_retry_delays, self.settings.webhook_disable_after_seconds,
+            held, trigger, result, self.settings.webhook_retry_delays, self.settings.webhook_disable_after_seconds,
         )
         state = outcome.state if outcome else "deleted"
-        log.info("delivery %s (%s) to hook %s, %s: %s in %d ms -> %s", claim.delivery_id, claim.event, claim.webhook_id,
+        log.info("delivery %s (%s) to hook %s, %s: %s in %d ms -> %s", held.delivery_id, held.event, held.webhook_id,
                  trigger, result.error or f"HTTP {result.status_code}", result.duration_ms, state)
         return outcome
 
     # --- the API's attempts -------------------------------------------------------------------------
     def redeliver(self, owner: str, webhook_id: str, delivery_id: str) -> DeliveryOut:
-        claim = self.repository.reopen(owner, webhook_id, delivery_id, self.lease_seconds)
-        return self._attempted(claim, "redeliver")
+        held = self.repository.reopen(owner, webhook_id, delivery_id, self.lease_seconds)
+        return self._attempted(held, "redeliver")
 
     def ping(self, owner: str, webhook_id: str) -> DeliveryOut:
-        claim = self.repository.add_ping(owner, webhook_id, lambda hook: ping_payload(hook, self.clock()), self.lease_seconds)
-        return self._attempted(claim, "ping")
+        held = self.repository.add_ping(owner, webhook_id, lambda hook: ping_payload(hook, self.clock()), self.lease_seconds)
+        return self._attempted(held, "ping")
 
-    def _attempted(self, claim: Claim, trigger: Trigger) -> DeliveryOut:
-        outcome = self.attempt(claim, trigger)
+    def _attempted(self, held: LeasedDelivery, trigger: Trigger) -> DeliveryOut:
+        outcome = self.attempt(held, trigger)
         if outcome is None:
             raise webhook_not_found()  # deleted while it was attempted
         return outcome

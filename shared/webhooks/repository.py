@@ -1,8 +1,11 @@
 """Hooks and deliveries in the database. Callers never see ORM objects.
 
-A delivery is attempted by whoever *claims* it: the claim moves its ``next_attempt_at`` past the
-attempt's longest duration (a lease), so no other sender takes it meanwhile, and a sender that
-dies mid-attempt leaves it due again once the lease lapses (at least once).
+A delivery is sent by whoever holds its lease, taken through the platform's leases
+(shared/platform/leases.py) as a task is: ``pending -> sending -> delivered | failed``, and back
+to ``pending`` after a failed attempt until its retry is due (``next_attempt_at``). No other
+sender takes it while the lease runs; a sender that dies mid-attempt leaves the lease to lapse and
+the delivery is taken again (at least once). Every write of an attempt is fenced by the lease's
+attempt number: a sender whose lease lapsed and was taken over records nothing (LeaseLost).
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ import hashlib
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from shared.platform.db.engine import dialect_insert, session_scope
 from shared.platform.db.models import utc_now
-from shared.platform.errors import BadRequest, NotFound
+from shared.platform.errors import BadRequest, Busy, NotFound
+from shared.platform.leases import Lease, LeasedTable, Statuses
 from shared.webhooks.delivery import AttemptResult
 from shared.webhooks.models import DeliveryOut, DeliveryPage, Trigger, WebhookCreate, WebhookOut
 from shared.webhooks.retries import next_attempt_at, should_disable
@@ -29,6 +34,7 @@ Clock = Callable[[], datetime]
 HOOK_ID_LENGTH = 3 + 24
 DELIVERY_ID_LENGTH = 4 + 32
 SCHEDULED_TRIGGERS = ("event", "schedule")
+DELIVERY_STATUSES = Statuses(waiting="pending", working="sending", finished=("delivered", "failed"))
 
 
 def webhook_not_found() -> NotFound:
@@ -70,22 +76,28 @@ class Subscriber:
 
 
 @dataclass(frozen=True)
-class Claim:
-    """A delivery one sender may attempt now, with what the attempt needs."""
+class LeasedDelivery:
+    """A delivery one sender holds the lease on, with what its attempt needs."""
 
-    delivery_id: str
+    lease: Lease  # the fencing token every write of the attempt carries
     webhook_id: str
     url: str
     secret: str | None
     event: str
     payload: bytes
-    state_before: str  # pending, or delivered/failed for a redelivery
+    status_before: str  # pending, or delivered/failed for a redelivery
+
+    @property
+    def delivery_id(self) -> str:
+        return str(self.lease.key)
 
 
 class WebhookRepository:
     def __init__(self, database_url: str | None = None, clock: Clock = utc_now) -> None:
         self.database_url = database_url
         self.clock = clock
+        self.leases = LeasedTable(WebhookDelivery, WebhookDelivery.id, database_url, statuses=DELIVERY_STATUSES,
+                                  due=WebhookDelivery.next_attempt_at, clock=clock)
 
     # --- hooks --------------------------------------------------------------------------------
     def create(self, owner: str, spec: WebhookCreate, max_per_owner: int) -> WebhookOut:
@@ -128,34 +140,35 @@ class WebhookRepository:
     # --- deliveries -----------------------------------------------------------------------------
     def add_delivery(
         self, webhook_id: str, event: str, event_id: str, task_uid: str | None, payload: bytes, lease_seconds: float | None,
-    ) -> Claim | None:
-        """Record the event for the hook once (a repeated event changes nothing: None). With
-        ``lease_seconds`` the caller attempts it now and holds it for that long (the claim is
-        returned); without, it is due for the retry schedule at once."""
+    ) -> LeasedDelivery | None:
+        """Record the event for the hook once (a repeated event changes nothing: None), due at once.
+        With ``lease_seconds`` the caller claims it in the same transaction, to attempt it now;
+        without, it is left to the retry schedule."""
         now = self.clock()
         delivery_id = delivery_id_of(webhook_id, event_id)
         with session_scope(self.database_url) as session:
             inserted = session.execute(
                 dialect_insert(session, WebhookDelivery).values(
                     id=delivery_id, webhook_id=webhook_id, event_id=event_id, event=event, task_uid=task_uid,
-                    payload=payload, state="pending", attempts=[], created_at=now, updated_at=now,
-                    next_attempt_at=now + timedelta(seconds=lease_seconds or 0),
+                    payload=payload, status="pending", attempts=0, attempt_log=[], next_attempt_at=now,
+                    created_at=now, updated_at=now,
                 ).on_conflict_do_nothing().returning(WebhookDelivery.id)
             ).scalar_one_or_none()
             if inserted is None or lease_seconds is None:
                 return None
-            hook = session.get(Webhook, webhook_id)
-            if hook is None:
-                return None
-            return Claim(delivery_id, webhook_id, hook.url, hook.secret, event, payload, "pending")
+            lease = self.leases.claim(delivery_id, lease_seconds, session=session)
+            held = self._leased(session, [lease] if isinstance(lease, Lease) else [], "pending")
+            return held[0] if held else None
 
-    def add_ping(self, owner: str, webhook_id: str, payload_of: Callable[[WebhookOut], bytes], lease_seconds: float) -> Claim:
+    def add_ping(
+        self, owner: str, webhook_id: str, payload_of: Callable[[WebhookOut], bytes], lease_seconds: float,
+    ) -> LeasedDelivery:
         """A new ping delivery of the owner's hook, claimed by the caller."""
         hook = self.get(owner, webhook_id)
-        claim = self.add_delivery(hook.id, "ping", "ping_" + secrets.token_hex(8), None, payload_of(hook), lease_seconds)
-        if claim is None:
+        held = self.add_delivery(hook.id, "ping", "ping_" + secrets.token_hex(8), None, payload_of(hook), lease_seconds)
+        if held is None:
             raise webhook_not_found()  # deleted meanwhile
-        return claim
+        return held
 
     def page(self, owner: str, webhook_id: str, offset: int, limit: int) -> DeliveryPage:
         """The hook's deliveries, newest first."""
@@ -174,68 +187,93 @@ class WebhookRepository:
             row = session.get(WebhookDelivery, delivery_id)
             return None if row is None else _delivery_out(row)
 
-    def reopen(self, owner: str, webhook_id: str, delivery_id: str, lease_seconds: float) -> Claim:
-        """A client's redelivery: claim the delivery whatever its state (the same ``webhook-id``)."""
+    def reopen(self, owner: str, webhook_id: str, delivery_id: str, lease_seconds: float) -> LeasedDelivery:
+        """A client's redelivery: claim the delivery whatever its status (the same ``webhook-id``),
+        unless a sender holds it right now (Busy: its attempt is logged within the lease)."""
         if not _is_delivery_id(delivery_id):
             raise delivery_not_found()
         with session_scope(self.database_url) as session:
             hook = self._owned(session, owner, webhook_id)
-            row = session.get(WebhookDelivery, delivery_id, with_for_update=True)
-            if row is None or row.webhook_id != hook.id:
+            row = session.execute(
+                select(WebhookDelivery.status, WebhookDelivery.event, WebhookDelivery.payload)
+                .where(WebhookDelivery.id == delivery_id, WebhookDelivery.webhook_id == hook.id).with_for_update()
+            ).one_or_none()
+            if row is None:
                 raise delivery_not_found()
-            state_before = row.state
-            row.state = "pending"
-            row.next_attempt_at = self.clock() + timedelta(seconds=lease_seconds)
-            return Claim(row.id, hook.id, hook.url, hook.secret, row.event, row.payload, state_before)
+            lease = self.leases.claim(delivery_id, lease_seconds, reopen=True, session=session)
+            if isinstance(lease, Lease):
+                return LeasedDelivery(lease, hook.id, hook.url, hook.secret, row.event, row.payload, row.status)
+        raise Busy(f"Delivery {delivery_id} is being sent right now; redeliver it once that attempt is logged",
+                   self.leases.seconds_left(delivery_id))
 
-    def claim_due(self, limit: int, lease_seconds: float) -> list[Claim]:
-        """Pending deliveries of enabled hooks whose time has come, claimed (oldest due first)."""
-        now = self.clock()
+    def claim_due(self, limit: int, lease_seconds: float) -> list[LeasedDelivery]:
+        """Deliveries of enabled hooks whose time has come (a retry due, or a sender's lease lapsed),
+        claimed (oldest due first)."""
+        enabled = select(Webhook.id).where(Webhook.enabled.is_(True))
         with session_scope(self.database_url) as session:
-            rows = session.execute(
-                select(WebhookDelivery, Webhook).join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-                .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= now, Webhook.enabled.is_(True))
-                .order_by(WebhookDelivery.next_attempt_at).limit(limit)
-                .with_for_update(of=WebhookDelivery, skip_locked=True)
-            ).all()
-            claims = []
-            for row, hook in rows:
-                row.next_attempt_at = now + timedelta(seconds=lease_seconds)
-                claims.append(Claim(row.id, hook.id, hook.url, hook.secret, row.event, row.payload, "pending"))
-            return claims
+            leases = self.leases.claim_batch(
+                limit, lease_seconds, where=[WebhookDelivery.webhook_id.in_(enabled)],
+                order_by=WebhookDelivery.next_attempt_at, session=session,
+            )
+            return self._leased(session, leases, "pending")
+
+    def renew(self, held: LeasedDelivery, lease_seconds: float) -> None:
+        """The sender's lease now ends ``lease_seconds`` from now; LeaseLost if another sender took it."""
+        self.leases.renew(held.lease, lease_seconds)
 
     def record_attempt(
-        self, claim: Claim, trigger: Trigger, result: AttemptResult, delays: Sequence[float], disable_after_seconds: float,
+        self, held: LeasedDelivery, trigger: Trigger, result: AttemptResult, delays: Sequence[float],
+        disable_after_seconds: float,
     ) -> DeliveryOut | None:
         """Log the attempt; the delivery is delivered, retried later or failed; the hook's health
-        follows (and it is disabled when it has been failing for too long). None: the hook (and
-        so the delivery) was deleted meanwhile."""
+        follows (and it is disabled when it has been failing for too long). All of it is fenced by
+        the sender's lease: LeaseLost (and nothing written) when another sender took the delivery
+        over. None: the hook (and so the delivery) was deleted meanwhile."""
         now = self.clock()
         with session_scope(self.database_url) as session:
             # the hook first, then the delivery: the order every writer of both takes (no deadlock
             # with a disable that fails the hook's other deliveries)
-            hook = session.get(Webhook, claim.webhook_id, with_for_update=True)
-            row = session.get(WebhookDelivery, claim.delivery_id, with_for_update=True)
-            if row is None or hook is None:
+            hook = session.get(Webhook, held.webhook_id, with_for_update=True)
+            log = session.scalar(select(WebhookDelivery.attempt_log).where(WebhookDelivery.id == held.delivery_id))
+            if hook is None or log is None:
                 return None
-            row.attempts = [*row.attempts, _attempt_record(now, trigger, result)]
-            row.updated_at = now
+            # only the lease's holder writes the log, and the write below fails if that is no longer us
+            log = [*log, _attempt_record(now, trigger, result)]
             if result.ok:
-                row.state, row.next_attempt_at = "delivered", None
+                row = self.leases.write(held.lease, session=session, status="delivered", attempt_log=log,
+                                        next_attempt_at=None)
                 hook.failing_since, hook.consecutive_failures, hook.last_success_at = None, 0, now
                 hook.enabled, hook.disabled_reason = True, None
                 return _delivery_out(row)
             retry_at = None
-            if row.event != "ping" and (trigger in SCHEDULED_TRIGGERS or claim.state_before == "pending"):
-                scheduled = sum(1 for attempt in row.attempts if attempt["trigger"] in SCHEDULED_TRIGGERS)
+            if held.event != "ping" and (trigger in SCHEDULED_TRIGGERS or held.status_before == "pending"):
+                scheduled = sum(1 for attempt in log if attempt["trigger"] in SCHEDULED_TRIGGERS)
                 retry_at = next_attempt_at(now, max(scheduled, 1), delays)
-            row.state = "pending" if retry_at else "failed"
-            row.next_attempt_at = retry_at
+            row = self.leases.write(held.lease, session=session, status="pending" if retry_at else "failed",
+                                    attempt_log=log, next_attempt_at=retry_at)
             hook.consecutive_failures += 1
             hook.failing_since = _aware(hook.failing_since) or now
             if hook.enabled and should_disable(hook.failing_since, now, disable_after_seconds):
                 self._disable(session, hook, now, result)
             return _delivery_out(row)
+
+    def _leased(self, session: Session, leases: Sequence[Lease], status_before: str) -> list[LeasedDelivery]:
+        """What the attempts of the claimed deliveries need, in the claims' order."""
+        if not leases:
+            return []
+        rows = session.execute(
+            select(WebhookDelivery.id, WebhookDelivery.event, WebhookDelivery.payload, Webhook.id, Webhook.url,
+                   Webhook.secret)
+            .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+            .where(WebhookDelivery.id.in_([lease.key for lease in leases]))
+        ).all()
+        found = {delivery_id: rest for delivery_id, *rest in rows}
+        held = []
+        for lease in leases:
+            if lease.key in found:
+                event, payload, hook_id, url, secret = found[lease.key]
+                held.append(LeasedDelivery(lease, hook_id, url, secret, event, payload, status_before))
+        return held
 
     @staticmethod
     def _disable(session: Any, hook: Webhook, now: datetime, result: AttemptResult) -> None:
@@ -246,7 +284,7 @@ class WebhookRepository:
             f"last: {result.error}). A successful ping or redelivery enables it again."
         )
         session.execute(
-            update(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.state == "pending")
+            update(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.status == "pending")
             .values(state="failed", next_attempt_at=None, updated_at=now)
         )
 
@@ -276,6 +314,6 @@ def _hook_out(hook: Webhook) -> WebhookOut:
 def _delivery_out(row: WebhookDelivery) -> DeliveryOut:
     return DeliveryOut(
         id=row.id, webhook_id=row.webhook_id, event=row.event, event_id=row.event_id, task_uid=row.task_uid,
-        state=row.state, attempts=row.attempts, next_attempt_at=_aware(row.next_attempt_at),
+        state=row.status, attempts=row.attempt_log, next_attempt_at=_aware(row.next_attempt_at),
         payload_bytes=len(row.payload), created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
     )

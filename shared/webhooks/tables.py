@@ -1,4 +1,5 @@
-"""The webhooks' tables (migration ``0007_webhooks``), on the platform's declarative base."""
+"""The webhooks' tables (migrations ``0007_webhooks``, ``0010_webhook_delivery_leases``), on the
+platform's declarative base."""
 
 from __future__ import annotations
 
@@ -33,12 +34,16 @@ class Webhook(Base):
 
 class WebhookDelivery(Base):
     """One event for one hook: the exact bytes sent, every attempt, and what comes next.
-    ``state``: pending (``next_attempt_at`` says when) -> delivered | failed."""
+
+    Taken with a lease (shared/platform/leases.py), as a task is: ``status`` pending (due at
+    ``next_attempt_at``) -> sending (one sender holds it until ``lease_expires_at``) -> delivered |
+    failed, or back to pending for a retry. ``attempts`` counts the claims (the lease's fencing
+    token); ``attempt_log`` is what each attempt got back."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("webhook_id", "event_id"),
-        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at"),
     )
 
@@ -48,8 +53,10 @@ class WebhookDelivery(Base):
     event: Mapped[str] = mapped_column(String(32))  # task.done, task.error, ping
     task_uid: Mapped[str | None] = mapped_column(String(32), nullable=True)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
-    state: Mapped[str] = mapped_column(String(16), default="pending")
-    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JsonColumn, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(JsonColumn, default=list)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

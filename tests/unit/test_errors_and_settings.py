@@ -5,8 +5,8 @@ from pydantic import ValidationError
 
 from shared.platform.errors import InjectedFault, RequestValidationFailed, TaskNotFound
 from shared.platform.faults import inject_fault_if_requested
+from shared.platform.pages import ListQuery
 from shared.platform.settings import Settings
-from shared.platform.tasks import TaskListQuery
 from shared.thumbnails import ThumbnailSettings
 
 
@@ -21,7 +21,7 @@ from shared.thumbnails import ThumbnailSettings
 )
 def test_validation_errors_keep_fastapi_shape(query, field, error_type):
     with pytest.raises(ValidationError) as caught:
-        TaskListQuery.model_validate(query)
+        ListQuery.model_validate(query)
     error = RequestValidationFailed.from_pydantic(caught.value, "query")
     assert error.status == 422
     (detail,) = error.body()["detail"]
