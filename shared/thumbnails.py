@@ -59,6 +59,8 @@ def task_uid_of(upload_key: str) -> str | None:
 class ThumbnailWriter(UploadHandler):
     """uploads/<path> -> thumbnails/<path>, recorded on the task the upload belongs to."""
 
+    settings: ThumbnailSettings  # the domain's own settings (the base holds the platform's)
+
     prefix = UPLOADS_PREFIX
     consumer = "thumbnail"
 

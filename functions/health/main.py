@@ -5,7 +5,7 @@ import flask
 from shared.health import platform_health
 from shared.platform.http import FunctionRoutes, json_response
 from shared.platform.logs import configure_logging
-from shared.platform.settings import get_settings
+from shared.faces.settings import get_face_settings
 from shared.platform.storage import get_object_store
 
 configure_logging("health")
@@ -14,7 +14,7 @@ routes = FunctionRoutes()
 
 @routes.get("/health")
 def health(_request: flask.Request) -> flask.Response:
-    report = platform_health(get_settings(), get_object_store())
+    report = platform_health(get_face_settings(), get_object_store())
     return json_response(report, status=200 if report.status == "ok" else 503)
 
 

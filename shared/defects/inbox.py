@@ -48,6 +48,8 @@ def output_key(key: str) -> str:
 class DefectInbox(UploadHandler):
     """inbox/defects/[<owner>/]<name> -> outputs/defects/[<owner>/]<name>.png and a record of <owner>'s."""
 
+    settings: DefectSettings  # the domain's own settings (the base holds the platform's)
+
     prefix = INBOX_PREFIX
     consumer = "defect_inbox"
 

@@ -23,6 +23,8 @@ OUTPUT_PREFIX = "outputs/faces/"
 class FaceInbox(UploadHandler):
     """inbox/faces/<name> -> outputs/faces/<name> (+ <name>.json), one row per object version."""
 
+    settings: FaceSettings  # the domain's own settings (the base holds the platform's)
+
     prefix = INBOX_PREFIX
     consumer = "face_inbox"
 

@@ -7,8 +7,13 @@ import hmac
 import json
 from collections.abc import Mapping
 
+from werkzeug.datastructures import Headers
+
 from shared.platform.errors import Unauthorized
 from shared.platform.settings import Settings, get_settings
+
+#: A request's headers: a plain mapping (events, tests) or the web framework's.
+RequestHeaders = Mapping[str, str] | Headers
 
 #: Set by the gateway on every request it forwards: the verified key's owner.
 OWNER_HEADER = "X-Visionfn-Owner"
@@ -23,7 +28,7 @@ BEARER = "bearer "
 PLATFORM_HEADERS = (OWNER_HEADER, PLATFORM_TOKEN_HEADER, REQUEST_CONTEXT_HEADER)
 
 
-def api_key_of(headers: Mapping[str, str]) -> str | None:
+def api_key_of(headers: RequestHeaders) -> str | None:
     """The key a client sent, if any."""
     authorization = headers.get("Authorization", "")
     if authorization[: len(BEARER)].lower() == BEARER:
@@ -31,7 +36,7 @@ def api_key_of(headers: Mapping[str, str]) -> str | None:
     return (headers.get(API_KEY_HEADER) or "").strip() or None
 
 
-def check_platform_call(headers: Mapping[str, str], settings: Settings) -> None:
+def check_platform_call(headers: RequestHeaders, settings: Settings) -> None:
     """Locally every invocation must carry this start's platform token (the gateway and the
     event bridge have it; nothing else does). In the cloud (no token configured) a function
     has no URL but the API's, so there is nothing to check."""
@@ -42,7 +47,7 @@ def check_platform_call(headers: Mapping[str, str], settings: Settings) -> None:
         raise Unauthorized("This function is invoked through the platform only (the gateway or the event bridge)")
 
 
-def caller(headers: Mapping[str, str], settings: Settings | None = None) -> str:
+def caller(headers: RequestHeaders, settings: Settings | None = None) -> str:
     """The owner of the verified API key; 401 when the request came without one.
 
     Locally (a platform token is configured) the gateway verified the key and names its owner in
@@ -60,7 +65,7 @@ def caller(headers: Mapping[str, str], settings: Settings | None = None) -> str:
     return owner
 
 
-def authorizer_owner(headers: Mapping[str, str]) -> object:
+def authorizer_owner(headers: RequestHeaders) -> object:
     """The owner the Lambda authorizer put in the request context (``requestContext.authorizer
     .lambda.owner``, passed by the cloud entry as the ``x-amzn-request-context`` header)."""
     try:

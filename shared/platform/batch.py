@@ -12,12 +12,13 @@ import enum
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from shared.platform.access import RequestHeaders
 from shared.platform.errors import Busy, RequestValidationFailed, UnreadableMessage, VisionFnError
 from shared.platform.events import BatchItemFailure, BatchResponse, ObjectRef, SqsEvent, SqsRecord
 
@@ -42,7 +43,7 @@ class Invocation:
     timeout_seconds: int
 
     @classmethod
-    def from_headers(cls, headers: Mapping[str, str], default_timeout: int) -> Invocation:
+    def from_headers(cls, headers: RequestHeaders, default_timeout: int) -> Invocation:
         """The deadline the platform set (Lambda context header), else ``default_timeout`` from now."""
         now_monotonic, now_epoch = time.monotonic(), time.time()
         try:
