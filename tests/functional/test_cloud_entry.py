@@ -5,68 +5,46 @@ sends them on the API's ``$default`` stage, with the Lambda authorizer's owner i
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import json
-import os
-import subprocess
-import sys
-import threading
 import time
 import uuid
-from base64 import b64decode, b64encode
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import parse_qsl
+from base64 import b64decode
+from collections.abc import Callable
 
 import numpy as np
 import pytest
-import requests
-import urllib3
 from PIL import Image
 
-from infra.template import function_specs, load_template
-from shared import cloud_entry
+from shared.platform import cloud_entry
 from shared.platform.faults import FAIL_ATTEMPTS_METADATA, WORK_SECONDS_METADATA
 from shared.platform.idempotency import ProcessedObjects
 from shared.platform.keys import ApiKeys
 from shared.platform.settings import PROJECT_ROOT
 from shared.platform.storage import get_object_store
 from shared.platform.tasks import TaskRepository
-from tests.conftest import environment, event_file, load_event, queue_arn, shared_data, throwaway_queue
+from tests.conftest import event_file, load_event, shared_data, throwaway_queue
+from tests.functional.lambda_events import (
+    COVERED,
+    Event,
+    body_of,
+    covers,
+    deliver,
+    delivered_uploads,
+    form_event,
+    http_event,
+    json_of,
+    new_owner,
+    png_crop,
+    png_image,
+    put_upload,
+    received,
+    sqs_batch,
+    template_event_kinds,
+    upload_batch,
+)
 from tests.webhook_receiver import Receiver
-
-Event = dict
-
-# --- which function gets which kind of event: every pair in template.yaml has a test below ------
-
-COVERED: set[tuple[str, str]] = set()
-
-
-def covers(*pairs: tuple[str, str]) -> Callable:
-    """Records that the test below sends these (function, event kind) pairs through the entry."""
-
-    def mark(test: Callable) -> Callable:
-        COVERED.update(pairs)
-        return test
-
-    return mark
-
-
-def template_event_kinds() -> set[tuple[str, str]]:
-    template = load_template()
-    authorizers = {authorizer["FunctionArn"]["Fn::GetAtt"][0]
-                   for resource in template["Resources"].values() if resource["Type"] == "AWS::Serverless::HttpApi"
-                   for authorizer in resource["Properties"].get("Auth", {}).get("Authorizers", {}).values()}
-    kinds = set()
-    for spec in function_specs(template):
-        kinds |= {(spec.name, kind) for kind, present in (("http", spec.routes), ("sqs", spec.queues),
-                                                          ("schedule", spec.schedules)) if present}
-        if spec.logical_id in authorizers:
-            kinds.add((spec.name, "authorizer"))
-    return kinds
 
 
 def test_every_function_and_every_kind_of_event_it_gets_in_the_template_is_tested_here():
@@ -76,161 +54,11 @@ def test_every_function_and_every_kind_of_event_it_gets_in_the_template_is_teste
     assert COVERED - expected == set(), "tests claim pairs the template does not have"
 
 
-# --- the invocation -------------------------------------------------------------------------------
-
-class FakeContext:
-    """What awslambdaric passes: the invocation's time left, counted down from ``remaining_ms``."""
-
-    function_name = "visionfn-test"
-    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-
-    def __init__(self, remaining_ms: int = 60_000) -> None:
-        self.deadline_ms = time.time() * 1000 + remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int(self.deadline_ms - time.time() * 1000))
-
-
-Invoke = Callable[..., dict]
-
-
-@pytest.fixture
-def cloud(platform_env) -> Iterator[Invoke]:
-    """``cloud(function, event, remaining_ms=60_000, **settings)``: the handler as Lambda calls it. Each test
-    starts its functions cold (loaded at their first event, with the settings given then)."""
-
-    def invoke(function: str, event: Event, remaining_ms: int = 60_000, **settings: str) -> dict:
-        with environment(FUNCTION=function, **settings):
-            return cloud_entry.handler(copy.deepcopy(event), FakeContext(remaining_ms))
-
-    cloud_entry._served.cache_clear()
-    yield invoke
-    cloud_entry._served.cache_clear()
-
-
-def http_event(method: str, path: str, owner: str | None = None, query: str = "", body: bytes = b"",
-               content_type: str = "", headers: dict[str, str] | None = None, cookies: tuple[str, ...] = (),
-               stage: str = "$default") -> Event:
-    """An HTTP API (payload 2.0) request from events/apigw_v2_get.json, after the authorizer let
-    ``owner``'s key through (``None``: a public route, no authorizer context). Binary bodies are
-    base64, as API Gateway passes them; JSON and text are not."""
-    event = load_event("apigw_v2_get")
-    raw_path = path if stage == "$default" else f"/{stage}{path}"
-    event.update(rawPath=raw_path, rawQueryString=query, routeKey=f"{method} {path}", cookies=list(cookies))
-    event["queryStringParameters"] = dict(parse_qsl(query))
-    event["headers"] = {**event["headers"], **{name.lower(): value for name, value in (headers or {}).items()}}
-    context = event["requestContext"]
-    context["http"].update(method=method, path=raw_path)
-    context.update(stage=stage, routeKey=f"{method} {path}")
-    if owner is None:
-        del context["authorizer"]
-    else:
-        context["authorizer"] = {"lambda": {"owner": owner}}
-    if body:
-        binary = not content_type.startswith(("application/json", "text/"))
-        event.update(body=b64encode(body).decode() if binary else body.decode(), isBase64Encoded=binary)
-        event["headers"].update({"content-type": content_type, "content-length": str(len(body))})
-    return event
-
-
-def form_event(path: str, owner: str | None, fields: list[tuple[str, str | tuple[str, bytes]]], **options) -> Event:
-    """A ``multipart/form-data`` POST of ``fields`` (text, or ``(file name, bytes)``)."""
-    body, content_type = urllib3.encode_multipart_formdata(fields)
-    return http_event("POST", path, owner, body=body, content_type=content_type, **options)
-
-
-def body_of(answer: dict) -> bytes:
-    return b64decode(answer["body"]) if answer["isBase64Encoded"] else answer["body"].encode()
-
-
-def json_of(answer: dict) -> object:
-    assert answer["headers"]["content-type"] == "application/json", answer
-    return json.loads(body_of(answer))
-
-
-def _owner() -> str:
-    return f"cloud-{uuid.uuid4().hex[:12]}"
-
-
-def _png(width: int, height: int, seed: int = 0) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _png_crop(data: bytes, box: tuple[int, int, int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.open(io.BytesIO(data)).crop(box).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-# --- SQS: real messages of real queues, as the event source mapping hands them over -------------
-
-def sqs_batch(sqs, queue: str, messages: list[dict], receive_count: int = 1) -> Event:
-    """The event an SQS event source mapping makes of received ``messages`` (events/sqs_match_job.json)."""
-    template = load_event("sqs_match_job")["Records"][0]
-    arn = queue_arn(sqs, queue)
-    records = []
-    for message in messages:
-        record = copy.deepcopy(template)
-        record.update(messageId=message["MessageId"], receiptHandle=message["ReceiptHandle"], body=message["Body"],
-                      md5OfBody=message["MD5OfBody"], eventSourceARN=arn)
-        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
-        records.append(record)
-    return {"Records": records}
-
-
-def received(sqs, queue: str, count: int = 1, timeout: float = 20) -> list[dict]:
-    deadline, messages = time.monotonic() + timeout, []
-    while len(messages) < count and time.monotonic() < deadline:
-        messages += sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-    assert len(messages) >= count, f"{len(messages)} of {count} messages arrived on {queue}"
-    return messages
-
-
-def deliver(cloud: Invoke, sqs, function: str, body: str, remaining_ms: int = 60_000, **settings: str) -> dict:
-    """One message sent to a queue of this test's, received, and handed to ``function``."""
-    with throwaway_queue(sqs, "cloud") as queue:
-        sqs.send_message(QueueUrl=queue, MessageBody=body)
-        return cloud(function, sqs_batch(sqs, queue, received(sqs, queue)), remaining_ms, **settings)
-
-
-def upload_batch(records: list[tuple[str, str]]) -> Event:
-    """S3 notifications (events/sqs_s3_batch.json) of ``(key, etag)`` uploads, one record each."""
-    template = load_event("sqs_s3_batch")["Records"][0]
-    batch = []
-    for key, etag in records:
-        record = copy.deepcopy(template)
-        notification = json.loads(record["body"])
-        notification["Records"][0]["s3"]["object"].update(key=key.replace(" ", "+"), eTag=etag)
-        record.update(body=json.dumps(notification), messageId=str(uuid.uuid4()))
-        batch.append(record)
-    return {"Records": batch}
-
-
-def _upload(key: str, data: bytes, metadata: dict | None = None) -> str:
-    store = get_object_store()
-    store.put(key, data, metadata=metadata)
-    return store.get(key).etag
-
-
-def delivered_uploads(cloud: Invoke, function: str, batch: Event, settled: Callable[[list[str]], bool]) -> list[str]:
-    """The failed message ids once ``settled`` says they are what they will stay: the platform's own
-    function gets the same uploads and, while it holds one, the answer for it is "retry later"."""
-    deadline = time.monotonic() + 30
-    while True:
-        failed = [failure["itemIdentifier"] for failure in cloud(function, batch)["batchItemFailures"]]
-        if settled(failed) or time.monotonic() > deadline:
-            return failed
-        time.sleep(0.3)
-
-
 # --- the authorizer ------------------------------------------------------------------------------
 
 @covers(("authorizer", "authorizer"))
 def test_the_authorizer_lets_a_valid_key_through_with_its_owner_and_nothing_else(cloud, database_url):
-    owner = _owner()
+    owner = new_owner()
     _record, key = ApiKeys(database_url).create(owner, "cloud entry test")
     event = load_event("authorizer_v2_request")
 
@@ -254,7 +82,7 @@ def test_the_authorizer_lets_a_valid_key_through_with_its_owner_and_nothing_else
 
 @covers(("tasks", "http"))
 def test_a_forged_owner_header_without_the_authorizers_context_is_401(cloud, database_url):
-    victim = _owner()
+    victim = new_owner()
     TaskRepository(database_url).create("template", {}, [], owner=victim)
     forged = {"X-Visionfn-Owner": victim, "X-Visionfn-Platform-Token": "guess"}
     answer = cloud("tasks", http_event("GET", "/api/v1/tasks", owner=None, query="limit=200", headers=forged))
@@ -265,7 +93,7 @@ def test_a_forged_owner_header_without_the_authorizers_context_is_401(cloud, dat
 
 def test_a_forged_owner_beside_the_authorizers_context_gets_the_authorized_owners_data_only(cloud, database_url):
     tasks = TaskRepository(database_url)
-    mine, theirs = _owner(), _owner()
+    mine, theirs = new_owner(), new_owner()
     my_task = tasks.create("template", {}, [], owner=mine).uid
     their_task = tasks.create("template", {}, [], owner=theirs).uid
     forged = {"X-Visionfn-Owner": theirs, "X_Visionfn_Owner": theirs, "X-Visionfn-Platform-Token": "guess",
@@ -283,7 +111,7 @@ def test_a_forged_owner_beside_the_authorizers_context_gets_the_authorized_owner
 # --- HTTP API requests -----------------------------------------------------------------------------
 
 def test_a_get_with_a_query_string_and_cookies_on_the_default_stage_and_on_a_named_one(cloud, database_url):
-    owner = _owner()
+    owner = new_owner()
     uids = [TaskRepository(database_url).create("template", {"n": n}, [], owner=owner).uid for n in range(3)]
     sample = load_event("apigw_v2_get")  # as API Gateway sends it: limit=2, two cookies
     sample["requestContext"]["authorizer"]["lambda"]["owner"] = owner
@@ -300,7 +128,7 @@ def test_a_get_with_a_query_string_and_cookies_on_the_default_stage_and_on_a_nam
 
 
 def test_a_binary_download_comes_back_base64(cloud, database_url):
-    owner = _owner()
+    owner = new_owner()
     uid = TaskRepository(database_url).create("template", {}, [], owner=owner).uid
     png = event_file("landscape.png")
     get_object_store().put(f"results/{uid}/matches.png", png, "image/png")
@@ -344,7 +172,7 @@ def test_a_binary_jpeg_answer_comes_back_base64_with_its_headers(cloud):
 @covers(("face_process", "sqs"))
 def test_the_face_inbox_gets_its_upload_notifications(cloud, database_url):
     key = f"inbox/faces/{uuid.uuid4().hex}/landscape.png"
-    batch = upload_batch([(key, _upload(key, event_file("landscape.png")))])
+    batch = upload_batch([(key, put_upload(key, event_file("landscape.png")))])
     assert delivered_uploads(cloud, "face_process", batch, lambda failed: not failed) == []
     [entry] = ProcessedObjects("face_inbox", database_url).entries(key)  # here or in the platform's own: once
     assert entry.status == "done" and get_object_store().exists(entry.output_key)
@@ -353,8 +181,8 @@ def test_the_face_inbox_gets_its_upload_notifications(cloud, database_url):
 @covers(("thumbnail", "sqs"))
 def test_a_batch_with_one_failing_record_reports_only_that_one(cloud, database_url):
     good_key, flaky_key = (f"uploads/{uuid.uuid4().hex}/{name}.png" for name in ("good", "flaky"))
-    good_etag = _upload(good_key, event_file("landscape.png"))
-    flaky_etag = _upload(flaky_key, event_file("landscape.png"), {FAIL_ATTEMPTS_METADATA: "9"})
+    good_etag = put_upload(good_key, event_file("landscape.png"))
+    flaky_etag = put_upload(flaky_key, event_file("landscape.png"), {FAIL_ATTEMPTS_METADATA: "9"})
     batch = upload_batch([(good_key, good_etag), (flaky_key, flaky_etag)])
     good_id, flaky_id = (record["messageId"] for record in batch["Records"])
     failed = delivered_uploads(cloud, "thumbnail", batch, lambda failed: good_id not in failed)
@@ -381,9 +209,9 @@ def sqs(aws):
 
 @covers(("match_template", "http"), ("match_template", "sqs"))
 def test_a_template_submission_and_its_job(cloud, sqs, database_url):
-    image = _png(80, 60)
+    image = png_image(80, 60)
     with throwaway_queue(sqs, "template-jobs") as jobs:
-        fields = [("image", ("scene.png", image)), ("template", ("part.png", _png_crop(image, (40, 10, 70, 30)))),
+        fields = [("image", ("scene.png", image)), ("template", ("part.png", png_crop(image, (40, 10, 70, 30)))),
                   ("threshold", "0.9")]
         answer = cloud("match_template", form_event("/api/v1/match/template", "tester", fields), VISIONFN_JOB_QUEUE_URL=jobs)
         assert answer["statusCode"] == 201, answer
@@ -431,7 +259,7 @@ def test_the_invocations_deadline_reaches_the_worker(cloud, sqs, database_url):
     uid = uuid.uuid4().hex
     keys = [f"uploads/{uid}/image.png", f"uploads/{uid}/template.png"]
     tasks.create("template", {}, keys, uid=uid)
-    for key, data in zip(keys, (_png(40, 40), _png(8, 8)), strict=True):
+    for key, data in zip(keys, (png_image(40, 40), png_image(8, 8)), strict=True):
         get_object_store().put(key, data, metadata={WORK_SECONDS_METADATA: "30"})
     assert deliver(cloud, sqs, "match_template", json.dumps({"uid": uuid.uuid4().hex})) == {"batchItemFailures": []}  # warm
     started = time.monotonic()
@@ -451,7 +279,7 @@ def test_a_chain_step_message_with_its_task_token_from_the_real_state_machine(cl
     tasks = TaskRepository(database_url)
     with throwaway_queue(sqs, "chain-template-steps") as steps:
         chain_settings = {"VISIONFN_CHAIN_STATE_MACHINE_ARN": machine, "VISIONFN_CHAIN_STEP_QUEUES": json.dumps({"template": steps})}
-        fields = [("image", ("messi.jpg", scene)), ("template", ("ball.png", _png_crop(scene, (200, 50, 260, 110)))),
+        fields = [("image", ("messi.jpg", scene)), ("template", ("ball.png", png_crop(scene, (200, 50, 260, 110)))),
                   ("steps", json.dumps([{"tool": "template"}]))]
         answer = cloud("match_chain", form_event("/api/v1/match/chain", "tester", fields), **chain_settings)
         assert answer["statusCode"] == 201, answer
@@ -509,19 +337,19 @@ def test_a_video_submission_and_its_job(cloud, sqs, database_url):
 
 @covers(("defect_detect", "http"), ("defect_detect", "sqs"), ("defect_data", "http"))
 def test_defects_inspected_by_request_and_by_inbox_then_listed_for_their_owner_only(cloud, database_url):
-    owner = _owner()
+    owner = new_owner()
     images = sorted((PROJECT_ROOT.parent / "shared" / "data" / "defects" / "neu_det" / "images").glob("*.jpg"))[:2]
     fields = [("images", (path.name, path.read_bytes())) for path in images]
     answer = cloud("defect_detect", form_event("/api/detect", owner, fields))
     assert answer["statusCode"] == 200, answer
     assert [entry["name"] for entry in json_of(answer)] == [path.name for path in images]
     key = f"inbox/defects/{owner}/{uuid.uuid4().hex}.jpg"
-    batch = upload_batch([(key, _upload(key, images[0].read_bytes()))])
+    batch = upload_batch([(key, put_upload(key, images[0].read_bytes()))])
     assert delivered_uploads(cloud, "defect_detect", batch, lambda failed: not failed) == []
     recent = cloud("defect_data", http_event("GET", "/api/data/getRecent", owner, query="limit=10"))
     assert recent["statusCode"] == 200, recent
     assert sorted(entry["name"] for entry in json_of(recent)) == sorted([*(path.name for path in images), key.rsplit("/", 1)[1]])
-    stranger = cloud("defect_data", http_event("GET", "/api/data/getRecent", _owner(), query="limit=10"))
+    stranger = cloud("defect_data", http_event("GET", "/api/data/getRecent", new_owner(), query="limit=10"))
     assert json_of(stranger) == []
 
 
@@ -529,18 +357,18 @@ def test_defects_inspected_by_request_and_by_inbox_then_listed_for_their_owner_o
 
 @covers(("settings", "http"))
 def test_settings_put_as_a_json_body_are_the_owners_own(cloud):
-    owner = _owner()
+    owner = new_owner()
     put = cloud("settings", http_event("PUT", "/api/v1/settings/template", owner, body=b'{"threshold": 0.55}',
                                        content_type="application/json"))
     assert put["statusCode"] == 200, put
     assert json_of(put)["params"]["threshold"] == 0.55
     assert json_of(cloud("settings", http_event("GET", "/api/v1/settings/template", owner)))["params"]["threshold"] == 0.55
-    assert json_of(cloud("settings", http_event("GET", "/api/v1/settings/template", _owner())))["params"]["threshold"] == 0.8
+    assert json_of(cloud("settings", http_event("GET", "/api/v1/settings/template", new_owner())))["params"]["threshold"] == 0.8
 
 
 @covers(("webhooks", "http"), ("notifier", "sqs"), ("notifier", "schedule"))
 def test_a_webhook_registered_gets_the_task_event_the_notifier_is_handed(cloud):
-    owner, loopback = _owner(), {"VISIONFN_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]'}
+    owner, loopback = new_owner(), {"VISIONFN_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]'}
     with Receiver() as receiver:
         created = cloud("webhooks", http_event("POST", "/api/v1/webhooks", owner, body=json.dumps({"url": receiver.url + "/hook"}).encode(),
                                                content_type="application/json"), **loopback)
@@ -588,110 +416,3 @@ def test_docs_and_console_pages_text_and_binary(cloud):
     assert page["headers"]["content-type"].startswith("text/html") and "<html" in page["body"]
     svg = cloud("console", http_event("GET", "/console/icon.svg"))
     assert svg["statusCode"] == 200 and body_of(svg) == (PROJECT_ROOT / "functions" / "console" / "static" / "icon.svg").read_bytes()
-
-
-# --- the image's command (infra/entry.sh): awslambdaric on Lambda, functions-framework elsewhere ---
-
-def _entry_script(env: dict[str, str], log: Path) -> subprocess.Popen:
-    """``sh infra/entry.sh`` as the image runs it (its ENV: TARGET, PYTHONPATH), with this virtualenv's
-    python and functions-framework."""
-    image_env = {"TARGET": "handle", "PYTHONPATH": str(PROJECT_ROOT),
-                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    with log.open("wb") as output:
-        return subprocess.Popen(["sh", "infra/entry.sh"], cwd=PROJECT_ROOT, env={**os.environ, **image_env, **env},
-                                stdout=output, stderr=subprocess.STDOUT)
-
-
-def _stopped(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-
-class RuntimeApi(ThreadingHTTPServer):
-    """The two calls of the Lambda Runtime API that awslambdaric makes per invocation: ``next``
-    hands out ``events`` one by one (then waits), ``response``/``error`` are recorded."""
-
-    daemon_threads = True
-
-    def __init__(self, events: list[Event]) -> None:
-        super().__init__(("127.0.0.1", 0), _RuntimeHandler)
-        self.events, self.results, self.answered = list(events), [], threading.Condition()
-
-    def wait_for(self, count: int, timeout: float = 60) -> list[tuple[str, dict]]:
-        with self.answered:
-            self.answered.wait_for(lambda: len(self.results) >= count, timeout)
-        return self.results
-
-
-class _RuntimeHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: RuntimeApi
-
-    def log_message(self, *_args) -> None:
-        pass
-
-    def do_GET(self) -> None:  # /2018-06-01/runtime/invocation/next
-        if not self.server.events:
-            time.sleep(30)  # no more invocations: the process is ended meanwhile
-            return
-        request_id = str(uuid.uuid4())
-        body = json.dumps(self.server.events.pop(0)).encode()
-        self.send_response(200)
-        for name, value in (("Lambda-Runtime-Aws-Request-Id", request_id), ("Content-Type", "application/json"),
-                            ("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30_000)),
-                            ("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:visionfn-test"),
-                            ("Lambda-Runtime-Trace-Id", "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700"),
-                            ("Content-Length", str(len(body)))):
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self) -> None:  # .../invocation/<id>/response or .../error
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"null")
-        self.send_response(202)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-        with self.server.answered:
-            self.server.results.append((self.path.rsplit("/", 1)[1], body))
-            self.server.answered.notify_all()
-
-
-def test_on_lambda_awslambdaric_runs_the_entry_for_a_request_and_fails_a_refused_event(platform_env, database_url, tmp_path):
-    owner = _owner()
-    uid = TaskRepository(database_url).create("template", {}, [], owner=owner).uid
-    request, refused = http_event("GET", f"/api/v1/tasks/{uid}", owner), load_event("scheduled_event")
-    with RuntimeApi([request, refused]) as api:
-        threading.Thread(target=api.serve_forever, daemon=True).start()
-        process = _entry_script({"FUNCTION": "tasks", "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.server_address[1]}"},
-                                tmp_path / "runtime.log")
-        try:
-            results = api.wait_for(2)
-        finally:
-            _stopped(process)
-            with contextlib.suppress(Exception):
-                api.shutdown()
-    output = (tmp_path / "runtime.log").read_text(errors="replace")
-    assert [kind for kind, _ in results] == ["response", "error"], output
-    response, error = results[0][1], results[1][1]
-    assert response["statusCode"] == 200 and json.loads(response["body"])["uid"] == uid
-    assert error["errorType"] == "EventRefused" and "answered 404" in error["errorMessage"], error  # tasks takes no events
-
-
-def test_elsewhere_the_same_command_serves_http_with_functions_framework(platform_env, tmp_path):
-    from tests.platform import free_port_block
-
-    port = free_port_block(1, start=41000)
-    process = _entry_script({"FUNCTION": "docs", "PORT": str(port)}, tmp_path / "serve.log")
-    try:
-        deadline, answer = time.monotonic() + 30, None
-        while answer is None and time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(requests.ConnectionError):
-                answer = requests.get(f"http://127.0.0.1:{port}/openapi.json", timeout=5)
-            time.sleep(0.2)
-    finally:
-        _stopped(process)
-    assert answer is not None and answer.status_code == 200, (tmp_path / "serve.log").read_text(errors="replace")
-    assert "/api/v1/tasks" in answer.json()["paths"]

@@ -10,12 +10,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from shared.matching.defaults import ToolDefaults
+from shared.matching.steps import read_steps
 from shared.platform.errors import LeaseLost
 from shared.platform.faults import FAIL_ATTEMPTS_METADATA
 from shared.platform.leases import Lease
 from shared.platform.storage import get_object_store
 from shared.platform.tasks import TaskRepository
-from tests.conftest import act_as, as_owner, deliver_message, event_file, queue_arn, shared_data, task_events_queue, throwaway_queue
+from tests.conftest import (
+    TEST_OWNER,
+    act_as,
+    as_owner,
+    deliver_message,
+    event_file,
+    queue_arn,
+    shared_data,
+    task_events_queue,
+    throwaway_queue,
+)
 
 BOX = "matching/opencv_samples/box.png"
 BOX_IN_SCENE = "matching/opencv_samples/box_in_scene.png"
@@ -330,6 +342,26 @@ def test_settings_errors(function_client):
     assert settings.put("/api/v1/settings/template", data="threshold=1").status_code == 400
     assert settings.put("/api/v1/settings/template", json=[1, 2]).status_code == 400
     assert settings.get("/api/v1/settings/template").get_json()["params"]["threshold"] == 0.8  # unchanged
+
+
+# --- chain steps: validated once, where the form arrives ------------------------------------------
+
+def test_chain_steps_take_the_owners_settings_and_bad_ones_are_one_422(function_client, database_url):
+    settings = function_client("settings")
+    try:
+        assert settings.put("/api/v1/settings/template", json={"threshold": 0.6}).status_code == 200
+        steps = read_steps('[{"tool": "template"}, {"tool": "template", "params": {"threshold": 0.95}}]',
+                           ToolDefaults(database_url).of_owner(TEST_OWNER))  # as match_chain reads its form
+        assert [step.params.threshold for step in steps] == [0.6, 0.95]
+    finally:
+        settings.put("/api/v1/settings/template", json={})
+    bad = [{"tool": "template", "params": {"threshold": 7}}, {"tool": "feature", "params": {"colour": 1}}, {"tool": "ocr"}]
+    answer = function_client("match_chain").post("/api/v1/match/chain", data={**_template_form(), "steps": json.dumps(bad), "note": "x"})
+    assert answer.status_code == 422
+    detail = answer.get_json()["detail"]
+    assert [item["loc"] for item in detail] == [["body", "note"], ["body", "steps", 0, "params", "threshold"],
+                                                ["body", "steps", 1, "params", "colour"], ["body", "steps", 2, "tool"]]
+    assert all({"type", "msg", "input"} <= item.keys() for item in detail)
 
 
 # --- the worker (job queue events) ---------------------------------------------------------------
