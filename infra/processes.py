@@ -1,4 +1,6 @@
-"""Child processes of the runner: each in its own session, logged to one file, restarted when it dies."""
+"""Child processes of the runner: each in its own session, logged to one file, restarted when it dies.
+A function in a container is such a process too: ``podman run --rm`` in the foreground, which lives
+as long as its container, passes on its output and exit status, and forwards SIGTERM to it."""
 
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from pathlib import Path
 FIRST_RESTART_DELAY = 0.5
 MAX_RESTART_DELAY = 30.0
 STABLE_SECONDS = 10.0
+
+#: podman with the runc runtime: crun, its default, fails on this machine kind's hybrid cgroups
+PODMAN = ("podman", "--runtime", "runc")
 
 
 class PortInUse(RuntimeError):
@@ -33,7 +38,7 @@ def ensure_port_free(port: int, owner: str) -> None:
             raise PortInUse(
                 f"port {port} on 127.0.0.1 (wanted by {owner}) is already in use: {error.strerror}. "
                 f"Stop whatever holds it (`make down`, `ss -ltnp 'sport = :{port}'`) or choose "
-                f"other ports (see VISIONFN_*_PORT in the README)."
+                f"other ports (see VISIONFN_*_PORT in docs/configuration.md)."
             ) from error
 
 
@@ -43,7 +48,9 @@ def port_accepts(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def describe_exit(code: int) -> str:
+def describe_exit(code: int, container: bool = False) -> str:
+    if container and code > 128:  # podman run exits with 128 + the signal that ended its container
+        return f"{describe_exit(128 - code)} (container exit status {code})"
     if code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"
@@ -64,11 +71,14 @@ class ChildProcess:
     last_exit: str | None = None
     restart_at: float | None = None  # set while it waits to be restarted
     restart_delay: float = FIRST_RESTART_DELAY
+    container: str | None = None  # the container's name when the command is its `podman run`
 
     @classmethod
-    def start(cls, name: str, command: list[str], env: dict[str, str], log_dir: Path) -> ChildProcess:
+    def start(
+        cls, name: str, command: list[str], env: dict[str, str], log_dir: Path, container: str | None = None
+    ) -> ChildProcess:
         log_dir.mkdir(parents=True, exist_ok=True)
-        child = cls(name, command, env, log_dir / f"{name}.log")
+        child = cls(name, command, env, log_dir / f"{name}.log", container=container)
         child._spawn()
         return child
 
@@ -84,8 +94,9 @@ class ChildProcess:
 
     def schedule_restart(self) -> float:
         """After it died: remove what is left of its process group, pick the delay (backoff)."""
-        self.last_exit = describe_exit(self.process.returncode)
+        self.last_exit = describe_exit(self.process.returncode, container=self.container is not None)
         self._kill_group(signal.SIGKILL)
+        self._remove_container()  # a container whose `podman run` was killed still runs, holding its port
         if time.monotonic() - self.started_at >= STABLE_SECONDS:
             self.restart_delay = FIRST_RESTART_DELAY
         delay = self.restart_delay
@@ -110,13 +121,19 @@ class ChildProcess:
     def stop(self, grace_seconds: float = 8.0) -> None:
         if self.process.poll() is not None:
             self._kill_group(signal.SIGKILL)  # what it may have left behind
+            self._remove_container()
             return
-        self._kill_group(signal.SIGTERM)
+        self._kill_group(signal.SIGTERM)  # `podman run` forwards it to its container
         deadline = time.monotonic() + grace_seconds
         while time.monotonic() < deadline and self.process.poll() is None:
             time.sleep(0.05)
         self._kill_group(signal.SIGKILL)
         self.process.wait()
+        self._remove_container()
+
+    def _remove_container(self) -> None:
+        if self.container:
+            subprocess.run([*PODMAN, "rm", "--force", "--ignore", self.container], capture_output=True, check=False)
 
     def _kill_group(self, signal_number: int) -> None:
         try:
