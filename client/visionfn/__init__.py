@@ -1,9 +1,9 @@
 """visionfn: a Python client for the visionfn HTTP API, and the ``visionfn`` command."""
 
-from visionfn.client import (
+from visionfn.client import Client
+from visionfn.models import (
     AnonymizedImage,
     ApiError,
-    Client,
     Config,
     Task,
     TaskFailed,

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from visionfn import __version__
-from visionfn.client import ApiError, Client, Task, VisionfnError
+from visionfn.client import Client
+from visionfn.models import ApiError, Task, VisionfnError
 from visionfn.progress import Progress
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from visionfn import ApiError, Client
-from visionfn.client import INLINE_FILES_BYTES, SYNC_BODY_BYTES
+from visionfn.models import INLINE_FILES_BYTES, SYNC_BODY_BYTES
 
 from tests.integration.conftest import object_exists
 

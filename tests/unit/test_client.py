@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from visionfn import ApiError, Client, Task, VisionfnError, load_config
 from visionfn.cli import collect_images, main, parse_params
-from visionfn.client import INLINE_FILES_BYTES, SYNC_BODY_BYTES, bucket_files, upload_content_type
+from visionfn.models import INLINE_FILES_BYTES, SYNC_BODY_BYTES, bucket_files, upload_content_type
 
 
 class Scripted(http.server.ThreadingHTTPServer):
