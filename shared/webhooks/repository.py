@@ -249,11 +249,14 @@ class WebhookRepository:
             if held.event != "ping" and (trigger in SCHEDULED_TRIGGERS or held.status_before == "pending"):
                 scheduled = sum(1 for attempt in log if attempt["trigger"] in SCHEDULED_TRIGGERS)
                 retry_at = next_attempt_at(now, max(scheduled, 1), delays)
-            row = self.leases.write(held.lease, session=session, status="pending" if retry_at else "failed",
-                                    attempt_log=log, next_attempt_at=retry_at)
             hook.consecutive_failures += 1
             hook.failing_since = _aware(hook.failing_since) or now
-            if hook.enabled and should_disable(hook.failing_since, now, disable_after_seconds):
+            disable = hook.enabled and should_disable(hook.failing_since, now, disable_after_seconds)
+            if disable:
+                retry_at = None  # its hook gives up all its pending deliveries, this one too
+            row = self.leases.write(held.lease, session=session, status="pending" if retry_at else "failed",
+                                    attempt_log=log, next_attempt_at=retry_at)
+            if disable:
                 self._disable(session, hook, now, result)
             return _delivery_out(row)
 
@@ -285,7 +288,7 @@ class WebhookRepository:
         )
         session.execute(
             update(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.status == "pending")
-            .values(state="failed", next_attempt_at=None, updated_at=now)
+            .values(status="failed", next_attempt_at=None, updated_at=now)
         )
 
     def _owned(self, session: Any, owner: str, webhook_id: str) -> Webhook:

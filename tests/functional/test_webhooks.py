@@ -396,8 +396,8 @@ def test_a_lease_lost_during_the_post_leaves_the_outcome_to_the_new_holder(datab
 
 
 def test_a_redelivery_waits_for_the_sender_that_holds_the_delivery(database_url):
-    """A client's redelivery does not take a delivery from a sender whose lease still runs (409,
-    Retry-After the lease); once that sender has logged its attempt, it does."""
+    """A client's redelivery does not take a delivery from a sender whose lease still runs (409
+    Busy, for as long as the lease runs); once that sender has logged its attempt, it does."""
     notifier, clock = _notifier(database_url)
     owner = f"wh-{uuid.uuid4().hex[:12]}"
     service = WebhookService(notifier)
@@ -407,6 +407,7 @@ def test_a_redelivery_waits_for_the_sender_that_holds_the_delivery(database_url)
         with pytest.raises(Busy) as busy:
             service.redeliver(owner, hook.id, held.delivery_id)
         assert busy.value.status == 409 and "being sent right now" in busy.value.detail
+        assert 1 <= busy.value.retry_after_seconds <= notifier.lease_seconds + 2
         assert receiver.received == []
         [delivered] = notifier.attempt_all([held], "event")
         assert delivered.state == "delivered"
