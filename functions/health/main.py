@@ -2,10 +2,10 @@
 
 import flask
 
+from shared.faces.settings import get_face_settings
 from shared.health import platform_health
 from shared.platform.http import FunctionRoutes, json_response
 from shared.platform.logs import configure_logging
-from shared.faces.settings import get_face_settings
 from shared.platform.storage import get_object_store
 
 configure_logging("health")
