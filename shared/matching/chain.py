@@ -9,9 +9,10 @@ it), so a late worker cannot change what the chain already went past."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -19,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from shared.matching.defaults import ToolDefaults
 from shared.matching.service import content_type, input_keys, safe_file_name
 from shared.matching.settings import MatchingSettings
-from shared.matching.steps import no_answer
-from shared.matching.tools import tool_class
+from shared.matching.steps import MAX_STEPS, ChainParams, ChainStep, no_answer, read_steps
+from shared.matching.tools import TOOLS, tool_class
 from shared.platform.batch import Invocation, Outcome, read_message
 from shared.platform.direct_uploads import UploadedFile
 from shared.platform.errors import RequestValidationFailed, ServiceUnavailable, TaskNotFound, VisionFnError
@@ -32,30 +33,17 @@ from shared.platform.tasks import Execution, TaskOut, TaskRepository
 
 log = logging.getLogger("visionfn.matching.chain")
 
-MAX_STEPS = 10
 #: The chain's two files; each tool takes them in this order (image/query/model, template/train/scene).
 INPUT_FIELDS = ("image", "template")
 #: A chain's trail, one letter per step run: found, not found, failed.
 FOUND, NOT_FOUND, FAILED = "f", "n", "e"
 
 
-class ChainStep(BaseModel):
-    """One element of the ``steps`` field: a tool and its parameters (missing ones default from
-    the owner's settings of that tool)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    tool: Literal["template", "feature", "surface"]
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-STEPS = TypeAdapter(Annotated[list[ChainStep], Field(min_length=1, max_length=MAX_STEPS)])
-
-
 class ChainForm(BaseModel):
-    """The multipart fields of POST /api/v1/match/chain besides the two files."""
+    """The multipart fields of POST /api/v1/match/chain besides the two files (the API's
+    description; the ``steps`` field is read as ``ChainStep``s, see ``read_steps``)."""
 
-    steps: str = Field(description=f"JSON array of 1..{MAX_STEPS} {{\"tool\": \"template\"|\"feature\"|\"surface\", "
+    steps: str = Field(description=f"JSON array of 1..{MAX_STEPS} {{\"tool\": {'|'.join(map(json.dumps, TOOLS))}, "
                                    "\"params\": {...}}; missing parameters default from the owner's settings of the tool",
                        examples=['[{"tool": "template", "params": {"threshold": 0.9}}, {"tool": "feature"}]'])
 
@@ -96,7 +84,7 @@ class RecoveryReport(BaseModel):
 
 
 def chain_result(
-    steps: list[dict[str, Any]], opened: dict[int, TaskOut], stopped: str | None = None,
+    steps: list[ChainStep], opened: dict[int, TaskOut], stopped: str | None = None,
 ) -> tuple[Literal["done", "error"], ChainResult, str | None]:
     """The chain's status, result and error from its steps (tool, params) and its steps' tasks
     (all finished). ``stopped``: why the execution ended early (the steps not run fail)."""
@@ -104,7 +92,7 @@ def chain_result(
     results = []
     for number, spec in enumerate(steps, start=1):
         task, letter = opened.get(number), trail[number - 1] if number <= len(trail) else None
-        result = StepResult(step=number, tool=spec["tool"], params=spec["params"], status="skipped", found=False,
+        result = StepResult(step=number, tool=spec.tool, params=spec.params.model_dump(), status="skipped", found=False,
                             result_data=None, result_files=[])
         if letter in (FOUND, NOT_FOUND) and task is not None:
             result.status, result.found = "done", letter == FOUND
@@ -124,14 +112,14 @@ def chain_result(
     return "done", chain, None
 
 
-def trail_of(steps: list[dict[str, Any]], opened: dict[int, TaskOut]) -> str:
+def trail_of(steps: list[ChainStep], opened: dict[int, TaskOut]) -> str:
     """What the steps' tasks tell, a letter per step run, up to the first find."""
     trail = ""
     for number, spec in enumerate(steps, start=1):
         task = opened.get(number)
         if task is None:
             break
-        if task.status == "done" and tool_class(spec["tool"]).found(task.result_data):
+        if task.status == "done" and tool_class(spec.tool).found(task.result_data):
             return trail + FOUND
         trail += NOT_FOUND if task.status == "done" else FAILED
     return trail
@@ -153,46 +141,41 @@ class ChainService:
         steps = self._validated_steps(owner, form, uploads)
         inputs = [uploads[field] for field in INPUT_FIELDS]
         self._check_readable(steps, inputs)
-        if not self.settings.chain_state_machine_arn or any(s["tool"] not in self.settings.chain_step_queues for s in steps):
+        if not self.settings.chain_state_machine_arn or any(s.tool not in self.settings.chain_step_queues for s in steps):
             raise ServiceUnavailable("Chain matching is not configured (VISIONFN_CHAIN_STATE_MACHINE_ARN, "
                                      "VISIONFN_CHAIN_STEP_QUEUES)")
         uid = uuid.uuid4().hex
         execution = Execution(self.settings.chain_state_machine_arn, execution_input(
-            uid, [self.settings.chain_step_queues[step["tool"]] for step in steps], self.settings))
+            uid, [self.settings.chain_step_queues[step.tool] for step in steps], self.settings))
         keys = input_keys(uid, list(zip(INPUT_FIELDS, inputs, strict=True)))
-        task = self.tasks.create("chain", {"steps": steps}, keys, uid=uid, owner=owner, execution=execution)
+        task = self.tasks.create("chain", ChainParams(steps=steps).model_dump(), keys, uid=uid, owner=owner, execution=execution)
         return store_and_dispatch(self.tasks, self.store, task, [(upload.data, content_type(key))
                                                                  for key, upload in zip(keys, inputs, strict=True)])
 
-    def _validated_steps(self, owner: str, form: dict[str, str], uploads: dict[str, UploadedFile]) -> list[dict[str, Any]]:
-        """The steps with every parameter resolved; all problems in one 422."""
+    def _validated_steps(self, owner: str, form: dict[str, str], uploads: dict[str, UploadedFile]) -> list[ChainStep]:
+        """The steps, every parameter resolved over the owner's defaults: the one validation of the
+        steps (what follows carries them typed). All problems in one 422."""
         errors: list[dict[str, Any]] = [
             {"type": "missing", "loc": ["body", field], "msg": "Field required", "input": None}
             for field in (*INPUT_FIELDS, "steps") if field not in (uploads if field in INPUT_FIELDS else form)
         ]
         errors += [{"type": "extra_forbidden", "loc": ["body", name], "msg": "Extra inputs are not permitted", "input": value}
                    for name, value in form.items() if name not in ("steps", *INPUT_FIELDS)]
-        steps: list[dict[str, Any]] = []
+        steps: list[ChainStep] = []
         if "steps" in form:
             try:
-                parsed = STEPS.validate_json(form["steps"])
+                steps = read_steps(form["steps"], self.defaults.of_owner(owner))
             except ValidationError as error:
                 errors += _located(RequestValidationFailed.from_pydantic(error, "body").detail, ["steps"])
-                parsed = []
-            for index, step in enumerate(parsed):
-                try:
-                    steps.append({"tool": step.tool, "params": self.defaults.resolve(step.tool, owner, step.params).model_dump()})
-                except RequestValidationFailed as error:
-                    errors += _located(error.detail, ["steps", index, "params"])
         if errors:
             raise RequestValidationFailed(errors)
         return steps
 
-    def _check_readable(self, steps: list[dict[str, Any]], inputs: list[UploadedFile]) -> None:
+    def _check_readable(self, steps: list[ChainStep], inputs: list[UploadedFile]) -> None:
         """400/413 unless at least one step's tool can read both files (a step whose tool cannot
         fails when it runs, and the chain goes on)."""
         problems: list[VisionFnError] = []
-        for name in dict.fromkeys(step["tool"] for step in steps):
+        for name in dict.fromkeys(step.tool for step in steps):
             tool = tool_class(name)(self.settings)
             try:
                 for spec, field, upload in zip(tool.inputs, INPUT_FIELDS, inputs, strict=True):
@@ -224,7 +207,7 @@ class ChainService:
         if chain.status in FINISHED_STATUSES:
             return None
         self.tasks.end_unfinished_steps(uid, f"Not finished: {stopped}" if stopped else no_answer(self.settings))
-        status, result, error = chain_result(chain.params["steps"], self.tasks.steps_of(uid), stopped)
+        status, result, error = chain_result(ChainParams.model_validate(chain.params).steps, self.tasks.steps_of(uid), stopped)
         files = [name for step in result.steps for name in step.result_files]
         finished = self.tasks.finish_chain(uid, status, result.model_dump(), files, error)
         if finished:

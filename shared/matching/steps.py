@@ -17,7 +17,6 @@ from pydantic import (
     SerializeAsAny,
     TypeAdapter,
     ValidationInfo,
-    ValidatorFunctionWrapHandler,
     field_validator,
 )
 from pydantic_core import PydanticKnownError
@@ -62,9 +61,9 @@ class ChainStep(BaseModel):
     tool: ToolName
     params: SerializeAsAny[ToolParams] = Field(default_factory=dict, validate_default=True)
 
-    @field_validator("params", mode="wrap")
+    @field_validator("params", mode="plain")
     @classmethod
-    def _as_the_tools(cls, given: Any, _handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    def _as_the_tools(cls, given: Any, info: ValidationInfo) -> Any:
         """``given`` as the named tool's parameters, over the defaults (see the class)."""
         tool = info.data.get("tool")
         if tool is None:

@@ -1,5 +1,6 @@
 """Face cores: detections, anonymization, image modes, models, and the detectors on real photos."""
 
+import argparse
 import io
 
 import numpy as np
@@ -8,9 +9,10 @@ from PIL import Image
 
 from shared.faces.anonymize import AnonymizeStyle, anonymize, coverage_mask, covered_regions, strength
 from shared.faces.detections import FaceDetections
+from shared.faces.detector_names import DETECTORS, Detector
 from shared.faces.detectors import decode_centerface, input_size, network_input
-from shared.faces.models import CENTERFACE, CENTERFACE_INT8, ModelMissing, QuantizedModel, model_path
-from shared.faces.privacy import FaceOptions, FacePrivacy, to_rgb
+from shared.faces.models import CENTERFACE, CENTERFACE_INT8, DETECTOR_MODELS, ModelMissing, QuantizedModel, model_identity, model_path
+from shared.faces.privacy import AnonymizeOptions, FaceOptions, FacePrivacy, to_rgb
 from shared.faces.settings import FaceSettings
 from shared.vision.boxes import pairwise_iou
 from shared.vision.images import decode_image
@@ -160,6 +162,26 @@ def test_network_input_factors_bring_boxes_back_to_the_image():
     assert factors.tolist() == pytest.approx([1.875, 1.875, 1.875, 1.875])
 
 
+# --- the detectors' names: one list -----------------------------------------------------------
+
+def _cli_detector_choices(*command: str) -> list[str]:
+    """The ``--detector`` choices of a ``visionfn`` subcommand (the client cannot import shared/)."""
+    from visionfn.cli import build_parser
+
+    parser = build_parser()
+    for name in command:
+        parser = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction)).choices[name]
+    return next(action for action in parser._actions if action.dest == "detector").choices
+
+
+def test_the_detectors_are_named_once():
+    assert set(DETECTOR_MODELS) == set(DETECTORS)
+    assert FaceSettings.model_fields["face_detector"].annotation == Detector
+    assert AnonymizeOptions.model_fields["detector"].annotation == Detector | None
+    for command in (("faces", "anonymize"), ("faces", "detect")):
+        assert _cli_detector_choices(*command) == list(DETECTORS), command
+
+
 # --- the detectors on real photos (models from `make install`) -----------------------------
 
 @pytest.fixture(scope="module")
@@ -167,9 +189,10 @@ def privacy():
     return FacePrivacy(FaceSettings())
 
 
-@pytest.mark.parametrize("detector", ["fused", "combined", "centerface", "retinaface", "mediapipe"])
+@pytest.mark.parametrize("detector", DETECTORS)
 def test_every_detector_finds_the_portrait_face(privacy, detector):
     report = privacy.detect(shared_data(PORTRAIT_PHOTO), FaceOptions(detector=detector))
+    assert (report.detector, report.model) == (detector, model_identity(detector))  # loaded under its name, running its models
     # ground truth: 391 177 174 258
     assert report.total_count >= 1
     best = max(report.faces, key=lambda face: face.confidence)
