@@ -53,6 +53,8 @@ def static_file(_request: flask.Request, name: str) -> flask.Response:
 
 
 def _file(name: str) -> flask.Response:
+    if not name.isprintable():  # a NUL or another control character names no file (and no path holds a NUL)
+        raise NotFound(f"No such console file: {name!r}")
     path = (STATIC / name).resolve()
     if not path.is_relative_to(STATIC) or not path.is_file() or path.suffix not in TYPES:
         raise NotFound(f"No such console file: {name}")

@@ -11,7 +11,7 @@ from shared.defects.service import DefectInspection
 from shared.defects.settings import get_defect_settings
 from shared.platform.access import caller
 from shared.platform.batch import for_each_created_object
-from shared.platform.http import FunctionRoutes, json_response
+from shared.platform.http import FunctionRoutes, file_parts, json_response
 from shared.platform.logs import configure_logging
 from shared.platform.storage import get_object_store
 
@@ -25,7 +25,7 @@ routes.events(for_each_created_object(inbox.handle_upload))
 @routes.post("/api/detect")
 def detect(request: flask.Request) -> flask.Response:
     owner = caller(request.headers)
-    uploads = uploaded_images(request.files.getlist(IMAGES_FIELD), get_defect_settings().defect_max_batch_images,
+    uploads = uploaded_images(file_parts(request, IMAGES_FIELD), get_defect_settings().defect_max_batch_images,
                               list(request.files))
     return json_response(inspection.inspect_batch(uploads, owner))
 

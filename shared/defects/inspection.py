@@ -37,6 +37,7 @@ class Inspector(Protocol):
 class ImageUpload:
     name: str
     data: bytes
+    refused: str | None = None  # why it cannot be inspected, known before it was read: its own error entry
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,9 @@ class InspectedImage:
 
 
 class FilePart(Protocol):
-    """A multipart file part, as the HTTP layer hands it over (no web framework here)."""
+    """A multipart file part, as the HTTP layer hands it over (no web framework here). The
+    platform's parts (shared.platform.http.FilePart) also say why one cannot be used, known
+    before it is read (``unreadable``: its headers, its file name, were not UTF-8)."""
 
     filename: str | None
 
@@ -66,6 +69,9 @@ def uploaded_images(parts: Sequence[FilePart], max_images: int, fields_sent: Seq
         raise PayloadTooLarge(f"{len(parts)} images in one request; the limit is {max_images} (VISIONFN_DEFECT_MAX_BATCH_IMAGES)")
     uploads = []
     for part in parts:
+        if unreadable := getattr(part, "unreadable", None):
+            uploads.append(ImageUpload(printable_name(part.filename), b"", refused=unreadable))
+            continue
         data = part.read()
         if part.filename or data:
             uploads.append(ImageUpload(printable_name(part.filename), data))

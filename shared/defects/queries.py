@@ -96,10 +96,10 @@ class StatQuery(_Query):
         span = dt.timedelta(days=DEFAULT_STAT_DAYS - 1)
         if self.start_date and self.end_date:
             return self.start_date, self.end_date
-        if self.start_date:
-            return self.start_date, min(self.start_date + span, MAX_DATE)
+        if self.start_date:  # at most MAX_DATE: a window near it is shorter (no date past year 9999)
+            return self.start_date, self.start_date + min(span, MAX_DATE - self.start_date)
         end = self.end_date or today
-        return max(end - span, MIN_DATE), end
+        return end - min(span, end - MIN_DATE), end
 
 
 # --- answers -------------------------------------------------------------------------------------

@@ -61,6 +61,9 @@ class DefectInspection:
         check_batch_pixels(uploads, self.settings.defect_max_batch_pixels, self.settings.max_image_pixels)
         outcomes: list[InspectedImage | DetectionFailure] = []
         for upload in uploads:
+            if upload.refused:
+                outcomes.append(detection_failure(upload.name, 400, upload.refused))
+                continue
             try:
                 outcomes.append(self.inspect(upload.data, upload.name))
             except VisionFnError as error:

@@ -114,7 +114,7 @@ class RequestValidationFailed(VisionFnError):
                 "type": item["type"],
                 "loc": [location, *item["loc"]],
                 "msg": item["msg"],
-                "input": item.get("input"),
+                "input": _json_safe(item.get("input")),
             }
             if "ctx" in item:
                 entry["ctx"] = {key: _jsonable(value) for key, value in item["ctx"].items()}
@@ -171,5 +171,22 @@ class InjectedFault(VisionFnError):
     """Raised on purpose by the fault-injection hook (tests of redelivery and DLQ)."""
 
 
+#: How a number JSON cannot hold is written back to the client (the names JSON parsers that take them use).
+NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return NON_FINITE[str(value)]
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+def _json_safe(value: Any) -> Any:
+    """What a client sent, as JSON can hold it: a NaN or infinite number as its name ("NaN")."""
+    if isinstance(value, float):
+        return _jsonable(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value

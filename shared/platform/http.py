@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import math
+import re
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
+from urllib.parse import unquote_to_bytes
 
 import flask
 from pydantic import BaseModel, ValidationError
+from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.exceptions import NotFound as WerkzeugNotFound
@@ -40,12 +46,30 @@ Handler = Callable[..., flask.Response]
 EVENTS_PATH = "/events"
 
 
+#: On every JSON answer (and other files whose type must be taken as given, never sniffed).
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+
+
 def json_response(payload: BaseModel | dict[str, Any] | list[Any], status: int = 200) -> flask.Response:
+    """Valid JSON always: a NaN or infinite number is null, as pydantic writes it in a model."""
     if isinstance(payload, BaseModel):
         body = payload.model_dump_json(by_alias=True)
     else:
-        body = json.dumps(payload, default=str)
-    return flask.Response(body, status=status, mimetype="application/json")
+        try:
+            body = json.dumps(payload, default=str, allow_nan=False)
+        except ValueError:  # a NaN or an infinity somewhere (rare): written as null
+            body = json.dumps(_finite(payload), default=str, allow_nan=False)
+    return flask.Response(body, status=status, mimetype="application/json", headers=NOSNIFF)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def error_response(error: VisionFnError) -> flask.Response:
@@ -121,6 +145,63 @@ def uploaded_file(request: flask.Request, field: str) -> bytes:
         sent = ", ".join(sorted(request.files)) or "none"
         raise BadRequest(f"Missing file field '{field}' (multipart/form-data); file fields sent: {sent}")
     return upload.read()
+
+
+#: Werkzeug reads a multipart part's headers as UTF-8 and, when one part's are not (a file name in
+#: another encoding), drops every field and file of the request. Such a part's headers are read with
+#: U+FFFD for the bytes that are not UTF-8 and marked with this header (its value this process's
+#: own, so a client cannot mark a part): the part is then refused alone (FilePart.unreadable).
+UNREADABLE_HEADERS = "X-Visionfn-Unreadable-Headers"
+_UNREADABLE_MARK = secrets.token_hex(8)
+UNREADABLE_DETAIL = "The part's headers (its file name) are not UTF-8: send the file name in UTF-8"
+_BLANK_LINE = re.compile(rb"(?:\r\n\r\n|\r\r|\n\n)")  # where Werkzeug ends a part's headers
+
+
+def readable_multipart(request: flask.Request) -> flask.Request:
+    """``request``, or, when a multipart part's headers are not UTF-8, the same request with those
+    headers readable (and marked): the other parts reach the function instead of none."""
+    boundary = request.mimetype_params.get("boundary", "")
+    if request.mimetype != "multipart/form-data" or not boundary or request.content_length is None:
+        return request
+    body = request.get_data(cache=True, parse_form_data=False)  # Werkzeug parses this copy (bounded by the caller)
+    delimiter = re.compile(rb"(?:\A|\r\n|\n|\r)--" + re.escape(boundary.encode("latin-1", "replace"))
+                           + rb"[^\S\n\r]*(?:\r\n|\n|\r)")
+    pieces, done = [], 0
+    for start in (match.end() for match in delimiter.finditer(body)):
+        end = _BLANK_LINE.search(body, start)
+        if end is None or start < done:
+            continue
+        headers = body[start:end.start()]
+        try:
+            headers.decode()
+        except UnicodeDecodeError:
+            readable = headers.decode(errors="replace").encode()
+            pieces += [body[done:start], f"{UNREADABLE_HEADERS}: {_UNREADABLE_MARK}\r\n".encode(), readable]
+            done = end.start()
+    if not pieces:
+        return request
+    fixed = b"".join([*pieces, body[done:]])
+    environ = {**request.environ, "wsgi.input": io.BytesIO(fixed), "CONTENT_LENGTH": str(len(fixed))}
+    return request.__class__(environ)
+
+
+@dataclass(frozen=True)
+class FilePart:
+    """A multipart file part as the domain reads it (no web framework there): its file name as
+    sent, its bytes (``read``), and why it cannot be used, known before it is read (``unreadable``)."""
+
+    filename: str | None
+    unreadable: str | None
+    storage: FileStorage
+
+    def read(self) -> bytes:
+        return self.storage.read()
+
+
+def file_parts(request: flask.Request, field: str) -> list[FilePart]:
+    """The file parts of multipart field ``field``, in order (one whose headers were not UTF-8 too)."""
+    return [FilePart(part.filename, UNREADABLE_DETAIL if part.headers.get(UNREADABLE_HEADERS) == _UNREADABLE_MARK
+                     else None, part) for part in request.files.getlist(field)]
 
 
 @dataclass(frozen=True)
@@ -261,9 +342,10 @@ class FunctionRoutes:
             limit = get_settings().sync_body_bytes
             if (request.content_length or 0) > limit:
                 raise PayloadTooLarge.request_body(request.content_length, limit)
-            adapter = self._map.bind("", path_info=request.path, url_scheme="http")
+            path = routed_path(request)
+            adapter = self._map.bind("", path_info=path, url_scheme="http")
             try:
-                endpoint, arguments = adapter.match(request.path, method=request.method)
+                endpoint, arguments = adapter.match(path, method=request.method)
             except WerkzeugNotFound as error:
                 raise NotFound(f"No route for {request.method} {request.path}") from error
             except WerkzeugMethodNotAllowed as error:
@@ -271,17 +353,33 @@ class FunctionRoutes:
                     f"Method {request.method} not allowed on {request.path}; allowed: "
                     f"{', '.join(sorted(error.valid_methods or []))}"
                 ) from error
-            return bounded_answer(self._handlers[endpoint](request, **arguments))
+            return bounded_answer(self._handlers[endpoint](readable_multipart(request), **arguments))
         except VisionFnError as error:
             if not error.is_client_error:
-                log.error("%s %s failed: %s", request.method, request.path, error.detail)
+                log.error("%s %r failed: %s", request.method, request.path, error.detail)
             return error_response(error)
         except HTTPException as error:  # Werkzeug's own limits (form parts, field sizes): a client error
             status = error.code if error.code and 400 <= error.code < 500 else 400
             return json_response({"detail": error.description or error.name}, status=status)
         except Exception:  # the one place that turns a bug into a 500 instead of a crash
-            log.exception("unhandled error in %s %s", request.method, request.path)
+            log.exception("unhandled error in %s %r", request.method, request.path)  # repr: no control character in the log
             return json_response({"detail": "Internal error"}, status=500)
+
+
+_ENCODED_SLASH = re.compile("%2f", re.IGNORECASE)
+
+
+def routed_path(request: flask.Request) -> str:
+    """The path routes match: decoded, but an encoded slash (``%2F``) stays as sent. It is part of
+    a segment, never a separator: ``/api/v1/settings/template%2F`` names no tool, it is not
+    ``/api/v1/settings/template`` with a trailing slash. (The raw path is the server's ``RAW_URI``
+    or ``REQUEST_URI``; without one, the decoded path.)"""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
+    raw_path = raw.split("?", 1)[0]
+    if not raw_path.startswith("/") or not _ENCODED_SLASH.search(raw_path):
+        return request.path
+    return "%2F".join(unquote_to_bytes(piece.encode("latin-1", "replace")).decode(errors="replace")  # as WSGI decodes
+                      for piece in _ENCODED_SLASH.split(raw_path))
 
 
 EVENT_KINDS = {"sqs": "an SQS batch (Records)", "schedule": 'an EventBridge "Scheduled Event"',

@@ -173,6 +173,22 @@ def test_no_images_is_the_seeds_400(files):
     assert refused.value.status == 400 and refused.value.body()["error"] == "No images provided"
 
 
+class UnreadablePart:
+    """A part whose headers were not UTF-8, as the HTTP layer hands it over (shared.platform.http.FilePart)."""
+
+    filename = "b\ufffd.png"
+    unreadable = "not UTF-8"
+
+    def read(self) -> bytes:
+        raise AssertionError("an unreadable part is not read")
+
+
+def test_a_part_with_an_unreadable_name_is_an_upload_refused_on_its_own():
+    good = _files(("images", "a.png", b"1")).getlist("images")
+    uploads = inspection_uploads([good[0], UnreadablePart()], 5)
+    assert [(u.name, u.data, u.refused) for u in uploads] == [("a.png", b"1", None), ("b\ufffd.png", b"", "not UTF-8")]
+
+
 def test_too_many_images_is_413_before_any_is_read():
     with pytest.raises(PayloadTooLarge, match="6 images in one request; the limit is 5"):
         uploaded_images(_files(*[("images", f"{n}.png", b"x") for n in range(6)]), max_images=5)
@@ -284,6 +300,8 @@ TODAY = dt.date(2024, 3, 10)
     ({"startDate": "2024-01-01", "endDate": "2024-12-31"}, (dt.date(2024, 1, 1), dt.date(2024, 12, 31))),
     ({"startDate": "2024-01-01", "endDate": "2024-01-01"}, (dt.date(2024, 1, 1), dt.date(2024, 1, 1))),
     ({"endDate": "1970-01-03"}, (dt.date(1970, 1, 1), dt.date(1970, 1, 3))),
+    ({"startDate": "9999-12-20"}, (dt.date(9999, 12, 20), dt.date(9999, 12, 30))),  # no overflow past year 9999
+    ({"startDate": "9999-12-30"}, (dt.date(9999, 12, 30), dt.date(9999, 12, 30))),
 ])
 def test_stat_window(params, window):
     assert StatQuery.model_validate(params).window(TODAY) == window
