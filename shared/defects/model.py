@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -69,7 +70,7 @@ class Inspection:
 class DefectModel:
     """An ONNX defect model and its decoding; create once per process with ``load``."""
 
-    def __init__(self, session: object, input_name: str, input_size: tuple[int, int]) -> None:
+    def __init__(self, session: Any, input_name: str, input_size: tuple[int, int]) -> None:  # an onnxruntime session
         self._session = session
         self._input_name = input_name
         self.input_size = input_size  # H, W

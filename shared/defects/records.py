@@ -151,7 +151,7 @@ def recent_statement(owner: str, limit: int) -> Select:
             .order_by(DefectRecord.created_at.desc(), DefectRecord.id.desc()).limit(limit))
 
 
-def search_statements(owner: str, query: PageQuery) -> tuple[Select[tuple[int]], Select]:
+def search_statements(owner: str, query: PageQuery) -> tuple[Select[Any], Select[Any]]:
     """The count of every match, and the page asked for (newest first)."""
     conditions = [DefectRecord.owner == owner]
     if isinstance(query, SearchQuery):
@@ -168,7 +168,7 @@ def search_statements(owner: str, query: PageQuery) -> tuple[Select[tuple[int]],
                            query.offset, query.limit)
 
 
-def stat_statement(owner: str, start: dt.date, end: dt.date) -> Select[tuple[dt.date, int, int]]:
+def stat_statement(owner: str, start: dt.date, end: dt.date) -> Select[dt.date, int, int]:
     return (select(DefectRecord.created_day, func.count(), func.coalesce(func.sum(DefectRecord.num), 0))
             .where(DefectRecord.owner == owner, DefectRecord.created_day >= start, DefectRecord.created_day <= end)
             .group_by(DefectRecord.created_day))

@@ -89,7 +89,7 @@ def locate(
         return None
     inliers = mask.ravel().astype(bool)
     width, height = query_size
-    corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]]).reshape(-1, 1, 2)
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32).reshape(-1, 1, 2)
     outline = cv2.perspectiveTransform(corners, homography).reshape(4, 2)
     plausible = (
         int(inliers.sum()) >= MIN_INLIERS_TO_LOCATE
@@ -125,8 +125,8 @@ def _match_features(query: np.ndarray, train: np.ndarray, params: FeatureParams)
     if query_descriptors is not None and train_descriptors is not None and len(train_descriptors) >= 2:
         matcher = create_matcher(params.matcher, params.detector)
         good = ratio_test(matcher.knnMatch(query_descriptors, train_descriptors, k=2), params.ratio_threshold)
-    query_points = np.float32([query_keypoints[match.queryIdx].pt for match in good]).reshape(-1, 1, 2)
-    train_points = np.float32([train_keypoints[match.trainIdx].pt for match in good]).reshape(-1, 1, 2)
+    query_points = np.array([query_keypoints[match.queryIdx].pt for match in good], dtype=np.float32).reshape(-1, 1, 2)
+    train_points = np.array([train_keypoints[match.trainIdx].pt for match in good], dtype=np.float32).reshape(-1, 1, 2)
     located = locate(query_points, train_points, (query.shape[1], query.shape[0]))
     return FeatureResult(list(query_keypoints), list(train_keypoints), good, located)
 
@@ -139,12 +139,12 @@ def draw_feature_matches(query: np.ndarray, train: np.ndarray, result: FeatureRe
         query, result.query_keypoints, train, result.train_keypoints, [], None,
         flags=cv2.DrawMatchesFlags_NOT_DRAW_SINGLE_POINTS,
     )
-    offset = np.float32([query.shape[1], 0])
+    offset = np.array([query.shape[1], 0], dtype=np.float32)
     for match, inlier in zip(shown, inliers, strict=True):
-        start = np.float32(result.query_keypoints[match.queryIdx].pt)
-        end = np.float32(result.train_keypoints[match.trainIdx].pt) + offset
+        start = np.array(result.query_keypoints[match.queryIdx].pt, dtype=np.float32)
+        end = np.array(result.train_keypoints[match.trainIdx].pt, dtype=np.float32) + offset
         colour = (0, 200, 0) if inlier else (0, 0, 255)
-        cv2.line(canvas, tuple(np.int32(start)), tuple(np.int32(end)), colour, 1, cv2.LINE_AA)
+        cv2.line(canvas, tuple(int(v) for v in start), tuple(int(v) for v in end), colour, 1, cv2.LINE_AA)
     if result.located is not None and result.located.outline is not None:
         outline = np.int32(result.located.outline + offset).reshape(-1, 1, 2)
         cv2.polylines(canvas, [outline], True, (255, 0, 0), 3, cv2.LINE_AA)

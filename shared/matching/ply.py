@@ -16,7 +16,9 @@ SCALAR_TYPES = {
     "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
     "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
 }  # fmt: skip
-FORMATS = {"ascii": None, "binary_little_endian": "<", "binary_big_endian": ">"}
+#: The byte order of each binary format, in numpy's notation.
+BYTE_ORDERS = {"binary_little_endian": "<", "binary_big_endian": ">"}
+FORMATS = ("ascii", *BYTE_ORDERS)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def _vertex_table(data: bytes, header: PlyHeader) -> np.ndarray:
             raise NotAPointCloud(f"PLY vertex data holds a value that is not a number: {error}") from error
     if any(element.has_lists for element in before):
         raise NotAPointCloud("Binary PLY files must list the vertex element before elements with lists")
-    endian = FORMATS[header.format]
+    endian = BYTE_ORDERS[header.format]
     dtype = np.dtype([(name, endian + code) for name, code in vertex.properties])
     offset = header.data_offset + sum(
         element.count * np.dtype([(n, endian + c) for n, c in element.properties]).itemsize for element in before

@@ -44,7 +44,7 @@ class SurfaceResult:
 def sampled_point_count(cloud: np.ndarray, relative_step: float) -> int:
     """How many points PPF training keeps at this step (its cost grows steeply with them)."""
     low, high = cloud[:, :3].min(axis=0), cloud[:, :3].max(axis=0)
-    ranges = [np.float32([low[axis], high[axis]]) for axis in range(3)]
+    ranges = [np.array([low[axis], high[axis]], dtype=np.float32) for axis in range(3)]
     return len(cv2.ppf_match_3d.samplePCByQuantization(cloud, *ranges, relative_step, 0))
 
 

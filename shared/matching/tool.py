@@ -46,7 +46,7 @@ class MatchTool(ABC):
     @classmethod
     def found(cls, result_data: dict[str, Any] | None) -> bool:
         """Whether a result found a match: what ends a chain."""
-        return bool(result_data) and (result_data.get(cls.found_when) or 0) > 0
+        return result_data is not None and (result_data.get(cls.found_when) or 0) > 0
 
     def check_input(self, spec: ToolInput, data: bytes) -> Any:
         """Reject an unreadable input with a 4xx before queueing; what was read (an image array,

@@ -17,9 +17,10 @@ import secrets
 import sys
 import uuid
 from datetime import datetime
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from shared.platform.db.engine import session_scope
 from shared.platform.db.models import ApiKey, utc_now
@@ -69,7 +70,8 @@ class ApiKeys:
     def revoke(self, key_id: str) -> bool:
         with session_scope(self.database_url) as session:
             statement = update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utc_now())
-            return session.execute(statement).rowcount == 1
+            result = cast("CursorResult[Any]", session.execute(statement))  # an UPDATE: it counts its rows
+            return result.rowcount == 1
 
     def owner_of(self, key: str) -> str | None:
         """The owner of a valid (known, not revoked) key; None otherwise."""

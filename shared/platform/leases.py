@@ -71,7 +71,7 @@ class LeasedTable:
     just before)."""
 
     def __init__(
-        self, model: type, key: Any, database_url: str | None = None, *, statuses: Statuses = QUEUED_WORK,
+        self, model: Any, key: Any, database_url: str | None = None, *, statuses: Statuses = QUEUED_WORK,
         due: Any = None, clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.model = model
@@ -142,7 +142,7 @@ class LeasedTable:
         if values.get("status", self.statuses.working) != self.statuses.working:
             values["lease_expires_at"] = None
         model = self.model
-        statement = (
+        statement: Any = (
             update(model)
             .where(self.key == lease.key, model.status == self.statuses.working, model.attempts == lease.attempt)
             .values(**values, updated_at=self.clock())

@@ -202,8 +202,7 @@ class TaskRepository:
         uid, now = step_uid(chain_uid, step), utc_now()
         with session_scope(self.database_url) as session:
             chain = session.get(Task, chain_uid)
-            steps = (chain.params or {}).get("steps", []) if chain is not None and chain.tool == "chain" else []
-            if not 1 <= step <= len(steps):
+            if chain is None or chain.tool != "chain" or not 1 <= step <= len(steps := (chain.params or {}).get("steps", [])):
                 raise TaskNotFound(uid)
             session.execute(dialect_insert(session, Task).values(
                 uid=uid, owner=chain.owner, tool=steps[step - 1]["tool"], status="queued", params=steps[step - 1]["params"],
@@ -229,7 +228,7 @@ class TaskRepository:
         """The tasks of a chain's steps that were opened, by step number."""
         with session_scope(self.database_url) as session:
             rows = session.scalars(select(Task).where(Task.parent_uid == chain_uid))
-            return {row.step: TaskOut.model_validate(row) for row in rows}
+            return {row.step: TaskOut.model_validate(row) for row in rows if row.step is not None}
 
     def finish_chain(self, uid: str, status: Literal["done", "error"], result_data: dict[str, Any],
                      result_files: list[str], error: str | None) -> TaskOut | None:
