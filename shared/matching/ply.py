@@ -51,30 +51,7 @@ def parse_header(data: bytes, max_points: int) -> PlyHeader:
         raise NotAPointCloud(f"PLY header has no end_header within its first {MAX_HEADER_BYTES} bytes")
     newline = data.find(b"\n", end)
     data_offset = len(data) if newline < 0 else newline + 1
-    lines = data[:end].decode("ascii", errors="replace").splitlines()
-    file_format, elements = None, []
-    for number, line in enumerate(lines[1:], start=2):
-        words = line.split()
-        if not words or words[0] in ("comment", "obj_info"):
-            continue
-        if words[0] == "format" and len(words) >= 2:
-            if words[1] not in FORMATS:
-                raise NotAPointCloud(f"PLY format '{words[1]}' is not supported; use ascii or binary")
-            file_format = words[1]
-        elif words[0] == "element" and len(words) == 3 and words[2].isdigit():
-            elements.append(PlyElement(words[1], int(words[2]), (), False))
-        elif words[0] == "property" and elements and len(words) >= 3:
-            last = elements[-1]
-            if words[1] == "list":
-                elements[-1] = PlyElement(last.name, last.count, last.properties, True)
-            elif words[1] in SCALAR_TYPES:
-                elements[-1] = PlyElement(last.name, last.count, (*last.properties, (words[2], SCALAR_TYPES[words[1]])), last.has_lists)
-            else:
-                raise NotAPointCloud(f"PLY header line {number}: unknown property type '{words[1]}'")
-        else:
-            raise NotAPointCloud(f"PLY header line {number} is not valid: {line.strip()[:80]!r}")
-    if file_format is None:
-        raise NotAPointCloud("PLY header has no format line")
+    file_format, elements = _header_lines(data[:end].decode("ascii", errors="replace").splitlines())
     header = PlyHeader(file_format, tuple(elements), data_offset)
     vertex = next((element for element in elements if element.name == "vertex"), None)
     if vertex is None or vertex.count == 0:
@@ -96,6 +73,38 @@ def parse_header(data: bytes, max_points: int) -> PlyHeader:
         raise PayloadTooLarge(f"The PLY file has {vertex.count} points; the limit is {max_points}")
     return header
 
+
+
+def _header_lines(lines: list[str]) -> tuple[str, list[PlyElement]]:
+    """The format and the elements the header's lines declare (after the ``ply`` line)."""
+    file_format, elements = None, []
+    for number, line in enumerate(lines[1:], start=2):
+        words = line.split()
+        if not words or words[0] in ("comment", "obj_info"):
+            continue
+        if words[0] == "format" and len(words) >= 2:
+            if words[1] not in FORMATS:
+                raise NotAPointCloud(f"PLY format '{words[1]}' is not supported; use ascii or binary")
+            file_format = words[1]
+        elif words[0] == "element" and len(words) == 3 and words[2].isdigit():
+            elements.append(PlyElement(words[1], int(words[2]), (), False))
+        elif words[0] == "property" and elements and len(words) >= 3:
+            elements[-1] = _with_property(elements[-1], words, number)
+        else:
+            raise NotAPointCloud(f"PLY header line {number} is not valid: {line.strip()[:80]!r}")
+    if file_format is None:
+        raise NotAPointCloud("PLY header has no format line")
+    return file_format, elements
+
+
+def _with_property(element: PlyElement, words: list[str], number: int) -> PlyElement:
+    """``element`` with the property that header line ``number`` declares."""
+    if words[1] == "list":
+        return PlyElement(element.name, element.count, element.properties, True)
+    if words[1] in SCALAR_TYPES:
+        return PlyElement(element.name, element.count, (*element.properties, (words[2], SCALAR_TYPES[words[1]])),
+                          element.has_lists)
+    raise NotAPointCloud(f"PLY header line {number}: unknown property type '{words[1]}'")
 
 def _vertex_table(data: bytes, header: PlyHeader) -> np.ndarray:
     """The vertex rows as a float64 array with one column per vertex property."""
