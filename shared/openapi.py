@@ -25,7 +25,18 @@ from shared.matching.tools import TOOLS
 from shared.platform.direct_uploads import KEY_SUFFIX, UploadRequest, UploadTicket
 from shared.platform.pages import ListQuery
 from shared.platform.tasks import TaskOut, TaskPage
-from shared.webhooks.models import DeliveryListQuery, DeliveryOut, DeliveryPage, WebhookCreate, WebhookList, WebhookOut
+from shared.webhooks.models import (
+    DeliveryListQuery,
+    DeliveryOut,
+    DeliveryPage,
+    FailedRedelivery,
+    RedeliveriesQueued,
+    RotatedWebhook,
+    SecretRotation,
+    WebhookCreate,
+    WebhookList,
+    WebhookOut,
+)
 
 
 class ErrorBody(BaseModel):
@@ -100,6 +111,14 @@ def _webhook_operations() -> list[Operation]:
                   "(same webhook-id), whatever its state", DeliveryOut, errors=(401, 404, 405), path_parameters=delivery),
         Operation("POST", "/api/v1/webhooks/{webhook_id}/ping", "Send a signed ping delivery now (not retried)",
                   DeliveryOut, errors=(401, 404, 405), path_parameters=hook),
+        Operation("POST", "/api/v1/webhooks/{webhook_id}/rotate-secret", "Rotate the secret (the body's, or a new one "
+                  "answered this once); the previous one signs too for overlap_seconds (webhook-signature carries both)",
+                  RotatedWebhook, json_body=SecretRotation.model_json_schema(), errors=(400, 401, 404, 405, 413, 422),
+                  path_parameters=hook),
+        Operation("POST", "/api/v1/webhooks/{webhook_id}/redeliver-failed", "Queue every failed delivery created since "
+                  "a time for one more attempt (202; how many); a disabled webhook is enabled again", RedeliveriesQueued,
+                  status=202, json_body=FailedRedelivery.model_json_schema(), errors=(400, 401, 404, 405, 413, 422),
+                  path_parameters=hook),
     ]
 
 

@@ -1,5 +1,5 @@
-"""POST/GET /api/v1/webhooks, DELETE /api/v1/webhooks/{webhook_id}, the delivery log, redelivery
-and ping: the key owner's own hooks only."""
+"""POST/GET /api/v1/webhooks, DELETE /api/v1/webhooks/{webhook_id}, the delivery log, redelivery,
+ping, secret rotation and the redelivery of what failed: the key owner's own hooks only."""
 
 import flask
 
@@ -45,6 +45,19 @@ def redeliver(request: flask.Request, webhook_id: str, delivery_id: str) -> flas
 @routes.post("/api/v1/webhooks/<webhook_id>/ping")
 def ping(request: flask.Request, webhook_id: str) -> flask.Response:
     return json_response(webhooks.ping(caller(request.headers), webhook_id))
+
+
+@routes.post("/api/v1/webhooks/<webhook_id>/rotate-secret")
+def rotate_secret(request: flask.Request, webhook_id: str) -> flask.Response:
+    owner = caller(request.headers)
+    body = json_body(request) if request.get_data(cache=True) else {}  # no body: a secret made by the server
+    return json_response(webhooks.rotate_secret(owner, webhook_id, body))
+
+
+@routes.post("/api/v1/webhooks/<webhook_id>/redeliver-failed")
+def redeliver_failed(request: flask.Request, webhook_id: str) -> flask.Response:
+    owner = caller(request.headers)
+    return json_response(webhooks.redeliver_failed(owner, webhook_id, json_body(request)), status=202)
 
 
 def handle(request: flask.Request) -> flask.Response:

@@ -121,6 +121,12 @@ class RequestValidationFailed(VisionFnError):
             details.append(entry)
         return cls(details)
 
+    @classmethod
+    def problem(cls, type: str, loc: list[str | int], msg: str, input: Any) -> RequestValidationFailed:
+        """One problem pydantic does not find (a check against the world: a URL that may not be
+        reached), in the same shape: ``problem("url_refused", ["body", "url"], why, url)``."""
+        return cls([{"type": type, "loc": list(loc), "msg": msg, "input": input}])
+
 
 class InspectionRefused(BadRequest):
     """The defect seed's own error shape, ``{"error": ..., "details": ...}`` (with ``detail`` too, as

@@ -1,13 +1,24 @@
 """Which URLs and addresses a webhook may reach: no server-side request forgery.
 
 A hook's URL must be ``http`` or ``https`` with a host, no credentials and no control
-characters. Its host is resolved once per check, and every address it resolves to must be a
-public one: loopback, private (RFC 1918, ULA), link-local (with the cloud metadata service),
-carrier-grade NAT, multicast, unspecified, reserved and documentation ranges are refused,
-also when written in another form (``2130706433``, ``0177.0.0.1``, ``::ffff:127.0.0.1``,
-``64:ff9b::7f00:1``, ``2002:7f00:1::``), unless an operator allows a network
-(``VISIONFN_WEBHOOK_ALLOWED_NETWORKS``). The delivery connects to the address that was checked
-(see ``delivery``), so a name that resolves elsewhere later (DNS rebinding) gains nothing.
+characters. Its host is resolved once per check (so every written form of an address,
+``2130706433``, ``0x7f000001``, ``0177.1``, ``127.1``, full-width digits, ``localhost``, is
+judged as the address it is), and every address it resolves to must pass ``address_problem``:
+
+1. The cloud metadata service (169.254.169.254, fd00:ec2::254, ...) is never reached, and neither
+   are the platform's own services (``PlatformServices``: LocalStack, the gateway, the functions,
+   the database), whatever networks are allowed.
+2. An IPv4-mapped address (``::ffff:127.0.0.1``) is its IPv4 address: the connection goes there.
+3. An address in an allowed network is reached (``VISIONFN_WEBHOOK_ALLOWED_NETWORKS``, and
+   loopback on the local stack).
+4. An IPv6 address that carries an IPv4 one (NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``,
+   IPv4-compatible ``::a.b.c.d``) is refused when the IPv4 address is not public, even an allowed
+   one: the connection goes to the IPv6 address, which only allowing it opens.
+5. Otherwise only public addresses: loopback, private (RFC 1918, ULA), link-local, carrier-grade
+   NAT, multicast, unspecified, reserved and documentation ranges are refused.
+
+The delivery connects to the address that was checked (see ``delivery``), so a name that
+resolves elsewhere later (DNS rebinding) gains nothing.
 """
 
 from __future__ import annotations
@@ -15,10 +26,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -28,14 +39,41 @@ Resolver = Callable[[str, int], Sequence[str]]
 
 MAX_URL_LENGTH = 2048
 DEFAULT_PORTS = {"http": 80, "https": 443}
-#: The instance metadata services (AWS, GCP and Azure use 169.254.169.254; AWS's IPv6 one).
-METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254"))
+#: The instance metadata services, never reached whatever is allowed: AWS, GCP, Azure and others
+#: (169.254.169.254 and AWS's IPv6 fd00:ec2::254), ECS task metadata (169.254.170.2), EKS Pod
+#: Identity (169.254.170.23, fd00:ec2::23), Alibaba Cloud (100.100.100.200).
+METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
+    "169.254.169.254", "169.254.170.2", "169.254.170.23", "100.100.100.200", "fd00:ec2::254", "fd00:ec2::23"))
 SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT (RFC 6598)
 NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: an IPv4 address in the last 32 bits
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # RFC 4291 (deprecated): ::a.b.c.d
+#: What the local stack lets hooks reach besides public addresses: receivers on this machine.
+LOOPBACK_NETWORKS: tuple[IPNetwork, ...] = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
 class UrlRefused(ValueError):
     """The URL may not be used as a webhook; the message says why (safe to show the client)."""
+
+
+@dataclass(frozen=True)
+class PlatformServices:
+    """The platform's own services, which no hook reaches, however the address is written and
+    whatever networks are allowed: ``ports`` (port -> what listens there) on every address that
+    is not public (this machine's loopback, unspecified and interface addresses, its network's),
+    and ``endpoints`` ((address, port) -> what) at public addresses."""
+
+    ports: Mapping[int, str] = field(default_factory=dict)
+    endpoints: Mapping[tuple[IPAddress, int], str] = field(default_factory=dict)
+
+    def problem(self, address: IPAddress, port: int) -> str | None:
+        """Why ``address:port`` is one of them (None: it is not)."""
+        name = self.endpoints.get((address, port))
+        if name is None and port in self.ports and _may_be_this_machine(address):
+            name = self.ports[port]
+        return f"the platform's own {name} (port {port}), which no webhook may reach" if name else None
+
+
+NO_PLATFORM = PlatformServices()
 
 
 @dataclass(frozen=True)
@@ -94,26 +132,60 @@ def _is_ip_literal(host: str) -> bool:
 
 
 def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one carries (mapped, NAT64, 6to4), if any."""
+    """The IPv4 address an IPv6 one carries (mapped, NAT64, 6to4, IPv4-compatible), if any."""
     if isinstance(address, ipaddress.IPv4Address):
         return None
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
     if address in NAT64_PREFIX:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return address.sixtofour
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in IPV4_COMPATIBLE and int(address) > 1:  # not :: nor ::1
+        return ipaddress.IPv4Address(int(address))
+    return None
 
 
-def address_problem(address: IPAddress, allowed: Sequence[IPNetwork] = ()) -> str | None:
-    """Why a hook may not connect to ``address`` (None: it may)."""
+def connect_address(address: IPAddress) -> IPAddress:
+    """The address a connection to ``address`` reaches: an IPv4-mapped one is its IPv4 address."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def address_problem(
+    address: IPAddress, allowed: Sequence[IPNetwork] = (), port: int | None = None,
+    platform: PlatformServices = NO_PLATFORM,
+) -> str | None:
+    """Why a hook may not connect to ``address`` (at ``port``, when given) (None: it may)."""
+    reached = connect_address(address)
+    if reached != address:  # ::ffff:a.b.c.d is a.b.c.d, for what is allowed as for what is not
+        problem = address_problem(reached, allowed, port, platform)
+        return f"{problem} (the IPv4 address {reached} inside {address})" if problem else None
+    inner = embedded_ipv4(address)
+    inside = f" (the IPv4 address {inner} inside {address})" if inner is not None else ""
+    if address in METADATA_ADDRESSES or inner in METADATA_ADDRESSES:
+        return "the cloud metadata service" + inside
+    if port is not None:
+        for candidate in (address, inner):
+            problem = platform.problem(candidate, port) if candidate is not None else None
+            if problem:
+                return problem + (inside if candidate is inner else "")
     if any(address.version == network.version and address in network for network in allowed):
         return None
-    inner = embedded_ipv4(address)
     if inner is not None:
-        problem = address_problem(inner, allowed)
-        return f"{problem} (the IPv4 address {inner} inside {address})" if problem else None
-    if address in METADATA_ADDRESSES:
-        return "the cloud metadata service"
+        # the connection goes to the IPv6 address: an allowed IPv4 address inside opens nothing
+        problem = _kind_problem(inner)
+        if problem:
+            return problem + inside
+        if address in IPV4_COMPATIBLE:
+            return "an IPv4-compatible IPv6 address (deprecated; write the IPv4 address)"
+        return None  # NAT64 or 6to4 of a public IPv4 address
+    return _kind_problem(address)
+
+
+def _kind_problem(address: IPAddress) -> str | None:
+    """What kind of address that is not public ``address`` is (None: a public one)."""
     if address.is_unspecified:
         return "an unspecified address"
     if address.is_loopback:
@@ -133,13 +205,23 @@ def address_problem(address: IPAddress, allowed: Sequence[IPNetwork] = ()) -> st
     return None
 
 
-def refused_addresses(host: str, addresses: Sequence[str], allowed: Sequence[IPNetwork]) -> str | None:
+def _may_be_this_machine(address: IPAddress) -> bool:
+    """Whether a connection to ``address`` may reach this machine or its network: any address
+    that is not public (or that carries one that is not)."""
+    inner = embedded_ipv4(address)
+    return _kind_problem(address) is not None or (inner is not None and _kind_problem(inner) is not None)
+
+
+def refused_addresses(
+    host: str, addresses: Sequence[str], allowed: Sequence[IPNetwork], port: int | None = None,
+    platform: PlatformServices = NO_PLATFORM,
+) -> str | None:
     """Why ``host`` may not be reached at these addresses (the first refused one), or None."""
     if not addresses:
         return f"{host} resolves to no address"
     for text in addresses:
         address = ipaddress.ip_address(text.split("%", 1)[0])  # drop an IPv6 zone (fe80::1%eth0)
-        problem = address_problem(address, allowed)
+        problem = address_problem(address, allowed, port, platform)
         if problem:
             return f"{text} is {problem}" if text == host else f"{host} resolves to {text}, {problem}"
     return None
@@ -165,10 +247,13 @@ def resolve(resolver: Resolver, host: str, port: int, timeout: float) -> list[st
         raise UrlRefused(f"{host} does not resolve: {error}") from error
 
 
-def check_url(url: str, resolver: Resolver, allowed: Sequence[IPNetwork], timeout: float) -> Target:
+def check_url(
+    url: str, resolver: Resolver, allowed: Sequence[IPNetwork], timeout: float, platform: PlatformServices = NO_PLATFORM,
+) -> Target:
     """The URL's target when it may be used now: its syntax and every address it resolves to."""
     target = parse_url(url)
-    refused = refused_addresses(target.host, resolve(resolver, target.host, target.port, timeout), allowed)
+    addresses = resolve(resolver, target.host, target.port, timeout)
+    refused = refused_addresses(target.host, addresses, allowed, target.port, platform)
     if refused:
         raise UrlRefused(f"URL is not allowed: {refused}")
     return target

@@ -1,26 +1,43 @@
 """One webhook POST, safe to aim at any URL a client registered.
 
-The host is resolved once; every address must pass ``addresses.address_problem`` (so a name
-that resolved to a public address at registration and to a private one now is refused: DNS
-rebinding); the connection goes to the first of those checked addresses, with the Host header
-and TLS (SNI and certificate verification) for the name. Redirects are not followed (a 3xx is
-a failed attempt). The whole attempt (resolving, connecting, sending, reading the answer) ends
-within ``timeout`` seconds: past it the socket is shut, however slowly the receiver trickles
-bytes. At most ``excerpt_bytes`` of the answer are read.
+The host is resolved once; every address must pass ``addresses.address_problem`` at the URL's
+port (so a name that resolved to a public address at registration and to a private one, or to
+the platform's own services, now is refused: DNS rebinding); the connection goes to the first of
+those checked addresses (an IPv4-mapped one as its IPv4 address, what was judged), with the Host
+header and TLS (SNI and certificate verification) for the name. Redirects are not followed (a
+3xx is a failed attempt). The whole attempt (resolving, connecting, sending, reading the answer)
+ends within ``timeout`` seconds: past it the socket is shut, however slowly the receiver trickles
+bytes. At most ``excerpt_bytes`` of the answer are read. A 429 or 503 answer's ``Retry-After``
+(seconds or an HTTP date) is read as seconds from now.
 """
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
-from shared.webhooks.addresses import IPNetwork, Resolver, UrlRefused, parse_url, refused_addresses, resolve
+from shared.webhooks.addresses import (
+    NO_PLATFORM,
+    IPNetwork,
+    PlatformServices,
+    Resolver,
+    UrlRefused,
+    connect_address,
+    parse_url,
+    refused_addresses,
+    resolve,
+)
+
+#: Answers whose ``Retry-After`` says when to try again.
+RETRY_AFTER_STATUSES = (429, 503)
 
 
 @dataclass(frozen=True)
@@ -30,6 +47,7 @@ class AttemptResult:
     duration_ms: int
     response_excerpt: str  # the start of the answer's body
     address: str | None  # the IP address connected to
+    retry_after_seconds: float | None = None  # a 429's or 503's Retry-After, from the answer's arrival
 
     @property
     def ok(self) -> bool:
@@ -82,25 +100,28 @@ class _Deadline:
 
 def post(
     url: str, body: bytes, headers: dict[str, str], *, resolver: Resolver, allowed: Sequence[IPNetwork],
-    timeout: float, excerpt_bytes: int, tls: ssl.SSLContext | None = None,
+    timeout: float, excerpt_bytes: int, tls: ssl.SSLContext | None = None, platform: PlatformServices = NO_PLATFORM,
 ) -> AttemptResult:
     """POST ``body`` to ``url``: the outcome, never an exception. ``tls``: the certificates trusted
-    (the system's by default)."""
+    (the system's by default); ``platform``: services never reached, whatever is allowed."""
     started = time.monotonic()
 
-    def result(status: int | None, error: str | None, excerpt: bytes = b"", address: str | None = None) -> AttemptResult:
+    def result(status: int | None, error: str | None, excerpt: bytes = b"", address: str | None = None,
+               retry_after: float | None = None) -> AttemptResult:
         duration = round((time.monotonic() - started) * 1000)
-        return AttemptResult(status, error, duration, excerpt.decode("utf-8", "replace"), address)
+        return AttemptResult(status, error, duration, excerpt.decode("utf-8", "replace"), address, retry_after)
 
     try:
         target = parse_url(url)
         addresses = resolve(resolver, target.host, target.port, timeout)
-        refused = refused_addresses(target.host, addresses, allowed)
+        refused = refused_addresses(target.host, addresses, allowed, target.port, platform)
         if refused:
             return result(None, f"refused: {refused}")
     except UrlRefused as error:
         return result(None, f"refused: {error}")
-    address = addresses[0]
+    checked = ipaddress.ip_address(addresses[0].split("%", 1)[0])
+    reached = connect_address(checked)  # ::ffff:a.b.c.d: a.b.c.d, the address that was judged
+    address = addresses[0] if reached == checked else str(reached)
     remaining = timeout - (time.monotonic() - started)
     connection: Any
     if target.scheme == "https":
@@ -131,7 +152,25 @@ def post(
     if 300 <= status < 400:
         location = response.getheader("Location") or "nowhere"
         return result(status, f"HTTP {status}: redirects are not followed (to {location[:200]})", excerpt, address)
-    return result(status, f"HTTP {status}", excerpt, address)
+    retry_after = retry_after_seconds(response.getheader("Retry-After")) if status in RETRY_AFTER_STATUSES else None
+    return result(status, f"HTTP {status}", excerpt, address, retry_after)
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds from ``now`` (Unix time; the clock's by default): a
+    number of seconds or an HTTP date (one past is 0). None: absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:  # an HTTP date is always GMT; one without a zone is not one
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _describe(error: Exception) -> str:

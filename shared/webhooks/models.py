@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
@@ -82,8 +82,61 @@ class WebhookOut(BaseModel):
     description: str
     has_secret: bool  # whether deliveries are signed
     enabled: bool
-    disabled_reason: str | None  # why it was disabled (every attempt failing for too long)
+    disabled_reason: str | None  # why it was disabled (every attempt failing for too long, or 410 Gone)
     failing_since: datetime | None  # its first failed attempt since the last success
+    previous_secret_expires_at: datetime | None = None  # after a rotation: the old secret signs too until then
+
+
+#: How long a rotated secret keeps signing by default (as Svix), and at most.
+DEFAULT_OVERLAP_SECONDS = 24 * 3600
+MAX_OVERLAP_SECONDS = 7 * 24 * 3600
+
+
+class SecretRotation(BaseModel):
+    """Body of POST /api/v1/webhooks/{webhook_id}/rotate-secret (may be empty)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: str | None = Field(
+        None, min_length=1, max_length=1024,
+        description="The new secret; left out: the server makes one and answers it this once.",
+    )
+    overlap_seconds: int = Field(
+        DEFAULT_OVERLAP_SECONDS, ge=0, le=MAX_OVERLAP_SECONDS,
+        description="How long the previous secret keeps signing too (webhook-signature carries both); 0: not at all",
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        return None if value is None else _plain_text(value, "secret")
+
+
+class RotatedWebhook(WebhookOut):
+    """The hook after a rotation; ``secret`` only when the server made it (shown this once)."""
+
+    secret: str | None = None
+
+
+class FailedRedelivery(BaseModel):
+    """Body of POST /api/v1/webhooks/{webhook_id}/redeliver-failed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: datetime = Field(description="Every failed delivery created at or after this time (ISO 8601; UTC when "
+                                        "it names no zone) is queued again")
+
+    @field_validator("since")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class RedeliveriesQueued(BaseModel):
+    """What redeliver-failed queued: the retry schedule sends them within a minute or so."""
+
+    queued: int
+    since: datetime
 
 
 class WebhookList(RootModel[list[WebhookOut]]):

@@ -84,6 +84,8 @@ class Notifier:
         self.tasks = tasks if tasks is not None else TaskRepository(self.repository.database_url)
         self.resolver = resolver
         self.clock = clock
+        self.allowed = self.settings.reachable_networks()  # the allowed networks (and loopback, locally)
+        self.platform = self.settings.platform_services()  # never reached, whatever is allowed
 
     @property
     def lease_seconds(self) -> float:
@@ -152,10 +154,11 @@ class Notifier:
         """Renew the lease, POST the delivery's exact bytes signed for this attempt, log the
         outcome under the lease (LeaseLost when another sender holds the delivery now)."""
         self.repository.renew(held, self.lease_seconds)
-        timestamp = int(self.clock().timestamp())
-        headers = delivery_headers(held.delivery_id, held.event, timestamp, held.payload, held.secret)
+        now = self.clock()
+        secret, previous_secret = held.signing_secrets(now)
+        headers = delivery_headers(held.delivery_id, held.event, int(now.timestamp()), held.payload, secret, previous_secret)
         result = delivery.post(
-            held.url, held.payload, headers, resolver=self.resolver, allowed=self.settings.webhook_allowed_networks,
+            held.url, held.payload, headers, resolver=self.resolver, allowed=self.allowed, platform=self.platform,
             timeout=self.settings.webhook_timeout_seconds, excerpt_bytes=self.settings.webhook_response_excerpt_bytes,
         )
         outcome = self.repository.record_attempt(

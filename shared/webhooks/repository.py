@@ -14,7 +14,7 @@ import hashlib
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -26,7 +26,7 @@ from shared.platform.errors import BadRequest, Busy, NotFound
 from shared.platform.leases import Lease, LeasedTable, Statuses
 from shared.webhooks.delivery import AttemptResult
 from shared.webhooks.models import DeliveryOut, DeliveryPage, Trigger, WebhookCreate, WebhookOut
-from shared.webhooks.retries import next_attempt_at, should_disable
+from shared.webhooks.retries import next_attempt_at, retry_after_at, should_disable
 from shared.webhooks.tables import Webhook, WebhookDelivery
 
 Clock = Callable[[], datetime]
@@ -34,6 +34,8 @@ Clock = Callable[[], datetime]
 HOOK_ID_LENGTH = 3 + 24
 DELIVERY_ID_LENGTH = 4 + 32
 SCHEDULED_TRIGGERS = ("event", "schedule")
+#: The receiver's answer that the URL is gone for good: its hook is disabled at once.
+GONE = 410
 DELIVERY_STATUSES = Statuses(waiting="pending", working="sending", finished=("delivered", "failed"))
 
 
@@ -86,10 +88,17 @@ class LeasedDelivery:
     event: str
     payload: bytes
     status_before: str  # pending, or delivered/failed for a redelivery
+    previous_secret: str | None = None  # a rotated secret, which signs too until previous_secret_until
+    previous_secret_until: datetime | None = None
 
     @property
     def delivery_id(self) -> str:
         return str(self.lease.key)
+
+    def signing_secrets(self, now: datetime) -> tuple[str | None, str | None]:
+        """The secret, and the previous one while its overlap runs (else None)."""
+        until = _aware(self.previous_secret_until)
+        return self.secret, self.previous_secret if until is not None and now < until else None
 
 
 class WebhookRepository:
@@ -122,6 +131,38 @@ class WebhookRepository:
     def get(self, owner: str, webhook_id: str) -> WebhookOut:
         with session_scope(self.database_url) as session:
             return _hook_out(self._owned(session, owner, webhook_id))
+
+    def rotate_secret(self, owner: str, webhook_id: str, secret: str, overlap_seconds: float) -> WebhookOut:
+        """``secret`` signs from now on; the one it replaces signs too for ``overlap_seconds`` (a
+        rotation during an overlap ends that one: two secrets at most)."""
+        now = self.clock()
+        with session_scope(self.database_url) as session:
+            hook = self._owned(session, owner, webhook_id, lock=True)
+            keep = bool(hook.secret) and overlap_seconds > 0 and hook.secret != secret
+            hook.previous_secret = hook.secret if keep else None
+            hook.previous_secret_expires_at = now + timedelta(seconds=overlap_seconds) if keep else None
+            hook.secret = secret
+            session.flush()
+            return _hook_out(hook)
+
+    def requeue_failed(self, owner: str, webhook_id: str, since: datetime) -> int:
+        """Every failed delivery of the hook (pings aside) created at or after ``since``, due again
+        now: the retry schedule sends each once more (and goes on while its delays last). A
+        disabled hook is enabled again to send them; if it still fails it is disabled again at its
+        first failure (it has failed for that long already), or at a 410."""
+        now = self.clock()
+        with session_scope(self.database_url) as session:
+            hook = self._owned(session, owner, webhook_id, lock=True)
+            queued = session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.status == "failed",
+                       WebhookDelivery.event != "ping", WebhookDelivery.created_at >= since)
+                .values(status="pending", next_attempt_at=now, updated_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if queued and not hook.enabled:
+                hook.enabled, hook.disabled_reason = True, None
+            return queued
 
     def delete(self, owner: str, webhook_id: str) -> None:
         """The hook and its delivery log (pending retries stop)."""
@@ -202,7 +243,8 @@ class WebhookRepository:
                 raise delivery_not_found()
             lease = self.leases.claim(delivery_id, lease_seconds, reopen=True, session=session)
             if isinstance(lease, Lease):
-                return LeasedDelivery(lease, hook.id, hook.url, hook.secret, row.event, row.payload, row.status)
+                return LeasedDelivery(lease, hook.id, hook.url, hook.secret, row.event, row.payload, row.status,
+                                      hook.previous_secret, hook.previous_secret_expires_at)
         raise Busy(f"Delivery {delivery_id} is being sent right now; redeliver it once that attempt is logged",
                    self.leases.seconds_left(delivery_id))
 
@@ -228,7 +270,10 @@ class WebhookRepository:
         """Log the attempt; the delivery is delivered, retried later or failed; the hook's health
         follows (and it is disabled when it has been failing for too long). All of it is fenced by
         the sender's lease: LeaseLost (and nothing written) when another sender took the delivery
-        over. None: the hook (and so the delivery) was deleted meanwhile."""
+        over. None: the hook (and so the delivery) was deleted meanwhile.
+
+        A ``410 Gone`` disables the hook at once; a 429's or 503's ``Retry-After`` sets when the
+        delivery is retried (at most the schedule's longest delay away)."""
         now = self.clock()
         with session_scope(self.database_url) as session:
             # the hook first, then the delivery: the order every writer of both takes (no deadlock
@@ -249,15 +294,26 @@ class WebhookRepository:
             if held.event != "ping" and (trigger in SCHEDULED_TRIGGERS or held.status_before == "pending"):
                 scheduled = sum(1 for attempt in log if attempt["trigger"] in SCHEDULED_TRIGGERS)
                 retry_at = next_attempt_at(now, max(scheduled, 1), delays)
+                if retry_at is not None and result.retry_after_seconds is not None:
+                    retry_at = retry_after_at(now, result.retry_after_seconds, delays)
             hook.consecutive_failures += 1
             hook.failing_since = _aware(hook.failing_since) or now
-            disable = hook.enabled and should_disable(hook.failing_since, now, disable_after_seconds)
-            if disable:
+            reason = None
+            if result.status_code == GONE:
+                reason = (f"Disabled at {now.isoformat(timespec='seconds')}: the receiver answered 410 Gone (it no "
+                          "longer wants these deliveries). A successful ping or redelivery enables it again.")
+            elif hook.enabled and should_disable(hook.failing_since, now, disable_after_seconds):
+                reason = (
+                    f"Disabled at {now.isoformat(timespec='seconds')}: every delivery attempt failed since "
+                    f"{_aware(hook.failing_since).isoformat(timespec='seconds')} ({hook.consecutive_failures} "
+                    f"attempts; last: {result.error}). A successful ping or redelivery enables it again."
+                )
+            if reason:
                 retry_at = None  # its hook gives up all its pending deliveries, this one too
             row = self.leases.write(held.lease, session=session, status="pending" if retry_at else "failed",
                                     attempt_log=log, next_attempt_at=retry_at)
-            if disable:
-                self._disable(session, hook, now, result)
+            if reason:
+                self._disable(session, hook, now, reason)
             return _delivery_out(row)
 
     def _leased(self, session: Session, leases: Sequence[Lease], status_before: str) -> list[LeasedDelivery]:
@@ -266,7 +322,7 @@ class WebhookRepository:
             return []
         rows = session.execute(
             select(WebhookDelivery.id, WebhookDelivery.event, WebhookDelivery.payload, Webhook.id, Webhook.url,
-                   Webhook.secret)
+                   Webhook.secret, Webhook.previous_secret, Webhook.previous_secret_expires_at)
             .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
             .where(WebhookDelivery.id.in_([lease.key for lease in leases]))
         ).all()
@@ -274,28 +330,24 @@ class WebhookRepository:
         held = []
         for lease in leases:
             if lease.key in found:
-                event, payload, hook_id, url, secret = found[lease.key]
-                held.append(LeasedDelivery(lease, hook_id, url, secret, event, payload, status_before))
+                event, payload, hook_id, url, secret, previous, until = found[lease.key]
+                held.append(LeasedDelivery(lease, hook_id, url, secret, event, payload, status_before, previous, until))
         return held
 
     @staticmethod
-    def _disable(session: Any, hook: Webhook, now: datetime, result: AttemptResult) -> None:
-        hook.enabled = False
-        hook.disabled_reason = (
-            f"Disabled at {now.isoformat(timespec='seconds')}: every delivery attempt failed since "
-            f"{_aware(hook.failing_since).isoformat(timespec='seconds')} ({hook.consecutive_failures} attempts; "
-            f"last: {result.error}). A successful ping or redelivery enables it again."
-        )
+    def _disable(session: Any, hook: Webhook, now: datetime, reason: str) -> None:
+        hook.enabled, hook.disabled_reason = False, reason
         session.execute(
             update(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.status == "pending")
             .values(status="failed", next_attempt_at=None, updated_at=now)
         )
 
-    def _owned(self, session: Any, owner: str, webhook_id: str) -> Webhook:
-        """The owner's hook; another owner's, or none, is "not found"."""
+    def _owned(self, session: Any, owner: str, webhook_id: str, lock: bool = False) -> Webhook:
+        """The owner's hook (``lock``: held until the transaction ends); another owner's, or none, is
+        "not found"."""
         if not _is_hook_id(webhook_id):
             raise webhook_not_found()
-        hook = session.get(Webhook, webhook_id)
+        hook = session.get(Webhook, webhook_id, with_for_update=lock)
         if hook is None or hook.owner != owner:
             raise webhook_not_found()
         return hook
@@ -311,6 +363,7 @@ def _hook_out(hook: Webhook) -> WebhookOut:
         id=hook.id, url=hook.url, created_at=_aware(hook.created_at), events=list(hook.events),
         description=hook.description, has_secret=bool(hook.secret), enabled=hook.enabled,
         disabled_reason=hook.disabled_reason, failing_since=_aware(hook.failing_since),
+        previous_secret_expires_at=_aware(hook.previous_secret_expires_at) if hook.previous_secret else None,
     )
 
 

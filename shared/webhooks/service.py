@@ -1,15 +1,27 @@
 """The webhooks API: register (the URL checked now, and again at every delivery), list, delete,
-the delivery log, redelivery and ping. Every hook belongs to the key's owner."""
+the delivery log, redelivery, ping, secret rotation and the redelivery of what failed. Every hook
+belongs to the key's owner."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from pydantic import ValidationError
-
 from shared.platform.errors import BadRequest, RequestValidationFailed
+from shared.platform.http import parse_payload
 from shared.webhooks.addresses import UrlRefused, check_url
-from shared.webhooks.models import DeliveryListQuery, DeliveryOut, DeliveryPage, WebhookCreate, WebhookList, WebhookOut
+from shared.webhooks.models import (
+    DeliveryListQuery,
+    DeliveryOut,
+    DeliveryPage,
+    FailedRedelivery,
+    RedeliveriesQueued,
+    RotatedWebhook,
+    SecretRotation,
+    WebhookCreate,
+    WebhookList,
+    WebhookOut,
+)
 from shared.webhooks.notifier import Notifier
 
 
@@ -21,18 +33,12 @@ class WebhookService:
 
     def register(self, owner: str, body: Any) -> WebhookOut:
         """422 in pydantic's shape for a bad body or a URL that may not be reached (which says why)."""
-        if not isinstance(body, dict):
-            raise BadRequest("Request body must be a JSON object: {\"url\": ..., \"secret\": ...}")
+        spec = parse_payload(WebhookCreate, _object(body, '{"url": ..., "secret": ...}'))
         try:
-            spec = WebhookCreate.model_validate(body)
-        except ValidationError as error:
-            raise RequestValidationFailed.from_pydantic(error, "body") from error
-        try:
-            check_url(spec.url, self.notifier.resolver, self.settings.webhook_allowed_networks,
-                      self.settings.webhook_timeout_seconds)
+            check_url(spec.url, self.notifier.resolver, self.notifier.allowed, self.settings.webhook_timeout_seconds,
+                      self.notifier.platform)
         except UrlRefused as error:
-            raise RequestValidationFailed([{"type": "url_refused", "loc": ["body", "url"], "msg": str(error),
-                                            "input": spec.url}]) from error
+            raise RequestValidationFailed.problem("url_refused", ["body", "url"], str(error), spec.url) from error
         return self.repository.create(owner, spec, self.settings.webhook_max_per_owner)
 
     def list(self, owner: str) -> WebhookList:
@@ -51,3 +57,25 @@ class WebhookService:
     def ping(self, owner: str, webhook_id: str) -> DeliveryOut:
         """A signed ``ping`` delivery sent now (not retried); a disabled hook that answers is enabled again."""
         return self.notifier.ping(owner, webhook_id)
+
+    def rotate_secret(self, owner: str, webhook_id: str, body: Any) -> RotatedWebhook:
+        """A new secret (the body's, or one made here and answered this once); the previous one
+        keeps signing too for ``overlap_seconds``."""
+        rotation = parse_payload(SecretRotation, _object(body, '{"secret": ..., "overlap_seconds": ...}'))
+        secret = rotation.secret or secrets.token_urlsafe(32)
+        hook = self.repository.rotate_secret(owner, webhook_id, secret, rotation.overlap_seconds)
+        return RotatedWebhook(**hook.model_dump(), secret=None if rotation.secret else secret)
+
+    def redeliver_failed(self, owner: str, webhook_id: str, body: Any) -> RedeliveriesQueued:
+        """Every failed delivery since a time queued for the retry schedule (a disabled hook is
+        enabled to send them): how many."""
+        request = parse_payload(FailedRedelivery, _object(body, '{"since": "2024-01-15T10:30:00Z"}'))
+        return RedeliveriesQueued(queued=self.repository.requeue_failed(owner, webhook_id, request.since),
+                                  since=request.since)
+
+
+def _object(body: Any, example: str) -> dict[str, Any]:
+    """A JSON body must be an object (400 otherwise)."""
+    if not isinstance(body, dict):
+        raise BadRequest(f"Request body must be a JSON object: {example}")
+    return body

@@ -9,7 +9,10 @@
 
 Both use the hook's secret, UTF-8 encoded, as the HMAC key. (Standard Webhooks libraries take
 the key as ``whsec_`` + base64 of those bytes.) A hook registered without a secret gets neither
-signature, only the id and timestamp.
+signature, only the id and timestamp. While a rotated secret's overlap runs, ``webhook-signature``
+carries a signature with each secret, space-separated (``v1,<new> v1,<previous>``, as the
+standard allows), so a receiver verifies with either; the seed's header has one value: the new
+secret's.
 """
 
 from __future__ import annotations
@@ -42,8 +45,11 @@ def standard_webhooks_secret(secret: str) -> str:
     return "whsec_" + base64.b64encode(secret.encode()).decode()
 
 
-def delivery_headers(message_id: str, event: str, timestamp: int, body: bytes, secret: str | None) -> dict[str, str]:
-    """Every header of one attempt (the timestamp is the attempt's, so each attempt is signed anew)."""
+def delivery_headers(
+    message_id: str, event: str, timestamp: int, body: bytes, secret: str | None, previous_secret: str | None = None,
+) -> dict[str, str]:
+    """Every header of one attempt (the timestamp is the attempt's, so each attempt is signed anew);
+    ``previous_secret``: a rotated secret still in its overlap, which signs too."""
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -53,5 +59,6 @@ def delivery_headers(message_id: str, event: str, timestamp: int, body: bytes, s
     }
     if secret:
         headers[SEED_SIGNATURE_HEADER] = seed_signature(body, secret)
-        headers[SIGNATURE_HEADER] = standard_signature(message_id, timestamp, body, secret)
+        signatures = [standard_signature(message_id, timestamp, body, key) for key in (secret, previous_secret) if key]
+        headers[SIGNATURE_HEADER] = " ".join(dict.fromkeys(signatures))
     return headers

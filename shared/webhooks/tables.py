@@ -1,5 +1,5 @@
-"""The webhooks' tables (migrations ``0007_webhooks``, ``0010_webhook_delivery_leases``), on the
-platform's declarative base."""
+"""The webhooks' tables (migrations ``0007_webhooks``, ``0010_webhook_delivery_leases``,
+``0011_webhook_secret_rotation``), on the platform's declarative base."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ class Webhook(Base):
     owner: Mapped[str] = mapped_column(String(64), index=True)
     url: Mapped[str] = mapped_column(Text)
     secret: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: the secret before the last rotation, which signs deliveries too until ``previous_secret_expires_at``
+    previous_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     events: Mapped[list[str]] = mapped_column(JsonColumn)  # task.done, task.error
     description: Mapped[str] = mapped_column(String(256), default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
