@@ -319,6 +319,7 @@ def command_up(settings: Settings) -> int:
             f"  database    {state.database_url}\n"
             + "".join(f"  function    {name:<12} {url}\n" for name, url in state.functions.items())
             + f"  logs        {log_dir(settings)}/\n"
+            + "  webhooks    receivers on this machine (127.0.0.1, ::1) allowed; the platform's own ports never\n"
             + f"  API key     {platform.key_file} (curl -H \"Authorization: Bearer $(cat {platform.key_file})\" ...)\n"
             "[visionfn] Ctrl-C (or `make down`) stops everything.",
             flush=True,
