@@ -14,10 +14,13 @@ import sys
 import time
 from dataclasses import dataclass
 from functools import partial
+from http import HTTPStatus
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from shared.platform.access import OWNER_HEADER, PLATFORM_HEADERS, PLATFORM_TOKEN_HEADER, api_key_of
 from shared.platform.errors import PayloadTooLarge
@@ -38,6 +41,15 @@ HOP_BY_HOP = {
     "host",
 }
 _PLATFORM_HEADERS = {name.lower() for name in PLATFORM_HEADERS}
+#: A client's word on how its request reached us, or headers a server reads as its own variables:
+#: never passed on (the gateway sets X-Forwarded-For/Host/Proto itself). Also every header whose
+#: name has a `_` (SCRIPT_NAME, PATH_INFO, X_Forwarded_For: WSGI servers map `-` and `_` alike) and
+#: every X-Forwarded-*.
+CLIENT_FORWARDING_HEADERS = {
+    "forwarded", "x-real-ip", "x-client-ip", "true-client-ip", "x-cluster-client-ip", "client-ip", "via",
+    "x-original-url", "x-original-uri", "x-rewrite-url", "x-original-host", "x-host", "x-scheme", "x-url-scheme",
+    "front-end-https", "x-http-method-override", "x-http-method", "x-method-override", "proxy",
+}
 SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
 
 
@@ -83,12 +95,51 @@ class GatewayRoute:
     public: bool = False  # the template's `Auth: {Authorizer: NONE}`: no API key needed
 
 
+def passed_on(name: str) -> bool:
+    """Whether a client's request header reaches the function: not hop-by-hop, not the platform's,
+    not a server variable or a forwarding header."""
+    lower = name.lower()
+    return not (lower in HOP_BY_HOP or lower in _PLATFORM_HEADERS or lower in CLIENT_FORWARDING_HEADERS
+                or "_" in lower or lower.startswith("x-forwarded"))
+
+
 def load_routes(path: Path) -> list[GatewayRoute]:
     return [GatewayRoute(**item) for item in json.loads(path.read_text())]
 
 
+#: On every JSON answer of the gateway's own: its type is the one given, never sniffed.
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+
+
 def _json(status: int, detail: str) -> web.Response:
-    return web.json_response({"detail": detail}, status=status)
+    return web.json_response({"detail": detail}, status=status, headers=NOSNIFF)
+
+
+def malformed(message: str | None, status: int) -> str:
+    """What was wrong with a request aiohttp could not parse, without anything the client sent (a
+    malformed header may hold a key): the first words of aiohttp's message, up to a quote or colon."""
+    first_line = (message or "").split("\n", 1)[0]
+    what = re.split(r"[:'\"]", first_line, maxsplit=1)[0].strip().rstrip(".")
+    return what or HTTPStatus(status).phrase
+
+
+def answer_protocol_error(self: RequestHandler, request: BaseRequest, status: int = 500,
+                          exc: BaseException | None = None, message: str | None = None) -> web.StreamResponse:
+    """aiohttp's answer to a request it could not parse (and to an error no middleware caught), in
+    the API's JSON. A client's malformed request is logged in one line that, like the answer,
+    repeats nothing it sent; a 500 is logged with its traceback."""
+    if status >= 500:
+        self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
+        detail = "Internal error"
+    else:
+        detail = f"Malformed HTTP request: {malformed(message, status)}"
+        log.warning("refused a malformed request from %s: %s (%s, HTTP %d)", request.remote, detail,
+                    type(exc).__name__, status)
+    if request.writer.output_size > 0:  # as aiohttp's own: nothing more can be sent
+        raise ConnectionError("Response is sent already, cannot send another response with the error message")
+    response = _json(status, detail)
+    response.force_close()
+    return response
 
 
 @web.middleware
@@ -150,8 +201,7 @@ def _unauthorized(detail: str) -> web.Response:
 async def forward(request: web.Request, route: GatewayRoute) -> web.StreamResponse:
     """Check the API key (unless the route is public), then stream the request to the function
     and its answer back, headers kept; the owner and the platform token go with it."""
-    headers = {key: value for key, value in request.headers.items()
-               if key.lower() not in HOP_BY_HOP and key.lower() not in _PLATFORM_HEADERS}
+    headers = {key: value for key, value in request.headers.items() if passed_on(key)}
     keys = request.app[KEYS]
     if keys is not None and not route.public:
         key = api_key_of(request.headers)
@@ -231,6 +281,8 @@ def aiohttp_path(path: str) -> str:
 
 def build_app(routes: list[GatewayRoute], keys: KeyCheck | None = None, platform_token: str | None = None) -> web.Application:
     """The gateway; without ``keys`` no route asks for an API key (tests of the proxying alone)."""
+    # aiohttp takes no error page of ours for what it cannot parse: its handler's method is ours
+    RequestHandler.handle_error = answer_protocol_error  # type: ignore[method-assign]
     app = web.Application(middlewares=[json_errors])
     app[KEYS] = keys
     app[PLATFORM_TOKEN] = platform_token

@@ -11,6 +11,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 #: Restart delays after a child died: doubled on each quick death, up to the cap; a child that
 #: stayed up ``STABLE_SECONDS`` starts again from the first delay.
@@ -48,6 +49,14 @@ def port_accepts(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def open_private_log(path: Path) -> BinaryIO:
+    """``path`` opened to append, readable by its owner only (0600; a log may hold what a request
+    carried): made so, and an older log of looser mode made so too."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return os.fdopen(descriptor, "ab")
+
+
 def describe_exit(code: int, container: bool = False) -> str:
     if container and code > 128:  # podman run exits with 128 + the signal that ended its container
         return f"{describe_exit(128 - code)} (container exit status {code})"
@@ -83,7 +92,7 @@ class ChildProcess:
         return child
 
     def _spawn(self) -> None:
-        with self.log_path.open("ab") as log_file:
+        with open_private_log(self.log_path) as log_file:
             self.process = subprocess.Popen(
                 self.command, env=self.env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
             )

@@ -2,6 +2,7 @@
 
 import asyncio
 import hashlib
+import json
 import os
 import threading
 
@@ -27,6 +28,7 @@ async def _echo(request: web.Request) -> web.Response:
             "sha256": digest.hexdigest(),
             "x_custom": request.headers.get("X-Custom"),
             "forwarded_host": request.headers.get("X-Forwarded-Host"),
+            "headers": {name.lower(): value for name, value in request.headers.items()},
         },
         headers={"X-Faces-Count": "3", "Set-Cookie": "a=1"},
     )
@@ -165,3 +167,30 @@ def test_errors_are_json(gateway, method, path, status, detail):
     response = requests.request(method, f"{gateway}{path}", timeout=10)
     assert response.status_code == status
     assert response.json() == {"detail": detail}
+
+
+def test_a_clients_forwarding_and_server_headers_stay_with_the_gateway(gateway):
+    sent = {"SCRIPT_NAME": "/nope", "PATH_INFO": "/api/v1/files", "X_Custom": "x", "X-Forwarded-Ssl": "on",
+            "X-Forwarded-Proto": "https", "X-Forwarded-For": "6.6.6.6", "Forwarded": "for=6.6.6.6", "X-Real-IP": "6.6.6.6",
+            "X-Original-URL": "/admin", "X-Custom": "kept"}
+    headers = requests.get(f"{gateway}/api/v1/tasks/abc", headers=sent, timeout=10).json()["headers"]
+    assert headers["x-custom"] == "kept"
+    assert not {name for name in headers if "_" in name} | {"forwarded", "x-real-ip", "x-original-url", "x-forwarded-ssl"} & set(headers)
+    assert (headers["x-forwarded-for"], headers["x-forwarded-proto"]) == ("127.0.0.1", "http")  # the gateway's own
+
+
+@pytest.mark.parametrize("header", [b"Authorization: Bearer vfn_secret_key_123\x00", b"X-API-Key: vfn_secret_key_123\x7f",
+                                    b"Authori zation: Bearer vfn_secret_key_123"])
+def test_a_malformed_request_is_refused_in_json_and_never_echoed_nor_logged(gateway, caplog, header):
+    import socket
+
+    host, port = gateway.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(b"GET /api/v1/tasks/abc HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n")
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"400" and b"application/json" in head and b"nosniff" in head
+    assert json.loads(body)["detail"].startswith("Malformed HTTP request")
+    assert b"secret" not in answer and "secret" not in caplog.text

@@ -67,3 +67,19 @@ def test_a_killed_child_says_which_signal(tmp_path):
     child.schedule_restart()
     assert child.last_exit == "killed by SIGKILL"
     child.stop()
+
+
+def test_logs_are_readable_by_their_owner_only(tmp_path):
+    import stat
+    import sys
+
+    from infra.processes import ChildProcess
+
+    older = tmp_path / "older.log"
+    older.write_text("from a start before\n")
+    older.chmod(0o644)
+    for name in ("new", "older"):
+        child = ChildProcess.start(name, [sys.executable, "-c", "print('hello')"], {}, tmp_path)
+        child.process.wait(10)
+        assert stat.S_IMODE((tmp_path / f"{name}.log").stat().st_mode) == 0o600, name
+    assert older.read_text() == "from a start before\nhello\n"
