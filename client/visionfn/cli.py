@@ -17,7 +17,7 @@ from typing import Any
 
 from visionfn import __version__
 from visionfn.client import Client
-from visionfn.models import ApiError, Task, VisionfnError
+from visionfn.models import ApiError, Task, VisionfnError, load_config, local_key_file
 from visionfn.progress import Progress
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -415,8 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        client = Client(args.url, args.key)
-    except VisionfnError as error:
+        config = load_config(args.url, args.key)
+        key = config.key
+        if not key and (found := local_key_file(config.url)):  # `make up`'s key, in this checkout
+            key = found.read_text().strip()
+            print(f"visionfn: no API key given: using the local platform's, {found}", file=sys.stderr)
+        client = Client(config.url, key)
+    except (VisionfnError, OSError) as error:
         _fail(str(error))
         return 2
     if not client.key:

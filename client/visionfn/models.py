@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 DEFAULT_URL = "http://127.0.0.1:8888"
 #: Answers worth another try: rate limited, the function restarting, the platform busy, a timeout.
@@ -145,6 +146,24 @@ def load_config(url: str | None = None, key: str | None = None, path: Path | Non
     url = url or os.environ.get("VISIONFN_URL") or stored.get("url") or DEFAULT_URL
     key = key or os.environ.get("VISIONFN_API_KEY") or stored.get("key")
     return Config(url=str(url).rstrip("/"), key=str(key) if key else None)
+
+
+#: Hosts of a platform on this machine (`make up`'s gateway listens on 127.0.0.1).
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def local_key_file(url: str, start: Path | None = None) -> Path | None:
+    """The key `make up` wrote for the owner ``local`` (``.run/api-key``, or ``$VISIONFN_RUN_DIR/api-key``)
+    when ``url`` is a platform on this machine and ``start`` (the working directory) is in a
+    visionfn checkout (a folder with ``template.yaml`` and ``.run/``, it or one above it); else None."""
+    if urlsplit(url).hostname not in LOCAL_HOSTS:
+        return None
+    if run_dir := os.environ.get("VISIONFN_RUN_DIR"):
+        candidates = [Path(run_dir)]
+    else:
+        here = (start or Path.cwd()).resolve()
+        candidates = [folder / ".run" for folder in (here, *here.parents) if (folder / "template.yaml").is_file()]
+    return next((folder / "api-key" for folder in candidates if (folder / "api-key").is_file()), None)
 
 
 def read_file(source: FileInput, default_name: str = "upload") -> tuple[str, bytes]:

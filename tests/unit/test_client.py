@@ -69,8 +69,9 @@ def server():
 
 @pytest.fixture(autouse=True)
 def no_user_config(tmp_path, monkeypatch):
-    """No developer's own configuration leaks in."""
+    """No developer's own configuration leaks in (nor the key `make up` wrote in this checkout)."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("VISIONFN_RUN_DIR", str(tmp_path / "no-run"))
     for name in ("VISIONFN_URL", "VISIONFN_API_KEY", "VISIONFN_CONFIG"):
         monkeypatch.delenv(name, raising=False)
 
@@ -238,6 +239,24 @@ def test_the_cli_does_every_file_and_reports_the_failed_one(server, tmp_path, ca
 def test_the_cli_needs_a_key(server, capsys):
     assert main(["--url", server.url, "tasks", "list"]) == 2
     assert "no API key" in capsys.readouterr().err
+
+
+def test_the_cli_finds_the_local_key_in_the_checkout(server, tmp_path, monkeypatch, capsys):
+    checkout = tmp_path / "checkout"
+    (checkout / ".run").mkdir(parents=True)
+    (checkout / "template.yaml").write_text("Resources: {}\n")
+    (checkout / ".run" / "api-key").write_text("vfn_local\n")
+    (checkout / "photos").mkdir()
+    monkeypatch.delenv("VISIONFN_RUN_DIR")
+    monkeypatch.chdir(checkout / "photos")  # anywhere in the checkout
+    server.then(200, {"tasks": [], "total": 0, "offset": 0, "limit": 20})
+    assert main(["--url", server.url, "tasks", "list"]) == 0
+    assert server.requests[0]["headers"]["Authorization"] == "Bearer vfn_local"
+    assert f"using the local platform's, {checkout / '.run' / 'api-key'}" in capsys.readouterr().err
+    assert main(["--url", "http://api.example:8888", "tasks", "list"]) == 2  # not a local URL: not its key
+    assert "no API key" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # outside the checkout
+    assert main(["--url", server.url, "tasks", "list"]) == 2
 
 
 def test_cli_helpers(tmp_path):
