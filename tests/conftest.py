@@ -78,7 +78,6 @@ def platform(database_url: str):
         VISIONFN_OUTBOX_GRACE_SECONDS="2",
         VISIONFN_KEY_CACHE_SECONDS="1",
         VISIONFN_REQUEST_READ_TIMEOUT="2",
-        VISIONFN_WEBHOOK_ALLOWED_NETWORKS='["127.0.0.0/8", "::1/128"]',  # receivers in the tests listen on 127.0.0.1
         VISIONFN_CHAIN_STEP_HEARTBEAT_SECONDS="10",  # a chain step whose worker is gone fails after 10 s
     ) as running:
         subscribe_to_task_events(running)

@@ -12,8 +12,9 @@ judged as the address it is), and every address it resolves to must pass ``addre
 3. An address in an allowed network is reached (``VISIONFN_WEBHOOK_ALLOWED_NETWORKS``, and
    loopback on the local stack).
 4. An IPv6 address that carries an IPv4 one (NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``,
-   IPv4-compatible ``::a.b.c.d``) is refused when the IPv4 address is not public, even an allowed
-   one: the connection goes to the IPv6 address, which only allowing it opens.
+   IPv4-compatible ``::a.b.c.d``, -translated ``::ffff:0:a.b.c.d``) is refused unless the IPv6
+   address itself is allowed when the IPv4 address inside is not public, even an allowed one:
+   the connection goes to the IPv6 address. (NAT64 and 6to4 of a public one are public.)
 5. Otherwise only public addresses: loopback, private (RFC 1918, ULA), link-local, carrier-grade
    NAT, multicast, unspecified, reserved and documentation ranges are refused.
 
@@ -47,6 +48,7 @@ METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
 SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT (RFC 6598)
 NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: an IPv4 address in the last 32 bits
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # RFC 4291 (deprecated): ::a.b.c.d
+IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 (SIIT): ::ffff:0:a.b.c.d
 #: What the local stack lets hooks reach besides public addresses: receivers on this machine.
 LOOPBACK_NETWORKS: tuple[IPNetwork, ...] = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
@@ -132,7 +134,7 @@ def _is_ip_literal(host: str) -> bool:
 
 
 def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one carries (mapped, NAT64, 6to4, IPv4-compatible), if any."""
+    """The IPv4 address an IPv6 one carries (mapped, NAT64, 6to4, IPv4-compatible or -translated), if any."""
     if isinstance(address, ipaddress.IPv4Address):
         return None
     if address.ipv4_mapped is not None:
@@ -143,6 +145,8 @@ def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
         return address.sixtofour
     if address in IPV4_COMPATIBLE and int(address) > 1:  # not :: nor ::1
         return ipaddress.IPv4Address(int(address))
+    if address in IPV4_TRANSLATED:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
 
@@ -178,8 +182,8 @@ def address_problem(
         problem = _kind_problem(inner)
         if problem:
             return problem + inside
-        if address in IPV4_COMPATIBLE:
-            return "an IPv4-compatible IPv6 address (deprecated; write the IPv4 address)"
+        if address in IPV4_COMPATIBLE or address in IPV4_TRANSLATED:
+            return "an IPv6 address carrying an IPv4 one (write the IPv4 address)"
         return None  # NAT64 or 6to4 of a public IPv4 address
     return _kind_problem(address)
 

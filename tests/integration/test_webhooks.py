@@ -1,16 +1,19 @@
 """Webhooks on the real stack: a finished task -> bus -> rule -> queue -> bridge -> notifier ->
-a receiver on 127.0.0.1 (the test platform allows loopback receivers)."""
+a receiver on 127.0.0.1 (the local stack allows loopback receivers without any setting; the
+platform's own services, never)."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
+import os
 import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -19,7 +22,7 @@ from PIL import Image
 from shared.platform.keys import ApiKeys
 from shared.webhooks.models import WebhookCreate
 from shared.webhooks.repository import WebhookRepository
-from tests.conftest import shared_data
+from tests.conftest import localstack_client, shared_data
 from tests.integration.conftest import wait_for
 from tests.webhook_receiver import Receiver, answer, seed_verify_signature, standard_webhooks_verify
 
@@ -166,3 +169,55 @@ def test_an_address_that_turned_private_after_registration_is_refused_at_deliver
     assert delivery["task_uid"] == uid
     [attempt] = delivery["attempts"]
     assert attempt["error"] == "refused: 10.0.0.1 is a private address" and attempt["address"] is None
+
+
+def platform_ports(platform, database_url: str) -> dict[str, int]:
+    """What listens on this machine for the test platform: LocalStack, the gateway, every function, Postgres."""
+    ports = {"LocalStack": urlsplit(platform.state["localstack_url"]).port,
+             "gateway": urlsplit(platform.state["gateway_url"]).port,
+             "database": urlsplit(database_url.replace("+psycopg", "")).port or 5432}
+    ports.update((f"function {name}", urlsplit(url).port) for name, url in platform.state["functions"].items())
+    return ports
+
+
+def test_a_receiver_on_this_machine_works_without_any_setting(owner, platform):
+    """`make up` as it is: no VISIONFN_WEBHOOK_ALLOWED_NETWORKS (the runner says so when it starts)."""
+    assert "VISIONFN_WEBHOOK_ALLOWED_NETWORKS" not in os.environ
+    assert "receivers on this machine (127.0.0.1, ::1) allowed" in (platform.run_dir / "runner.log").read_text()
+    with Receiver() as receiver:
+        hook = owner.register(receiver.url.replace("127.0.0.1", "localhost") + "/local")
+        assert owner.post(f"/api/v1/webhooks/{hook['id']}/ping").json()["state"] == "delivered"
+        [request] = receiver.wait_for(1)
+        assert request.path == "/local" and request.headers["x-webhook-event"] == "ping"
+
+
+THIS_MACHINE = ("127.0.0.1", "2130706433", "0x7f000001", "0177.1", "127.1", "[::ffff:127.0.0.1]", "１２７.０.０.１",
+                "localhost", "[::1]", "0.0.0.0", "[::]", "[64:ff9b::127.0.0.1]", "[2002:7f00:1::]")
+
+
+def test_localstack_the_gateway_the_functions_and_the_database_are_422_in_every_written_form(owner, platform, database_url):
+    for what, port in platform_ports(platform, database_url).items():
+        for host in THIS_MACHINE:
+            url = f"http://{host}:{port}/?Action=ListQueues"
+            response = owner.post("/api/v1/webhooks", json={"url": url})
+            assert response.status_code == 422, (what, url, response.text)
+            [problem] = response.json()["detail"]
+            assert (problem["type"], problem["loc"], problem["input"]) == ("url_refused", ["body", "url"], url)
+            assert f"(port {port})" in problem["msg"] or "inside" in problem["msg"], (what, url, problem["msg"])
+    assert owner.get("/api/v1/webhooks").json() == []
+
+
+def test_a_hook_that_points_at_localstack_after_registration_is_refused_at_delivery(owner, platform, database_url):
+    """As if its name had resolved to a public address when registered and to 127.0.0.1 now (the
+    registration check is skipped here): the delivery never reaches LocalStack, so no queue is made."""
+    port = urlsplit(platform.state["localstack_url"]).port
+    name = f"visionfn-test-ssrf-{uuid.uuid4().hex[:8]}"
+    url = f"http://0x7f000001:{port}/?Action=CreateQueue&QueueName={name}"
+    hook = WebhookRepository(database_url).create(owner.name, WebhookCreate(url=url), 20)
+    owner.submit_task()
+    [delivery] = wait_for(lambda: [d for d in owner.deliveries(hook.model_dump()) if d["attempts"]], timeout=60)
+    [attempt] = delivery["attempts"]
+    assert attempt["error"].startswith(f"refused: 0x7f000001 resolves to 127.0.0.1, the platform's own LocalStack (port {port})")
+    assert attempt["address"] is None and attempt["response_excerpt"] == ""
+    queues = localstack_client(platform, "sqs").list_queues(QueueNamePrefix=name).get("QueueUrls", [])
+    assert queues == []

@@ -12,10 +12,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.platform.errors import RequestValidationFailed
 from shared.webhooks import delivery
 from shared.webhooks.addresses import UrlRefused, address_problem, check_url, parse_url, system_resolver
 from shared.webhooks.models import TaskFinishedEvent, WebhookCreate
-from shared.webhooks.retries import DEFAULT_DELAYS, JITTER, next_attempt_at, schedule_span_seconds, should_disable
+from shared.webhooks.retries import (
+    DEFAULT_DELAYS,
+    JITTER,
+    next_attempt_at,
+    retry_after_at,
+    schedule_span_seconds,
+    should_disable,
+)
+from shared.webhooks.settings import WebhookSettings
 from shared.webhooks.signing import delivery_headers, standard_webhooks_secret
 from tests.webhook_receiver import Receiver, answer, seed_verify_signature, standard_webhooks_verify
 
@@ -45,6 +54,19 @@ def test_standard_webhooks_signature_verifies_and_binds_id_and_timestamp(secret)
     assert not standard_webhooks_verify(whsec, {**headers, "webhook-id": "msg_other"}, BODY, now=1_700_000_000)
     assert not standard_webhooks_verify(whsec, {**headers, "webhook-timestamp": "1700000001"}, BODY, now=1_700_000_000)
     assert not standard_webhooks_verify(whsec, headers, BODY.replace(b"342", b"343"), now=1_700_000_000)
+
+
+def test_during_a_rotations_overlap_both_secrets_sign_and_either_verifies():
+    headers = delivery_headers("msg_abc", "task.done", 1_700_000_000, BODY, "new-secret", "old-secret")
+    first, second = headers["webhook-signature"].split(" ")  # Standard Webhooks: space-separated entries
+    assert first.startswith("v1,") and second.startswith("v1,") and first != second
+    for secret in ("new-secret", "old-secret"):
+        assert standard_webhooks_verify(standard_webhooks_secret(secret), headers, BODY, now=1_700_000_000)
+    assert not standard_webhooks_verify(standard_webhooks_secret("another"), headers, BODY, now=1_700_000_000)
+    assert seed_verify_signature(BODY, "new-secret", headers["X-Webhook-Signature"])  # the seed's header: the new one
+    alone = delivery_headers("msg_abc", "task.done", 1_700_000_000, BODY, "new-secret", None)
+    assert alone["webhook-signature"] == first
+    assert delivery_headers("msg_abc", "task.done", 1_700_000_000, BODY, "same", "same")["webhook-signature"].count("v1,") == 1
 
 
 def test_without_a_secret_nothing_is_signed_but_id_and_timestamp_are_sent():
@@ -78,6 +100,23 @@ def test_the_default_schedule_spans_one_to_three_days_and_matches_the_settings()
 
     assert tuple(WebhookSettings().webhook_retry_delays) == DEFAULT_DELAYS
     assert 1 * 86400 < sum(DEFAULT_DELAYS) < schedule_span_seconds(DEFAULT_DELAYS) < 3 * 86400
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("120", 120), (" 5 ", 5), ("0", 0),
+    ("Wed, 21 Oct 2015 07:28:00 GMT", 480),  # an HTTP date, 8 min after "now" below
+    ("Wed, 21 Oct 2015 07:10:00 GMT", 0),  # one already past: at once
+    (None, None), ("", None), ("-1", None), ("1.5", None), ("soon", None), ("Wed, 21 Oct 2015 07:28:00", None),
+    ("１２", None),  # full-width digits are not a number of seconds
+])
+def test_retry_after_is_seconds_or_an_http_date(header, seconds):
+    assert delivery.retry_after_seconds(header, now=datetime(2015, 10, 21, 7, 20, tzinfo=UTC).timestamp()) == seconds
+
+
+def test_retry_after_is_honoured_up_to_the_schedules_longest_delay():
+    assert retry_after_at(NOW, 90, DEFAULT_DELAYS) == NOW + timedelta(seconds=90)
+    assert retry_after_at(NOW, 7 * 86400, DEFAULT_DELAYS) == NOW + timedelta(seconds=max(DEFAULT_DELAYS))
+    assert retry_after_at(NOW, 0, [5, 60]) == NOW
 
 
 def test_a_hook_is_disabled_only_after_failing_for_the_whole_bound():
@@ -202,6 +241,148 @@ def test_a_name_is_refused_when_any_of_its_addresses_is():
         check_url("https://nowhere.invalid/", lambda host, port: (_ for _ in ()).throw(socket.gaierror("no name")), (), 5)
 
 
+# --- the local stack: receivers on this machine, never the platform's own services ------------------
+
+PLATFORM_DB = "postgresql+psycopg://visionfn:pw@127.0.0.1:5432/visionfn"
+LOCAL = WebhookSettings(stage="local", database_url=PLATFORM_DB, aws_endpoint_url="http://127.0.0.1:4566",
+                        localstack_port=4566, gateway_port=8888, function_base_port=8100)
+CLOUD = WebhookSettings(stage="prod", database_url="postgresql+psycopg://u:pw@db.internal:6432/visionfn",
+                        aws_endpoint_url=None, gateway_port=8888, function_base_port=8100)
+#: Every way of writing this machine's address that the resolver takes (each is 127.0.0.1, ::1,
+#: 0.0.0.0 or :: once resolved, or an IPv6 address carrying 127.0.0.1).
+THIS_MACHINE = [
+    "127.0.0.1", "2130706433", "017700000001", "0x7f000001", "0177.1", "0177.0.0.1", "0x7f.1", "0x7f.0x0.0x0.0x1",
+    "127.1", "127.000.000.001", "127.0.0.2", "１２７.０.０.１", "127。0。0。1", "localhost", "LOCALHOST", "ｌｏｃａｌｈｏｓｔ",
+    "ⓛⓞⓒⓐⓛⓗⓞⓢⓣ", "[::1]", "[0::1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:127.0.0.1]",
+    "[::127.0.0.1]", "[::ffff:0:127.0.0.1]", "[64:ff9b::127.0.0.1]", "[2002:7f00:1::]", "0.0.0.0", "0", "[::]",
+]
+PLATFORM_PORTS = {4566: "LocalStack", 8888: "gateway", 8100: "function", 8117: "function", 8163: "function",
+                  5432: "database"}
+
+
+def local_check(url: str, settings: WebhookSettings = LOCAL, resolver=system_resolver):
+    return check_url(url, resolver, settings.reachable_networks(), 5, settings.platform_services())
+
+
+@pytest.mark.parametrize("host", THIS_MACHINE)
+@pytest.mark.parametrize("port", sorted(PLATFORM_PORTS))
+def test_the_platforms_own_services_are_refused_in_every_written_form(host, port):
+    """GIVEN the local stack, where receivers on this machine are allowed, WHEN a hook names
+    LocalStack's, the gateway's, a function's or the database's port in any form THEN 422's reason."""
+    with pytest.raises(UrlRefused, match=rf"is not allowed: .*the platform's own {PLATFORM_PORTS[port]} \(port {port}\)"):
+        local_check(f"http://{host}:{port}/?Action=ListQueues")
+
+
+@pytest.mark.parametrize("port", sorted(PLATFORM_PORTS))
+def test_the_platforms_ports_are_named_and_refused_whatever_is_allowed(port):
+    everything = WebhookSettings(**{**LOCAL.model_dump(), "webhook_allowed_networks": ["0.0.0.0/0", "::/0"]})
+    for host in ("127.0.0.1", "2130706433", "[::ffff:127.0.0.1]", "localhost", "0.0.0.0", "[::]", "10.1.2.3",
+                 "[64:ff9b::127.0.0.1]", "[2002:7f00:1::]"):
+        with pytest.raises(UrlRefused, match=rf"the platform's own {PLATFORM_PORTS[port]} \(port {port}\)"):
+            local_check(f"http://{host}:{port}/", everything)
+
+
+def test_a_name_resolving_to_the_platform_is_refused_at_registration_and_at_delivery():
+    """DNS names that point at 127.0.0.1 (or turn to it later: rebinding) reach no platform port."""
+    with pytest.raises(UrlRefused, match=r"localtest\.example resolves to 127\.0\.0\.1, the platform's own LocalStack"):
+        local_check("http://localtest.example:4566/", resolver=lambda host, port: ["127.0.0.1"])
+    answers = iter([["93.184.216.34"], ["::ffff:127.0.0.1"]])
+    assert local_check("http://rebind.example:8888/", resolver=lambda host, port: next(answers)).port == 8888
+    headers = delivery_headers("msg_1", "task.done", 1_700_000_000, BODY, None)
+    result = delivery.post("http://rebind.example:8888/", BODY, headers, resolver=lambda host, port: ["::ffff:127.0.0.1"],
+                           allowed=LOCAL.reachable_networks(), platform=LOCAL.platform_services(), timeout=5, excerpt_bytes=16)
+    assert result.address is None and result.error.startswith("refused: rebind.example resolves to ::ffff:127.0.0.1, "
+                                                              "the platform's own gateway (port 8888)")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "2130706433", "0x7f000001", "0177.1", "127.1", "１２７.０.０.１",
+                                  "localhost", "[::1]", "[::ffff:127.0.0.1]", "127.9.9.9"])
+def test_on_the_local_stack_receivers_on_this_machine_are_allowed_by_default(host):
+    assert local_check(f"http://{host}:9999/hook").port == 9999
+    assert WebhookSettings(stage="local").webhook_allowed_networks == []  # no setting needed
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9999/", "http://localhost:9999/", "http://2130706433/",
+                                 "http://[::1]:9999/", "http://[::ffff:127.0.0.1]:9999/", "http://10.0.0.1:9999/"])
+def test_in_the_cloud_loopback_and_private_addresses_stay_refused(url):
+    assert CLOUD.reachable_networks() == []
+    with pytest.raises(UrlRefused, match=r"loopback|private"):
+        local_check(url, CLOUD)
+    allowed = WebhookSettings(**{**CLOUD.model_dump(), "webhook_allowed_networks": ["127.0.0.0/8", "::1/128", "10.0.0.0/8"]})
+    assert local_check(url, allowed).host  # unless allowed
+
+
+def test_the_platform_services_come_from_the_settings_the_runner_passes():
+    local = LOCAL.platform_services()
+    assert {port: local.ports[port] for port in PLATFORM_PORTS} == PLATFORM_PORTS
+    assert 8099 not in local.ports and 8164 not in local.ports
+    test_platform = WebhookSettings(stage="local", database_url="postgresql+psycopg://u:p@localhost:54321/db",
+                                    aws_endpoint_url="http://127.0.0.1:20000", localstack_port=20000,
+                                    gateway_port=20001, function_base_port=20002, platform_ports=[6379])
+    ports = test_platform.platform_services().ports
+    assert (ports[20000], ports[20001], ports[20002], ports[20017], ports[54321], ports[6379]) == (
+        "LocalStack", "gateway", "function", "function", "database", "service")
+    # in the cloud only the database (and a LocalStack-like endpoint, when set) are the platform's
+    cloud = CLOUD.platform_services()
+    assert cloud.ports == {6432: "database"} and cloud.endpoints == {}
+    with_endpoint = WebhookSettings(stage="prod", database_url="postgresql+psycopg://u:p@db/x",
+                                    aws_endpoint_url="https://93.184.216.34:9000").platform_services()
+    assert with_endpoint.endpoints == {(ipaddress.ip_address("93.184.216.34"), 9000): "LocalStack"}
+    assert with_endpoint.ports == {5432: "database"}  # the server's default port
+    assert address_problem(ipaddress.ip_address("93.184.216.34"), (), 9000, with_endpoint) is not None
+    assert address_problem(ipaddress.ip_address("93.184.216.34"), (), 9001, with_endpoint) is None
+    sqlite = WebhookSettings(stage="prod", database_url="sqlite:////tmp/x.sqlite3").platform_services()
+    assert sqlite.ports == {} and sqlite.endpoints == {}
+
+
+@pytest.mark.parametrize(("address", "reason"), [
+    ("64:ff9b::7f00:1", "loopback address (the IPv4 address 127.0.0.1 inside 64:ff9b::7f00:1)"),  # NAT64
+    ("2002:7f00:1::", "loopback address (the IPv4 address 127.0.0.1 inside 2002:7f00:1::)"),  # 6to4
+    ("::7f00:1", "loopback address (the IPv4 address 127.0.0.1 inside ::7f00:1)"),  # IPv4-compatible
+    ("::ffff:0:7f00:1", "loopback address (the IPv4 address 127.0.0.1 inside ::ffff:0:7f00:1)"),  # IPv4-translated
+    ("64:ff9b::a00:1", "private address (the IPv4 address 10.0.0.1"),
+    ("::808:808", "carrying an IPv4 one"),  # IPv4-compatible of a public address: write the address
+])
+def test_an_ipv6_address_carrying_an_allowed_ipv4_one_is_judged_as_the_ipv6_address_it_is(address, reason):
+    """Allowing 127.0.0.0/8 and 10.0.0.0/8 opens those IPv4 addresses, not the IPv6 addresses that
+    carry them (the delivery would connect to the IPv6 address): refused unless that is allowed."""
+    allowed = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    assert reason in address_problem(ipaddress.ip_address(address), allowed)
+    itself = [ipaddress.ip_network(f"{address}/128")]
+    assert address_problem(ipaddress.ip_address(address), itself) is None
+    assert address_problem(ipaddress.ip_address(address), itself, 4566, LOCAL.platform_services()) is not None
+
+
+@pytest.mark.parametrize("url", ["http://[64:ff9b::127.0.0.1]:9999/", "http://[2002:7f00:1::]:9999/",
+                                 "http://[::127.0.0.1]:9999/", "http://[64:ff9b::7f00:1]/"])
+def test_nat64_and_6to4_forms_of_a_local_receiver_are_refused_on_the_local_stack(url):
+    with pytest.raises(UrlRefused, match=r"the IPv4 address 127\.0\.0\.1 inside"):
+        local_check(url)
+
+
+def test_an_ipv4_mapped_address_is_judged_and_connected_to_as_its_ipv4_address(receiver):
+    port = receiver.server_address[1]
+    result = send(f"http://[::ffff:127.0.0.1]:{port}/mapped")
+    assert result.ok and result.address == "127.0.0.1" and receiver.received[0].path == "/mapped"
+    assert address_problem(ipaddress.ip_address("::ffff:10.0.0.1"), [ipaddress.ip_network("10.0.0.0/8")]) is None
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "169.254.170.2", "169.254.170.23", "100.100.100.200",
+                                     "fd00:ec2::254", "fd00:ec2::23", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe",
+                                     "2002:a9fe:a9fe::"])
+def test_the_metadata_services_are_refused_whatever_is_allowed(address):
+    everything = [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
+    assert "the cloud metadata service" in address_problem(ipaddress.ip_address(address), everything)
+    with pytest.raises(UrlRefused, match="metadata"):
+        local_check(f"http://{ipaddress.ip_address(address) if ':' not in address else f'[{address}]'}/latest/")
+
+
+def test_a_url_refusal_is_one_problem_in_pydantics_shape():
+    error = RequestValidationFailed.problem("url_refused", ["body", "url"], "URL is not allowed: ...", "http://x/")
+    assert (error.status, error.body()) == (422, {"detail": [
+        {"type": "url_refused", "loc": ["body", "url"], "msg": "URL is not allowed: ...", "input": "http://x/"}]})
+
+
 def test_the_registration_body_is_validated():
     assert WebhookCreate.model_validate({"url": "https://x.example/h"}).events == ["task.done", "task.error"]
     assert WebhookCreate.model_validate({"url": "https://x.example/h", "events": ["task.error", "task.error"]}).events == [
@@ -245,6 +426,16 @@ def test_a_2xx_is_delivered_with_the_exact_bytes_and_an_excerpt_capped(receiver)
     assert request.body == BODY and request.path == "/hook?x=1"
     assert seed_verify_signature(request.body, "s3cret", request.headers["x-webhook-signature"])
     assert request.headers["host"] == f"127.0.0.1:{receiver.server_address[1]}"
+
+
+@pytest.mark.parametrize(("status", "retry_after", "seconds"), [
+    (429, "30", 30), (503, "120", 120), (503, "Wed, 21 Oct 2015 07:28:00 GMT", 0), (429, None, None),
+    (500, "30", None), (410, "30", None),  # only 429 and 503 say when to come back
+])
+def test_a_429_or_503_answer_says_when_to_try_again(receiver, status, retry_after, seconds):
+    receiver.behaviour = answer(status, b"slow down", headers=(("Retry-After", retry_after),) if retry_after else ())
+    result = send(receiver.url)
+    assert result.error == f"HTTP {status}" and result.retry_after_seconds == seconds
 
 
 def test_non_2xx_and_redirects_fail_and_redirects_are_not_followed(receiver):
