@@ -153,13 +153,13 @@ class WebhookRepository:
         now = self.clock()
         with session_scope(self.database_url) as session:
             hook = self._owned(session, owner, webhook_id, lock=True)
-            queued = session.execute(
+            queued = len(session.execute(
                 update(WebhookDelivery)
                 .where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.status == "failed",
                        WebhookDelivery.event != "ping", WebhookDelivery.created_at >= since)
                 .values(status="pending", next_attempt_at=now, updated_at=now)
-                .execution_options(synchronize_session=False)
-            ).rowcount
+                .returning(WebhookDelivery.id).execution_options(synchronize_session=False)
+            ).all())
             if queued and not hook.enabled:
                 hook.enabled, hook.disabled_reason = True, None
             return queued
