@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, RootModel
 
 from shared.defects.annotate import annotate
 from shared.platform.errors import InspectionRefused, PayloadTooLarge
+from shared.platform.file_names import printable_name as platform_printable_name
 from shared.vision.images import SUPPORTED_FORMATS, decode_image
 
 if TYPE_CHECKING:
@@ -102,8 +103,8 @@ def check_batch_pixels(uploads: Sequence[ImageUpload], max_pixels: int, max_imag
 
 
 def printable_name(name: str | None) -> str:
-    """A file name as recorded: control characters (NUL included) left out; the seed's default for none."""
-    return "".join(character for character in name or "" if character.isprintable()) or DEFAULT_NAME
+    """A file name as recorded (the platform's ``printable_name``); the seed's default for none."""
+    return platform_printable_name(name, DEFAULT_NAME)
 
 
 def model_input(image: Image.Image) -> np.ndarray:
