@@ -29,7 +29,20 @@ class FaceSettings(Settings):
     )
     face_video_max_seconds: float = Field(120.0, gt=0, description="Videos lasting longer than this get 413.")
     face_video_max_pixels: int = Field(
-        1920 * 1080, gt=0, description="Videos whose frames have more pixels than this get 413."
+        1920 * 1080, gt=0, description="Videos whose frames have more pixels than this get 413; a frame over it, "
+        "decoded by the worker, ends the task in error."
+    )
+    face_video_max_fps: float = Field(
+        60.0, gt=0, description="Videos whose timestamps stamp more frames per second than this (2 % of slack) get "
+        "413; it also sets the default of face_video_max_frames."
+    )
+    face_video_max_frames: int | None = Field(
+        None, gt=0, description="Frames a video may hold (default: max seconds x max fps, 7200): more declared or "
+        "counted gets 413; the worker stops at the frame past it (the task ends in error)."
+    )
+    face_video_max_decoded_pixels: int | None = Field(
+        None, gt=0, description="Pixels of all the frames of a video together, the decoding work (default: max "
+        "frames x max pixels, 14,929,920,000): more declared gets 413; the worker stops at the frame past it."
     )
     face_video_track_frames: int = Field(
         5, ge=0, le=100, description="Frames a face stays covered (moving with its track) after the detector lost it."

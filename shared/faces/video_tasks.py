@@ -21,6 +21,7 @@ from shared.platform.batch import Invocation, Outcome, read_message
 from shared.platform.db.models import utc_now
 from shared.platform.errors import BadRequest, LeaseLost, ServiceUnavailable, TimedOut
 from shared.platform.events import SqsRecord
+from shared.platform.file_names import printable_name
 from shared.platform.leases import Lease
 from shared.platform.messaging import JobQueue, Outbox
 from shared.platform.storage import ObjectStore, aws_client, get_object_store
@@ -34,6 +35,8 @@ RESULT_NAME = "anonymized.mp4"
 #: Seconds kept, before the function's deadline, to record a timed-out task.
 TIMEOUT_MARGIN_SECONDS = 2.0
 INPUT_NAMES = {"mp4/mov": "video.mp4", "webm": "video.webm"}
+#: The end of a sent file name kept in the task's params.
+MAX_FILENAME_LENGTH = 200
 
 
 class FaceVideoOptions(AnonymizeOptions):
@@ -46,7 +49,12 @@ class FaceVideoOptions(AnonymizeOptions):
 
 
 def limits_of(settings: FaceSettings) -> VideoLimits:
-    return VideoLimits(settings.face_video_max_bytes, settings.face_video_max_seconds, settings.face_video_max_pixels)
+    """The video limits of the settings (max frames and decoded pixels derived where unset)."""
+    return VideoLimits(
+        settings.face_video_max_bytes, settings.face_video_max_seconds, settings.face_video_max_pixels,
+        max_fps=settings.face_video_max_fps, max_frames=settings.face_video_max_frames or 0,
+        max_decoded_pixels=settings.face_video_max_decoded_pixels or 0,
+    )
 
 
 class FaceVideoTasks:
@@ -66,7 +74,8 @@ class FaceVideoTasks:
         info = probe_video(data, limits_of(self.settings))
         uid = uuid.uuid4().hex
         key = f"uploads/{uid}/{INPUT_NAMES[info.container]}"
-        extra = {"filename": filename[-200:]} if filename else {}
+        name = printable_name(filename)[-MAX_FILENAME_LENGTH:]  # no NUL nor control characters in the task's params
+        extra = {"filename": name} if name else {}
         task = self._create(uid, owner, {**options.model_dump(), "source": _info(info), **extra}, key)
         return store_and_dispatch(self.tasks, self.store, task, [(data, "video/webm" if info.container == "webm" else "video/mp4")])
 
@@ -105,7 +114,8 @@ class FaceVideoTasks:
                 min_confidence=options.min_confidence,
             )
             started = time.monotonic()
-            result = anonymize_video(stored.data, frame_work, keep_audio=options.keep_audio, progress=progress)
+            result = anonymize_video(stored.data, frame_work, keep_audio=options.keep_audio, limits=limits_of(self.settings),
+                                     progress=progress)
             key = f"results/{lease.key}/{RESULT_NAME}"
             self.store.put(key, result.data, OUTPUT_CONTENT_TYPE)
             keys = [key]

@@ -1,8 +1,10 @@
 """Face videos on the real stack: POST /api/v1/faces/video through the gateway to a `done` task
-with a playable H.264 mp4, hostile videos refused there, and videos put under inbox/faces/."""
+with a playable H.264 mp4, hostile videos refused there (or their task ended at the first frame
+over a limit), hostile file names cleaned, and videos put under inbox/faces/."""
 
 import io
 import json
+import time
 import uuid
 
 import av
@@ -11,6 +13,7 @@ from PIL import Image
 
 from tests.bench.bench_video import encode_clip, pan_zoom_clip
 from tests.conftest import CROWD_PHOTO, shared_data
+from tests.crafted_videos import stamped_mp4, switching_size_webm
 from tests.integration.conftest import object_exists, wait_for
 
 
@@ -66,3 +69,49 @@ def test_a_video_put_under_the_face_inbox_is_anonymized_next_to_the_images(platf
     report = json.loads(s3.get_object(Bucket=bucket, Key=sidecar)["Body"].read())
     assert report["frames_done"] == 6 and len(report["detected_per_frame"]) == 6
     assert _frames_of(s3.get_object(Bucket=bucket, Key=output)["Body"].read()) == ("h264", 6, True)
+
+
+def _task_count(platform) -> int:
+    return platform.http.get(f"{platform.gateway}/api/v1/tasks", params={"limit": 200}, timeout=10).json()["total"]
+
+
+def test_a_crafted_video_that_switches_to_8k_after_its_first_frame_ends_in_error_quickly_with_the_reason(platform):
+    """GIVEN a WebM whose header and first frame are 16x16, its 20 keyframes after it 8K
+    WHEN it is sent (the probe decodes its first frame only: 201)
+    THEN its task ends in `error` at frame 2, naming the per-frame limit, in seconds."""
+    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video",
+                                  files={"video": ("switch.webm", switching_size_webm())}, timeout=60)
+    assert response.status_code == 201, response.text
+    started = time.monotonic()
+    task = _finished(platform, response.json()["uid"], timeout=60)
+    elapsed = time.monotonic() - started
+    assert task["status"] == "error", task
+    assert "Frame 2 is 7680x4320" in task["error"] and "VISIONFN_FACE_VIDEO_MAX_PIXELS" in task["error"], task["error"]
+    assert elapsed < 30, elapsed  # the 19 8K frames after it are never decoded
+    print(f"8K switch: error {elapsed:.2f} s after 201: {task['error']}")
+
+
+def test_a_crafted_video_declaring_60000_fps_is_413_at_submission_and_makes_no_task(platform):
+    """3000 frames stamped 1/60000 s apart: 0.05 s, within VISIONFN_FACE_VIDEO_MAX_SECONDS; its
+    frame rate is not (VISIONFN_FACE_VIDEO_MAX_FPS)."""
+    before = _task_count(platform)
+    started = time.monotonic()
+    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video",
+                                  files={"video": ("fast.mp4", stamped_mp4(frames=3000, fps=60000))}, timeout=60)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 413, response.text
+    assert "VISIONFN_FACE_VIDEO_MAX_FPS" in response.json()["detail"]
+    assert _task_count(platform) == before
+    print(f"60000 fps: 413 in {elapsed:.2f} s: {response.json()['detail']}")
+
+
+def test_a_hostile_file_name_is_stored_without_its_control_characters(platform):
+    """A NUL (Postgres JSONB refuses \\u0000) and other control characters are left out, as for
+    defect images; the rest is kept as text (it is data, never markup here)."""
+    name = "a\x00b\x1b<svg onload=alert(1)>.mp4"
+    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video", files={"video": (name, _clip(2))},
+                                  data={"keep_audio": "false"}, timeout=60)
+    assert response.status_code == 201, response.text
+    task = platform.http.get(f"{platform.gateway}/api/v1/tasks/{response.json()['uid']}", timeout=10).json()
+    assert task["params"]["filename"] == "ab<svg onload=alert(1)>.mp4", task["params"]
+    assert _finished(platform, task["uid"])["status"] == "done"

@@ -1,7 +1,9 @@
 """Face video cores: tracking across frames, score fusion of two detectors, RetinaFace decoding,
-probing (limits, corrupt and truncated files) and the H.264 output."""
+probing (limits, corrupt and truncated files), the limits on what is decoded (crafted videos
+whose headers say less than their frames hold) and the H.264 output."""
 
 import io
+import time
 
 import av
 import numpy as np
@@ -10,11 +12,22 @@ import pytest
 from shared.faces.anonymize import AnonymizeStyle
 from shared.faces.detections import FaceDetections
 from shared.faces.detectors import decode_retinaface, fuse_scores, in_image
+from shared.faces.settings import FaceSettings
 from shared.faces.tracking import FaceTracker
-from shared.faces.video import FrameAnonymizer, NotAVideo, VideoLimits, anonymize_video, probe_video
+from shared.faces.video import (
+    DEFAULT_LIMITS,
+    FrameAnonymizer,
+    FrameBudget,
+    NotAVideo,
+    VideoLimits,
+    anonymize_video,
+    probe_video,
+)
+from shared.faces.video_tasks import limits_of
 from shared.platform.errors import PayloadTooLarge
 from shared.vision.boxes import pairwise_iou
 from tests.bench.bench_video import encode_clip
+from tests.crafted_videos import EIGHT_K, stamped_mp4, switching_size_webm
 from tools.fetch_models import unpack
 
 LIMITS = VideoLimits(max_bytes=10_000_000, max_seconds=60, max_pixels=1920 * 1080)
@@ -163,6 +176,106 @@ def test_probe_refuses_a_truncated_clip(clip):
 def test_probe_refuses_videos_over_the_limits(clip, limits):
     with pytest.raises(PayloadTooLarge):
         probe_video(clip, limits)
+
+
+# --- limits on what is decoded --------------------------------------------------------------------
+def test_limits_derive_max_frames_and_decoded_pixels_and_the_defaults_are_the_settings():
+    limits = VideoLimits(max_bytes=64 * 1024 * 1024, max_seconds=120, max_pixels=1920 * 1080)
+    assert (limits.max_fps, limits.max_frames, limits.max_decoded_pixels) == (60, 7200, 7200 * 1920 * 1080)
+    assert VideoLimits(10, 2.5, 100, max_fps=30).max_frames == 75
+    assert VideoLimits(10, 60, 100, max_frames=5, max_decoded_pixels=7).max_decoded_pixels == 7
+    assert limits_of(FaceSettings.model_construct()) == DEFAULT_LIMITS == limits
+
+
+SMALL = VideoLimits(max_bytes=10**9, max_seconds=60, max_pixels=100 * 100, max_frames=4, max_decoded_pixels=25_000)
+
+
+@pytest.mark.parametrize(("frames", "refused_at", "limit"), [
+    ([(100, 100), (100, 100), (10, 10), (10, 10)], None, None),
+    ([(16, 16), (101, 100)], 2, "VISIONFN_FACE_VIDEO_MAX_PIXELS"),
+    ([(16, 16), (*EIGHT_K,)], 2, "VISIONFN_FACE_VIDEO_MAX_PIXELS"),
+    ([(10, 10)] * 5, 5, "VISIONFN_FACE_VIDEO_MAX_FRAMES"),
+    ([(100, 100), (100, 100), (80, 80)], 3, "VISIONFN_FACE_VIDEO_MAX_DECODED_PIXELS"),
+])
+def test_frame_budget_refuses_the_first_frame_over_a_limit_naming_it(frames, refused_at, limit):
+    budget = FrameBudget(SMALL)
+    for index, (width, height) in enumerate(frames, start=1):
+        if index == refused_at:
+            with pytest.raises(PayloadTooLarge) as refused:
+                budget.take(width, height)
+            assert limit in refused.value.detail and f"frame {index}" in refused.value.detail
+            return
+        budget.take(width, height)
+    assert refused_at is None and budget.frames == len(frames)
+
+
+def test_a_video_that_switches_to_8k_after_its_first_frame_passes_the_probe_and_stops_the_worker_at_frame_2():
+    """GIVEN a WebM whose header and first frame are 16x16 and whose 20 keyframes after it are 8K
+    WHEN it is probed, then anonymized with the default limits
+    THEN the probe sees 16x16 (only the first frame is decoded there), and the worker stops at
+    frame 2, naming the limit, without decoding the other 19 8K frames."""
+    video = switching_size_webm()
+    assert len(video) < 2_000_000
+    info = probe_video(video, DEFAULT_LIMITS)
+    assert (info.width, info.height, info.frames) == (16, 16, 21)
+    seen = []
+    started = time.monotonic()
+    with pytest.raises(PayloadTooLarge) as refused:
+        anonymize_video(video, lambda rgb: (seen.append(rgb.shape) or rgb, 0, 0), keep_audio=False, limits=DEFAULT_LIMITS)
+    assert time.monotonic() - started < 3
+    assert "Frame 2 is 7680x4320" in refused.value.detail and "VISIONFN_FACE_VIDEO_MAX_PIXELS" in refused.value.detail
+    assert seen == [(16, 16, 3)]  # the 8K frame never reached the frame work
+
+
+def test_the_worker_stops_at_the_frame_past_max_frames_when_the_probe_was_passed():
+    video = stamped_mp4(frames=300, fps=25)
+    assert probe_video(video, DEFAULT_LIMITS).frames == 300
+    limits = VideoLimits(10**9, 60, 1920 * 1080, max_frames=50)
+    done = []
+    with pytest.raises(PayloadTooLarge) as refused:
+        anonymize_video(video, lambda rgb: (rgb, 0, 0), keep_audio=False, limits=limits, progress=done.append)
+    assert "Frame 51 is past the 50 frames" in refused.value.detail and done[-1] == 50
+
+
+def test_a_video_stamped_at_60000_fps_is_refused_by_the_probe_quickly():
+    """3000 frames stamped 1/60000 s apart last 0.05 s: within the seconds, not the frame rate."""
+    video = stamped_mp4(frames=3000, fps=60000)
+    started = time.monotonic()
+    with pytest.raises(PayloadTooLarge) as refused:
+        probe_video(video, DEFAULT_LIMITS)
+    assert time.monotonic() - started < 1
+    assert "VISIONFN_FACE_VIDEO_MAX_FPS" in refused.value.detail and "3000 frames" in refused.value.detail
+
+
+@pytest.mark.parametrize(("limits", "limit"), [
+    (VideoLimits(10**9, 60, 10**6, max_frames=299), "VISIONFN_FACE_VIDEO_MAX_FRAMES"),  # declared by the mp4 header
+    (VideoLimits(10**9, 60, 10**6, max_decoded_pixels=300 * 64 * 64 - 1), "VISIONFN_FACE_VIDEO_MAX_DECODED_PIXELS"),
+    (VideoLimits(10**9, 60, 10**6, max_fps=20), "VISIONFN_FACE_VIDEO_MAX_FPS"),
+])
+def test_the_probe_refuses_declared_frames_work_and_rate_over_the_limits(limits, limit):
+    with pytest.raises(PayloadTooLarge) as refused:
+        probe_video(stamped_mp4(frames=300, fps=25), limits)
+    assert limit in refused.value.detail
+
+
+def test_the_probe_counts_the_frames_a_webm_does_not_declare_and_stops_past_the_limit():
+    video = switching_size_webm(later_frames=6, later=(16, 16))
+    assert probe_video(video, VideoLimits(10**9, 60, 10**6, max_frames=7)).frames == 7
+    with pytest.raises(PayloadTooLarge, match="more than 6 frames"):
+        probe_video(video, VideoLimits(10**9, 60, 10**6, max_frames=6))
+
+
+@pytest.mark.parametrize("fps", [60, 30])
+def test_a_60_fps_webm_with_millisecond_timestamps_is_within_the_default_rate(fps):
+    frames = [np.zeros((32, 32, 3), np.uint8)] * 3
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="webm") as container:
+        stream = container.add_stream("libvpx", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    assert probe_video(buffer.getvalue(), DEFAULT_LIMITS).frames == 3
 
 
 def test_output_is_h264_with_every_frame_audio_as_asked_and_no_source_metadata():
