@@ -48,6 +48,18 @@ key: install
 	@test -n "$(OWNER)" || { echo "usage: make key OWNER=<owner> [NAME=<label>]"; exit 2; }
 	$(PY) -m shared.platform.keys create --owner "$(OWNER)" --name "$(NAME)"
 
+# the messages in the dead-letter queues of the running platform (QUEUE_PREFIX=visionfn-prod- names another
+# stack's queues): task, owner, deliveries, last error. Back to their queues: make redrive IDS="<message id> ..."
+# or make redrive ALL=1, either with QUEUE=<dlq> (task-events-dlq) for one queue only
+.PHONY: dead-letters redrive
+DEAD_LETTERS = $(PY) -m tools.dead_letters $(if $(QUEUE_PREFIX),--queue-prefix "$(QUEUE_PREFIX)") $(if $(QUEUE),--queue "$(QUEUE)")
+dead-letters: $(VENV)/.installed
+	@$(DEAD_LETTERS) list
+
+redrive: $(VENV)/.installed
+	@test -n "$(IDS)$(ALL)" || { echo 'usage: make redrive IDS="<message id> ..." | ALL=1 [QUEUE=<dlq>]'; exit 2; }
+	@$(DEAD_LETTERS) redrive $(if $(ALL),--all,$(IDS))
+
 test: lint browser
 	$(PY) -m pytest
 
