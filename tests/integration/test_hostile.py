@@ -132,3 +132,113 @@ def test_slow_clients_cannot_hold_a_functions_threads(platform):
     finally:
         for client in stalled:
             client.close()
+
+
+# --- what reaches a function, what the logs keep (the hostile sweep) -------------------------------
+
+
+def _raw(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """A request sent as it is (no client library fixes it); the answer's status, headers, body."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(request)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    return int(status_line.split(" ")[1]), {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}, body
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def _strict_json(data: bytes | str):
+    """JSON as the standard has it (NaN and Infinity are not)."""
+    return json.loads(data, parse_constant=lambda name: pytest.fail(f"{name} in an answer is not JSON"))
+
+
+@pytest.mark.parametrize(("path", "header"), [
+    ("/health", "SCRIPT_NAME: /nope"), ("/api/v1/tasks", "SCRIPT_NAME: /api/v1"), ("/api/v1/tasks", "PATH_INFO: /health"),
+    ("/health", "X-Forwarded-Ssl: on"), ("/health", "X-Forwarded-Proto: https"), ("/api/v1/tasks", "X_Forwarded_For: 6.6.6.6"),
+    ("/api/v1/tasks", "Forwarded: for=6.6.6.6;proto=https"), ("/api/v1/tasks", "X-Real-IP: 6.6.6.6"),
+])
+def test_a_clients_server_and_forwarding_headers_change_nothing(platform, path, header):
+    name, _, value = header.partition(": ")
+    plain = platform.http.get(f"{platform.gateway}{path}", timeout=30)
+    sent = platform.http.get(f"{platform.gateway}{path}", headers={name: value}, timeout=30)
+    assert (sent.status_code, sent.headers["Content-Type"]) == (plain.status_code, "application/json"), sent.text
+    assert sent.json().keys() == plain.json().keys()
+
+
+def test_a_function_trusts_no_forwarder_and_answers_what_it_cannot_parse_in_json(platform):
+    port = _port(platform.state["functions"]["health"])
+    status, headers, body = _raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\nSCRIPT_NAME: /nope\r\nX-Forwarded-Proto: https\r\n"
+                                       b"X-Forwarded-Ssl: on\r\nConnection: close\r\n\r\n")
+    assert (status, headers["content-type"]) == (401, "application/json"), body  # routed as sent: only the token is missing
+    for malformed in (b"GARBAGE\r\n\r\n", b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n"):
+        status, headers, body = _raw(port, malformed)
+        assert status == 400 and headers["content-type"] == "application/json" and _strict_json(body)["detail"]
+
+
+def test_a_malformed_key_is_neither_echoed_nor_logged_and_logs_are_private(platform):
+    import stat
+
+    for header in (f"Authorization: Bearer {platform.key}\x00", f"X-API-Key: {platform.key}\x7f"):
+        status, headers, body = _raw(_port(platform.gateway), b"GET /api/v1/tasks HTTP/1.1\r\nHost: x\r\n"
+                                     + header.encode() + b"\r\nConnection: close\r\n\r\n")
+        assert status == 400 and headers["content-type"].startswith("application/json") and headers["x-content-type-options"] == "nosniff"
+        assert _strict_json(body)["detail"].startswith("Malformed HTTP request") and platform.key.encode() not in body
+    assert "refused a malformed request" in platform.log("gateway") and platform.key not in platform.log("gateway")
+    logs = list((platform.run_dir / "logs").glob("*.log"))
+    assert logs and {log.name: stat.S_IMODE(log.stat().st_mode) for log in logs} == {log.name: 0o600 for log in logs}
+
+
+def test_no_500_for_far_dates_or_a_nul_in_a_console_name(platform):
+    far = platform.http.get(f"{platform.gateway}/api/data/statByDate", params={"startDate": "9999-12-20"}, timeout=30)
+    assert far.status_code == 200, far.text
+    days = [day["stat_date"] for day in far.json()]
+    assert (days[0], days[-1], len(days)) == ("9999-12-20", "9999-12-30", 11)  # the window stops at the last date taken
+    for path in ("/console/%00", "/console/api.js%00.html", "/console/%0a"):
+        response = platform.http.get(f"{platform.gateway}{path}", timeout=30)
+        assert response.status_code == 404 and response.json()["detail"], (path, response.text)
+    assert "\x00" not in platform.log("console")
+
+
+def test_a_file_name_not_in_utf8_is_refused_alone_and_the_others_inspected(platform):
+    from tests.conftest import SHARED_DATA
+
+    good = sorted((SHARED_DATA / "defects" / "neu_det" / "images").glob("crazing_*.jpg"))[:2]
+    parts = [(path.name.encode(), path.read_bytes()) for path in good]
+    parts.insert(1, (b"bad-\xff\xfe.jpg", good[0].read_bytes()))
+    body = b"".join(b'--B\r\nContent-Disposition: form-data; name="images"; filename="' + name + b'"\r\n'
+                    b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n" for name, data in parts) + b"--B--\r\n"
+    response = platform.http.post(f"{platform.gateway}/api/detect", data=body, timeout=60,
+                                  headers={"Content-Type": "multipart/form-data; boundary=B"})
+    assert response.status_code == 200, response.text
+    first, refused, last = response.json()
+    assert (first["name"], last["name"]) == (good[0].name, good[1].name) and first["figId"] and last["figId"]
+    assert refused["status"] == 400 and "not UTF-8" in refused["details"] and refused["name"].startswith("bad-")
+
+
+def test_answers_are_valid_json_typed_never_sniffed_and_the_docs_confined(platform):
+    png = _saved("PNG")
+    steps = '[{"tool": "template", "params": {"threshold": NaN}}, {"tool": "template", "params": {"threshold": "-inf"}}]'
+    chain = platform.http.post(f"{platform.gateway}/api/v1/match/chain", files={"image": ("i.png", png), "template": ("t.png", png)},
+                               data={"steps": steps}, timeout=60)
+    assert chain.status_code == 422 and chain.headers["X-Content-Type-Options"] == "nosniff"
+    assert [error["input"] for error in _strict_json(chain.text)["detail"]] == ["NaN", "-inf"], chain.text
+    for path in ("/api/v1/tasks", "/openapi.json", "/docs", "/nowhere"):
+        assert platform.http.get(f"{platform.gateway}{path}", timeout=30).headers["X-Content-Type-Options"] == "nosniff", path
+    policy = platform.http.get(f"{platform.gateway}/docs", timeout=30).headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "default-src 'none'" in policy
+    assert platform.http.get(f"{platform.gateway}/docs/visionfn-docs.js", timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/v1/settings/template%2F", "/api/v1/settings/template%2f", "/api/v1/settings/%2Ftemplate"])
+def test_an_encoded_slash_is_no_trailing_slash(platform, path):
+    assert platform.http.get(f"{platform.gateway}/api/v1/settings/template", timeout=30).status_code == 200
+    response = platform.http.get(f"{platform.gateway}{path}", timeout=30)
+    assert 400 <= response.status_code < 500 and response.json()["detail"], response.text
