@@ -128,9 +128,9 @@ def answer_protocol_error(self: RequestHandler, request: BaseRequest, status: in
     """aiohttp's answer to a request it could not parse (and to an error no middleware caught), in
     the API's JSON. A client's malformed request is logged in one line that, like the answer,
     repeats nothing it sent; a 500 is logged with its traceback."""
-    if status >= 500:
+    if status >= 500:  # a handler's error (500) or timeout (504): ours, with its traceback
         self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
-        detail = "Internal error"
+        detail = "Internal error" if status == 500 else HTTPStatus(status).phrase
     else:
         detail = f"Malformed HTTP request: {malformed(message, status)}"
         log.warning("refused a malformed request from %s: %s (%s, HTTP %d)", request.remote, detail,
