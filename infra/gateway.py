@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -198,59 +199,25 @@ def _unauthorized(detail: str) -> web.Response:
     return response
 
 
+class Refused(Exception):
+    """The gateway answers the client itself (no key, a body it will not forward)."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
 async def forward(request: web.Request, route: GatewayRoute) -> web.StreamResponse:
     """Check the API key (unless the route is public), then stream the request to the function
     and its answer back, headers kept; the owner and the platform token go with it."""
-    headers = {key: value for key, value in request.headers.items() if passed_on(key)}
-    keys = request.app[KEYS]
-    if keys is not None and not route.public:
-        key = api_key_of(request.headers)
-        if key is None:
-            return _unauthorized("An API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
-        owner = await keys.owner(key)
-        if owner is None:
-            return _unauthorized("The API key is not valid (unknown or revoked)")
-        headers[OWNER_HEADER] = owner
-    if request.app[PLATFORM_TOKEN]:
-        headers[PLATFORM_TOKEN_HEADER] = request.app[PLATFORM_TOKEN]
-    headers["X-Forwarded-For"] = request.remote or ""
-    headers["X-Forwarded-Host"] = request.host
-    headers["X-Forwarded-Proto"] = request.scheme
-    limits = request.app[LIMITS]
-    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
-        return _json(415, "Compressed request bodies (Content-Encoding) are not accepted; send the body as it is")
-    if (request.content_length or 0) > limits.max_body_bytes:
-        return _json(413, PayloadTooLarge.request_body(request.content_length, limits.max_body_bytes).detail)
-    body = RequestBody(request, limits.max_body_bytes, limits.body_read_timeout)
     try:
-        if not request.body_exists:
-            data = None
-        elif request.content_length is None:  # chunked: no length to trust, so read it all first
-            data = await body.buffered()
-            headers.pop("Transfer-Encoding", None)
-        else:
-            data = body.chunks()
-    except BodyRefused as refused:
-        return _json(refused.status, refused.detail)
+        headers = await upstream_headers(request, route)
+        body = RequestBody(request, request.app[LIMITS].max_body_bytes, request.app[LIMITS].body_read_timeout)
+        data = await upstream_body(request, body, headers)
+    except Refused as refused:
+        return refused.response
     try:
-        async with request.app[SESSION].request(
-            request.method,
-            route.upstream + request.rel_url.raw_path_qs,
-            headers=headers,
-            data=data,
-            allow_redirects=False,
-            auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(total=route.timeout, sock_connect=5),
-        ) as upstream:
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for key, value in upstream.headers.items():
-                if key.lower() not in HOP_BY_HOP:
-                    response.headers.add(key, value)
-            await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
-            await response.write_eof()
-            return response
+        return await relay(request, route, headers, data)
     except (BodyRefused, aiohttp.ClientError) as error:
         if body.refused is not None:  # the client's body failed on the way: its fault, said so
             return _json(body.refused.status, body.refused.detail)
@@ -264,6 +231,67 @@ async def forward(request: web.Request, route: GatewayRoute) -> web.StreamRespon
         return _json(504, f"Function {route.function} did not answer within {route.timeout} s, the longest an HTTP "
                      "route waits (API Gateway's integration timeout is 30 s): send long work as an asynchronous "
                      "task or through the bucket's inbox")
+
+
+async def upstream_headers(request: web.Request, route: GatewayRoute) -> dict[str, str]:
+    """What the function sees of the client's headers, with the verified key's owner, the
+    platform token and the gateway's own forwarding headers; 401 without a valid key."""
+    headers = {key: value for key, value in request.headers.items() if passed_on(key)}
+    keys = request.app[KEYS]
+    if keys is not None and not route.public:
+        key = api_key_of(request.headers)
+        if key is None:
+            raise Refused(_unauthorized("An API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"))
+        owner = await keys.owner(key)
+        if owner is None:
+            raise Refused(_unauthorized("The API key is not valid (unknown or revoked)"))
+        headers[OWNER_HEADER] = owner
+    if request.app[PLATFORM_TOKEN]:
+        headers[PLATFORM_TOKEN_HEADER] = request.app[PLATFORM_TOKEN]
+    headers["X-Forwarded-For"] = request.remote or ""
+    headers["X-Forwarded-Host"] = request.host
+    headers["X-Forwarded-Proto"] = request.scheme
+    return headers
+
+
+async def upstream_body(request: web.Request, body: RequestBody, headers: dict[str, str]) -> Any:
+    """The body to forward: none, a chunked one read whole (its length cannot be trusted), or
+    the client's stream counted as it arrives; 413/415/408 for what the cloud would refuse."""
+    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+        raise Refused(_json(415, "Compressed request bodies (Content-Encoding) are not accepted; send the body as it is"))
+    if (request.content_length or 0) > body.limit:
+        raise Refused(_json(413, PayloadTooLarge.request_body(request.content_length, body.limit).detail))
+    try:
+        if not request.body_exists:
+            return None
+        if request.content_length is None:
+            headers.pop("Transfer-Encoding", None)
+            return await body.buffered()
+        return body.chunks()
+    except BodyRefused as refused:
+        raise Refused(_json(refused.status, refused.detail)) from None
+
+
+async def relay(request: web.Request, route: GatewayRoute, headers: dict[str, str], data: Any) -> web.StreamResponse:
+    """The function's answer, streamed back with its headers (hop-by-hop ones left out)."""
+    async with request.app[SESSION].request(
+        request.method,
+        route.upstream + request.rel_url.raw_path_qs,
+        headers=headers,
+        data=data,
+        allow_redirects=False,
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=route.timeout, sock_connect=5),
+    ) as upstream:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for key, value in upstream.headers.items():
+            if key.lower() not in HOP_BY_HOP:
+                response.headers.add(key, value)
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+        return response
 
 
 async def _open_session(app: web.Application) -> None:
