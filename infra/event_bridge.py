@@ -115,14 +115,10 @@ def scheduled_event(binding: ScheduleBinding, region: str) -> dict[str, Any]:
 
 def lambda_context(function: str, timeout: int) -> str:
     """The Lambda context header: the invocation's deadline in epoch milliseconds."""
-    return json.dumps(
-        {"request_id": str(uuid.uuid4()), "deadline": int((time.time() + timeout) * 1000), "invoked_function_arn": function}
-    )
+    return json.dumps({"request_id": str(uuid.uuid4()), "deadline": int((time.time() + timeout) * 1000), "invoked_function_arn": function})
 
 
-def succeeded_messages(
-    messages: list[dict[str, Any]], status: int, body: bytes, report_batch_item_failures: bool
-) -> list[dict[str, Any]]:
+def succeeded_messages(messages: list[dict[str, Any]], status: int, body: bytes, report_batch_item_failures: bool) -> list[dict[str, Any]]:
     """Which messages to delete, given the function's answer (AWS's rules)."""
     if not 200 <= status < 300:
         return []
@@ -140,8 +136,7 @@ def invoke(http: requests.Session, endpoint: str, function: str, timeout: int, e
     return http.post(
         endpoint + EVENTS_PATH,
         json=event,
-        headers={LAMBDA_CONTEXT_HEADER: lambda_context(function, timeout),
-                 PLATFORM_TOKEN_HEADER: get_settings().platform_token or ""},
+        headers={LAMBDA_CONTEXT_HEADER: lambda_context(function, timeout), PLATFORM_TOKEN_HEADER: get_settings().platform_token or ""},
         timeout=timeout + ANSWER_GRACE_SECONDS,
     )
 
@@ -210,7 +205,11 @@ class QueuePoller(threading.Thread):
                 )
             log.info(
                 "%s: %d delivered, %d done, %d to be redelivered (HTTP %d)",
-                binding.function, len(messages), len(done), len(messages) - len(done), status,
+                binding.function,
+                len(messages),
+                len(done),
+                len(messages) - len(done),
+                status,
             )
         except Exception:
             log.exception("delivery to %s failed; the messages will be redelivered", binding.function)

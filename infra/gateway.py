@@ -47,9 +47,25 @@ _PLATFORM_HEADERS = {name.lower() for name in PLATFORM_HEADERS}
 #: name has a `_` (SCRIPT_NAME, PATH_INFO, X_Forwarded_For: WSGI servers map `-` and `_` alike) and
 #: every X-Forwarded-*.
 CLIENT_FORWARDING_HEADERS = {
-    "forwarded", "x-real-ip", "x-client-ip", "true-client-ip", "x-cluster-client-ip", "client-ip", "via",
-    "x-original-url", "x-original-uri", "x-rewrite-url", "x-original-host", "x-host", "x-scheme", "x-url-scheme",
-    "front-end-https", "x-http-method-override", "x-http-method", "x-method-override", "proxy",
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "client-ip",
+    "via",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-host",
+    "x-scheme",
+    "x-url-scheme",
+    "front-end-https",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "proxy",
 }
 SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
 
@@ -100,8 +116,13 @@ def passed_on(name: str) -> bool:
     """Whether a client's request header reaches the function: not hop-by-hop, not the platform's,
     not a server variable or a forwarding header."""
     lower = name.lower()
-    return not (lower in HOP_BY_HOP or lower in _PLATFORM_HEADERS or lower in CLIENT_FORWARDING_HEADERS
-                or "_" in lower or lower.startswith("x-forwarded"))
+    return not (
+        lower in HOP_BY_HOP
+        or lower in _PLATFORM_HEADERS
+        or lower in CLIENT_FORWARDING_HEADERS
+        or "_" in lower
+        or lower.startswith("x-forwarded")
+    )
 
 
 def load_routes(path: Path) -> list[GatewayRoute]:
@@ -124,8 +145,9 @@ def malformed(message: str | None, status: int) -> str:
     return what or HTTPStatus(status).phrase
 
 
-def answer_protocol_error(self: RequestHandler, request: BaseRequest, status: int = 500,
-                          exc: BaseException | None = None, message: str | None = None) -> web.StreamResponse:
+def answer_protocol_error(
+    self: RequestHandler, request: BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+) -> web.StreamResponse:
     """aiohttp's answer to a request it could not parse (and to an error no middleware caught), in
     the API's JSON. A client's malformed request is logged in one line that, like the answer,
     repeats nothing it sent; a 500 is logged with its traceback."""
@@ -134,8 +156,7 @@ def answer_protocol_error(self: RequestHandler, request: BaseRequest, status: in
         detail = "Internal error" if status == 500 else HTTPStatus(status).phrase
     else:
         detail = f"Malformed HTTP request: {malformed(message, status)}"
-        log.warning("refused a malformed request from %s: %s (%s, HTTP %d)", request.remote, detail,
-                    type(exc).__name__, status)
+        log.warning("refused a malformed request from %s: %s (%s, HTTP %d)", request.remote, detail, type(exc).__name__, status)
     if request.writer.output_size > 0:  # as aiohttp's own: nothing more can be sent
         raise ConnectionError("Response is sent already, cannot send another response with the error message")
     response = _json(status, detail)
@@ -148,8 +169,7 @@ async def json_errors(request: web.Request, handler):  # noqa: ANN001, ANN201 (a
     try:
         return await handler(request)
     except web.HTTPMethodNotAllowed as error:
-        return _json(405, f"Method {request.method} not allowed on {request.path}; allowed: "
-                     f"{', '.join(sorted(error.allowed_methods))}")
+        return _json(405, f"Method {request.method} not allowed on {request.path}; allowed: {', '.join(sorted(error.allowed_methods))}")
     except web.HTTPNotFound:
         return _json(404, f"No route for {request.method} {request.path}")
 
@@ -224,13 +244,15 @@ async def forward(request: web.Request, route: GatewayRoute) -> web.StreamRespon
         if not isinstance(error, aiohttp.ClientConnectionError):
             raise
         log.error("function %s at %s unreachable: %s", route.function, route.upstream, error)
-        return _json(502, f"Function {route.function} did not answer (its process stopped or is restarting); "
-                     "try again")
+        return _json(502, f"Function {route.function} did not answer (its process stopped or is restarting); try again")
     except TimeoutError:
         log.error("function %s timed out after %d s", route.function, route.timeout)
-        return _json(504, f"Function {route.function} did not answer within {route.timeout} s, the longest an HTTP "
-                     "route waits (API Gateway's integration timeout is 30 s): send long work as an asynchronous "
-                     "task or through the bucket's inbox")
+        return _json(
+            504,
+            f"Function {route.function} did not answer within {route.timeout} s, the longest an HTTP "
+            "route waits (API Gateway's integration timeout is 30 s): send long work as an asynchronous "
+            "task or through the bucket's inbox",
+        )
 
 
 async def upstream_headers(request: web.Request, route: GatewayRoute) -> dict[str, str]:

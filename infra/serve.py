@@ -53,8 +53,10 @@ TRUST_NO_FORWARDER = {"forwarded_allow_ips": "", "forwarder_headers": "", "secur
 def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:  # noqa: ANN001 (gunicorn's socket)
     """gunicorn's answer to a request it could not parse (util.write_error), as the API's JSON."""
     body = json.dumps({"detail": f"{reason}: {mesg}" if mesg else reason}).encode()
-    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"X-Content-Type-Options: nosniff\r\nContent-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"X-Content-Type-Options: nosniff\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
     gunicorn.util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
@@ -73,8 +75,7 @@ def main() -> None:
     app = create_app(options.target, options.source, "http")
     app.register_error_handler(HTTPException, refused_by_flask)
     gunicorn.util.write_error = write_json_error  # what its workers call on a request they cannot parse
-    create_server(app, False, worker_class=f"{__name__}.ReadTimeoutThreadWorker", **TRUST_NO_FORWARDER).run(
-        options.host, options.port)
+    create_server(app, False, worker_class=f"{__name__}.ReadTimeoutThreadWorker", **TRUST_NO_FORWARDER).run(options.host, options.port)
 
 
 if __name__ == "__main__":

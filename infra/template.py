@@ -108,11 +108,8 @@ def function_specs(template: dict[str, Any]) -> list[FunctionSpec]:
                     QueueTrigger(
                         queue=_logical_id_of(event_properties["Queue"]),
                         batch_size=int(event_properties.get("BatchSize", 10)),
-                        report_batch_item_failures="ReportBatchItemFailures"
-                        in event_properties.get("FunctionResponseTypes", []),
-                        concurrency=int(
-                            event_properties.get("ScalingConfig", {}).get("MaximumConcurrency", DEFAULT_QUEUE_CONCURRENCY)
-                        ),
+                        report_batch_item_failures="ReportBatchItemFailures" in event_properties.get("FunctionResponseTypes", []),
+                        concurrency=int(event_properties.get("ScalingConfig", {}).get("MaximumConcurrency", DEFAULT_QUEUE_CONCURRENCY)),
                     )
                 )
             elif event["Type"] == "Schedule":

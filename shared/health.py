@@ -61,8 +61,7 @@ def queue_depths(settings: FaceSettings) -> QueuesHealth:
         attributes = {
             url.rsplit("/", 1)[-1]: sqs.get_queue_attributes(
                 QueueUrl=url,
-                AttributeNames=["QueueArn", "RedrivePolicy", "ApproximateNumberOfMessages",
-                                "ApproximateNumberOfMessagesNotVisible"],
+                AttributeNames=["QueueArn", "RedrivePolicy", "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
             )["Attributes"]
             for url in urls
         }
@@ -81,8 +80,9 @@ def queue_depths(settings: FaceSettings) -> QueuesHealth:
         )
         for name, queue in attributes.items()
     }
-    dead_letters = {name: depth.visible + depth.in_flight for name, depth in depths.items()
-                    if depth.dead_letter and depth.visible + depth.in_flight}
+    dead_letters = {
+        name: depth.visible + depth.in_flight for name, depth in depths.items() if depth.dead_letter and depth.visible + depth.in_flight
+    }
     return QueuesHealth(status="ok", queues=depths, dead_letters=dead_letters)
 
 

@@ -28,6 +28,7 @@ class ThumbnailSettings(Settings):
 def get_thumbnail_settings() -> ThumbnailSettings:
     return ThumbnailSettings()
 
+
 UPLOADS_PREFIX = "uploads/"
 THUMBNAILS_PREFIX = "thumbnails/"
 #: Uploads that are not pictures (surface-matching point clouds): no thumbnail.

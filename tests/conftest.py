@@ -51,6 +51,7 @@ def sqs_s3_batch() -> dict:
 
 # --- the real stack: Postgres, LocalStack, function processes, bridge, gateway ---------------
 
+
 @pytest.fixture(scope="session")
 def database_url() -> str:
     """Postgres (DATABASE_URL or a throwaway cluster), migrated to head."""
@@ -95,8 +96,16 @@ def _forget_process_settings() -> None:
     from shared.thumbnails import get_thumbnail_settings
     from shared.webhooks.settings import get_webhook_settings
 
-    for cached in (get_settings, get_face_settings, get_matching_settings, get_defect_settings, get_webhook_settings,
-                   get_thumbnail_settings, get_object_store, get_direct_uploads):
+    for cached in (
+        get_settings,
+        get_face_settings,
+        get_matching_settings,
+        get_defect_settings,
+        get_webhook_settings,
+        get_thumbnail_settings,
+        get_object_store,
+        get_direct_uploads,
+    ):
         cached.cache_clear()
 
 
@@ -166,8 +175,12 @@ def deliver_message(sqs, client, body: str, queue: str | None = None, receive_co
         cleanup.callback(sqs.delete_message, QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
         batch = load_event("sqs_match_job")
         record = batch["Records"][0]
-        record.update(messageId=message["MessageId"], receiptHandle=message["ReceiptHandle"], body=message["Body"],
-                      eventSourceARN=queue_arn(sqs, queue))
+        record.update(
+            messageId=message["MessageId"],
+            receiptHandle=message["ReceiptHandle"],
+            body=message["Body"],
+            eventSourceARN=queue_arn(sqs, queue),
+        )
         record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
         response = client.post("/events", json=batch)
         assert response.status_code == 200, response.get_json()
@@ -185,8 +198,7 @@ def subscribe_to_task_events(platform) -> str:
     url = sqs.create_queue(QueueName=f"{platform.env['VISIONFN_QUEUE_PREFIX']}test-task-events")["QueueUrl"]
     arn = queue_arn(sqs, url)
     bus = platform.state["outputs"]["EventBusName"]
-    (rule,) = [rule["Name"] for rule in events.list_rules(EventBusName=bus)["Rules"]
-               if "Task Finished" in rule.get("EventPattern", "")]
+    (rule,) = [rule["Name"] for rule in events.list_rules(EventBusName=bus)["Rules"] if "Task Finished" in rule.get("EventPattern", "")]
     events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "tests", "Arn": arn}])
     _SUBSCRIBERS[platform.gateway] = url
     return url

@@ -93,9 +93,7 @@ def running_platform(database_url: str, name: str = "test", **overrides: str) ->
         deadline = time.monotonic() + 180
         while not state_file.exists():
             if runner.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the platform did not start:\n{(run_dir / 'runner.log').read_text(errors='replace')}"
-                )
+                raise RuntimeError(f"the platform did not start:\n{(run_dir / 'runner.log').read_text(errors='replace')}")
             time.sleep(0.1)
         state = json.loads(state_file.read_text())
         client_env = {

@@ -62,9 +62,7 @@ def throwaway_cluster() -> Iterator[str]:
         )
         options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
         subprocess.run(
-            _as_postgres_user(
-                [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
-            ),
+            _as_postgres_user([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]),
             **run,
         )
     except subprocess.CalledProcessError as error:

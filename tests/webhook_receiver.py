@@ -81,7 +81,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with self.server.lock:
             self.server.received.append(
-                Received(self.path, {name.lower(): value for name, value in self.headers.items()}, body, time.time()))
+                Received(self.path, {name.lower(): value for name, value in self.headers.items()}, body, time.time())
+            )
             self.server.lock.notify_all()
         self.server.behaviour(self)
 
@@ -90,13 +91,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 # --- verification as receivers do it ------------------------------------------------------------
 
+
 def seed_verify_signature(body: bytes, secret: str, signature: str) -> bool:
     """The seed's snippet (aerovision-api.txt, "Подпись HMAC-SHA256"), unchanged."""
-    expected = "sha256=" + hmac.new(
-        secret.encode(),
-        body,
-        hashlib.sha256,
-    ).hexdigest()
+    expected = (
+        "sha256="
+        + hmac.new(
+            secret.encode(),
+            body,
+            hashlib.sha256,
+        ).hexdigest()
+    )
     return hmac.compare_digest(expected, signature)
 
 

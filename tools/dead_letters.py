@@ -70,8 +70,9 @@ class DeadLetterQueue:
             return self.sources[named]
         if len(self.sources) == 1:
             return next(iter(self.sources.values()))
-        raise DeadLetterError(f"{self.name} is the DLQ of {len(self.sources)} queues and message "
-                              f"{message['MessageId']} does not say which it came from")
+        raise DeadLetterError(
+            f"{self.name} is the DLQ of {len(self.sources)} queues and message {message['MessageId']} does not say which it came from"
+        )
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,7 @@ def _sent_at(message: dict[str, Any]) -> str | None:
 class DeadLetters:
     """The stack's DLQs (``queue_urls``: its queues, sources and DLQs alike) and its tasks."""
 
-    def __init__(self, sqs: Any, queue_urls: Iterable[str], tasks: TaskRepository | None,
-                 max_messages: int = DEFAULT_MAX_MESSAGES) -> None:
+    def __init__(self, sqs: Any, queue_urls: Iterable[str], tasks: TaskRepository | None, max_messages: int = DEFAULT_MAX_MESSAGES) -> None:
         self.sqs = sqs
         self.tasks = tasks
         self.max_messages = max_messages
@@ -188,9 +188,16 @@ class DeadLetters:
 
     def _described(self, queue: DeadLetterQueue, message: dict[str, Any]) -> DeadLetter:
         subject = subject_of(message["Body"])
-        letter = DeadLetter(queue=queue.name, message_id=message["MessageId"], kind=subject.kind,
-                            received=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
-                            sent_at=_sent_at(message), uid=subject.uid, keys=list(subject.keys), owner=subject.owner)
+        letter = DeadLetter(
+            queue=queue.name,
+            message_id=message["MessageId"],
+            kind=subject.kind,
+            received=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
+            sent_at=_sent_at(message),
+            uid=subject.uid,
+            keys=list(subject.keys),
+            owner=subject.owner,
+        )
         if subject.uid and self.tasks is not None:
             try:
                 task = self.tasks.get(subject.uid)
@@ -256,8 +263,10 @@ class DeadLetters:
     def _resend(self, queue: DeadLetterQueue, message: dict[str, Any]) -> str:
         source = queue.source_of(message)
         extra: dict[str, Any] = {}
-        attributes = {name: {key: value for key, value in attribute.items() if key in ("DataType", "StringValue", "BinaryValue")}
-                      for name, attribute in message.get("MessageAttributes", {}).items()}
+        attributes = {
+            name: {key: value for key, value in attribute.items() if key in ("DataType", "StringValue", "BinaryValue")}
+            for name, attribute in message.get("MessageAttributes", {}).items()
+        }
         if attributes:
             extra["MessageAttributes"] = attributes
         if group := message.get("Attributes", {}).get("MessageGroupId"):  # a FIFO queue's
@@ -273,9 +282,13 @@ class DeadLetters:
         wait = 0
         while len(messages) < self.max_messages:
             batch = self.sqs.receive_message(
-                QueueUrl=queue.url, MaxNumberOfMessages=min(10, self.max_messages - len(messages)),
-                VisibilityTimeout=HOLD_SECONDS, WaitTimeSeconds=wait, AttributeNames=["All"],
-                MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"],
+                QueueUrl=queue.url,
+                MaxNumberOfMessages=min(10, self.max_messages - len(messages)),
+                VisibilityTimeout=HOLD_SECONDS,
+                WaitTimeSeconds=wait,
+                AttributeNames=["All"],
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
             ).get("Messages", [])
             if not batch:
                 if wait:  # asked once more with a wait (a short poll may miss some): none left
@@ -289,10 +302,13 @@ class DeadLetters:
     def _release(self, queue: DeadLetterQueue, messages: Sequence[dict[str, Any]]) -> None:
         """Visible again at once (a listing changes nothing but the receive count)."""
         for start in range(0, len(messages), 10):
-            self.sqs.change_message_visibility_batch(QueueUrl=queue.url, Entries=[
-                {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"], "VisibilityTimeout": 0}
-                for index, message in enumerate(messages[start:start + 10])
-            ])
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=queue.url,
+                Entries=[
+                    {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for index, message in enumerate(messages[start : start + 10])
+                ],
+            )
 
 
 # --- the stack ------------------------------------------------------------------------------------
@@ -307,8 +323,10 @@ def stack_queues(settings: Settings, queue_prefix: str | None) -> tuple[Any, lis
         return sqs, [url for page in pages for url in page.get("QueueUrls", [])]
     path = state_path(settings)
     if not path.is_file():
-        raise DeadLetterError(f"no running platform ({path} is missing): start it (`make up`), or name the stack's "
-                              "queues with --queue-prefix (with AWS credentials, and AWS_ENDPOINT_URL for another endpoint)")
+        raise DeadLetterError(
+            f"no running platform ({path} is missing): start it (`make up`), or name the stack's "
+            "queues with --queue-prefix (with AWS credentials, and AWS_ENDPOINT_URL for another endpoint)"
+        )
     state = json.loads(path.read_text())
     os.environ.update(LOCAL_CREDENTIALS)  # LocalStack's throwaway ones, as the runner uses
     sqs = aws_client("sqs", settings.model_copy(update={"aws_endpoint_url": state["localstack_url"]}))
@@ -328,10 +346,12 @@ def _print_letters(letters: list[DeadLetter], queues: Sequence[DeadLetterQueue])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.dead_letters", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--queue-prefix", help="the stack's queues by name prefix (e.g. visionfn-prod-); "
-                        "default: the running local platform's")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.dead_letters", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--queue-prefix", help="the stack's queues by name prefix (e.g. visionfn-prod-); default: the running local platform's"
+    )
     parser.add_argument("--queue", help="one dead-letter queue (its name, or its end: task-events-dlq)")
     parser.add_argument("--max", type=int, default=DEFAULT_MAX_MESSAGES, help="messages read per queue at most")
     commands = parser.add_subparsers(dest="command")

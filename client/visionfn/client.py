@@ -78,10 +78,11 @@ class Client:
             retry_after = response.headers.get("Retry-After", "")
             if retry_after.strip().isdigit():
                 return min(float(retry_after), self.max_backoff)
-        return min(self.max_backoff, self.backoff * (2 ** attempt)) * (0.5 + random.random() / 2)  # noqa: S311 (jitter)
+        return min(self.max_backoff, self.backoff * (2**attempt)) * (0.5 + random.random() / 2)  # noqa: S311 (jitter)
 
-    def request(self, method: str, path: str, *, files: list[tuple[str, tuple[str | None, Any]]] | None = None,
-                **kwargs: Any) -> requests.Response:
+    def request(
+        self, method: str, path: str, *, files: list[tuple[str, tuple[str | None, Any]]] | None = None, **kwargs: Any
+    ) -> requests.Response:
         """One API call, retried on 429/502/503/504 (POST: 429/502/503) and on connection errors
         (POST: only when the connection was never made); an error answer raises ApiError."""
         return self._send(self.session, method, self.url + path, files=files, **kwargs)
@@ -116,26 +117,52 @@ class Client:
 
     # --- faces ----------------------------------------------------------------------------
 
-    def anonymize(self, image: FileInput, *, mode: str | None = None, shape: str | None = None,
-                  margin: float | None = None, min_confidence: float | None = None, draw_boxes: bool | None = None,
-                  format: str | None = None, detector: str | None = None) -> AnonymizedImage:
+    def anonymize(
+        self,
+        image: FileInput,
+        *,
+        mode: str | None = None,
+        shape: str | None = None,
+        margin: float | None = None,
+        min_confidence: float | None = None,
+        draw_boxes: bool | None = None,
+        format: str | None = None,
+        detector: str | None = None,
+    ) -> AnonymizedImage:
         """POST /process: every face hidden (``mode`` blur/pixelate/solid)."""
-        response = self.request("POST", "/process", files=[("image", read_file(image))], data=_form(
-            {"mode": mode, "shape": shape, "margin": margin, "min_confidence": min_confidence,
-             "draw_boxes": draw_boxes, "format": format, "detector": detector}))
-        return AnonymizedImage(response.content, response.headers.get("Content-Type", "image/jpeg").split(";")[0],
-                               int(response.headers.get("X-Faces-Count", "0")))
+        response = self.request(
+            "POST",
+            "/process",
+            files=[("image", read_file(image))],
+            data=_form(
+                {
+                    "mode": mode,
+                    "shape": shape,
+                    "margin": margin,
+                    "min_confidence": min_confidence,
+                    "draw_boxes": draw_boxes,
+                    "format": format,
+                    "detector": detector,
+                }
+            ),
+        )
+        return AnonymizedImage(
+            response.content,
+            response.headers.get("Content-Type", "image/jpeg").split(";")[0],
+            int(response.headers.get("X-Faces-Count", "0")),
+        )
 
     def anonymize_report(self, image: FileInput, **options: Any) -> dict[str, Any]:
         """POST /process with Accept: application/json: the faces found and hidden, no picture."""
-        return self._json("POST", "/process", files=[("image", read_file(image))], data=_form(options),
-                          headers={"Accept": "application/json"})
+        return self._json(
+            "POST", "/process", files=[("image", read_file(image))], data=_form(options), headers={"Accept": "application/json"}
+        )
 
-    def detect_faces(self, image: FileInput, *, min_confidence: float | None = None,
-                     detector: str | None = None) -> dict[str, Any]:
+    def detect_faces(self, image: FileInput, *, min_confidence: float | None = None, detector: str | None = None) -> dict[str, Any]:
         """POST /detect: the faces' boxes, no pixel work."""
-        return self._json("POST", "/detect", files=[("image", read_file(image))],
-                          data=_form({"min_confidence": min_confidence, "detector": detector}))
+        return self._json(
+            "POST", "/detect", files=[("image", read_file(image))], data=_form({"min_confidence": min_confidence, "detector": detector})
+        )
 
     def anonymize_video(self, video: FileInput, **options: Any) -> Task:
         """POST /api/v1/faces/video: a task that anonymizes every frame (wait for it, then download)."""
@@ -147,12 +174,18 @@ class Client:
         """Send a file to the bucket (POST /api/v1/uploads, then its presigned POST, which carries
         no key) and return its key, which an asynchronous route takes as ``<field>_key`` once."""
         name, data = read_file(file)
-        ticket = self._json("POST", "/api/v1/uploads", json={
-            "filename": name, "content_type": content_type or upload_content_type(name), "size": len(data)})
+        ticket = self._json(
+            "POST", "/api/v1/uploads", json={"filename": name, "content_type": content_type or upload_content_type(name), "size": len(data)}
+        )
         fields = ticket["fields"]
         # S3 reads the form in order and the file last: the fields first, then the part `file`.
-        self._send(self.bucket_session, "POST", ticket["url"], data=fields,
-                   files=[("file", (name, data, fields.get("Content-Type", "application/octet-stream")))])
+        self._send(
+            self.bucket_session,
+            "POST",
+            ticket["url"],
+            data=fields,
+            files=[("file", (name, data, fields.get("Content-Type", "application/octet-stream")))],
+        )
         return ticket["key"]
 
     def _submit_task(self, path: str, files: dict[str, FileInput], params: dict[str, Any]) -> Task:
@@ -188,8 +221,9 @@ class Client:
 
     def match_chain(self, image: FileInput, template: FileInput, steps: list[dict[str, Any]] | str) -> Task:
         """Queue a chain: ``steps`` is ``[{"tool": "template", "params": {...}}, ...]`` (or its JSON)."""
-        return self._submit("chain", {"image": image, "template": template},
-                            {"steps": steps if isinstance(steps, str) else json.dumps(steps)})
+        return self._submit(
+            "chain", {"image": image, "template": template}, {"steps": steps if isinstance(steps, str) else json.dumps(steps)}
+        )
 
     # --- tasks and files ------------------------------------------------------------------
 
@@ -200,9 +234,16 @@ class Client:
         data = self._json("GET", "/api/v1/tasks", params={"offset": offset, "limit": limit})
         return TaskPage(total=data["total"], tasks=[Task.from_json(item) for item in data["tasks"]])
 
-    def wait(self, task: Task | str, *, timeout: float | None = None, interval: float = 0.3,
-             max_interval: float = 2.0, on_update: Callable[[Task], None] | None = None,
-             raise_on_error: bool = False) -> Task:
+    def wait(
+        self,
+        task: Task | str,
+        *,
+        timeout: float | None = None,
+        interval: float = 0.3,
+        max_interval: float = 2.0,
+        on_update: Callable[[Task], None] | None = None,
+        raise_on_error: bool = False,
+    ) -> Task:
         """Poll the task until it is done or error (``timeout`` None: as long as it takes)."""
         uid = task if isinstance(task, str) else task.uid
         started = time.monotonic()
@@ -253,7 +294,7 @@ class Client:
         prefix = f"results/{task.uid}/"
         paths = []
         for key in task.result_files:
-            relative = key[len(prefix):] if key.startswith(prefix) else key.rsplit("/", 1)[-1]
+            relative = key[len(prefix) :] if key.startswith(prefix) else key.rsplit("/", 1)[-1]
             target = out / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             paths.append(self.download(key, target))
@@ -271,8 +312,9 @@ class Client:
 
     # --- webhooks -------------------------------------------------------------------------
 
-    def create_webhook(self, url: str, *, secret: str | None = None, events: Iterable[str] | None = None,
-                       description: str = "") -> dict[str, Any]:
+    def create_webhook(
+        self, url: str, *, secret: str | None = None, events: Iterable[str] | None = None, description: str = ""
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"url": url, "description": description}
         if secret is not None:
             body["secret"] = secret
@@ -314,10 +356,21 @@ class Client:
     def stats_by_date(self, start_date: str | None = None, end_date: str | None = None) -> list[dict[str, Any]]:
         return self._json("GET", "/api/data/statByDate", params=_form({"startDate": start_date, "endDate": end_date}))
 
-    def search_records(self, *, name: str | None = None, num: int | None = None, start_date: str | None = None,
-                       end_date: str | None = None, page: int = 1, limit: int = 20) -> dict[str, Any]:
-        return self._json("GET", "/api/data/search", params=_form(
-            {"name": name, "num": num, "startDate": start_date, "endDate": end_date, "page": page, "limit": limit}))
+    def search_records(
+        self,
+        *,
+        name: str | None = None,
+        num: int | None = None,
+        start_date: str | None = None,
+        end_date: str | None = None,
+        page: int = 1,
+        limit: int = 20,
+    ) -> dict[str, Any]:
+        return self._json(
+            "GET",
+            "/api/data/search",
+            params=_form({"name": name, "num": num, "startDate": start_date, "endDate": end_date, "page": page, "limit": limit}),
+        )
 
     def analysis(self, limit: int = 120) -> dict[str, Any]:
         return self._json("GET", "/api/data/analysis", params={"limit": limit})

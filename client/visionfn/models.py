@@ -91,11 +91,19 @@ class Task:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Task:
         return cls(
-            uid=data["uid"], status=data["status"], tool=data.get("tool", ""), params=data.get("params") or {},
-            input_files=list(data.get("input_files") or []), thumbnails=list(data.get("thumbnails") or []),
-            result_files=list(data.get("result_files") or []), result_data=data.get("result_data"),
-            error=data.get("error"), created_at=data.get("created_at"), updated_at=data.get("updated_at"),
-            attempts=int(data.get("attempts") or 0), raw=data,
+            uid=data["uid"],
+            status=data["status"],
+            tool=data.get("tool", ""),
+            params=data.get("params") or {},
+            input_files=list(data.get("input_files") or []),
+            thumbnails=list(data.get("thumbnails") or []),
+            result_files=list(data.get("result_files") or []),
+            result_data=data.get("result_data"),
+            error=data.get("error"),
+            created_at=data.get("created_at"),
+            updated_at=data.get("updated_at"),
+            attempts=int(data.get("attempts") or 0),
+            raw=data,
         )
 
     @property

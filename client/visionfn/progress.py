@@ -35,8 +35,9 @@ class Progress:
         filled = int(fraction * self.width)
         elapsed = time.monotonic() - self.started
         failed = f", {self.failed} failed" if self.failed else ""
-        return (f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total}{failed} "
-                f"{elapsed:.1f}s {note}").rstrip()
+        return (
+            f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total}{failed} {elapsed:.1f}s {note}"
+        ).rstrip()
 
     def close(self) -> None:
         if self.interactive:

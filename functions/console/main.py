@@ -15,16 +15,26 @@ from shared.platform.storage import get_object_store
 configure_logging("console")
 routes = FunctionRoutes()
 STATIC = Path(__file__).resolve().parent / "static"
-TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-         ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon", ".json": "application/json"}
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".json": "application/json",
+}
 
 
 def bucket_origin() -> str:
     """Where the bucket's presigned links point (LocalStack here, S3's host in the cloud): the
     console sends large files there and follows 303 downloads there. Signing needs no network."""
     try:
-        url = urlsplit(get_object_store().client.generate_presigned_url(
-            "get_object", Params={"Bucket": get_object_store().bucket, "Key": "console"}, ExpiresIn=60))
+        url = urlsplit(
+            get_object_store().client.generate_presigned_url(
+                "get_object", Params={"Bucket": get_object_store().bucket, "Key": "console"}, ExpiresIn=60
+            )
+        )
     except BotoCoreError:  # no credentials to sign with: the console then talks to its origin only
         return ""
     return f" {url.scheme}://{url.netloc}"
@@ -34,8 +44,8 @@ def bucket_origin() -> str:
 #: inline script).
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-                               f"media-src 'self' blob:; connect-src 'self'{bucket_origin()}; form-action 'none'; "
-                               "base-uri 'none'; frame-ancestors 'none'",
+    f"media-src 'self' blob:; connect-src 'self'{bucket_origin()}; form-action 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",

@@ -25,8 +25,7 @@ routes.events(for_each_created_object(inbox.handle_upload))
 @routes.post("/api/detect")
 def detect(request: flask.Request) -> flask.Response:
     owner = caller(request.headers)
-    uploads = uploaded_images(file_parts(request, IMAGES_FIELD), get_defect_settings().defect_max_batch_images,
-                              list(request.files))
+    uploads = uploaded_images(file_parts(request, IMAGES_FIELD), get_defect_settings().defect_max_batch_images, list(request.files))
     return json_response(inspection.inspect_batch(uploads, owner))
 
 

@@ -31,7 +31,7 @@ PAGE = """<!doctype html>
 #: Swagger UI's stylesheet draws its icons from data: URLs.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                               "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }

@@ -22,8 +22,10 @@ def submit(request: flask.Request) -> flask.Response:
     sent = submission(request, owner, {"video": "video"}, get_face_settings().face_video_max_bytes)
     options = parse_fields(FaceVideoOptions, sent.form)
     if "video" not in sent.files:
-        raise BadRequest("Missing the video: send the file field 'video' (multipart/form-data) or 'video_key', "
-                         "the key of an upload (POST /api/v1/uploads)")
+        raise BadRequest(
+            "Missing the video: send the file field 'video' (multipart/form-data) or 'video_key', "
+            "the key of an upload (POST /api/v1/uploads)"
+        )
     task = service.submit(owner, options, sent.files["video"].data, sent.files["video"].filename)
     sent.done()
     return json_response(task, status=201)

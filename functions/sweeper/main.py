@@ -26,8 +26,7 @@ class SweepReport(BaseModel):
 @routes.schedule
 def sweep() -> SweepReport:
     removed = get_direct_uploads().remove_unused() if settings.stage == "local" else 0
-    return SweepReport(relayed=outbox.relay(older_than_seconds=settings.outbox_grace_seconds),
-                       unused_uploads_removed=removed)
+    return SweepReport(relayed=outbox.relay(older_than_seconds=settings.outbox_grace_seconds), unused_uploads_removed=removed)
 
 
 def handle(request: flask.Request) -> flask.Response:

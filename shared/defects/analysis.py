@@ -80,9 +80,21 @@ class Analysis(BaseModel):
 def analyse(records: Sequence[RecordOut]) -> Analysis:
     """The figures of ``records`` (any order)."""
     if not records:
-        return Analysis(records=0, first=None, last=None, defects=0, defect_rate=0.0, defects_per_record=0.0, mean_dice=0.0,
-                        by_label=[], daily=[], trend=Trend(direction="unknown", slope=None), defect_count_fence=None,
-                        outliers=[], summary="No inspection records yet.")
+        return Analysis(
+            records=0,
+            first=None,
+            last=None,
+            defects=0,
+            defect_rate=0.0,
+            defects_per_record=0.0,
+            mean_dice=0.0,
+            by_label=[],
+            daily=[],
+            trend=Trend(direction="unknown", slope=None),
+            defect_count_fence=None,
+            outliers=[],
+            summary="No inspection records yet.",
+        )
     ordered = sorted(records, key=lambda record: (record.date, record.time, record.figId))
     nums = np.array([record.num for record in ordered], dtype=float)
     dice = np.array([record.dice for record in ordered], dtype=float)
@@ -114,8 +126,13 @@ def label_counts(records: Sequence[RecordOut]) -> list[LabelCount]:
         defects[record.label] += record.num
         confidence[record.label] += record.dice
     return [
-        LabelCount(label=label, records=count, share=round(count / len(records), 4), defects=defects[label],
-                   mean_dice=round(confidence[label] / count, 4))
+        LabelCount(
+            label=label,
+            records=count,
+            share=round(count / len(records), 4),
+            defects=defects[label],
+            mean_dice=round(confidence[label] / count, 4),
+        )
         for label, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     ]
 
@@ -131,8 +148,9 @@ def daily_trend(records: Sequence[RecordOut]) -> list[DayTrend]:
     for offset in range((last - first).days + 1):
         day = (first + dt.timedelta(days=offset)).isoformat()
         nums = per_day.get(day, [])
-        days.append(DayTrend(date=day, records=len(nums), defects=sum(nums),
-                             defects_per_record=round(sum(nums) / len(nums), 4) if nums else None))
+        days.append(
+            DayTrend(date=day, records=len(nums), defects=sum(nums), defects_per_record=round(sum(nums) / len(nums), 4) if nums else None)
+        )
     return days
 
 
@@ -167,8 +185,18 @@ def outliers(records: Sequence[RecordOut], fence: float) -> list[Outlier]:
         if record.dice < LOW_CONFIDENCE:
             reasons.append(f"class confidence {record.dice:.2f}, below {LOW_CONFIDENCE:g}")
         if reasons:
-            found.append(Outlier(figId=record.figId, name=record.name, date=record.date, time=record.time, label=record.label,
-                                 num=record.num, dice=record.dice, reasons=reasons))
+            found.append(
+                Outlier(
+                    figId=record.figId,
+                    name=record.name,
+                    date=record.date,
+                    time=record.time,
+                    label=record.label,
+                    num=record.num,
+                    dice=record.dice,
+                    reasons=reasons,
+                )
+            )
     found.sort(key=lambda outlier: (-outlier.num, outlier.dice, -outlier.figId))
     return found[:MAX_OUTLIERS]
 

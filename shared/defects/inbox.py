@@ -53,8 +53,7 @@ class DefectInbox(UploadHandler):
     prefix = INBOX_PREFIX
     consumer = "defect_inbox"
 
-    def __init__(self, inspection: DefectInspection, store: ObjectStore, settings: DefectSettings,
-                 database_url: str | None = None) -> None:
+    def __init__(self, inspection: DefectInspection, store: ObjectStore, settings: DefectSettings, database_url: str | None = None) -> None:
         super().__init__(store, settings, database_url)
         self.inspection = inspection
 
@@ -67,6 +66,13 @@ class DefectInbox(UploadHandler):
         inspected = self.inspection.inspect(stored.data, printable_name(obj.key.rsplit("/", 1)[-1]))
         self.store.put(key, inspected.annotated_png, "image/png")
         record: NewRecord = new_record(inspected, key, source_key=obj.key, source_etag=obj.etag or "")
-        log.info("%s: %s (%.2f), %d defect(s) -> %s, owner %s", obj.key, inspected.inspection.label,
-                 inspected.inspection.score, record.num, key, owner)
+        log.info(
+            "%s: %s (%.2f), %d defect(s) -> %s, owner %s",
+            obj.key,
+            inspected.inspection.label,
+            inspected.inspection.score,
+            record.num,
+            key,
+            owner,
+        )
         return Processed(key, lambda session, _processed: DefectRecords.add(session, owner, record))

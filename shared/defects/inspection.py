@@ -78,8 +78,9 @@ def uploaded_images(parts: Sequence[FilePart], max_images: int, fields_sent: Seq
             uploads.append(ImageUpload(printable_name(part.filename), data))
     if not uploads:
         sent = ", ".join(sorted(set(fields_sent))) or "none"
-        raise InspectionRefused("No images provided",
-                                f"send one or more files in the multipart field '{IMAGES_FIELD}'; file fields sent: {sent}")
+        raise InspectionRefused(
+            "No images provided", f"send one or more files in the multipart field '{IMAGES_FIELD}'; file fields sent: {sent}"
+        )
     return uploads
 
 
@@ -98,8 +99,10 @@ def check_batch_pixels(uploads: Sequence[ImageUpload], max_pixels: int, max_imag
     image over ``max_image_pixels`` does not count: it is refused on its own, undecoded)."""
     total = sum(pixels for pixels in map(declared_pixels, (upload.data for upload in uploads)) if pixels <= max_image_pixels)
     if total > max_pixels:
-        raise PayloadTooLarge(f"the {len(uploads)} images hold {total} pixels in all; the limit is {max_pixels} "
-                              "(VISIONFN_DEFECT_MAX_BATCH_PIXELS): send fewer or smaller images per request")
+        raise PayloadTooLarge(
+            f"the {len(uploads)} images hold {total} pixels in all; the limit is {max_pixels} "
+            "(VISIONFN_DEFECT_MAX_BATCH_PIXELS): send fewer or smaller images per request"
+        )
 
 
 def printable_name(name: str | None) -> str:
@@ -121,8 +124,14 @@ def inspect_image(model: Inspector, data: bytes, name: str, max_pixels: int) -> 
     pixels = model_input(decoded.pixels)
     inspection = model.inspect(pixels)
     png = annotate(pixels, inspection.defects, title=f"{inspection.label} {inspection.score:.2f}")
-    return InspectedImage(name=name, inspection=inspection, annotated_png=png, width=pixels.shape[1],
-                          height=pixels.shape[0], processing_time=time.perf_counter() - started)
+    return InspectedImage(
+        name=name,
+        inspection=inspection,
+        annotated_png=png,
+        width=pixels.shape[1],
+        height=pixels.shape[0],
+        processing_time=time.perf_counter() - started,
+    )
 
 
 # --- the answer of POST /api/detect --------------------------------------------------------------
@@ -194,5 +203,4 @@ def refuse_if_none_inspected(outcomes: Sequence[DetectionResult | DetectionFailu
     if outcomes and all(isinstance(outcome, DetectionFailure) for outcome in outcomes):
         first = outcomes[0]
         assert isinstance(first, DetectionFailure)
-        raise InspectionRefused(first.error, first.details, status=first.status,
-                                results=[outcome.model_dump() for outcome in outcomes])
+        raise InspectionRefused(first.error, first.details, status=first.status, results=[outcome.model_dump() for outcome in outcomes])

@@ -16,9 +16,7 @@ import numpy as np
 from shared.vision.boxes import pairwise_iou
 
 
-def match_detections(
-    detected: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou_threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
+def match_detections(detected: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Per detection, whether it is a true positive (in the input order), and per ground-truth box
     whether some detection matched it."""
     detected = np.asarray(detected, np.float64).reshape(-1, 4)

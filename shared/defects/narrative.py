@@ -43,8 +43,9 @@ def with_narrative(analysis: Analysis, settings: DefectSettings) -> Analysis:
     except (requests.RequestException, ValueError, KeyError, IndexError, TypeError) as error:
         reason = _reason(error)
         log.warning("analysis narrative unavailable (%s); answering with the computed summary", reason)
-        return analysis.model_copy(update={"narrative_error": f"The language model gave no narrative ({reason}); "
-                                                             "the computed summary stands."})
+        return analysis.model_copy(
+            update={"narrative_error": f"The language model gave no narrative ({reason}); the computed summary stands."}
+        )
     return analysis.model_copy(update={"narrative": text, "narrative_source": "llm"})
 
 
@@ -62,8 +63,14 @@ def _ask(analysis: Analysis, settings: DefectSettings) -> str:
         "max_tokens": MAX_TOKENS,
         "temperature": 0.2,
     }
-    with requests.post(chat_completions_url(settings.analysis_llm_url or ""), json=body, headers=headers,
-                       timeout=settings.analysis_llm_timeout, allow_redirects=False, stream=True) as response:
+    with requests.post(
+        chat_completions_url(settings.analysis_llm_url or ""),
+        json=body,
+        headers=headers,
+        timeout=settings.analysis_llm_timeout,
+        allow_redirects=False,
+        stream=True,
+    ) as response:
         if response.status_code != 200:
             raise ValueError(f"HTTP {response.status_code}")
         content = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)

@@ -62,13 +62,12 @@ def _end_not_before_start(end: dt.date | None, info: ValidationInfo) -> dt.date 
 class SearchQuery(PageQuery):
     """GET /api/data/search: every condition given is applied (AND); dates are UTC days, inclusive."""
 
-    name: str | None = Field(None, max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$",
-                             description="Part of the file name (case-insensitive; no control characters)")
+    name: str | None = Field(
+        None, max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$", description="Part of the file name (case-insensitive; no control characters)"
+    )
     num: int | None = Field(None, ge=0, le=1_000_000, description="Exact number of defects")
-    start_date: dt.date | None = Field(None, alias="startDate", ge=MIN_DATE, le=MAX_DATE,
-                                       description="First day (YYYY-MM-DD, UTC)")
-    end_date: dt.date | None = Field(None, alias="endDate", ge=MIN_DATE, le=MAX_DATE,
-                                     description="Last day (YYYY-MM-DD, UTC), inclusive")
+    start_date: dt.date | None = Field(None, alias="startDate", ge=MIN_DATE, le=MAX_DATE, description="First day (YYYY-MM-DD, UTC)")
+    end_date: dt.date | None = Field(None, alias="endDate", ge=MIN_DATE, le=MAX_DATE, description="Last day (YYYY-MM-DD, UTC), inclusive")
 
     _check_end = field_validator("end_date")(_end_not_before_start)
 
@@ -77,10 +76,8 @@ class StatQuery(_Query):
     """GET /api/data/statByDate: a window of days, by default the last 15 (today, UTC, included);
     with only one end given, the 15 days from (or up to) it."""
 
-    start_date: dt.date | None = Field(None, alias="startDate", ge=MIN_DATE, le=MAX_DATE,
-                                       description="First day (YYYY-MM-DD, UTC)")
-    end_date: dt.date | None = Field(None, alias="endDate", ge=MIN_DATE, le=MAX_DATE,
-                                     description="Last day (YYYY-MM-DD, UTC), inclusive")
+    start_date: dt.date | None = Field(None, alias="startDate", ge=MIN_DATE, le=MAX_DATE, description="First day (YYYY-MM-DD, UTC)")
+    end_date: dt.date | None = Field(None, alias="endDate", ge=MIN_DATE, le=MAX_DATE, description="Last day (YYYY-MM-DD, UTC), inclusive")
 
     @field_validator("end_date")
     @classmethod

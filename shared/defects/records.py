@@ -27,8 +27,13 @@ class DefectRecord(Base):
     __table_args__ = (
         UniqueConstraint("source_key", "source_etag", name="uq_defect_records_source"),
         # getRecent, getPaginated, search (newest first, date range) and analysis; covering on Postgres
-        Index("ix_defect_records_owner_created", "owner", "created_at", "id",
-              postgresql_include=["name", "result_key", "label", "num", "dice"]),
+        Index(
+            "ix_defect_records_owner_created",
+            "owner",
+            "created_at",
+            "id",
+            postgresql_include=["name", "result_key", "label", "num", "dice"],
+        ),
         # statByDate: an index-only scan of one owner's days
         Index("ix_defect_records_owner_day", "owner", "created_day", "num"),
         # search by exact number of defects
@@ -70,8 +75,14 @@ def record_out(row: Any) -> RecordOut:
     """A record's answer from a row of RECORD_COLUMNS (or a whole DefectRecord)."""
     created = as_utc(row.created_at)
     return RecordOut(
-        figId=row.id, name=row.name, resFig=row.result_key, date=created.date().isoformat(),
-        time=created.strftime("%H:%M:%S"), label=row.label, num=row.num, dice=round(row.dice, 4),
+        figId=row.id,
+        name=row.name,
+        resFig=row.result_key,
+        date=created.date().isoformat(),
+        time=created.strftime("%H:%M:%S"),
+        label=row.label,
+        num=row.num,
+        dice=round(row.dice, 4),
     )
 
 
@@ -95,9 +106,18 @@ class DefectRecords:
         """Add one row in the caller's transaction (an upload handler's, fenced by its lease)."""
         now = as_utc(now or utc_now())
         row = DefectRecord(
-            owner=owner, name=record.name[:MAX_NAME_LENGTH], label=record.label, num=record.num, dice=record.dice,
-            created_at=now, created_day=now.date(), result_key=record.result_key, source_key=record.source_key,
-            source_etag=record.source_etag, defects=record.defects, processing_time_ms=record.processing_time_ms,
+            owner=owner,
+            name=record.name[:MAX_NAME_LENGTH],
+            label=record.label,
+            num=record.num,
+            dice=record.dice,
+            created_at=now,
+            created_day=now.date(),
+            result_key=record.result_key,
+            source_key=record.source_key,
+            source_etag=record.source_etag,
+            defects=record.defects,
+            processing_time_ms=record.processing_time_ms,
         )
         session.add(row)
         return row
@@ -142,13 +162,24 @@ class DefectRecords:
 
 
 #: What a record's answer needs (not its boxes): narrower rows to read and to send.
-RECORD_COLUMNS = (DefectRecord.id, DefectRecord.name, DefectRecord.result_key, DefectRecord.created_at, DefectRecord.label,
-                  DefectRecord.num, DefectRecord.dice)
+RECORD_COLUMNS = (
+    DefectRecord.id,
+    DefectRecord.name,
+    DefectRecord.result_key,
+    DefectRecord.created_at,
+    DefectRecord.label,
+    DefectRecord.num,
+    DefectRecord.dice,
+)
 
 
 def recent_statement(owner: str, limit: int) -> Select:
-    return (select(*RECORD_COLUMNS).where(DefectRecord.owner == owner)
-            .order_by(DefectRecord.created_at.desc(), DefectRecord.id.desc()).limit(limit))
+    return (
+        select(*RECORD_COLUMNS)
+        .where(DefectRecord.owner == owner)
+        .order_by(DefectRecord.created_at.desc(), DefectRecord.id.desc())
+        .limit(limit)
+    )
 
 
 def search_statements(owner: str, query: PageQuery) -> tuple[Select[Any], Select[Any]]:
@@ -164,14 +195,17 @@ def search_statements(owner: str, query: PageQuery) -> tuple[Select[Any], Select
             conditions.append(DefectRecord.created_at >= _day_start(query.start_date))
         if query.end_date:
             conditions.append(DefectRecord.created_at < _day_start(query.end_date + dt.timedelta(days=1)))
-    return page_statements(DefectRecord, conditions, RECORD_COLUMNS, [DefectRecord.created_at.desc(), DefectRecord.id.desc()],
-                           query.offset, query.limit)
+    return page_statements(
+        DefectRecord, conditions, RECORD_COLUMNS, [DefectRecord.created_at.desc(), DefectRecord.id.desc()], query.offset, query.limit
+    )
 
 
 def stat_statement(owner: str, start: dt.date, end: dt.date) -> Select[dt.date, int, int]:
-    return (select(DefectRecord.created_day, func.count(), func.coalesce(func.sum(DefectRecord.num), 0))
-            .where(DefectRecord.owner == owner, DefectRecord.created_day >= start, DefectRecord.created_day <= end)
-            .group_by(DefectRecord.created_day))
+    return (
+        select(DefectRecord.created_day, func.count(), func.coalesce(func.sum(DefectRecord.num), 0))
+        .where(DefectRecord.owner == owner, DefectRecord.created_day >= start, DefectRecord.created_day <= end)
+        .group_by(DefectRecord.created_day)
+    )
 
 
 def _escape_like(text: str) -> str:

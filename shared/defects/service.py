@@ -33,13 +33,18 @@ log = logging.getLogger("visionfn.defects")
 API_OUTPUT_PREFIX = "outputs/defects/api/"
 
 
-def new_record(inspected: InspectedImage, result_key: str, source_key: str | None = None,
-               source_etag: str | None = None) -> NewRecord:
+def new_record(inspected: InspectedImage, result_key: str, source_key: str | None = None, source_etag: str | None = None) -> NewRecord:
     inspection = inspected.inspection
     return NewRecord(
-        name=inspected.name, label=inspection.label, num=len(inspection.defects), dice=float(inspection.score),
-        result_key=result_key, defects=[defect.model_dump() for defect in defects_of(inspection)],
-        processing_time_ms=round(inspected.processing_time * 1000), source_key=source_key, source_etag=source_etag,
+        name=inspected.name,
+        label=inspection.label,
+        num=len(inspection.defects),
+        dice=float(inspection.score),
+        result_key=result_key,
+        defects=[defect.model_dump() for defect in defects_of(inspection)],
+        processing_time_ms=round(inspected.processing_time * 1000),
+        source_key=source_key,
+        source_etag=source_etag,
     )
 
 

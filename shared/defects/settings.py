@@ -23,16 +23,21 @@ class DefectSettings(Settings):
         32, ge=1, le=1000, description="POST /api/detect takes at most this many `images` per request (more: 413)."
     )
     defect_max_batch_pixels: int = Field(
-        100_000_000, ge=1, description="The images of one POST /api/detect may hold at most this many pixels in all "
+        100_000_000,
+        ge=1,
+        description="The images of one POST /api/detect may hold at most this many pixels in all "
         "(read from their headers before any is decoded; more: 413). Each image is also held to `max_image_pixels`.",
     )
     defect_inbox_owner: str = Field(
-        "local", min_length=1, max_length=64,
+        "local",
+        min_length=1,
+        max_length=64,
         description="Owner of the records of objects put straight under `inbox/defects/` (those under "
         "`inbox/defects/<owner>/` belong to `<owner>`).",
     )
     analysis_llm_url: str | None = Field(
-        None, description="Base URL of an OpenAI-compatible API (`.../v1`) that writes the analysis narrative; "
+        None,
+        description="Base URL of an OpenAI-compatible API (`.../v1`) that writes the analysis narrative; "
         "unset: the analysis is the computed summary only.",
     )
     analysis_llm_key: SecretStr | None = Field(

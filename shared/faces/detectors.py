@@ -292,8 +292,15 @@ class FusedDetector:
 
     name: Detector = "fused"
 
-    def __init__(self, centerface: CenterFaceDetector, retinaface: RetinaFaceDetector, sure_score: float = 0.25,
-                 candidate_score: float = 0.12, confirm_score: float = 0.1, match_iou: float = 0.3) -> None:
+    def __init__(
+        self,
+        centerface: CenterFaceDetector,
+        retinaface: RetinaFaceDetector,
+        sure_score: float = 0.25,
+        candidate_score: float = 0.12,
+        confirm_score: float = 0.1,
+        match_iou: float = 0.3,
+    ) -> None:
         self.centerface = centerface
         self.retinaface = retinaface
         self.sure_score = sure_score

@@ -28,8 +28,14 @@ class FaceInbox(UploadHandler):
     prefix = INBOX_PREFIX
     consumer = "face_inbox"
 
-    def __init__(self, privacy: FacePrivacy, store: ObjectStore, settings: FaceSettings, database_url: str | None = None,
-                 videos: FaceVideoTasks | None = None) -> None:
+    def __init__(
+        self,
+        privacy: FacePrivacy,
+        store: ObjectStore,
+        settings: FaceSettings,
+        database_url: str | None = None,
+        videos: FaceVideoTasks | None = None,
+    ) -> None:
         super().__init__(store, settings, database_url)
         self.privacy = privacy
         self.videos = videos

@@ -38,7 +38,11 @@ MEDIAPIPE_FULL_RANGE = ModelFile(
     requirement="mediapipe==0.10.21",
     # the newest wheel that still carries the file exists for CPython 3.11 only
     pip_download_options=(
-        "--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.11",
+        "--platform",
+        "manylinux_2_28_x86_64",
     ),
     member="mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
 )

@@ -106,7 +106,6 @@ class FacePrivacy:
             )
         return detectors[name or self.settings.face_detector]
 
-
     def analyze(self, data: bytes, options: FaceOptions) -> Analysis:
         decoded = decode_image(data, self.settings.max_image_pixels)
         started = time.perf_counter()
@@ -152,8 +151,9 @@ class FacePrivacy:
 
 
 @lru_cache(maxsize=4)
-def load_detectors(mediapipe_path: Path, centerface_path: Path, retinaface_path: Path, retinaface_int8_path: Path,
-                   max_input_side: int) -> dict[Detector, FaceDetector]:
+def load_detectors(
+    mediapipe_path: Path, centerface_path: Path, retinaface_path: Path, retinaface_int8_path: Path, max_input_side: int
+) -> dict[Detector, FaceDetector]:
     """The detectors of this process, loaded once and kept for its lifetime (a MediaPipe
     detector must never be garbage-collected while the process runs: its destructor can
     deadlock). By the names they give themselves (detector_names.py)."""

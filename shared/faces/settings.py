@@ -15,11 +15,11 @@ class FaceSettings(Settings):
     """What the face functions read (face_process, face_detect, face_video, health)."""
 
     model_dir: Path = Field(PROJECT_ROOT / ".models", description="Cached model files (fetched by `make install`).")
-    face_detector: Detector = Field(
-        "fused", description="Detector used when a request names none."
-    )
+    face_detector: Detector = Field("fused", description="Detector used when a request names none.")
     face_max_input_side: int = Field(
-        1024, ge=64, le=8192,
+        1024,
+        ge=64,
+        le=8192,
         description="Longer side (px) an image is scaled down to before the face networks (CenterFace, "
         "RetinaFace) see it: larger finds smaller faces in big images, and costs time with its square.",
     )
@@ -29,20 +29,28 @@ class FaceSettings(Settings):
     )
     face_video_max_seconds: float = Field(120.0, gt=0, description="Videos lasting longer than this get 413.")
     face_video_max_pixels: int = Field(
-        1920 * 1080, gt=0, description="Videos whose frames have more pixels than this get 413; a frame over it, "
-        "decoded by the worker, ends the task in error."
+        1920 * 1080,
+        gt=0,
+        description="Videos whose frames have more pixels than this get 413; a frame over it, "
+        "decoded by the worker, ends the task in error.",
     )
     face_video_max_fps: float = Field(
-        60.0, gt=0, description="Videos whose timestamps stamp more frames per second than this (2 % of slack) get "
-        "413; it also sets the default of face_video_max_frames."
+        60.0,
+        gt=0,
+        description="Videos whose timestamps stamp more frames per second than this (2 % of slack) get "
+        "413; it also sets the default of face_video_max_frames.",
     )
     face_video_max_frames: int | None = Field(
-        None, gt=0, description="Frames a video may hold (default: max seconds x max fps, 7200): more declared or "
-        "counted gets 413; the worker stops at the frame past it (the task ends in error)."
+        None,
+        gt=0,
+        description="Frames a video may hold (default: max seconds x max fps, 7200): more declared or "
+        "counted gets 413; the worker stops at the frame past it (the task ends in error).",
     )
     face_video_max_decoded_pixels: int | None = Field(
-        None, gt=0, description="Pixels of all the frames of a video together, the decoding work (default: max "
-        "frames x max pixels, 14,929,920,000): more declared gets 413; the worker stops at the frame past it."
+        None,
+        gt=0,
+        description="Pixels of all the frames of a video together, the decoding work (default: max "
+        "frames x max pixels, 14,929,920,000): more declared gets 413; the worker stops at the frame past it.",
     )
     face_video_track_frames: int = Field(
         5, ge=0, le=100, description="Frames a face stays covered (moving with its track) after the detector lost it."
@@ -50,9 +58,7 @@ class FaceSettings(Settings):
     face_video_queue_url: str | None = Field(
         None, description="SQS job queue of the face_video function (set by template.yaml; the face inbox sends videos there)."
     )
-    face_video_inbox_owner: str = Field(
-        "inbox", description="Owner of the video tasks that inbox/faces/ uploads create."
-    )
+    face_video_inbox_owner: str = Field("inbox", description="Owner of the video tasks that inbox/faces/ uploads create.")
 
 
 @lru_cache(maxsize=1)

@@ -107,15 +107,19 @@ def probe_video(data: bytes, limits: VideoLimits) -> VideoInfo:
         if stream.frames and packets.frames < stream.frames:
             raise NotAVideo(f"The video is truncated: {packets.frames} of its {stream.frames} frames are there")
         if first.width * first.height > limits.max_pixels:
-            raise PayloadTooLarge(f"The first frame is {first.width}x{first.height} pixels; at most {limits.max_pixels} "
-                                  "pixels per frame")
+            raise PayloadTooLarge(f"The first frame is {first.width}x{first.height} pixels; at most {limits.max_pixels} pixels per frame")
         _check_decoded_pixels(packets.frames, max(width * height, first.width * first.height), limits)
         seconds = max(declared, _seconds(packets.last_pts, stream.time_base) or 0.0)
         _check_timing(packets, seconds, stream.time_base, limits)
         fps = float(stream.average_rate) if stream.average_rate else (packets.frames / seconds if seconds else 25.0)
         return VideoInfo(
-            container=ACCEPTED_FORMATS[container.format.name], codec=stream.codec_context.name, width=width,
-            height=height, frames=packets.frames, seconds=round(seconds, 3), fps=round(fps, 3),
+            container=ACCEPTED_FORMATS[container.format.name],
+            codec=stream.codec_context.name,
+            width=width,
+            height=height,
+            frames=packets.frames,
+            seconds=round(seconds, 3),
+            fps=round(fps, 3),
             has_audio=bool(container.streams.audio),
         )
 
@@ -151,8 +155,9 @@ def _checked_header(container: Any, stream: Any, limits: VideoLimits) -> float:
     if declared > limits.max_seconds:
         raise PayloadTooLarge(f"The video lasts {declared:.1f} s; at most {limits.max_seconds:g} s are accepted")
     if stream.frames > limits.max_frames:
-        raise PayloadTooLarge(f"The video declares {stream.frames} frames; at most {limits.max_frames} are accepted "
-                              "(VISIONFN_FACE_VIDEO_MAX_FRAMES)")
+        raise PayloadTooLarge(
+            f"The video declares {stream.frames} frames; at most {limits.max_frames} are accepted (VISIONFN_FACE_VIDEO_MAX_FRAMES)"
+        )
     _check_decoded_pixels(stream.frames, width * height, limits)
     return declared
 
@@ -168,8 +173,9 @@ def _read_packets(container: Any, stream: Any, limits: VideoLimits) -> _Packets:
             continue
         packets.frames += 1
         if packets.frames > limits.max_frames:
-            raise PayloadTooLarge(f"The video holds more than {limits.max_frames} frames, the most accepted "
-                                  "(VISIONFN_FACE_VIDEO_MAX_FRAMES)")
+            raise PayloadTooLarge(
+                f"The video holds more than {limits.max_frames} frames, the most accepted (VISIONFN_FACE_VIDEO_MAX_FRAMES)"
+            )
         if packet.pts is not None:
             packets.first_pts = packet.pts if packets.first_pts is None else min(packets.first_pts, packet.pts)
             packets.last_pts = packet.pts if packets.last_pts is None else max(packets.last_pts, packet.pts)
@@ -179,8 +185,10 @@ def _read_packets(container: Any, stream: Any, limits: VideoLimits) -> _Packets:
 def _check_decoded_pixels(frames: int, frame_pixels: int, limits: VideoLimits) -> None:
     """The work of decoding ``frames`` frames of ``frame_pixels`` each, within ``max_decoded_pixels``."""
     if frames * frame_pixels > limits.max_decoded_pixels:
-        raise PayloadTooLarge(f"The video's {frames} frames of {frame_pixels} pixels hold {frames * frame_pixels} pixels in "
-                              f"all; at most {limits.max_decoded_pixels} are decoded (VISIONFN_FACE_VIDEO_MAX_DECODED_PIXELS)")
+        raise PayloadTooLarge(
+            f"The video's {frames} frames of {frame_pixels} pixels hold {frames * frame_pixels} pixels in "
+            f"all; at most {limits.max_decoded_pixels} are decoded (VISIONFN_FACE_VIDEO_MAX_DECODED_PIXELS)"
+        )
 
 
 def _check_timing(packets: _Packets, seconds: float, time_base: Fraction | None, limits: VideoLimits) -> None:
@@ -193,8 +201,10 @@ def _check_timing(packets: _Packets, seconds: float, time_base: Fraction | None,
     span = float((packets.last_pts - packets.first_pts + 1) * time_base)
     rate = (packets.frames - 1) / span
     if rate > limits.max_fps * (1 + FPS_SLACK):
-        raise PayloadTooLarge(f"The video's {packets.frames} frames are stamped over {span:.3g} s: {rate:.0f} frames per "
-                              f"second; at most {limits.max_fps:g} are accepted (VISIONFN_FACE_VIDEO_MAX_FPS)")
+        raise PayloadTooLarge(
+            f"The video's {packets.frames} frames are stamped over {span:.3g} s: {rate:.0f} frames per "
+            f"second; at most {limits.max_fps:g} are accepted (VISIONFN_FACE_VIDEO_MAX_FPS)"
+        )
 
 
 def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
@@ -217,14 +227,20 @@ class FrameBudget:
         self.pixels += width * height
         limits, frame = self.limits, self.frames
         if width * height > limits.max_pixels:
-            raise PayloadTooLarge(f"Frame {frame} is {width}x{height} = {width * height} pixels; at most {limits.max_pixels} "
-                                  f"pixels per frame (VISIONFN_FACE_VIDEO_MAX_PIXELS): stopped at frame {frame}")
+            raise PayloadTooLarge(
+                f"Frame {frame} is {width}x{height} = {width * height} pixels; at most {limits.max_pixels} "
+                f"pixels per frame (VISIONFN_FACE_VIDEO_MAX_PIXELS): stopped at frame {frame}"
+            )
         if frame > limits.max_frames:
-            raise PayloadTooLarge(f"Frame {frame} is past the {limits.max_frames} frames a video may hold "
-                                  f"(VISIONFN_FACE_VIDEO_MAX_FRAMES): stopped at frame {frame}")
+            raise PayloadTooLarge(
+                f"Frame {frame} is past the {limits.max_frames} frames a video may hold "
+                f"(VISIONFN_FACE_VIDEO_MAX_FRAMES): stopped at frame {frame}"
+            )
         if self.pixels > limits.max_decoded_pixels:
-            raise PayloadTooLarge(f"Frame {frame} brings the decoded pixels to {self.pixels}; at most {limits.max_decoded_pixels} "
-                                  f"in all (VISIONFN_FACE_VIDEO_MAX_DECODED_PIXELS): stopped at frame {frame}")
+            raise PayloadTooLarge(
+                f"Frame {frame} brings the decoded pixels to {self.pixels}; at most {limits.max_decoded_pixels} "
+                f"in all (VISIONFN_FACE_VIDEO_MAX_DECODED_PIXELS): stopped at frame {frame}"
+            )
 
 
 @dataclass

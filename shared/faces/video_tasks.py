@@ -51,15 +51,17 @@ class FaceVideoOptions(AnonymizeOptions):
 def limits_of(settings: FaceSettings) -> VideoLimits:
     """The video limits of the settings (max frames and decoded pixels derived where unset)."""
     return VideoLimits(
-        settings.face_video_max_bytes, settings.face_video_max_seconds, settings.face_video_max_pixels,
-        max_fps=settings.face_video_max_fps, max_frames=settings.face_video_max_frames or 0,
+        settings.face_video_max_bytes,
+        settings.face_video_max_seconds,
+        settings.face_video_max_pixels,
+        max_fps=settings.face_video_max_fps,
+        max_frames=settings.face_video_max_frames or 0,
         max_decoded_pixels=settings.face_video_max_decoded_pixels or 0,
     )
 
 
 class FaceVideoTasks:
-    def __init__(self, privacy: FacePrivacy, store: ObjectStore, tasks: TaskRepository, queue: JobQueue,
-                 settings: FaceSettings) -> None:
+    def __init__(self, privacy: FacePrivacy, store: ObjectStore, tasks: TaskRepository, queue: JobQueue, settings: FaceSettings) -> None:
         self.privacy = privacy
         self.store = store
         self.tasks = tasks
@@ -114,18 +116,28 @@ class FaceVideoTasks:
                 min_confidence=options.min_confidence,
             )
             started = time.monotonic()
-            result = anonymize_video(stored.data, frame_work, keep_audio=options.keep_audio, limits=limits_of(self.settings),
-                                     progress=progress)
+            result = anonymize_video(
+                stored.data, frame_work, keep_audio=options.keep_audio, limits=limits_of(self.settings), progress=progress
+            )
             key = f"results/{lease.key}/{RESULT_NAME}"
             self.store.put(key, result.data, OUTPUT_CONTENT_TYPE)
             keys = [key]
             seconds = time.monotonic() - started
             result_data = {
-                "frames_done": result.frames, "frames_total": result.frames, "faces_max": max(result.covered, default=0),
-                "frames_with_faces": sum(1 for count in result.covered if count), "detected_per_frame": result.detected,
-                "covered_per_frame": result.covered, "width": result.width, "height": result.height, "fps": result.fps,
-                "audio": result.audio, "detector": frame_work.detector.name, "output_bytes": len(result.data),
-                "processing_seconds": round(seconds, 2), "frames_per_second": round(result.frames / max(seconds, 1e-6), 2),
+                "frames_done": result.frames,
+                "frames_total": result.frames,
+                "faces_max": max(result.covered, default=0),
+                "frames_with_faces": sum(1 for count in result.covered if count),
+                "detected_per_frame": result.detected,
+                "covered_per_frame": result.covered,
+                "width": result.width,
+                "height": result.height,
+                "fps": result.fps,
+                "audio": result.audio,
+                "detector": frame_work.detector.name,
+                "output_bytes": len(result.data),
+                "processing_seconds": round(seconds, 2),
+                "frames_per_second": round(result.frames / max(seconds, 1e-6), 2),
             }
             if output_key := task.params.get("output_key"):  # an inbox upload: next to its other outputs
                 self.store.put(output_key, result.data, OUTPUT_CONTENT_TYPE)
@@ -141,8 +153,9 @@ class _Progress:
     counts it, stops the work when the lease was lost, and stops it (TimedOut) before the
     function's deadline."""
 
-    def __init__(self, service: FaceVideoTasks, lease: Lease, record: SqsRecord, invocation: Invocation,
-                 total: int, lease_seconds: int) -> None:
+    def __init__(
+        self, service: FaceVideoTasks, lease: Lease, record: SqsRecord, invocation: Invocation, total: int, lease_seconds: int
+    ) -> None:
         self.service, self.lease, self.record, self.invocation = service, lease, record, invocation
         self.total, self.lease_seconds = total, lease_seconds
         self.frames_done = 0
@@ -175,8 +188,10 @@ class _Progress:
         if self.lost is not None:
             raise self.lost
         if self.invocation.remaining() < TIMEOUT_MARGIN_SECONDS:
-            raise TimedOut(f"Timed out after {self.invocation.timeout_seconds} s (the function's Timeout) at frame "
-                           f"{frames_done} of {self.total}; stopped")
+            raise TimedOut(
+                f"Timed out after {self.invocation.timeout_seconds} s (the function's Timeout) at frame "
+                f"{frames_done} of {self.total}; stopped"
+            )
 
 
 def _lease_until(lease_seconds: int) -> dict[str, Any]:
@@ -184,8 +199,16 @@ def _lease_until(lease_seconds: int) -> dict[str, Any]:
 
 
 def _info(info: VideoInfo) -> dict[str, Any]:
-    return {"container": info.container, "codec": info.codec, "width": info.width, "height": info.height,
-            "frames": info.frames, "seconds": info.seconds, "fps": info.fps, "audio": info.has_audio}
+    return {
+        "container": info.container,
+        "codec": info.codec,
+        "width": info.width,
+        "height": info.height,
+        "frames": info.frames,
+        "seconds": info.seconds,
+        "fps": info.fps,
+        "audio": info.has_audio,
+    }
 
 
 def video_tasks(privacy: FacePrivacy | None = None) -> FaceVideoTasks:
@@ -193,5 +216,10 @@ def video_tasks(privacy: FacePrivacy | None = None) -> FaceVideoTasks:
     settings = get_face_settings()
     sqs = aws_client("sqs", settings)
     outbox = Outbox.of_stack(settings, sqs)
-    return FaceVideoTasks(privacy or FacePrivacy(settings), get_object_store(), TaskRepository(outbox=outbox),
-                          JobQueue(sqs, settings.face_video_queue_url), settings)
+    return FaceVideoTasks(
+        privacy or FacePrivacy(settings),
+        get_object_store(),
+        TaskRepository(outbox=outbox),
+        JobQueue(sqs, settings.face_video_queue_url),
+        settings,
+    )

@@ -43,9 +43,11 @@ class ChainForm(BaseModel):
     """The multipart fields of POST /api/v1/match/chain besides the two files (the API's
     description; the ``steps`` field is read as ``ChainStep``s, see ``read_steps``)."""
 
-    steps: str = Field(description=f"JSON array of 1..{MAX_STEPS} {{\"tool\": {'|'.join(map(json.dumps, TOOLS))}, "
-                                   "\"params\": {...}}; missing parameters default from the owner's settings of the tool",
-                       examples=['[{"tool": "template", "params": {"threshold": 0.9}}, {"tool": "feature"}]'])
+    steps: str = Field(
+        description=f'JSON array of 1..{MAX_STEPS} {{"tool": {"|".join(map(json.dumps, TOOLS))}, '
+        '"params": {...}}; missing parameters default from the owner\'s settings of the tool',
+        examples=['[{"tool": "template", "params": {"threshold": 0.9}}, {"tool": "feature"}]'],
+    )
 
 
 class ChainFinished(BaseModel):
@@ -84,7 +86,9 @@ class RecoveryReport(BaseModel):
 
 
 def chain_result(
-    steps: list[ChainStep], opened: dict[int, TaskOut], stopped: str | None = None,
+    steps: list[ChainStep],
+    opened: dict[int, TaskOut],
+    stopped: str | None = None,
 ) -> tuple[Literal["done", "error"], ChainResult, str | None]:
     """The chain's status, result and error from its steps (tool, params) and its steps' tasks
     (all finished). ``stopped``: why the execution ended early (the steps not run fail)."""
@@ -92,8 +96,9 @@ def chain_result(
     results = []
     for number, spec in enumerate(steps, start=1):
         task, letter = opened.get(number), trail[number - 1] if number <= len(trail) else None
-        result = StepResult(step=number, tool=spec.tool, params=spec.params.model_dump(), status="skipped", found=False,
-                            result_data=None, result_files=[])
+        result = StepResult(
+            step=number, tool=spec.tool, params=spec.params.model_dump(), status="skipped", found=False, result_data=None, result_files=[]
+        )
         if letter in (FOUND, NOT_FOUND) and task is not None:
             result.status, result.found = "done", letter == FOUND
             result.result_data, result.result_files = task.result_data, task.result_files
@@ -102,8 +107,7 @@ def chain_result(
             result.error = (task.error if task is not None else None) or f"Not run: {stopped}"
         results.append(result)
     found = FOUND in trail
-    chain = ChainResult(chain_result="found" if found else "not_found", completed_step=len(trail),
-                        total_steps=len(steps), steps=results)
+    chain = ChainResult(chain_result="found" if found else "not_found", completed_step=len(trail), total_steps=len(steps), steps=results)
     failed = [result for result in results if result.status == "error"]
     if stopped and not found:
         return "error", chain, f"The chain stopped: {stopped}"
@@ -126,8 +130,7 @@ def trail_of(steps: list[ChainStep], opened: dict[int, TaskOut]) -> str:
 
 
 class ChainService:
-    def __init__(self, store: ObjectStore, tasks: TaskRepository, defaults: ToolDefaults, sfn: Any,
-                 settings: MatchingSettings) -> None:
+    def __init__(self, store: ObjectStore, tasks: TaskRepository, defaults: ToolDefaults, sfn: Any, settings: MatchingSettings) -> None:
         self.store = store
         self.tasks = tasks
         self.defaults = defaults
@@ -142,25 +145,31 @@ class ChainService:
         inputs = [uploads[field] for field in INPUT_FIELDS]
         self._check_readable(steps, inputs)
         if not self.settings.chain_state_machine_arn or any(s.tool not in self.settings.chain_step_queues for s in steps):
-            raise ServiceUnavailable("Chain matching is not configured (VISIONFN_CHAIN_STATE_MACHINE_ARN, "
-                                     "VISIONFN_CHAIN_STEP_QUEUES)")
+            raise ServiceUnavailable("Chain matching is not configured (VISIONFN_CHAIN_STATE_MACHINE_ARN, VISIONFN_CHAIN_STEP_QUEUES)")
         uid = uuid.uuid4().hex
-        execution = Execution(self.settings.chain_state_machine_arn, execution_input(
-            uid, [self.settings.chain_step_queues[step.tool] for step in steps], self.settings))
+        execution = Execution(
+            self.settings.chain_state_machine_arn,
+            execution_input(uid, [self.settings.chain_step_queues[step.tool] for step in steps], self.settings),
+        )
         keys = input_keys(uid, list(zip(INPUT_FIELDS, inputs, strict=True)))
         task = self.tasks.create("chain", ChainParams(steps=steps).model_dump(), keys, uid=uid, owner=owner, execution=execution)
-        return store_and_dispatch(self.tasks, self.store, task, [(upload.data, content_type(key))
-                                                                 for key, upload in zip(keys, inputs, strict=True)])
+        return store_and_dispatch(
+            self.tasks, self.store, task, [(upload.data, content_type(key)) for key, upload in zip(keys, inputs, strict=True)]
+        )
 
     def _validated_steps(self, owner: str, form: dict[str, str], uploads: dict[str, UploadedFile]) -> list[ChainStep]:
         """The steps, every parameter resolved over the owner's defaults: the one validation of the
         steps (what follows carries them typed). All problems in one 422."""
         errors: list[dict[str, Any]] = [
             {"type": "missing", "loc": ["body", field], "msg": "Field required", "input": None}
-            for field in (*INPUT_FIELDS, "steps") if field not in (uploads if field in INPUT_FIELDS else form)
+            for field in (*INPUT_FIELDS, "steps")
+            if field not in (uploads if field in INPUT_FIELDS else form)
         ]
-        errors += [{"type": "extra_forbidden", "loc": ["body", name], "msg": "Extra inputs are not permitted", "input": value}
-                   for name, value in form.items() if name not in ("steps", *INPUT_FIELDS)]
+        errors += [
+            {"type": "extra_forbidden", "loc": ["body", name], "msg": "Extra inputs are not permitted", "input": value}
+            for name, value in form.items()
+            if name not in ("steps", *INPUT_FIELDS)
+        ]
         steps: list[ChainStep] = []
         if "steps" in form:
             try:
@@ -211,8 +220,15 @@ class ChainService:
         files = [name for step in result.steps for name in step.result_files]
         finished = self.tasks.finish_chain(uid, status, result.model_dump(), files, error)
         if finished:
-            log.info("chain %s %s: %s after %d of %d steps%s", uid, status, result.chain_result, result.completed_step,
-                     result.total_steps, f" ({error})" if error else "")
+            log.info(
+                "chain %s %s: %s after %d of %d steps%s",
+                uid,
+                status,
+                result.chain_result,
+                result.completed_step,
+                result.total_steps,
+                f" ({error})" if error else "",
+            )
         return finished
 
     def recover(self) -> RecoveryReport:
@@ -231,8 +247,12 @@ class ChainService:
                 continue
             if execution["status"] == "RUNNING":
                 continue
-            stopped = None if execution["status"] == "SUCCEEDED" else (  # succeeded: its last message was lost
-                f"its execution {execution['status']} ({execution.get('error') or 'no error'}: {execution.get('cause') or ''})")
+            stopped = (
+                None
+                if execution["status"] == "SUCCEEDED"
+                # succeeded: its last message was lost
+                else (f"its execution {execution['status']} ({execution.get('error') or 'no error'}: {execution.get('cause') or ''})")
+            )
             if self.finish(chain.uid, stopped):
                 finished += 1
         return RecoveryReport(finished=finished)
@@ -244,8 +264,12 @@ def execution_input(uid: str, queue_urls: list[str], settings: MatchingSettings)
     steps: dict[str, Any] | None = None
     for number in range(len(queue_urls), 0, -1):
         steps = {"step": number, "queue_url": queue_urls[number - 1], **({"next": steps} if steps else {})}
-    return {"uid": uid, "next": steps, "step_heartbeat_seconds": settings.chain_step_heartbeat_seconds,
-            "step_timeout_seconds": settings.chain_step_timeout_seconds}
+    return {
+        "uid": uid,
+        "next": steps,
+        "step_heartbeat_seconds": settings.chain_step_heartbeat_seconds,
+        "step_timeout_seconds": settings.chain_step_timeout_seconds,
+    }
 
 
 def _located(details: list[dict[str, Any]], prefix: list[Any]) -> list[dict[str, Any]]:

@@ -38,10 +38,12 @@ class ToolDefaults:
             statement = dialect_insert(session, ToolSettings).values(
                 owner=owner, tool=tool, params=params.model_dump(), updated_at=utc_now()
             )
-            session.execute(statement.on_conflict_do_update(  # one statement: concurrent first PUTs do not collide
-                index_elements=[ToolSettings.owner, ToolSettings.tool],
-                set_={"params": statement.excluded.params, "updated_at": statement.excluded.updated_at},
-            ))
+            session.execute(
+                statement.on_conflict_do_update(  # one statement: concurrent first PUTs do not collide
+                    index_elements=[ToolSettings.owner, ToolSettings.tool],
+                    set_={"params": statement.excluded.params, "updated_at": statement.excluded.updated_at},
+                )
+            )
         return params
 
     def resolve(self, tool: str, owner: str, given: dict[str, Any]) -> ToolParams:

@@ -78,9 +78,7 @@ def ratio_test(pairs: list[tuple[cv2.DMatch, ...]], ratio: float) -> list[cv2.DM
     return sorted(good, key=lambda match: match.distance)
 
 
-def locate(
-    query_points: np.ndarray, train_points: np.ndarray, query_size: tuple[int, int]
-) -> Located | None:
+def locate(query_points: np.ndarray, train_points: np.ndarray, query_size: tuple[int, int]) -> Located | None:
     """RANSAC homography from matched points, and the query's outline if it is a plausible quad."""
     if len(query_points) < 4:
         return None
@@ -104,8 +102,7 @@ def ensure_big_enough(query: np.ndarray, train: np.ndarray) -> None:
     for role, image in (("query_image", query), ("train_image", train)):
         if min(image.shape[:2]) < MIN_IMAGE_SIDE:
             raise BadRequest(
-                f"{role} is {image.shape[1]}x{image.shape[0]}; feature matching needs at least "
-                f"{MIN_IMAGE_SIDE} px on each side"
+                f"{role} is {image.shape[1]}x{image.shape[0]}; feature matching needs at least {MIN_IMAGE_SIDE} px on each side"
             )
 
 
@@ -136,7 +133,12 @@ def draw_feature_matches(query: np.ndarray, train: np.ndarray, result: FeatureRe
     shown = result.good[:limit]
     inliers = result.located.inliers[:limit] if result.located else np.zeros(len(shown), bool)
     canvas = cv2.drawMatches(
-        query, result.query_keypoints, train, result.train_keypoints, [], None,
+        query,
+        result.query_keypoints,
+        train,
+        result.train_keypoints,
+        [],
+        None,
         flags=cv2.DrawMatchesFlags_NOT_DRAW_SINGLE_POINTS,
     )
     offset = np.array([query.shape[1], 0], dtype=np.float32)

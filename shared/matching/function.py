@@ -28,4 +28,3 @@ def match_service(tool_name: str) -> MatchService:
         settings,
         StepAnswers(aws_client("stepfunctions", settings)),
     )
-

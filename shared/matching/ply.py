@@ -74,7 +74,6 @@ def parse_header(data: bytes, max_points: int) -> PlyHeader:
     return header
 
 
-
 def _header_lines(lines: list[str]) -> tuple[str, list[PlyElement]]:
     """The format and the elements the header's lines declare (after the ``ply`` line)."""
     file_format, elements = None, []
@@ -102,9 +101,9 @@ def _with_property(element: PlyElement, words: list[str], number: int) -> PlyEle
     if words[1] == "list":
         return PlyElement(element.name, element.count, element.properties, True)
     if words[1] in SCALAR_TYPES:
-        return PlyElement(element.name, element.count, (*element.properties, (words[2], SCALAR_TYPES[words[1]])),
-                          element.has_lists)
+        return PlyElement(element.name, element.count, (*element.properties, (words[2], SCALAR_TYPES[words[1]])), element.has_lists)
     raise NotAPointCloud(f"PLY header line {number}: unknown property type '{words[1]}'")
+
 
 def _vertex_table(data: bytes, header: PlyHeader) -> np.ndarray:
     """The vertex rows as a float64 array with one column per vertex property."""

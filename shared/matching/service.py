@@ -105,8 +105,9 @@ class MatchService:
         uid = uuid.uuid4().hex
         keys = input_keys(uid, [(spec.field, upload) for spec, upload in zip(self.tool.inputs, inputs, strict=True)])
         task = self.tasks.create(self.tool.name, params.model_dump(), keys, uid=uid, job_queue=self.queue.queue_url, owner=owner)
-        return store_and_dispatch(self.tasks, self.store, task, [(upload.data, content_type(key))
-                                                                 for key, upload in zip(keys, inputs, strict=True)])
+        return store_and_dispatch(
+            self.tasks, self.store, task, [(upload.data, content_type(key)) for key, upload in zip(keys, inputs, strict=True)]
+        )
 
     def _validated_params(self, owner: str, form: dict[str, str], uploads: dict[str, UploadedFile]) -> Any:
         errors: list[dict[str, Any]] = [
@@ -146,8 +147,9 @@ class MatchService:
         self.steps.answer(job.task_token, self.tasks.get(step.uid), type(self.tool))
         return outcome
 
-    def _handle_task(self, uid: str, record: SqsRecord, invocation: Invocation,
-                     also_heartbeat: Callable[[], None] | None = None) -> Outcome:
+    def _handle_task(
+        self, uid: str, record: SqsRecord, invocation: Invocation, also_heartbeat: Callable[[], None] | None = None
+    ) -> Outcome:
         """Run the tool in a work process, heartbeating the lease and the message meanwhile (and
         ``also_heartbeat``: a chain step's state machine)."""
 
@@ -162,8 +164,7 @@ class MatchService:
             inject_fault_if_requested(inputs[0].metadata, record.attributes.approximate_receive_count, self.settings)
             result_data, pictures = self.work.run(
                 run_tool,
-                (self.tool.name, [stored.data for stored in inputs], task.params,
-                 extra_work_seconds(inputs[0].metadata, self.settings)),
+                (self.tool.name, [stored.data for stored in inputs], task.params, extra_work_seconds(inputs[0].metadata, self.settings)),
                 deadline=invocation.deadline - TIMEOUT_MARGIN_SECONDS,
                 timeout_message=self.worker.timeout_message(invocation),
                 tick=heartbeat,

@@ -24,16 +24,15 @@ class MatchingSettings(Settings):
         "(set for the chain function by template.yaml).",
     )
     chain_step_heartbeat_seconds: int = Field(
-        60, ge=2,
+        60,
+        ge=2,
         description="A chain step fails (and the chain goes on) when its worker sends no heartbeat for this long, "
         "waiting in the queue included; a working worker heartbeats every third of `task_lease_seconds`.",
     )
     chain_step_timeout_seconds: int = Field(
         900, ge=2, description="The longest a chain step may take, queue wait included, before it fails."
     )
-    surface_max_points: int = Field(
-        500_000, ge=1, description="PLY files with more vertices than this get 413 (parsing memory and time)."
-    )
+    surface_max_points: int = Field(500_000, ge=1, description="PLY files with more vertices than this get 413 (parsing memory and time).")
     surface_max_model_samples: int = Field(
         1500,
         ge=10,

@@ -39,8 +39,10 @@ DEFAULTS = "defaults"
 
 def no_answer(settings: MatchingSettings) -> str:
     """The error of a step the state machine gave up on (its worker died or hung)."""
-    return (f"The step's worker did not answer: no heartbeat for {settings.chain_step_heartbeat_seconds} s, "
-            f"or over the step's {settings.chain_step_timeout_seconds} s; the chain went on")
+    return (
+        f"The step's worker did not answer: no heartbeat for {settings.chain_step_heartbeat_seconds} s, "
+        f"or over the step's {settings.chain_step_timeout_seconds} s; the chain went on"
+    )
 
 
 class ChainStep(BaseModel):

@@ -81,18 +81,14 @@ def match_surface(model: np.ndarray, scene: np.ndarray, params: SurfaceParams, m
     ensure_solid(scene, "scene")
     sampled = ensure_trainable(model, params, max_samples)
     try:
-        detector = cv2.ppf_match_3d_PPF3DDetector(
-            params.relative_sampling_step, params.relative_distance_step, params.num_angles
-        )
+        detector = cv2.ppf_match_3d_PPF3DDetector(params.relative_sampling_step, params.relative_distance_step, params.num_angles)
         detector.trainModel(model)
         poses = detector.match(scene, SCENE_SAMPLING_STEP, SCENE_REFERENCE_FRACTION)
         if not poses:
             return SurfaceResult(None, 0, 0, None, sampled)
         best, residual = poses[0], None
         if params.use_icp:
-            icp = cv2.ppf_match_3d_ICP(
-                params.icp_iterations, params.icp_tolerance, ICP_REJECTION_SCALE, ICP_PYRAMID_LEVELS
-            )
+            icp = cv2.ppf_match_3d_ICP(params.icp_iterations, params.icp_tolerance, ICP_REJECTION_SCALE, ICP_PYRAMID_LEVELS)
             _, refined = icp.registerModelToScene(model, scene, poses[:POSES_REFINED])
             best = min(refined, key=lambda pose: pose.residual)
             residual = round(float(best.residual), 6)

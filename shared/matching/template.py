@@ -69,9 +69,7 @@ def similarity_map(image: np.ndarray, template: np.ndarray, method: str) -> np.n
     return 1.0 - scaled if lower_is_better else scaled
 
 
-def find_matches(
-    similarity: np.ndarray, width: int, height: int, threshold: float, max_results: int
-) -> tuple[int, list[TemplateMatch]]:
+def find_matches(similarity: np.ndarray, width: int, height: int, threshold: float, max_results: int) -> tuple[int, list[TemplateMatch]]:
     """Local peaks at or above ``threshold``, then greedy NMS on their boxes (best first)."""
     window = (max(1, height // 2) | 1, max(1, width // 2) | 1)
     peaks = (similarity >= cv2.dilate(similarity, np.ones(window, np.uint8))) & (similarity >= threshold)
@@ -113,8 +111,14 @@ def draw_matches(image: np.ndarray, matches: list[TemplateMatch]) -> np.ndarray:
     for match in matches:
         cv2.rectangle(canvas, (match.x, match.y), (match.x + match.w, match.y + match.h), (0, 0, 255), thickness)
         cv2.putText(
-            canvas, f"{match.score:.2f}", (match.x, max(12, match.y - 4)),
-            cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (0, 0, 255), thickness, cv2.LINE_AA,
+            canvas,
+            f"{match.score:.2f}",
+            (match.x, max(12, match.y - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * thickness,
+            (0, 0, 255),
+            thickness,
+            cv2.LINE_AA,
         )
     return canvas
 

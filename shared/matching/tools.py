@@ -24,9 +24,7 @@ def tool_class(name: str) -> type[MatchTool]:
     return TOOLS[name]
 
 
-def run_tool(
-    name: str, inputs: list[bytes], params: dict[str, Any], extra_seconds: float = 0.0
-) -> tuple[dict[str, Any], dict[str, bytes]]:
+def run_tool(name: str, inputs: list[bytes], params: dict[str, Any], extra_seconds: float = 0.0) -> tuple[dict[str, Any], dict[str, bytes]]:
     """One task's CPU work: match, draw and PNG-encode; ``(result_data, {file name: bytes})``.
     ``params``: the task's stored parameters, the ``model_dump()`` of the tool's model made where
     they arrived (a submission, a chain's steps), read back here as that model: they cross the

@@ -32,7 +32,7 @@ def api_key_of(headers: RequestHeaders) -> str | None:
     """The key a client sent, if any."""
     authorization = headers.get("Authorization", "")
     if authorization[: len(BEARER)].lower() == BEARER:
-        return authorization[len(BEARER):].strip() or None
+        return authorization[len(BEARER) :].strip() or None
     return (headers.get(API_KEY_HEADER) or "").strip() or None
 
 
@@ -73,4 +73,3 @@ def authorizer_owner(headers: RequestHeaders) -> object:
         return context["authorizer"]["lambda"]["owner"]
     except (ValueError, KeyError, TypeError):
         return None
-

@@ -69,6 +69,8 @@ def read_message(record: SqsRecord, schema: TypeAdapter[Message], expected: str)
         return schema.validate_json(record.body)
     except ValidationError:
         raise UnreadableMessage(f"not {expected}: {record.body[:200]!r}") from None
+
+
 ObjectHandler = Callable[[ObjectRef, int], Outcome]
 
 
@@ -76,8 +78,9 @@ ObjectHandler = Callable[[ObjectRef, int], Outcome]
 RetryAfter = Callable[[SqsRecord, int], None]
 
 
-def process_sqs_batch(payload: Any, handle_record: RecordHandler, invocation: Invocation,
-                      retry_after: RetryAfter | None = None) -> BatchResponse:
+def process_sqs_batch(
+    payload: Any, handle_record: RecordHandler, invocation: Invocation, retry_after: RetryAfter | None = None
+) -> BatchResponse:
     """Handle each record; report those whose outcome is RETRY (or whose handler raised). A record
     whose work is Busy (another worker's lease) comes back when that lease lapses: the one answer
     to a busy claim, whichever handler met it."""

@@ -78,8 +78,15 @@ def _events_request(event: Event) -> Event:
     """``POST /events`` with the event as its JSON body, as an HTTP API request (apig-wsgi makes
     requests of nothing else). Its request context names no authorizer: an event has no owner."""
     http = {"method": "POST", "path": EVENTS_PATH, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"}
-    return {"version": "2.0", "rawPath": EVENTS_PATH, "rawQueryString": "", "headers": {"content-type": "application/json"},
-            "requestContext": {"http": http, "stage": "$default"}, "body": json.dumps(event), "isBase64Encoded": False}
+    return {
+        "version": "2.0",
+        "rawPath": EVENTS_PATH,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {"http": http, "stage": "$default"},
+        "body": json.dumps(event),
+        "isBase64Encoded": False,
+    }
 
 
 def _environ_key(header: str) -> str:
@@ -113,4 +120,4 @@ def _without_stage(environ: Environ, stage: str | None) -> None:
     stage's name would then lose it: name no stage after a route.)"""
     path, prefix = environ["PATH_INFO"], f"/{stage}"
     if stage and stage != "$default" and (path == prefix or path.startswith(prefix + "/")):
-        environ["SCRIPT_NAME"], environ["PATH_INFO"] = prefix, path[len(prefix):] or "/"
+        environ["SCRIPT_NAME"], environ["PATH_INFO"] = prefix, path[len(prefix) :] or "/"

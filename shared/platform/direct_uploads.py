@@ -57,9 +57,7 @@ def owner_prefix(owner: str) -> str:
 def accepted(content_type: str, kind: FileKind | None = None) -> bool:
     """Whether ``content_type`` is one an input (of ``kind``, or of any kind) may have."""
     kinds = [kind] if kind else list(ACCEPTED_TYPES)
-    return content_type == GENERIC_TYPE or any(
-        content_type.startswith(accepted_type) for k in kinds for accepted_type in ACCEPTED_TYPES[k]
-    )
+    return content_type == GENERIC_TYPE or any(content_type.startswith(accepted_type) for k in kinds for accepted_type in ACCEPTED_TYPES[k])
 
 
 class UploadRequest(BaseModel):
@@ -68,8 +66,10 @@ class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     filename: str = Field(min_length=1, max_length=255, description="The file's name (kept, made safe, in the key).")
-    content_type: str = Field(max_length=128, description="Its media type: image/*, video/*, a PLY type or "
-                              "application/octet-stream; the upload must send exactly this.")
+    content_type: str = Field(
+        max_length=128,
+        description="Its media type: image/*, video/*, a PLY type or application/octet-stream; the upload must send exactly this.",
+    )
     size: int = Field(gt=0, description="Its size in bytes: the upload may send at most this many.")
 
     @field_validator("content_type")

@@ -84,9 +84,11 @@ class PayloadTooLarge(VisionFnError):
     status = 413
 
     #: The ways that take what a synchronous request cannot carry.
-    LARGE_FILES = ("For a larger file: POST /api/v1/uploads, send the file to the URL it answers, then name it "
-                   "as `<field>_key` (video_key, image_key, ...) on an asynchronous route (/api/v1/faces/video, "
-                   "/api/v1/match/*); or put it under inbox/faces/ or inbox/defects/ in the bucket.")
+    LARGE_FILES = (
+        "For a larger file: POST /api/v1/uploads, send the file to the URL it answers, then name it "
+        "as `<field>_key` (video_key, image_key, ...) on an asynchronous route (/api/v1/faces/video, "
+        "/api/v1/match/*); or put it under inbox/faces/ or inbox/defects/ in the bucket."
+    )
 
     @classmethod
     def request_body(cls, size: int | None, limit: int) -> PayloadTooLarge:

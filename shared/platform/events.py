@@ -112,9 +112,7 @@ class BatchItemFailure(BaseModel):
 class BatchResponse(BaseModel):
     """The partial-batch response of a Lambda with ``ReportBatchItemFailures``."""
 
-    batch_item_failures: list[BatchItemFailure] = Field(
-        default_factory=list, serialization_alias="batchItemFailures"
-    )
+    batch_item_failures: list[BatchItemFailure] = Field(default_factory=list, serialization_alias="batchItemFailures")
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True)

@@ -110,8 +110,7 @@ def _depth(value: Any) -> int:
     depth, level = 0, [value]
     while level:
         depth += 1
-        level = [child for item in level if isinstance(item, (dict, list))
-                 for child in (item.values() if isinstance(item, dict) else item)]
+        level = [child for item in level if isinstance(item, (dict, list)) for child in (item.values() if isinstance(item, dict) else item)]
         if depth > MAX_JSON_DEPTH:
             break
     return depth
@@ -164,14 +163,13 @@ def readable_multipart(request: flask.Request) -> flask.Request:
     if request.mimetype != "multipart/form-data" or not boundary or request.content_length is None:
         return request
     body = request.get_data(cache=True, parse_form_data=False)  # Werkzeug parses this copy (bounded by the caller)
-    delimiter = re.compile(rb"(?:\A|\r\n|\n|\r)--" + re.escape(boundary.encode("latin-1", "replace"))
-                           + rb"[^\S\n\r]*(?:\r\n|\n|\r)")
+    delimiter = re.compile(rb"(?:\A|\r\n|\n|\r)--" + re.escape(boundary.encode("latin-1", "replace")) + rb"[^\S\n\r]*(?:\r\n|\n|\r)")
     pieces, done = [], 0
     for start in (match.end() for match in delimiter.finditer(body)):
         end = _BLANK_LINE.search(body, start)
         if end is None or start < done:
             continue
-        headers = body[start:end.start()]
+        headers = body[start : end.start()]
         try:
             headers.decode()
         except UnicodeDecodeError:
@@ -200,8 +198,10 @@ class FilePart:
 
 def file_parts(request: flask.Request, field: str) -> list[FilePart]:
     """The file parts of multipart field ``field``, in order (one whose headers were not UTF-8 too)."""
-    return [FilePart(part.filename, UNREADABLE_DETAIL if part.headers.get(UNREADABLE_HEADERS) == _UNREADABLE_MARK
-                     else None, part) for part in request.files.getlist(field)]
+    return [
+        FilePart(part.filename, UNREADABLE_DETAIL if part.headers.get(UNREADABLE_HEADERS) == _UNREADABLE_MARK else None, part)
+        for part in request.files.getlist(field)
+    ]
 
 
 @dataclass(frozen=True)
@@ -350,8 +350,7 @@ class FunctionRoutes:
                 raise NotFound(f"No route for {request.method} {request.path}") from error
             except WerkzeugMethodNotAllowed as error:
                 raise MethodNotAllowed(
-                    f"Method {request.method} not allowed on {request.path}; allowed: "
-                    f"{', '.join(sorted(error.valid_methods or []))}"
+                    f"Method {request.method} not allowed on {request.path}; allowed: {', '.join(sorted(error.valid_methods or []))}"
                 ) from error
             return bounded_answer(self._handlers[endpoint](readable_multipart(request), **arguments))
         except VisionFnError as error:
@@ -378,12 +377,13 @@ def routed_path(request: flask.Request) -> str:
     raw_path = raw.split("?", 1)[0]
     if not raw_path.startswith("/") or not _ENCODED_SLASH.search(raw_path):
         return request.path
-    return "%2F".join(unquote_to_bytes(piece.encode("latin-1", "replace")).decode(errors="replace")  # as WSGI decodes
-                      for piece in _ENCODED_SLASH.split(raw_path))
+    return "%2F".join(
+        unquote_to_bytes(piece.encode("latin-1", "replace")).decode(errors="replace")  # as WSGI decodes
+        for piece in _ENCODED_SLASH.split(raw_path)
+    )
 
 
-EVENT_KINDS = {"sqs": "an SQS batch (Records)", "schedule": 'an EventBridge "Scheduled Event"',
-               "invocation": "a direct invocation"}
+EVENT_KINDS = {"sqs": "an SQS batch (Records)", "schedule": 'an EventBridge "Scheduled Event"', "invocation": "a direct invocation"}
 
 
 def _event_kind(payload: dict[str, Any]) -> str:

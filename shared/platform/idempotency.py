@@ -26,7 +26,8 @@ class ProcessedObjects:
         identity = {"consumer": self.consumer, "object_key": obj.key, "etag": obj.etag or ""}
         with session_scope(self.database_url) as session:
             session.execute(
-                dialect_insert(session, ProcessedObject).values(**identity, status="queued", attempts=0, receive_count=receive_count)
+                dialect_insert(session, ProcessedObject)
+                .values(**identity, status="queued", attempts=0, receive_count=receive_count)
                 .on_conflict_do_nothing(index_elements=["consumer", "object_key", "etag"])
             )
             record = session.scalar(select(ProcessedObject.id).filter_by(**identity))
@@ -35,12 +36,12 @@ class ProcessedObjects:
     def lease_seconds_left(self, obj: ObjectRef) -> float:
         """How long another delivery's lease on this object version still runs."""
         with session_scope(self.database_url) as session:
-            record = session.scalar(select(ProcessedObject.id).filter_by(
-                consumer=self.consumer, object_key=obj.key, etag=obj.etag or ""))
+            record = session.scalar(select(ProcessedObject.id).filter_by(consumer=self.consumer, object_key=obj.key, etag=obj.etag or ""))
         return self.leases.seconds_left(record) if record is not None else 0.0
 
-    def finish(self, lease: Lease, output_key: str | None, receive_count: int,
-               then: Callable[[Session, ProcessedObject], Any] | None = None) -> None:
+    def finish(
+        self, lease: Lease, output_key: str | None, receive_count: int, then: Callable[[Session, ProcessedObject], Any] | None = None
+    ) -> None:
         """Done (fenced); ``then`` writes what goes with it, in the same transaction."""
         self.leases.write(lease, then, status="done", output_key=output_key, receive_count=receive_count)
 

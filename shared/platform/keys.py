@@ -53,8 +53,7 @@ class ApiKeys:
     def create(self, owner: str, name: str = "") -> tuple[ApiKeyOut, str]:
         """A new key for ``owner``: its record, and the key (shown this once, stored hashed)."""
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        row = ApiKey(id=uuid.uuid4().hex, owner=owner, name=name, prefix=key[:10], key_hash=key_hash(key),
-                     created_at=utc_now())
+        row = ApiKey(id=uuid.uuid4().hex, owner=owner, name=name, prefix=key[:10], key_hash=key_hash(key), created_at=utc_now())
         with session_scope(self.database_url) as session:
             session.add(row)
             session.flush()

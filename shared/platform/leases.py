@@ -71,8 +71,14 @@ class LeasedTable:
     just before)."""
 
     def __init__(
-        self, model: Any, key: Any, database_url: str | None = None, *, statuses: Statuses = QUEUED_WORK,
-        due: Any = None, clock: Callable[[], datetime] = utc_now,
+        self,
+        model: Any,
+        key: Any,
+        database_url: str | None = None,
+        *,
+        statuses: Statuses = QUEUED_WORK,
+        due: Any = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.model = model
         self.key = key
@@ -87,8 +93,10 @@ class LeasedTable:
         the work again (a client's redelivery)."""
         model, now = self.model, self.clock()
         statement = (
-            update(model).where(self.key == key, self._claimable(now, reopen))
-            .values(**self._taken(now, lease_seconds)).returning(model.attempts)
+            update(model)
+            .where(self.key == key, self._claimable(now, reopen))
+            .values(**self._taken(now, lease_seconds))
+            .returning(model.attempts)
         )
         with self._transaction(session) as transaction:
             attempt = transaction.scalar(statement)
@@ -100,19 +108,29 @@ class LeasedTable:
         return Claim.FINISHED if status in self.statuses.finished else Claim.BUSY
 
     def claim_batch(
-        self, limit: int, lease_seconds: float, *, where: Sequence[ColumnElement[bool]] = (), order_by: Any = None,
+        self,
+        limit: int,
+        lease_seconds: float,
+        *,
+        where: Sequence[ColumnElement[bool]] = (),
+        order_by: Any = None,
         session: Session | None = None,
     ) -> list[Lease]:
         """Up to ``limit`` claimable rows (``where`` narrows them; oldest ``order_by`` first), each
         claimed as ``claim`` does: rows another claimer is taking now are skipped, not waited for."""
         model, now = self.model, self.clock()
         chosen = (
-            select(self.key).where(self._claimable(now), *where)
-            .order_by(order_by if order_by is not None else self.key).limit(limit).with_for_update(skip_locked=True)
+            select(self.key)
+            .where(self._claimable(now), *where)
+            .order_by(order_by if order_by is not None else self.key)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
         statement = (
-            update(model).where(self.key.in_(chosen), self._claimable(now))
-            .values(**self._taken(now, lease_seconds)).returning(self.key, model.attempts)
+            update(model)
+            .where(self.key.in_(chosen), self._claimable(now))
+            .values(**self._taken(now, lease_seconds))
+            .returning(self.key, model.attempts)
             .execution_options(synchronize_session=False)
         )
         with self._transaction(session) as transaction:
@@ -133,7 +151,11 @@ class LeasedTable:
         self.write(lease, status=self.statuses.waiting, lease_expires_at=None)
 
     def write(
-        self, lease: Lease, then: Callable[[Session, Any], Any] | None = None, *, session: Session | None = None,
+        self,
+        lease: Lease,
+        then: Callable[[Session, Any], Any] | None = None,
+        *,
+        session: Session | None = None,
         **values: Any,
     ) -> Any:
         """Set ``values`` while ``lease`` holds the row (LeaseLost otherwise); ``then(session, row)``
@@ -167,8 +189,12 @@ class LeasedTable:
 
     def _taken(self, now: datetime, lease_seconds: float) -> dict[str, Any]:
         model = self.model
-        return {"status": self.statuses.working, "attempts": model.attempts + 1,
-                "lease_expires_at": now + timedelta(seconds=lease_seconds), "updated_at": now}
+        return {
+            "status": self.statuses.working,
+            "attempts": model.attempts + 1,
+            "lease_expires_at": now + timedelta(seconds=lease_seconds),
+            "updated_at": now,
+        }
 
     @contextmanager
     def _transaction(self, session: Session | None) -> Iterator[Session]:

@@ -79,8 +79,7 @@ class Outbox:
     def add_execution(session: Session, task_uid: str, state_machine_arn: str, execution_input: dict[str, Any]) -> None:
         """Start an execution of ``state_machine_arn`` named after the task (so a second start of
         it is the same execution)."""
-        session.add(OutboxMessage(task_uid=task_uid, kind="execution", target=state_machine_arn,
-                                  body=json.dumps(execution_input)))
+        session.add(OutboxMessage(task_uid=task_uid, kind="execution", target=state_machine_arn, body=json.dumps(execution_input)))
 
     def add_task_finished(self, session: Session, task: Task) -> None:
         """Announce a finished task (a chain's steps are announced by their chain)."""
@@ -107,8 +106,7 @@ class Outbox:
         with session_scope(self.database_url) as session:
             sent = self._send_all(session, _unsent().where(OutboxMessage.created_at < cutoff).limit(RELAY_BATCH))
         for message in sent:
-            log.info("relayed %s %d of task %s (committed %s)", message.kind, message.id, message.task_uid,
-                     message.created_at.isoformat())
+            log.info("relayed %s %d of task %s (committed %s)", message.kind, message.id, message.task_uid, message.created_at.isoformat())
         return len(sent)
 
     def _send_all(self, session: Session, query: Any) -> list[OutboxMessage]:
@@ -122,8 +120,7 @@ class Outbox:
             try:
                 self._send(message)
             except (BotoCoreError, ClientError) as error:
-                log.warning("%s %d of task %s not sent, kept for the sweeper: %s",
-                            message.kind, message.id, message.task_uid, error)
+                log.warning("%s %d of task %s not sent, kept for the sweeper: %s", message.kind, message.id, message.task_uid, error)
                 held_back.add(message.task_uid)
                 continue
             sent.append(message)
@@ -139,8 +136,7 @@ class Outbox:
                 if error.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
                     raise
         else:
-            entry = {"Source": EVENT_SOURCE, "DetailType": TASK_FINISHED, "Detail": message.body,
-                     "EventBusName": message.target}
+            entry = {"Source": EVENT_SOURCE, "DetailType": TASK_FINISHED, "Detail": message.body, "EventBusName": message.target}
             response = self.events.put_events(Entries=[entry])
             if response.get("FailedEntryCount"):
                 raise ClientError({"Error": {"Code": "FailedEntry", "Message": str(response["Entries"])}}, "PutEvents")
@@ -162,7 +158,8 @@ class JobQueue:
     def keep_invisible(self, record: SqsRecord, seconds: int) -> None:
         """Heartbeat: the message stays invisible ``seconds`` from now (a live worker keeps it)."""
         self.client.change_message_visibility(
-            QueueUrl=self._url_of(record.event_source_arn or ""), ReceiptHandle=record.receipt_handle,
+            QueueUrl=self._url_of(record.event_source_arn or ""),
+            ReceiptHandle=record.receipt_handle,
             VisibilityTimeout=seconds,
         )
 

@@ -20,8 +20,9 @@ class ListQuery(BaseModel):
     limit: int = Field(50, ge=1, le=200)
 
 
-def page_statements(table: Any, conditions: Sequence[ColumnElement[bool]], columns: Sequence[Any],
-                    order_by: Sequence[Any], offset: int, limit: int) -> tuple[Select[Any], Select[Any]]:
+def page_statements(
+    table: Any, conditions: Sequence[ColumnElement[bool]], columns: Sequence[Any], order_by: Sequence[Any], offset: int, limit: int
+) -> tuple[Select[Any], Select[Any]]:
     """``(count, rows)``: how many rows of ``table`` meet ``conditions``, and ``columns`` of one
     page of them in ``order_by`` order."""
     count = select(func.count()).select_from(table).where(*conditions)

@@ -56,9 +56,7 @@ class ObjectStore:
         content_type: str = "application/octet-stream",
         metadata: dict[str, str] | None = None,
     ) -> None:
-        self.client.put_object(
-            Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata or {}
-        )
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata or {})
 
     def get(self, key: str, max_bytes: int | None = None) -> StoredObject:
         """The object; with ``max_bytes``, at most that many bytes are read (413 beyond: it may
@@ -118,8 +116,12 @@ class ObjectStore:
         (S3's ``response-*`` overrides: the stored type and disposition count for nothing)."""
         return self.client.generate_presigned_url(
             "get_object",
-            Params={"Bucket": self.bucket, "Key": key, "ResponseContentType": content_type,
-                    "ResponseContentDisposition": f'attachment; filename="{filename}"'},
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ResponseContentType": content_type,
+                "ResponseContentDisposition": f'attachment; filename="{filename}"',
+            },
             ExpiresIn=expires_seconds,
         )
 

@@ -27,10 +27,7 @@ from shared.platform.tasks import TaskOut, TaskRepository
 
 log = logging.getLogger("visionfn.tasks")
 
-DEAD_LETTER_ERROR = (
-    "Gave up after {count} deliveries: the worker stopped each time without finishing "
-    "(crash, timeout or out of memory)"
-)
+DEAD_LETTER_ERROR = "Gave up after {count} deliveries: the worker stopped each time without finishing (crash, timeout or out of memory)"
 #: Seconds kept, before the function's deadline, to record a timed-out task.
 TIMEOUT_MARGIN_SECONDS = 1.0
 
@@ -132,6 +129,7 @@ class TaskWorker:
             log.warning("task %s: %s; its result is not recorded", lease.key, error.detail)
             return Outcome.HANDLED
         if isinstance(task, TaskOut):
-            log.info("task %s %s (%s, attempt %d)%s", task.uid, task.status, self.kind, lease.attempt,
-                     f": {task.error}" if task.error else "")
+            log.info(
+                "task %s %s (%s, attempt %d)%s", task.uid, task.status, self.kind, lease.attempt, f": {task.error}" if task.error else ""
+            )
         return Outcome.HANDLED

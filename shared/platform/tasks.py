@@ -79,8 +79,14 @@ class TaskRepository:
         self.leases = LeasedTable(Task, Task.uid, database_url)
 
     def create(
-        self, tool: str, params: dict[str, Any], input_files: list[str], uid: str | None = None,
-        job_queue: str | None = None, owner: str = "", execution: Execution | None = None,
+        self,
+        tool: str,
+        params: dict[str, Any],
+        input_files: list[str],
+        uid: str | None = None,
+        job_queue: str | None = None,
+        owner: str = "",
+        execution: Execution | None = None,
     ) -> TaskOut:
         """A ``queued`` task and, with ``job_queue``, its job (with ``execution``, the start of its
         execution): both or neither. The message is sent by ``dispatch`` once the inputs are
@@ -122,8 +128,10 @@ class TaskRepository:
         the failure announced."""
         with session_scope(self.database_url) as session:
             task = session.scalar(
-                update(Task).where(Task.uid == uid, Task.status == "queued")
-                .values(status="error", error=error, updated_at=utc_now()).returning(Task)
+                update(Task)
+                .where(Task.uid == uid, Task.status == "queued")
+                .values(status="error", error=error, updated_at=utc_now())
+                .returning(Task)
             )
             if task is None:
                 raise TaskNotFound(uid)
@@ -204,13 +212,28 @@ class TaskRepository:
             chain = session.get(Task, chain_uid)
             if chain is None or chain.tool != "chain" or not 1 <= step <= len(steps := (chain.params or {}).get("steps", [])):
                 raise TaskNotFound(uid)
-            session.execute(dialect_insert(session, Task).values(
-                uid=uid, owner=chain.owner, tool=steps[step - 1]["tool"], status="queued", params=steps[step - 1]["params"],
-                input_files=chain.input_files, thumbnails=[], result_files=[], result_data=None, error=None, attempts=0,
-                created_at=now, updated_at=now, parent_uid=chain_uid, step=step,
-            ).on_conflict_do_nothing(index_elements=[Task.uid]))
-            session.execute(update(Task).where(Task.uid == chain_uid, Task.status == "queued")
-                            .values(status="processing", updated_at=now))
+            session.execute(
+                dialect_insert(session, Task)
+                .values(
+                    uid=uid,
+                    owner=chain.owner,
+                    tool=steps[step - 1]["tool"],
+                    status="queued",
+                    params=steps[step - 1]["params"],
+                    input_files=chain.input_files,
+                    thumbnails=[],
+                    result_files=[],
+                    result_data=None,
+                    error=None,
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                    parent_uid=chain_uid,
+                    step=step,
+                )
+                .on_conflict_do_nothing(index_elements=[Task.uid])
+            )
+            session.execute(update(Task).where(Task.uid == chain_uid, Task.status == "queued").values(status="processing", updated_at=now))
             self._end_unfinished_steps(session, chain_uid, abandoned, Task.step < step)
             return TaskOut.model_validate(session.get(Task, uid))
 
@@ -221,8 +244,11 @@ class TaskRepository:
 
     @staticmethod
     def _end_unfinished_steps(session: Session, chain_uid: str, error: str, *where: Any) -> None:
-        session.execute(update(Task).where(Task.parent_uid == chain_uid, Task.status.not_in(FINISHED_STATUSES), *where)
-                        .values(status="error", error=error, lease_expires_at=None, updated_at=utc_now()))
+        session.execute(
+            update(Task)
+            .where(Task.parent_uid == chain_uid, Task.status.not_in(FINISHED_STATUSES), *where)
+            .values(status="error", error=error, lease_expires_at=None, updated_at=utc_now())
+        )
 
     def steps_of(self, chain_uid: str) -> dict[int, TaskOut]:
         """The tasks of a chain's steps that were opened, by step number."""
@@ -230,14 +256,23 @@ class TaskRepository:
             rows = session.scalars(select(Task).where(Task.parent_uid == chain_uid))
             return {row.step: TaskOut.model_validate(row) for row in rows if row.step is not None}
 
-    def finish_chain(self, uid: str, status: Literal["done", "error"], result_data: dict[str, Any],
-                     result_files: list[str], error: str | None) -> TaskOut | None:
+    def finish_chain(
+        self, uid: str, status: Literal["done", "error"], result_data: dict[str, Any], result_files: list[str], error: str | None
+    ) -> TaskOut | None:
         """A chain's one last write (with its task-finished event); None when it had finished already."""
         with session_scope(self.database_url) as session:
             task = session.scalar(
-                update(Task).where(Task.uid == uid, Task.status.not_in(FINISHED_STATUSES))
-                .values(status=status, result_data=result_data, result_files=result_files, error=error,
-                        lease_expires_at=None, updated_at=utc_now()).returning(Task)
+                update(Task)
+                .where(Task.uid == uid, Task.status.not_in(FINISHED_STATUSES))
+                .values(
+                    status=status,
+                    result_data=result_data,
+                    result_files=result_files,
+                    error=error,
+                    lease_expires_at=None,
+                    updated_at=utc_now(),
+                )
+                .returning(Task)
             )
             if task is None:
                 return None
@@ -252,7 +287,9 @@ class TaskRepository:
         cutoff = utc_now() - timedelta(seconds=idle_seconds)
         with session_scope(self.database_url) as session:
             rows = session.scalars(
-                select(Task).where(Task.tool == "chain", Task.status.not_in(FINISHED_STATUSES), Task.updated_at < cutoff)
-                .order_by(Task.updated_at).limit(limit)
+                select(Task)
+                .where(Task.tool == "chain", Task.status.not_in(FINISHED_STATUSES), Task.updated_at < cutoff)
+                .order_by(Task.updated_at)
+                .limit(limit)
             )
             return [TaskOut.model_validate(row) for row in rows]

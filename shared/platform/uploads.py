@@ -55,8 +55,7 @@ class UploadHandler(ABC):
             log.info("%s (etag %s) already processed; nothing to do", obj.key, obj.etag)
             return Outcome.HANDLED
         if isinstance(lease, Claim):
-            raise Busy(f"{obj.key} (etag {obj.etag}) is being processed by another delivery",
-                       self.processed.lease_seconds_left(obj))
+            raise Busy(f"{obj.key} (etag {obj.etag}) is being processed by another delivery", self.processed.lease_seconds_left(obj))
         try:
             stored = self.store.get(obj.key)
             inject_fault_if_requested(stored.metadata, receive_count, self.settings)

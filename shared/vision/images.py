@@ -61,20 +61,13 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
     except (UnidentifiedImageError, OSError) as error:
         other = _other_format(data)
         if other:
-            raise UnsupportedMediaType(
-                f"{other} images are not supported; send JPEG, PNG, BMP, WebP, TIFF or GIF"
-            ) from error
-        raise NotAnImage(
-            f"The file is not a supported image (JPEG, PNG, BMP, WebP, TIFF or GIF); "
-            f"first bytes: {data[:8].hex()}"
-        ) from error
+            raise UnsupportedMediaType(f"{other} images are not supported; send JPEG, PNG, BMP, WebP, TIFF or GIF") from error
+        raise NotAnImage(f"The file is not a supported image (JPEG, PNG, BMP, WebP, TIFF or GIF); first bytes: {data[:8].hex()}") from error
     except (ValueError, SyntaxError, EOFError) as error:  # e.g. a text or ICC chunk beyond Pillow's limits
         raise NotAnImage(f"Image metadata is corrupt or too large: {error}") from error
     width, height = image.size
     if width * height > max_pixels:
-        raise PayloadTooLarge(
-            f"Image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels"
-        )
+        raise PayloadTooLarge(f"Image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels")
     if max(width, height) > MAX_IMAGE_SIDE:
         raise PayloadTooLarge(f"Image is {width}x{height}; no side may be longer than {MAX_IMAGE_SIDE} pixels")
     try:

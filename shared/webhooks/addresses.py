@@ -43,8 +43,10 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 #: The instance metadata services, never reached whatever is allowed: AWS, GCP, Azure and others
 #: (169.254.169.254 and AWS's IPv6 fd00:ec2::254), ECS task metadata (169.254.170.2), EKS Pod
 #: Identity (169.254.170.23, fd00:ec2::23), Alibaba Cloud (100.100.100.200).
-METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
-    "169.254.169.254", "169.254.170.2", "169.254.170.23", "100.100.100.200", "fd00:ec2::254", "fd00:ec2::23"))
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in ("169.254.169.254", "169.254.170.2", "169.254.170.23", "100.100.100.200", "fd00:ec2::254", "fd00:ec2::23")
+)
 SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT (RFC 6598)
 NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: an IPv4 address in the last 32 bits
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # RFC 4291 (deprecated): ::a.b.c.d
@@ -158,7 +160,9 @@ def connect_address(address: IPAddress) -> IPAddress:
 
 
 def address_problem(
-    address: IPAddress, allowed: Sequence[IPNetwork] = (), port: int | None = None,
+    address: IPAddress,
+    allowed: Sequence[IPNetwork] = (),
+    port: int | None = None,
     platform: PlatformServices = NO_PLATFORM,
 ) -> str | None:
     """Why a hook may not connect to ``address`` (at ``port``, when given) (None: it may)."""
@@ -217,7 +221,10 @@ def _may_be_this_machine(address: IPAddress) -> bool:
 
 
 def refused_addresses(
-    host: str, addresses: Sequence[str], allowed: Sequence[IPNetwork], port: int | None = None,
+    host: str,
+    addresses: Sequence[str],
+    allowed: Sequence[IPNetwork],
+    port: int | None = None,
     platform: PlatformServices = NO_PLATFORM,
 ) -> str | None:
     """Why ``host`` may not be reached at these addresses (the first refused one), or None."""
@@ -252,7 +259,11 @@ def resolve(resolver: Resolver, host: str, port: int, timeout: float) -> list[st
 
 
 def check_url(
-    url: str, resolver: Resolver, allowed: Sequence[IPNetwork], timeout: float, platform: PlatformServices = NO_PLATFORM,
+    url: str,
+    resolver: Resolver,
+    allowed: Sequence[IPNetwork],
+    timeout: float,
+    platform: PlatformServices = NO_PLATFORM,
 ) -> Target:
     """The URL's target when it may be used now: its syntax and every address it resolves to."""
     target = parse_url(url)

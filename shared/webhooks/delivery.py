@@ -99,15 +99,24 @@ class _Deadline:
 
 
 def post(
-    url: str, body: bytes, headers: dict[str, str], *, resolver: Resolver, allowed: Sequence[IPNetwork],
-    timeout: float, excerpt_bytes: int, tls: ssl.SSLContext | None = None, platform: PlatformServices = NO_PLATFORM,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    resolver: Resolver,
+    allowed: Sequence[IPNetwork],
+    timeout: float,
+    excerpt_bytes: int,
+    tls: ssl.SSLContext | None = None,
+    platform: PlatformServices = NO_PLATFORM,
 ) -> AttemptResult:
     """POST ``body`` to ``url``: the outcome, never an exception. ``tls``: the certificates trusted
     (the system's by default); ``platform``: services never reached, whatever is allowed."""
     started = time.monotonic()
 
-    def result(status: int | None, error: str | None, excerpt: bytes = b"", address: str | None = None,
-               retry_after: float | None = None) -> AttemptResult:
+    def result(
+        status: int | None, error: str | None, excerpt: bytes = b"", address: str | None = None, retry_after: float | None = None
+    ) -> AttemptResult:
         duration = round((time.monotonic() - started) * 1000)
         return AttemptResult(status, error, duration, excerpt.decode("utf-8", "replace"), address, retry_after)
 

@@ -38,12 +38,15 @@ class WebhookCreate(BaseModel):
 
     url: str = Field(max_length=MAX_URL_LENGTH, description="http(s) URL the deliveries are POSTed to (public addresses only)")
     secret: str | None = Field(
-        None, min_length=1, max_length=1024,
-        description="HMAC-SHA256 key: with it every delivery carries X-Webhook-Signature and webhook-signature. "
-        "Stored, never returned.",
+        None,
+        min_length=1,
+        max_length=1024,
+        description="HMAC-SHA256 key: with it every delivery carries X-Webhook-Signature and webhook-signature. Stored, never returned.",
     )
     events: list[EventName] = Field(
-        default_factory=lambda: list(EVENT_NAMES), min_length=1, max_length=len(EVENT_NAMES),
+        default_factory=lambda: list(EVENT_NAMES),
+        min_length=1,
+        max_length=len(EVENT_NAMES),
         description="Which task outcomes are delivered",
     )
     description: str = Field("", max_length=256)
@@ -98,11 +101,15 @@ class SecretRotation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     secret: str | None = Field(
-        None, min_length=1, max_length=1024,
+        None,
+        min_length=1,
+        max_length=1024,
         description="The new secret; left out: the server makes one and answers it this once.",
     )
     overlap_seconds: int = Field(
-        DEFAULT_OVERLAP_SECONDS, ge=0, le=MAX_OVERLAP_SECONDS,
+        DEFAULT_OVERLAP_SECONDS,
+        ge=0,
+        le=MAX_OVERLAP_SECONDS,
         description="How long the previous secret keeps signing too (webhook-signature carries both); 0: not at all",
     )
 
@@ -123,8 +130,9 @@ class FailedRedelivery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    since: datetime = Field(description="Every failed delivery created at or after this time (ISO 8601; UTC when "
-                                        "it names no zone) is queued again")
+    since: datetime = Field(
+        description="Every failed delivery created at or after this time (ISO 8601; UTC when it names no zone) is queued again"
+    )
 
     @field_validator("since")
     @classmethod

@@ -70,14 +70,19 @@ def task_payload(detail: TaskFinishedDetail, tasks: TaskRepository | None) -> by
 
 
 def ping_payload(hook: WebhookOut, now: datetime) -> bytes:
-    return json.dumps({"event": "ping", "webhook_id": hook.id, "url": hook.url, "sent_at": now.isoformat()},
-                      separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(
+        {"event": "ping", "webhook_id": hook.id, "url": hook.url, "sent_at": now.isoformat()}, separators=(",", ":"), ensure_ascii=False
+    ).encode()
 
 
 class Notifier:
     def __init__(
-        self, repository: WebhookRepository | None = None, tasks: TaskRepository | None = None,
-        resolver: Resolver = system_resolver, settings: WebhookSettings | None = None, clock: Clock = utc_now,
+        self,
+        repository: WebhookRepository | None = None,
+        tasks: TaskRepository | None = None,
+        resolver: Resolver = system_resolver,
+        settings: WebhookSettings | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self.settings = settings or get_webhook_settings()
         self.repository = repository or WebhookRepository(clock=clock)
@@ -107,7 +112,12 @@ class Notifier:
         leased = []
         for hook in subscribers:
             held = self.repository.add_delivery(
-                hook.id, detail.event, detail.event_id, detail.uid, payload, self.lease_seconds if hook.healthy else None,
+                hook.id,
+                detail.event,
+                detail.event_id,
+                detail.uid,
+                payload,
+                self.lease_seconds if hook.healthy else None,
             )
             if held is not None:
                 leased.append(held)
@@ -142,12 +152,18 @@ class Notifier:
         try:
             return self.attempt(held, trigger)
         except LeaseLost as lost:
-            log.warning("delivery %s to hook %s (%s) not recorded: %s; its new holder attempts it",
-                        held.delivery_id, held.webhook_id, trigger, lost)
+            log.warning(
+                "delivery %s to hook %s (%s) not recorded: %s; its new holder attempts it", held.delivery_id, held.webhook_id, trigger, lost
+            )
             return None
         except Exception:
-            log.exception("delivery %s to hook %s (%s) not recorded; it is tried again in %.0f s",
-                          held.delivery_id, held.webhook_id, trigger, self.lease_seconds)
+            log.exception(
+                "delivery %s to hook %s (%s) not recorded; it is tried again in %.0f s",
+                held.delivery_id,
+                held.webhook_id,
+                trigger,
+                self.lease_seconds,
+            )
             return None
 
     def attempt(self, held: LeasedDelivery, trigger: Trigger) -> DeliveryOut | None:
@@ -158,15 +174,33 @@ class Notifier:
         secret, previous_secret = held.signing_secrets(now)
         headers = delivery_headers(held.delivery_id, held.event, int(now.timestamp()), held.payload, secret, previous_secret)
         result = delivery.post(
-            held.url, held.payload, headers, resolver=self.resolver, allowed=self.allowed, platform=self.platform,
-            timeout=self.settings.webhook_timeout_seconds, excerpt_bytes=self.settings.webhook_response_excerpt_bytes,
+            held.url,
+            held.payload,
+            headers,
+            resolver=self.resolver,
+            allowed=self.allowed,
+            platform=self.platform,
+            timeout=self.settings.webhook_timeout_seconds,
+            excerpt_bytes=self.settings.webhook_response_excerpt_bytes,
         )
         outcome = self.repository.record_attempt(
-            held, trigger, result, self.settings.webhook_retry_delays, self.settings.webhook_disable_after_seconds,
+            held,
+            trigger,
+            result,
+            self.settings.webhook_retry_delays,
+            self.settings.webhook_disable_after_seconds,
         )
         state = outcome.state if outcome else "deleted"
-        log.info("delivery %s (%s) to hook %s, %s: %s in %d ms -> %s", held.delivery_id, held.event, held.webhook_id,
-                 trigger, result.error or f"HTTP {result.status_code}", result.duration_ms, state)
+        log.info(
+            "delivery %s (%s) to hook %s, %s: %s in %d ms -> %s",
+            held.delivery_id,
+            held.event,
+            held.webhook_id,
+            trigger,
+            result.error or f"HTTP {result.status_code}",
+            result.duration_ms,
+            state,
+        )
         return outcome
 
     # --- the API's attempts -------------------------------------------------------------------------

@@ -105,8 +105,9 @@ class WebhookRepository:
     def __init__(self, database_url: str | None = None, clock: Clock = utc_now) -> None:
         self.database_url = database_url
         self.clock = clock
-        self.leases = LeasedTable(WebhookDelivery, WebhookDelivery.id, database_url, statuses=DELIVERY_STATUSES,
-                                  due=WebhookDelivery.next_attempt_at, clock=clock)
+        self.leases = LeasedTable(
+            WebhookDelivery, WebhookDelivery.id, database_url, statuses=DELIVERY_STATUSES, due=WebhookDelivery.next_attempt_at, clock=clock
+        )
 
     # --- hooks --------------------------------------------------------------------------------
     def create(self, owner: str, spec: WebhookCreate, max_per_owner: int) -> WebhookOut:
@@ -115,9 +116,18 @@ class WebhookRepository:
             if count >= max_per_owner:
                 raise BadRequest(f"An owner may register at most {max_per_owner} webhooks; delete one first")
             hook = Webhook(
-                id="wh_" + secrets.token_hex(12), owner=owner, url=spec.url, secret=spec.secret,
-                events=list(spec.events), description=spec.description, enabled=True, disabled_reason=None,
-                failing_since=None, consecutive_failures=0, last_success_at=None, created_at=self.clock(),
+                id="wh_" + secrets.token_hex(12),
+                owner=owner,
+                url=spec.url,
+                secret=spec.secret,
+                events=list(spec.events),
+                description=spec.description,
+                enabled=True,
+                disabled_reason=None,
+                failing_since=None,
+                consecutive_failures=0,
+                last_success_at=None,
+                created_at=self.clock(),
             )
             session.add(hook)
             session.flush()
@@ -153,13 +163,20 @@ class WebhookRepository:
         now = self.clock()
         with session_scope(self.database_url) as session:
             hook = self._owned(session, owner, webhook_id, lock=True)
-            queued = len(session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.status == "failed",
-                       WebhookDelivery.event != "ping", WebhookDelivery.created_at >= since)
-                .values(status="pending", next_attempt_at=now, updated_at=now)
-                .returning(WebhookDelivery.id).execution_options(synchronize_session=False)
-            ).all())
+            queued = len(
+                session.execute(
+                    update(WebhookDelivery)
+                    .where(
+                        WebhookDelivery.webhook_id == hook.id,
+                        WebhookDelivery.status == "failed",
+                        WebhookDelivery.event != "ping",
+                        WebhookDelivery.created_at >= since,
+                    )
+                    .values(status="pending", next_attempt_at=now, updated_at=now)
+                    .returning(WebhookDelivery.id)
+                    .execution_options(synchronize_session=False)
+                ).all()
+            )
             if queued and not hook.enabled:
                 hook.enabled, hook.disabled_reason = True, None
             return queued
@@ -180,7 +197,13 @@ class WebhookRepository:
 
     # --- deliveries -----------------------------------------------------------------------------
     def add_delivery(
-        self, webhook_id: str, event: str, event_id: str, task_uid: str | None, payload: bytes, lease_seconds: float | None,
+        self,
+        webhook_id: str,
+        event: str,
+        event_id: str,
+        task_uid: str | None,
+        payload: bytes,
+        lease_seconds: float | None,
     ) -> LeasedDelivery | None:
         """Record the event for the hook once (a repeated event changes nothing: None), due at once.
         With ``lease_seconds`` the caller claims it in the same transaction, to attempt it now;
@@ -189,11 +212,23 @@ class WebhookRepository:
         delivery_id = delivery_id_of(webhook_id, event_id)
         with session_scope(self.database_url) as session:
             inserted = session.execute(
-                dialect_insert(session, WebhookDelivery).values(
-                    id=delivery_id, webhook_id=webhook_id, event_id=event_id, event=event, task_uid=task_uid,
-                    payload=payload, status="pending", attempts=0, attempt_log=[], next_attempt_at=now,
-                    created_at=now, updated_at=now,
-                ).on_conflict_do_nothing().returning(WebhookDelivery.id)
+                dialect_insert(session, WebhookDelivery)
+                .values(
+                    id=delivery_id,
+                    webhook_id=webhook_id,
+                    event_id=event_id,
+                    event=event,
+                    task_uid=task_uid,
+                    payload=payload,
+                    status="pending",
+                    attempts=0,
+                    attempt_log=[],
+                    next_attempt_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing()
+                .returning(WebhookDelivery.id)
             ).scalar_one_or_none()
             if inserted is None or lease_seconds is None:
                 return None
@@ -202,7 +237,11 @@ class WebhookRepository:
             return held[0] if held else None
 
     def add_ping(
-        self, owner: str, webhook_id: str, payload_of: Callable[[WebhookOut], bytes], lease_seconds: float,
+        self,
+        owner: str,
+        webhook_id: str,
+        payload_of: Callable[[WebhookOut], bytes],
+        lease_seconds: float,
     ) -> LeasedDelivery:
         """A new ping delivery of the owner's hook, claimed by the caller."""
         hook = self.get(owner, webhook_id)
@@ -218,8 +257,11 @@ class WebhookRepository:
             mine = WebhookDelivery.webhook_id == hook.id
             total = session.scalar(select(func.count()).select_from(WebhookDelivery).where(mine)) or 0
             rows = session.scalars(
-                select(WebhookDelivery).where(mine)
-                .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).offset(offset).limit(limit)
+                select(WebhookDelivery)
+                .where(mine)
+                .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+                .offset(offset)
+                .limit(limit)
             )
             return DeliveryPage(total=total, deliveries=[_delivery_out(row) for row in rows])
 
@@ -237,16 +279,28 @@ class WebhookRepository:
             hook = self._owned(session, owner, webhook_id)
             row = session.execute(
                 select(WebhookDelivery.status, WebhookDelivery.event, WebhookDelivery.payload)
-                .where(WebhookDelivery.id == delivery_id, WebhookDelivery.webhook_id == hook.id).with_for_update()
+                .where(WebhookDelivery.id == delivery_id, WebhookDelivery.webhook_id == hook.id)
+                .with_for_update()
             ).one_or_none()
             if row is None:
                 raise delivery_not_found()
             lease = self.leases.claim(delivery_id, lease_seconds, reopen=True, session=session)
             if isinstance(lease, Lease):
-                return LeasedDelivery(lease, hook.id, hook.url, hook.secret, row.event, row.payload, row.status,
-                                      hook.previous_secret, hook.previous_secret_expires_at)
-        raise Busy(f"Delivery {delivery_id} is being sent right now; redeliver it once that attempt is logged",
-                   self.leases.seconds_left(delivery_id))
+                return LeasedDelivery(
+                    lease,
+                    hook.id,
+                    hook.url,
+                    hook.secret,
+                    row.event,
+                    row.payload,
+                    row.status,
+                    hook.previous_secret,
+                    hook.previous_secret_expires_at,
+                )
+        raise Busy(
+            f"Delivery {delivery_id} is being sent right now; redeliver it once that attempt is logged",
+            self.leases.seconds_left(delivery_id),
+        )
 
     def claim_due(self, limit: int, lease_seconds: float) -> list[LeasedDelivery]:
         """Deliveries of enabled hooks whose time has come (a retry due, or a sender's lease lapsed),
@@ -254,8 +308,11 @@ class WebhookRepository:
         enabled = select(Webhook.id).where(Webhook.enabled.is_(True))
         with session_scope(self.database_url) as session:
             leases = self.leases.claim_batch(
-                limit, lease_seconds, where=[WebhookDelivery.webhook_id.in_(enabled)],
-                order_by=WebhookDelivery.next_attempt_at, session=session,
+                limit,
+                lease_seconds,
+                where=[WebhookDelivery.webhook_id.in_(enabled)],
+                order_by=WebhookDelivery.next_attempt_at,
+                session=session,
             )
             return self._leased(session, leases, "pending")
 
@@ -264,7 +321,11 @@ class WebhookRepository:
         self.leases.renew(held.lease, lease_seconds)
 
     def record_attempt(
-        self, held: LeasedDelivery, trigger: Trigger, result: AttemptResult, delays: Sequence[float],
+        self,
+        held: LeasedDelivery,
+        trigger: Trigger,
+        result: AttemptResult,
+        delays: Sequence[float],
         disable_after_seconds: float,
     ) -> DeliveryOut | None:
         """Log the attempt; the delivery is delivered, retried later or failed; the hook's health
@@ -285,8 +346,7 @@ class WebhookRepository:
             # only the lease's holder writes the log, and the write below fails if that is no longer us
             log = [*log, _attempt_record(now, trigger, result)]
             if result.ok:
-                row = self.leases.write(held.lease, session=session, status="delivered", attempt_log=log,
-                                        next_attempt_at=None)
+                row = self.leases.write(held.lease, session=session, status="delivered", attempt_log=log, next_attempt_at=None)
                 hook.failing_since, hook.consecutive_failures, hook.last_success_at = None, 0, now
                 hook.enabled, hook.disabled_reason = True, None
                 return _delivery_out(row)
@@ -300,8 +360,10 @@ class WebhookRepository:
             hook.failing_since = _aware(hook.failing_since) or now
             reason = None
             if result.status_code == GONE:
-                reason = (f"Disabled at {now.isoformat(timespec='seconds')}: the receiver answered 410 Gone (it no "
-                          "longer wants these deliveries). A successful ping or redelivery enables it again.")
+                reason = (
+                    f"Disabled at {now.isoformat(timespec='seconds')}: the receiver answered 410 Gone (it no "
+                    "longer wants these deliveries). A successful ping or redelivery enables it again."
+                )
             elif hook.enabled and should_disable(hook.failing_since, now, disable_after_seconds):
                 reason = (
                     f"Disabled at {now.isoformat(timespec='seconds')}: every delivery attempt failed since "
@@ -310,8 +372,9 @@ class WebhookRepository:
                 )
             if reason:
                 retry_at = None  # its hook gives up all its pending deliveries, this one too
-            row = self.leases.write(held.lease, session=session, status="pending" if retry_at else "failed",
-                                    attempt_log=log, next_attempt_at=retry_at)
+            row = self.leases.write(
+                held.lease, session=session, status="pending" if retry_at else "failed", attempt_log=log, next_attempt_at=retry_at
+            )
             if reason:
                 self._disable(session, hook, now, reason)
             return _delivery_out(row)
@@ -321,8 +384,16 @@ class WebhookRepository:
         if not leases:
             return []
         rows = session.execute(
-            select(WebhookDelivery.id, WebhookDelivery.event, WebhookDelivery.payload, Webhook.id, Webhook.url,
-                   Webhook.secret, Webhook.previous_secret, Webhook.previous_secret_expires_at)
+            select(
+                WebhookDelivery.id,
+                WebhookDelivery.event,
+                WebhookDelivery.payload,
+                Webhook.id,
+                Webhook.url,
+                Webhook.secret,
+                Webhook.previous_secret,
+                Webhook.previous_secret_expires_at,
+            )
             .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
             .where(WebhookDelivery.id.in_([lease.key for lease in leases]))
         ).all()
@@ -338,7 +409,8 @@ class WebhookRepository:
     def _disable(session: Any, hook: Webhook, now: datetime, reason: str) -> None:
         hook.enabled, hook.disabled_reason = False, reason
         session.execute(
-            update(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.status == "pending")
+            update(WebhookDelivery)
+            .where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.status == "pending")
             .values(status="failed", next_attempt_at=None, updated_at=now)
         )
 
@@ -354,22 +426,43 @@ class WebhookRepository:
 
 
 def _attempt_record(now: datetime, trigger: str, result: AttemptResult) -> dict[str, Any]:
-    return {"at": now.isoformat(), "trigger": trigger, "status_code": result.status_code, "error": result.error,
-            "duration_ms": result.duration_ms, "response_excerpt": result.response_excerpt, "address": result.address}
+    return {
+        "at": now.isoformat(),
+        "trigger": trigger,
+        "status_code": result.status_code,
+        "error": result.error,
+        "duration_ms": result.duration_ms,
+        "response_excerpt": result.response_excerpt,
+        "address": result.address,
+    }
 
 
 def _hook_out(hook: Webhook) -> WebhookOut:
     return WebhookOut(
-        id=hook.id, url=hook.url, created_at=_aware(hook.created_at), events=list(hook.events),
-        description=hook.description, has_secret=bool(hook.secret), enabled=hook.enabled,
-        disabled_reason=hook.disabled_reason, failing_since=_aware(hook.failing_since),
+        id=hook.id,
+        url=hook.url,
+        created_at=_aware(hook.created_at),
+        events=list(hook.events),
+        description=hook.description,
+        has_secret=bool(hook.secret),
+        enabled=hook.enabled,
+        disabled_reason=hook.disabled_reason,
+        failing_since=_aware(hook.failing_since),
         previous_secret_expires_at=_aware(hook.previous_secret_expires_at) if hook.previous_secret else None,
     )
 
 
 def _delivery_out(row: WebhookDelivery) -> DeliveryOut:
     return DeliveryOut(
-        id=row.id, webhook_id=row.webhook_id, event=row.event, event_id=row.event_id, task_uid=row.task_uid,
-        state=row.status, attempts=row.attempt_log, next_attempt_at=_aware(row.next_attempt_at),
-        payload_bytes=len(row.payload), created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
+        id=row.id,
+        webhook_id=row.webhook_id,
+        event=row.event,
+        event_id=row.event_id,
+        task_uid=row.task_uid,
+        state=row.status,
+        attempts=row.attempt_log,
+        next_attempt_at=_aware(row.next_attempt_at),
+        payload_bytes=len(row.payload),
+        created_at=_aware(row.created_at),
+        updated_at=_aware(row.updated_at),
     )

@@ -26,7 +26,10 @@ DEFAULT_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 36000, 36000, 36000)
 
 
 def next_attempt_at(
-    now: datetime, failed_attempts: int, delays: Sequence[float], draw: Callable[[float, float], float] = random.uniform,
+    now: datetime,
+    failed_attempts: int,
+    delays: Sequence[float],
+    draw: Callable[[float, float], float] = random.uniform,
 ) -> datetime | None:
     """When to try again after the ``failed_attempts``-th failed scheduled attempt; None: give up."""
     if failed_attempts < 1 or failed_attempts > len(delays):

@@ -35,8 +35,9 @@ class WebhookService:
         """422 in pydantic's shape for a bad body or a URL that may not be reached (which says why)."""
         spec = parse_payload(WebhookCreate, _object(body, '{"url": ..., "secret": ...}'))
         try:
-            check_url(spec.url, self.notifier.resolver, self.notifier.allowed, self.settings.webhook_timeout_seconds,
-                      self.notifier.platform)
+            check_url(
+                spec.url, self.notifier.resolver, self.notifier.allowed, self.settings.webhook_timeout_seconds, self.notifier.platform
+            )
         except UrlRefused as error:
             raise RequestValidationFailed.problem("url_refused", ["body", "url"], str(error), spec.url) from error
         return self.repository.create(owner, spec, self.settings.webhook_max_per_owner)
@@ -70,8 +71,7 @@ class WebhookService:
         """Every failed delivery since a time queued for the retry schedule (a disabled hook is
         enabled to send them): how many."""
         request = parse_payload(FailedRedelivery, _object(body, '{"since": "2024-01-15T10:30:00Z"}'))
-        return RedeliveriesQueued(queued=self.repository.requeue_failed(owner, webhook_id, request.since),
-                                  since=request.since)
+        return RedeliveriesQueued(queued=self.repository.requeue_failed(owner, webhook_id, request.since), since=request.since)
 
 
 def _object(body: Any, example: str) -> dict[str, Any]:

@@ -24,8 +24,11 @@ class WebhookSettings(Settings):
     """What the webhook functions read (webhooks, notifier)."""
 
     webhook_timeout_seconds: float = Field(
-        10, gt=0, le=60, description="One delivery attempt (resolving, connecting, sending, reading the answer) "
-        "ends within this many seconds; past it the attempt failed and is retried later."
+        10,
+        gt=0,
+        le=60,
+        description="One delivery attempt (resolving, connecting, sending, reading the answer) "
+        "ends within this many seconds; past it the attempt failed and is retried later.",
     )
     webhook_allowed_networks: list[IPvAnyNetwork] = Field(
         default_factory=list,
@@ -41,13 +44,17 @@ class WebhookSettings(Settings):
         f"`VISIONFN_GATEWAY_PORT` and {FUNCTION_PORTS} ports from `VISIONFN_FUNCTION_BASE_PORT` (the functions').",
     )
     webhook_retry_delays: list[PositiveFloat] = Field(
-        [5, 300, 1800, 7200, 18000, 36000, 36000, 36000, 36000], min_length=1, max_length=50,
+        [5, 300, 1800, 7200, 18000, 36000, 36000, 36000, 36000],
+        min_length=1,
+        max_length=50,
         description="JSON list: seconds from a failed delivery attempt to the next (each +-15 % jitter); a "
         "delivery failing after the last is `failed`. Default: 5 s, 5 min, 30 min, 2 h, 5 h, 4 x 10 h (~2 days).",
     )
     webhook_disable_after_seconds: float = Field(
-        3 * 24 * 3600, gt=0, description="A hook whose delivery attempts have all failed for this long is disabled "
-        "(`disabled_reason`); a successful ping or redelivery enables it again. Default 3 days."
+        3 * 24 * 3600,
+        gt=0,
+        description="A hook whose delivery attempts have all failed for this long is disabled "
+        "(`disabled_reason`); a successful ping or redelivery enables it again. Default 3 days.",
     )
     webhook_response_excerpt_bytes: int = Field(
         1024, ge=0, le=65536, description="Bytes of a receiver's answer read and kept in the delivery log."

@@ -46,7 +46,12 @@ def standard_webhooks_secret(secret: str) -> str:
 
 
 def delivery_headers(
-    message_id: str, event: str, timestamp: int, body: bytes, secret: str | None, previous_secret: str | None = None,
+    message_id: str,
+    event: str,
+    timestamp: int,
+    body: bytes,
+    secret: str | None,
+    previous_secret: str | None = None,
 ) -> dict[str, str]:
     """Every header of one attempt (the timestamp is the attempt's, so each attempt is signed anew);
     ``previous_secret``: a rotated secret still in its overlap, which signs too."""

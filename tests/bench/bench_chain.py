@@ -59,8 +59,12 @@ class Client:
 
     def chain_ms(self, steps: int) -> float:
         started = time.perf_counter()
-        answer = self.http.post(f"{self.gateway}/api/v1/match/chain", files=self.files(), timeout=30,
-                                data={"steps": json.dumps([{"tool": "template", "params": MISS}] * steps)})
+        answer = self.http.post(
+            f"{self.gateway}/api/v1/match/chain",
+            files=self.files(),
+            timeout=30,
+            data={"steps": json.dumps([{"tool": "template", "params": MISS}] * steps)},
+        )
         task = self.wait(answer.json()["uid"])
         assert task["status"] == "done" and task["result_data"]["completed_step"] == steps, task
         return (time.perf_counter() - started) * 1000
@@ -95,8 +99,10 @@ def main() -> None:
                     "reference_one_task_per_step_overhead_per_step_ms": summary([(total - steps * compute) / steps for total in plain]),
                 }
             report["webhook_delivery_ms"] = delivery_latency(platform, database_url, options.deliveries)
-    report["path"] = ("chain: POST (gateway) -> outbox -> StartExecution -> per step: sqs:sendMessage.waitForTaskToken -> "
-                      "bridge -> worker -> SendTaskSuccess -> ... -> chain queue -> bridge -> match_chain -> DB; polled every 5 ms")
+    report["path"] = (
+        "chain: POST (gateway) -> outbox -> StartExecution -> per step: sqs:sendMessage.waitForTaskToken -> "
+        "bridge -> worker -> SendTaskSuccess -> ... -> chain queue -> bridge -> match_chain -> DB; polled every 5 ms"
+    )
     print(json.dumps(report, indent=2))
 
 

@@ -112,15 +112,25 @@ def stock_records(database_url: str, rows: int) -> None:
 
     def row(owner: str, index: int) -> dict:
         moment = now - dt.timedelta(seconds=rng.uniform(0, 365 * 86400))
-        return {"owner": owner, "name": f"{rng.choice(words)}_{index:06d}_{rng.choice(LABELS)}.jpg", "label": rng.choice(LABELS),
-                "num": min(int(rng.expovariate(0.6)), 12), "dice": rng.uniform(0.3, 1.0), "created_at": moment,
-                "created_day": moment.date(), "result_key": f"outputs/defects/api/{uuid.uuid4().hex}.png", "source_key": None,
-                "source_etag": None, "defects": [], "processing_time_ms": 5}
+        return {
+            "owner": owner,
+            "name": f"{rng.choice(words)}_{index:06d}_{rng.choice(LABELS)}.jpg",
+            "label": rng.choice(LABELS),
+            "num": min(int(rng.expovariate(0.6)), 12),
+            "dice": rng.uniform(0.3, 1.0),
+            "created_at": moment,
+            "created_day": moment.date(),
+            "result_key": f"outputs/defects/api/{uuid.uuid4().hex}.png",
+            "source_key": None,
+            "source_etag": None,
+            "defects": [],
+            "processing_time_ms": 5,
+        }
 
     everyone = [(BENCH_OWNER, n) for n in range(rows)] + [(f"other-{n % 10}", n) for n in range(rows // 10)]
     with session_scope(database_url) as session:
         for start in range(0, len(everyone), 5000):
-            session.execute(insert(DefectRecord), [row(owner, index) for owner, index in everyone[start:start + 5000]])
+            session.execute(insert(DefectRecord), [row(owner, index) for owner, index in everyone[start : start + 5000]])
     with get_engine(database_url).connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM ANALYZE defect_records"))  # what autovacuum does after a bulk load
 

@@ -77,8 +77,10 @@ def evaluate_recall(detector, items: list[dict]) -> dict:
                 covered[group][1] += 1
         for x, y, w, h in found.boxes:
             touches = (
-                (labelled[:, 0] <= x + w) & (labelled[:, 0] + labelled[:, 2] >= x)
-                & (labelled[:, 1] <= y + h) & (labelled[:, 1] + labelled[:, 3] >= y)
+                (labelled[:, 0] <= x + w)
+                & (labelled[:, 0] + labelled[:, 2] >= x)
+                & (labelled[:, 1] <= y + h)
+                & (labelled[:, 1] + labelled[:, 3] >= y)
             )
             false_positives += not touches.any()
     report = {group: f"{hits / total:.3f} ({hits}/{total})" for group, (hits, total) in covered.items()}

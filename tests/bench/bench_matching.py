@@ -70,10 +70,19 @@ def rotation_error_deg(estimated: np.ndarray, truth: np.ndarray) -> float:
 
 # --- our overhead over the raw calls ----------------------------------------------------------
 
+
 def overhead_row(name: str, ours: float, raw: float, ours_core: float, raw_core: float, **extra: str) -> dict:
     """ours/raw: from file bytes (ours also draws the result pictures); *_core: on decoded arrays."""
-    return {"input": name, **extra, "ours_ms": ours, "raw_opencv_ms": raw, "ratio": round(ours / raw, 2),
-            "ours_core_ms": ours_core, "raw_core_ms": raw_core, "ratio_core": round(ours_core / raw_core, 2)}
+    return {
+        "input": name,
+        **extra,
+        "ours_ms": ours,
+        "raw_opencv_ms": raw,
+        "ratio": round(ours / raw, 2),
+        "ours_core_ms": ours_core,
+        "raw_core_ms": raw_core,
+        "ratio_core": round(ours_core / raw_core, 2),
+    }
 
 
 def template_overhead(runs: int) -> dict:
@@ -104,7 +113,9 @@ def raw_feature_match(query: np.ndarray, train: np.ndarray, params: FeatureParam
     detector = create_detector(params.detector)
     query_keypoints, query_descriptors = detector.detectAndCompute(query, None)
     train_keypoints, train_descriptors = detector.detectAndCompute(train, None)
-    good = ratio_test(create_matcher(params.matcher, params.detector).knnMatch(query_descriptors, train_descriptors, k=2), params.ratio_threshold)
+    good = ratio_test(
+        create_matcher(params.matcher, params.detector).knnMatch(query_descriptors, train_descriptors, k=2), params.ratio_threshold
+    )
     if len(good) >= 4:
         source = np.float32([query_keypoints[m.queryIdx].pt for m in good])
         target = np.float32([train_keypoints[m.trainIdx].pt for m in good])
@@ -120,14 +131,17 @@ def feature_overhead(runs: int) -> list[dict]:
         gray = [cv2.imread(file, cv2.IMREAD_GRAYSCALE) for file in paths]
         for detector in ("SIFT", "ORB", "AKAZE", "BRISK"):
             params = FeatureParams(detector=detector)
-            rows.append(overhead_row(
-                f"{query} -> {train}",
-                ours=median_ms(lambda: encode_pictures(tool.run(inputs, params).pictures), runs),
-                raw=median_ms(lambda: raw_feature_match(*(cv2.imread(file, cv2.IMREAD_GRAYSCALE) for file in paths), params), runs),
-                ours_core=median_ms(lambda: match_features(*arrays, params), runs),
-                raw_core=median_ms(lambda: raw_feature_match(*gray, params), runs),
-                detector=detector, matcher="FLANN",
-            ))
+            rows.append(
+                overhead_row(
+                    f"{query} -> {train}",
+                    ours=median_ms(lambda: encode_pictures(tool.run(inputs, params).pictures), runs),
+                    raw=median_ms(lambda: raw_feature_match(*(cv2.imread(file, cv2.IMREAD_GRAYSCALE) for file in paths), params), runs),
+                    ours_core=median_ms(lambda: match_features(*arrays, params), runs),
+                    raw_core=median_ms(lambda: raw_feature_match(*gray, params), runs),
+                    detector=detector,
+                    matcher="FLANN",
+                )
+            )
     return rows
 
 
@@ -170,6 +184,7 @@ def surface_overhead(runs: int) -> dict:
 
 # --- the async path ------------------------------------------------------------------------------
 
+
 def async_overhead(tasks: int, compute_ms: float) -> dict:
     from shared.platform.db.migrate import upgrade
     from tests.platform import running_platform
@@ -184,8 +199,11 @@ def async_overhead(tasks: int, compute_ms: float) -> dict:
             session = platform.http
             for index in range(tasks + 1):
                 started = time.perf_counter()
-                response = session.post(f"{platform.gateway}/api/v1/match/template",
-                                        files={"image": ("messi5.jpg", image), "template": ("t.png", template)}, timeout=30)
+                response = session.post(
+                    f"{platform.gateway}/api/v1/match/template",
+                    files={"image": ("messi5.jpg", image), "template": ("t.png", template)},
+                    timeout=30,
+                )
                 response.raise_for_status()
                 uid = response.json()["uid"]
                 while session.get(f"{platform.gateway}/api/v1/tasks/{uid}", timeout=10).json()["status"] not in ("done", "error"):
@@ -193,13 +211,18 @@ def async_overhead(tasks: int, compute_ms: float) -> dict:
                 if index:  # the first one warms the worker
                     totals.append((time.perf_counter() - started) * 1000)
     overheads = [total - compute_ms for total in totals]
-    return {"path": "POST /api/v1/match/template (gateway) -> S3 + DB + SQS -> bridge -> worker -> DB; polled every 5 ms",
-            "tasks": tasks, "submit_to_done_p50_ms": round(statistics.median(totals), 1),
-            "compute_ms": compute_ms, "overhead_p50_ms": round(statistics.median(overheads), 1),
-            "overhead_p95_ms": round(percentile(overheads, 0.95), 1)}
+    return {
+        "path": "POST /api/v1/match/template (gateway) -> S3 + DB + SQS -> bridge -> worker -> DB; polled every 5 ms",
+        "tasks": tasks,
+        "submit_to_done_p50_ms": round(statistics.median(totals), 1),
+        "compute_ms": compute_ms,
+        "overhead_p50_ms": round(statistics.median(overheads), 1),
+        "overhead_p95_ms": round(percentile(overheads, 0.95), 1),
+    }
 
 
 # --- accuracy --------------------------------------------------------------------------------------
+
 
 def oxford_accuracy() -> dict:
     report: dict = {}
@@ -226,8 +249,12 @@ def oxford_accuracy() -> dict:
                 errors.append(error)
             rows[scene] = row
         failures = sum(value is None or value > 10 for row in rows.values() for value in row)
-        report[detector] = {"median_error_px_img2..6": rows, "pairs": len(errors),
-                            "pairs_over_10px_or_failed": failures, "median_time_ms": round(statistics.median(times), 1)}
+        report[detector] = {
+            "median_error_px_img2..6": rows,
+            "pairs": len(errors),
+            "pairs_over_10px_or_failed": failures,
+            "median_time_ms": round(statistics.median(times), 1),
+        }
     return report
 
 
@@ -289,9 +316,13 @@ def surface_accuracy() -> dict:
         result = match_surface(model, scene, SurfaceParams(), SETTINGS.surface_max_model_samples)
         report[f"bunny bun000 in {scene_name}"] = {
             "rotation_error_deg": rotation_error_deg(result.pose, truth) if result.pose is not None else None,
-            "translation_error_mm": round(float(np.linalg.norm(result.pose[:3, 3] - truth[:3, 3])) * 1000, 2) if result.pose is not None else None,
-            "poses_found": result.poses_found, "icp_residual": result.icp_residual,
-            "time_ms": round((time.perf_counter() - started) * 1000), "model_size_mm": round(float(np.ptp(model[:, :3], axis=0).max()) * 1000),
+            "translation_error_mm": round(float(np.linalg.norm(result.pose[:3, 3] - truth[:3, 3])) * 1000, 2)
+            if result.pose is not None
+            else None,
+            "poses_found": result.poses_found,
+            "icp_residual": result.icp_residual,
+            "time_ms": round((time.perf_counter() - started) * 1000),
+            "model_size_mm": round(float(np.ptp(model[:, :3], axis=0).max()) * 1000),
         }
     model, scene, truth = placed_parasaurolophus()
     for use_icp in (False, True):
@@ -301,7 +332,8 @@ def surface_accuracy() -> dict:
             "rotation_error_deg": rotation_error_deg(result.pose, truth),
             "translation_error": round(float(np.linalg.norm(result.pose[:3, 3] - truth[:3, 3])), 3),
             "model_size": round(float(np.ptp(model[:, :3], axis=0).max()), 1),
-            "poses_found": result.poses_found, "time_ms": round((time.perf_counter() - started) * 1000),
+            "poses_found": result.poses_found,
+            "time_ms": round((time.perf_counter() - started) * 1000),
         }
     return report
 
@@ -314,8 +346,11 @@ def main() -> None:
     template = template_overhead(options.runs)
     report = {
         "machine": f"{os.cpu_count()} cores, OpenCV {cv2.__version__}",
-        "overhead_vs_raw_opencv": {"template": template, "feature": feature_overhead(options.runs),
-                                   "surface": surface_overhead(max(1, options.runs // 2))},
+        "overhead_vs_raw_opencv": {
+            "template": template,
+            "feature": feature_overhead(options.runs),
+            "surface": surface_overhead(max(1, options.runs // 2)),
+        },
         "async_overhead": async_overhead(options.tasks, template["ours_ms"]),
         "accuracy": {"feature_oxford": oxford_accuracy(), "template_hits": template_hits(), "surface": surface_accuracy()},
     }

@@ -66,8 +66,11 @@ def gateway_overhead(platform, count: int) -> dict:
 
 def upload_latency(platform, count: int) -> dict:
     s3 = boto3.client(
-        "s3", endpoint_url=platform.env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-        aws_access_key_id="test", aws_secret_access_key="test",
+        "s3",
+        endpoint_url=platform.env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
     )
     bucket = platform.state["bucket"]
     image = event_file("landscape.png")
@@ -102,14 +105,21 @@ def time_to_ready(database_url: str, runs: int) -> dict:
         base = free_port_block(40)
         run_dir = PROJECT_ROOT / ".run" / f"bench-up-{run}"
         env = {
-            **os.environ, "DATABASE_URL": database_url, "VISIONFN_RUN_DIR": str(run_dir),
-            "VISIONFN_STACK_NAME": "visionfn-bench", "VISIONFN_LOCALSTACK_PORT": str(base),
-            "VISIONFN_GATEWAY_PORT": str(base + 1), "VISIONFN_FUNCTION_BASE_PORT": str(base + 2),
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "VISIONFN_RUN_DIR": str(run_dir),
+            "VISIONFN_STACK_NAME": "visionfn-bench",
+            "VISIONFN_LOCALSTACK_PORT": str(base),
+            "VISIONFN_GATEWAY_PORT": str(base + 1),
+            "VISIONFN_FUNCTION_BASE_PORT": str(base + 2),
         }
         started = time.perf_counter()
         runner = subprocess.Popen(
-            [sys.executable, "-m", "infra.runner", "up"], cwd=PROJECT_ROOT, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "infra.runner", "up"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         state = run_dir / "state.json"
         while not state.exists():
@@ -147,12 +157,15 @@ def key_check_cost(count: int) -> dict:
     session = requests.Session()
     session.headers["Authorization"] = "Bearer vfn_bench"
     try:
-        medians = {name: statistics.median(timed_gets(session, f"http://127.0.0.1:{port}/api/v1/tasks", count))
-                   for name, port in (("upstream", base), ("gateway", base + 1), ("gateway_with_key_check", base + 2))}
+        medians = {
+            name: statistics.median(timed_gets(session, f"http://127.0.0.1:{port}/api/v1/tasks", count))
+            for name, port in (("upstream", base), ("gateway", base + 1), ("gateway_with_key_check", base + 2))
+        }
     finally:
         servers.close()
     return {f"{name}_p50_ms": round(value, 3) for name, value in medians.items()} | {
-        "key_check_p50_ms": round(medians["gateway_with_key_check"] - medians["gateway"], 3)}
+        "key_check_p50_ms": round(medians["gateway_with_key_check"] - medians["gateway"], 3)
+    }
 
 
 def main() -> None:

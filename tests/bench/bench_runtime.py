@@ -42,19 +42,28 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def summary(values: list[float]) -> dict:
-    return {"n": len(values), "p50": round(statistics.median(values), 1), "p95": round(percentile(values, 0.95), 1),
-            "max": round(max(values), 1)}
+    return {
+        "n": len(values),
+        "p50": round(statistics.median(values), 1),
+        "p95": round(percentile(values, 0.95), 1),
+        "max": round(max(values), 1),
+    }
 
 
 class Bench:
     def __init__(self, platform, database_url: str) -> None:
         self.platform = platform
         self.http = platform.http
-        client = {"endpoint_url": platform.env["AWS_ENDPOINT_URL"], "region_name": "us-east-1",
-                  "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+        client = {
+            "endpoint_url": platform.env["AWS_ENDPOINT_URL"],
+            "region_name": "us-east-1",
+            "aws_access_key_id": "test",
+            "aws_secret_access_key": "test",
+        }
         outputs = platform.state["outputs"]
-        self.tasks = TaskRepository(database_url, Outbox(boto3.client("sqs", **client), boto3.client("events", **client),
-                                                          outputs["EventBusName"], database_url))
+        self.tasks = TaskRepository(
+            database_url, Outbox(boto3.client("sqs", **client), boto3.client("events", **client), outputs["EventBusName"], database_url)
+        )
         self.store = ObjectStore(platform.state["bucket"], boto3.client("s3", **client))
         self.queue = outputs["TemplateJobsQueueUrl"]
 
@@ -67,8 +76,11 @@ class Bench:
         return task
 
     def submit(self) -> str:
-        response = self.http.post(f"{self.platform.gateway}/api/v1/match/template",
-                                  files={"image": ("messi5.jpg", IMAGE), "template": ("t.png", TEMPLATE)}, timeout=30)
+        response = self.http.post(
+            f"{self.platform.gateway}/api/v1/match/template",
+            files={"image": ("messi5.jpg", IMAGE), "template": ("t.png", TEMPLATE)},
+            timeout=30,
+        )
         response.raise_for_status()
         return response.json()["uid"]
 
@@ -127,13 +139,18 @@ def main() -> None:
             bench = Bench(platform, database_url)
             bench.submit_to_done_ms()  # warm: the work process starts
             idle = [bench.submit_to_done_ms() for _ in range(options.tasks)]
-            report["async_overhead_ms"] = {**summary([total - compute_ms for total in idle]),
-                                           "path": "POST (gateway) -> outbox + S3 -> SQS -> bridge -> worker (work process) -> DB; polled every 5 ms"}
+            report["async_overhead_ms"] = {
+                **summary([total - compute_ms for total in idle]),
+                "path": "POST (gateway) -> outbox + S3 -> SQS -> bridge -> worker (work process) -> DB; polled every 5 ms",
+            }
             long = bench.long_task(60)
             bench.wait(long, ("processing",))
             beside = [bench.submit_to_done_ms() for _ in range(options.tasks // 2)]
-            report["short_task_submit_to_done_ms"] = {"idle": summary(idle), "while_a_60_s_task_of_the_same_tool_runs": summary(beside),
-                                                      "long_task_still_processing": bench.status(long)["status"] == "processing"}
+            report["short_task_submit_to_done_ms"] = {
+                "idle": summary(idle),
+                "while_a_60_s_task_of_the_same_tool_runs": summary(beside),
+                "long_task_still_processing": bench.status(long)["status"] == "processing",
+            }
             recoveries, restarts = [], []
             for kill in range(options.kills):
                 uid = bench.long_task(3)
@@ -153,13 +170,19 @@ def main() -> None:
                 else:
                     os.kill(children(master)[0], signal.SIGKILL)
                 task = bench.wait(uid)
-                recoveries.append({"killed": "every process of match_template" if whole else "its worker process",
-                                   "kill_to_done_s": round(time.perf_counter() - killed_at, 2), "status": task["status"],
-                                   "attempts": task["attempts"]})
+                recoveries.append(
+                    {
+                        "killed": "every process of match_template" if whole else "its worker process",
+                        "kill_to_done_s": round(time.perf_counter() - killed_at, 2),
+                        "status": task["status"],
+                        "attempts": task["attempts"],
+                    }
+                )
             bench.wait(long)
             report["recovery_after_kill_9"] = {
                 "kill_to_done_s": summary([r["kill_to_done_s"] for r in recoveries]),
-                "all_done": all(r["status"] == "done" for r in recoveries), "kills": recoveries,
+                "all_done": all(r["status"] == "done" for r in recoveries),
+                "kills": recoveries,
                 "note": "a killed task is redelivered when its 20 s lease lapses (at most 20 s after its last heartbeat), then runs 3 s again",
             }
             report["function_restart_ms"] = summary(restarts)

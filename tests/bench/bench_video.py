@@ -35,8 +35,9 @@ BLURRED_FRAMES = (4, 5)
 STYLE = AnonymizeStyle()
 
 
-def pan_zoom_clip(photo: np.ndarray, boxes: np.ndarray, frames: int, size: tuple[int, int] = (1280, 720),
-                  motion_blur: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def pan_zoom_clip(
+    photo: np.ndarray, boxes: np.ndarray, frames: int, size: tuple[int, int] = (1280, 720), motion_blur: bool = False
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """A camera pan (left to right) and zoom (1x to 1.5x) over ``photo``: the frames (RGB) and,
     per frame, the ground-truth ``boxes`` (x, y, w, h) moved with the camera; with
     ``motion_blur``, the ``BLURRED_FRAMES`` of every ten smeared 21 px sideways."""
@@ -56,8 +57,7 @@ def pan_zoom_clip(photo: np.ndarray, boxes: np.ndarray, frames: int, size: tuple
         if motion_blur and index % 10 in BLURRED_FRAMES:
             frame = cv2.blur(frame, (21, 1))
         rendered.append(frame)
-        moved.append(np.column_stack([(boxes[:, 0] - left) * scale, (boxes[:, 1] - top) * scale, boxes[:, 2] * scale,
-                                      boxes[:, 3] * scale]))
+        moved.append(np.column_stack([(boxes[:, 0] - left) * scale, (boxes[:, 1] - top) * scale, boxes[:, 2] * scale, boxes[:, 3] * scale]))
     return rendered, moved
 
 
@@ -77,7 +77,7 @@ def encode_clip(frames: list[np.ndarray], fps: int = 25, audio: bool = False) ->
             samples = int(48000 * len(frames) / fps)
             tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)
             for start in range(0, samples, 1024):
-                chunk = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="fltp", layout="mono")
+                chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="fltp", layout="mono")
                 chunk.sample_rate = 48000
                 container.mux(sound.encode(chunk))
             container.mux(sound.encode(None))
@@ -96,7 +96,7 @@ def coverage_by_face(found_per_frame: list, truth_per_frame: list[np.ndarray], s
             if max(w, h) < 10 or x < 0 or y < 0 or x + w > width or y + h > height:
                 continue
             seen[index] += 1
-            hits[index] += mask[y:y + h, x:x + w].mean() >= 0.7
+            hits[index] += mask[y : y + h, x : x + w].mean() >= 0.7
     return [round(h / s, 3) for h, s in zip(hits, seen, strict=True) if s]
 
 
@@ -124,7 +124,9 @@ def main() -> None:
     ours_found = [replay.faces(frame)[0] for frame in frames]
     untracked = [detector.detect(frame) for frame in frames]
     results["visionfn"] = {
-        "detector": detector.name, "frames": result.frames, "fps_end_to_end": round(result.frames / ours_seconds, 2),
+        "detector": detector.name,
+        "frames": result.frames,
+        "fps_end_to_end": round(result.frames / ours_seconds, 2),
         "coverage_per_face": coverage_by_face(ours_found, truth, (1280, 720)),
         "coverage_per_face_without_tracking": coverage_by_face(untracked, truth, (1280, 720)),
     }
@@ -146,10 +148,16 @@ def main() -> None:
     for name in ("visionfn", "deface"):
         coverage = results[name]["coverage_per_face"]
         results[name]["mean_coverage"] = round(float(np.mean(coverage)), 3) if coverage else None
-    results["visionfn"]["mean_coverage_without_tracking"] = round(float(np.mean(
-        results["visionfn"]["coverage_per_face_without_tracking"] or [0])), 3)
-    results["clip"] = {"photo": CLIP_PHOTO, "size": "1280x720", "frames": options.frames, "faces": len(boxes),
-                       "motion_blurred_frames": f"{len(BLURRED_FRAMES)} of every 10"}
+    results["visionfn"]["mean_coverage_without_tracking"] = round(
+        float(np.mean(results["visionfn"]["coverage_per_face_without_tracking"] or [0])), 3
+    )
+    results["clip"] = {
+        "photo": CLIP_PHOTO,
+        "size": "1280x720",
+        "frames": options.frames,
+        "faces": len(boxes),
+        "motion_blurred_frames": f"{len(BLURRED_FRAMES)} of every 10",
+    }
     print(json.dumps(results, indent=2))
 
 

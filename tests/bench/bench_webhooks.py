@@ -61,10 +61,13 @@ def delivery_latency(platform, database_url: str, tasks: int = 20) -> dict:
             if index:  # the first one warms the notifier (imports, connections)
                 latencies.append((request.at - finished) * 1000)
         http.delete(f"{platform.gateway}/api/v1/webhooks/{hook.json()['id']}", timeout=10)
-    return {"path": "task finished (updated_at) -> outbox -> EventBridge -> rule -> SQS -> bridge -> notifier -> "
-                    "POST received on 127.0.0.1",
-            "tasks": tasks, "delivery_p50_ms": round(statistics.median(latencies), 1),
-            "delivery_p95_ms": round(percentile(latencies, 0.95), 1), "delivery_max_ms": round(max(latencies), 1)}
+    return {
+        "path": "task finished (updated_at) -> outbox -> EventBridge -> rule -> SQS -> bridge -> notifier -> POST received on 127.0.0.1",
+        "tasks": tasks,
+        "delivery_p50_ms": round(statistics.median(latencies), 1),
+        "delivery_p95_ms": round(percentile(latencies, 0.95), 1),
+        "delivery_max_ms": round(max(latencies), 1),
+    }
 
 
 def main() -> None:

@@ -39,19 +39,24 @@ def covers(*pairs: tuple[str, str]) -> Callable:
 
 def template_event_kinds() -> set[tuple[str, str]]:
     template = load_template()
-    authorizers = {authorizer["FunctionArn"]["Fn::GetAtt"][0]
-                   for resource in template["Resources"].values() if resource["Type"] == "AWS::Serverless::HttpApi"
-                   for authorizer in resource["Properties"].get("Auth", {}).get("Authorizers", {}).values()}
+    authorizers = {
+        authorizer["FunctionArn"]["Fn::GetAtt"][0]
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::HttpApi"
+        for authorizer in resource["Properties"].get("Auth", {}).get("Authorizers", {}).values()
+    }
     kinds = set()
     for spec in function_specs(template):
-        kinds |= {(spec.name, kind) for kind, present in (("http", spec.routes), ("sqs", spec.queues),
-                                                          ("schedule", spec.schedules)) if present}
+        kinds |= {
+            (spec.name, kind) for kind, present in (("http", spec.routes), ("sqs", spec.queues), ("schedule", spec.schedules)) if present
+        }
         if spec.logical_id in authorizers:
             kinds.add((spec.name, "authorizer"))
     return kinds
 
 
 # --- the invocation -------------------------------------------------------------------------------
+
 
 class FakeContext:
     """What awslambdaric passes: the invocation's time left, counted down from ``remaining_ms``."""
@@ -69,9 +74,17 @@ class FakeContext:
 Invoke = Callable[..., dict]
 
 
-def http_event(method: str, path: str, owner: str | None = None, query: str = "", body: bytes = b"",
-               content_type: str = "", headers: dict[str, str] | None = None, cookies: tuple[str, ...] = (),
-               stage: str = "$default") -> Event:
+def http_event(
+    method: str,
+    path: str,
+    owner: str | None = None,
+    query: str = "",
+    body: bytes = b"",
+    content_type: str = "",
+    headers: dict[str, str] | None = None,
+    cookies: tuple[str, ...] = (),
+    stage: str = "$default",
+) -> Event:
     """An HTTP API (payload 2.0) request from events/apigw_v2_get.json, after the authorizer let
     ``owner``'s key through (``None``: a public route, no authorizer context). Binary bodies are
     base64, as API Gateway passes them; JSON and text are not."""
@@ -128,6 +141,7 @@ def png_crop(data: bytes, box: tuple[int, int, int, int]) -> bytes:
 
 # --- SQS: real messages of real queues, as the event source mapping hands them over -------------
 
+
 def sqs_batch(sqs, queue: str, messages: list[dict], receive_count: int = 1) -> Event:
     """The event an SQS event source mapping makes of received ``messages`` (events/sqs_match_job.json)."""
     template = load_event("sqs_match_job")["Records"][0]
@@ -135,8 +149,13 @@ def sqs_batch(sqs, queue: str, messages: list[dict], receive_count: int = 1) -> 
     records = []
     for message in messages:
         record = copy.deepcopy(template)
-        record.update(messageId=message["MessageId"], receiptHandle=message["ReceiptHandle"], body=message["Body"],
-                      md5OfBody=message["MD5OfBody"], eventSourceARN=arn)
+        record.update(
+            messageId=message["MessageId"],
+            receiptHandle=message["ReceiptHandle"],
+            body=message["Body"],
+            md5OfBody=message["MD5OfBody"],
+            eventSourceARN=arn,
+        )
         record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
         records.append(record)
     return {"Records": records}

@@ -56,6 +56,7 @@ def test_every_function_and_every_kind_of_event_it_gets_in_the_template_is_teste
 
 # --- the authorizer ------------------------------------------------------------------------------
 
+
 @covers(("authorizer", "authorizer"))
 def test_the_authorizer_lets_a_valid_key_through_with_its_owner_and_nothing_else(cloud, database_url):
     owner = new_owner()
@@ -73,12 +74,12 @@ def test_the_authorizer_lets_a_valid_key_through_with_its_owner_and_nothing_else
     assert authorize(**{"x-api-key": key}) == {"isAuthorized": True, "context": {"owner": owner}}
     assert authorize() == {"isAuthorized": False, "context": {"owner": ""}}
     assert authorize(authorization=f"Bearer {key}x") == {"isAuthorized": False, "context": {"owner": ""}}
-    forged = authorize(**{"x-visionfn-owner": owner, "x-amzn-request-context": json.dumps(
-        {"authorizer": {"lambda": {"owner": owner}}})})
+    forged = authorize(**{"x-visionfn-owner": owner, "x-amzn-request-context": json.dumps({"authorizer": {"lambda": {"owner": owner}}})})
     assert forged == {"isAuthorized": False, "context": {"owner": ""}}
 
 
 # --- owners in the cloud: only the authorizer's context counts -----------------------------------
+
 
 @covers(("tasks", "http"))
 def test_a_forged_owner_header_without_the_authorizers_context_is_401(cloud, database_url):
@@ -96,8 +97,12 @@ def test_a_forged_owner_beside_the_authorizers_context_gets_the_authorized_owner
     mine, theirs = new_owner(), new_owner()
     my_task = tasks.create("template", {}, [], owner=mine).uid
     their_task = tasks.create("template", {}, [], owner=theirs).uid
-    forged = {"X-Visionfn-Owner": theirs, "X_Visionfn_Owner": theirs, "X-Visionfn-Platform-Token": "guess",
-              "x-amzn-request-context": json.dumps({"authorizer": {"lambda": {"owner": theirs}}})}
+    forged = {
+        "X-Visionfn-Owner": theirs,
+        "X_Visionfn_Owner": theirs,
+        "X-Visionfn-Platform-Token": "guess",
+        "x-amzn-request-context": json.dumps({"authorizer": {"lambda": {"owner": theirs}}}),
+    }
     listed = cloud("tasks", http_event("GET", "/api/v1/tasks", owner=mine, query="limit=200", headers=forged))
     assert listed["statusCode"] == 200, listed
     owners = {task["owner"] for task in json_of(listed)["tasks"]}
@@ -110,6 +115,7 @@ def test_a_forged_owner_beside_the_authorizers_context_gets_the_authorized_owner
 
 # --- HTTP API requests -----------------------------------------------------------------------------
 
+
 def test_a_get_with_a_query_string_and_cookies_on_the_default_stage_and_on_a_named_one(cloud, database_url):
     owner = new_owner()
     uids = [TaskRepository(database_url).create("template", {"n": n}, [], owner=owner).uid for n in range(3)]
@@ -119,8 +125,9 @@ def test_a_get_with_a_query_string_and_cookies_on_the_default_stage_and_on_a_nam
     assert (answer["statusCode"], answer["isBase64Encoded"], answer["cookies"]) == (200, False, [])
     page = json_of(answer)
     assert page["total"] == 3 and len(page["tasks"]) == 2
-    second = cloud("tasks", http_event("GET", "/api/v1/tasks", owner, query="limit=2&offset=2", cookies=("a=b",),
-                                       stage="prod"))  # rawPath "/prod/api/v1/tasks"
+    second = cloud(
+        "tasks", http_event("GET", "/api/v1/tasks", owner, query="limit=2&offset=2", cookies=("a=b",), stage="prod")
+    )  # rawPath "/prod/api/v1/tasks"
     assert json_of(second)["total"] == 3 and len(json_of(second)["tasks"]) == 1
     assert sorted(task["uid"] for task in [*page["tasks"], *json_of(second)["tasks"]]) == sorted(uids)
     invalid = cloud("tasks", http_event("GET", "/api/v1/tasks", owner, query="limit=500"))
@@ -154,7 +161,9 @@ def test_a_base64_multipart_upload_reaches_the_function_whole(cloud):
     landscape = Image.open(io.BytesIO(event_file("landscape.png")))
     assert (report["width"], report["height"]) == landscape.size
     assert report["total_count"] == len(report["faces"]) == 0
-    bad = cloud("face_detect", form_event("/detect", "tester", [("min_confidence", "2"), ("image", ("l.png", event_file("landscape.png")))]))
+    bad = cloud(
+        "face_detect", form_event("/detect", "tester", [("min_confidence", "2"), ("image", ("l.png", event_file("landscape.png")))])
+    )
     assert bad["statusCode"] == 422 and json_of(bad)["detail"][0]["loc"] == ["body", "min_confidence"]
 
 
@@ -202,6 +211,7 @@ def test_an_event_the_function_refuses_fails_the_invocation_with_the_reason(clou
 
 # --- matching: submissions, jobs, a chain on the real state machine ----------------------------
 
+
 @pytest.fixture
 def sqs(aws):
     return aws("sqs")
@@ -211,8 +221,7 @@ def sqs(aws):
 def test_a_template_submission_and_its_job(cloud, sqs, database_url):
     image = png_image(80, 60)
     with throwaway_queue(sqs, "template-jobs") as jobs:
-        fields = [("image", ("scene.png", image)), ("template", ("part.png", png_crop(image, (40, 10, 70, 30)))),
-                  ("threshold", "0.9")]
+        fields = [("image", ("scene.png", image)), ("template", ("part.png", png_crop(image, (40, 10, 70, 30)))), ("threshold", "0.9")]
         answer = cloud("match_template", form_event("/api/v1/match/template", "tester", fields), VISIONFN_JOB_QUEUE_URL=jobs)
         assert answer["statusCode"] == 201, answer
         task = json_of(answer)
@@ -229,8 +238,11 @@ def test_a_template_submission_and_its_job(cloud, sqs, database_url):
 @covers(("match_feature", "http"), ("match_feature", "sqs"))
 def test_a_feature_submission_and_its_job(cloud, sqs, database_url):
     with throwaway_queue(sqs, "feature-jobs") as jobs:
-        fields = [("query_image", ("box.png", shared_data("matching/opencv_samples/box.png"))),
-                  ("train_image", ("scene.png", shared_data("matching/opencv_samples/box_in_scene.png"))), ("detector", "AKAZE")]
+        fields = [
+            ("query_image", ("box.png", shared_data("matching/opencv_samples/box.png"))),
+            ("train_image", ("scene.png", shared_data("matching/opencv_samples/box_in_scene.png"))),
+            ("detector", "AKAZE"),
+        ]
         answer = cloud("match_feature", form_event("/api/v1/match/feature", "tester", fields), VISIONFN_JOB_QUEUE_URL=jobs)
         assert answer["statusCode"] == 201, answer
         done = cloud("match_feature", sqs_batch(sqs, jobs, received(sqs, jobs)), VISIONFN_JOB_QUEUE_URL=jobs)
@@ -279,8 +291,11 @@ def test_a_chain_step_message_with_its_task_token_from_the_real_state_machine(cl
     tasks = TaskRepository(database_url)
     with throwaway_queue(sqs, "chain-template-steps") as steps:
         chain_settings = {"VISIONFN_CHAIN_STATE_MACHINE_ARN": machine, "VISIONFN_CHAIN_STEP_QUEUES": json.dumps({"template": steps})}
-        fields = [("image", ("messi.jpg", scene)), ("template", ("ball.png", png_crop(scene, (200, 50, 260, 110)))),
-                  ("steps", json.dumps([{"tool": "template"}]))]
+        fields = [
+            ("image", ("messi.jpg", scene)),
+            ("template", ("ball.png", png_crop(scene, (200, 50, 260, 110)))),
+            ("steps", json.dumps([{"tool": "template"}])),
+        ]
         answer = cloud("match_chain", form_event("/api/v1/match/chain", "tester", fields), **chain_settings)
         assert answer["statusCode"] == 201, answer
         chain = json_of(answer)
@@ -290,8 +305,10 @@ def test_a_chain_step_message_with_its_task_token_from_the_real_state_machine(cl
         assert set(json.loads(load_event("sqs_chain_step")["Records"][0]["body"])) == set(message)  # the sample's shape
         answered = cloud("match_template", sqs_batch(sqs, steps, [step]), VISIONFN_JOB_QUEUE_URL=steps)
     assert answered == {"batchItemFailures": []}
-    execution = _settled(lambda: aws("stepfunctions").describe_execution(executionArn=chain["execution_arn"]),
-                         lambda described: described["status"] != "RUNNING")
+    execution = _settled(
+        lambda: aws("stepfunctions").describe_execution(executionArn=chain["execution_arn"]),
+        lambda described: described["status"] != "RUNNING",
+    )
     assert execution["status"] == "SUCCEEDED", execution
     # the execution's end reaches the platform's chain queue (its own match_chain may finalize first)
     finished = cloud("match_chain", _chain_finished_batch(chain["uid"]), **chain_settings)
@@ -317,6 +334,7 @@ def _settled(get: Callable[[], dict], done: Callable[[dict], bool], timeout: flo
 
 # --- faces: videos -----------------------------------------------------------------------------
 
+
 @covers(("face_video", "http"), ("face_video", "sqs"))
 def test_a_video_submission_and_its_job(cloud, sqs, database_url):
     from tests.bench.bench_video import encode_clip, pan_zoom_clip
@@ -324,8 +342,11 @@ def test_a_video_submission_and_its_job(cloud, sqs, database_url):
     photo = np.asarray(Image.open(io.BytesIO(shared_data("faces/wider_subset/images/0--Parade/0_Parade_Parade_0_205.jpg"))).convert("RGB"))
     frames, _ = pan_zoom_clip(photo, np.zeros((0, 4), np.float32), frames=6, size=(320, 180))
     with throwaway_queue(sqs, "video-jobs") as jobs:
-        answer = cloud("face_video", form_event("/api/v1/faces/video", "tester", [("video", ("clip.mp4", encode_clip(frames, fps=6)))]),
-                       VISIONFN_FACE_VIDEO_QUEUE_URL=jobs)
+        answer = cloud(
+            "face_video",
+            form_event("/api/v1/faces/video", "tester", [("video", ("clip.mp4", encode_clip(frames, fps=6)))]),
+            VISIONFN_FACE_VIDEO_QUEUE_URL=jobs,
+        )
         assert answer["statusCode"] == 201, answer
         done = cloud("face_video", sqs_batch(sqs, jobs, received(sqs, jobs)), VISIONFN_FACE_VIDEO_QUEUE_URL=jobs)
     assert done == {"batchItemFailures": []}
@@ -334,6 +355,7 @@ def test_a_video_submission_and_its_job(cloud, sqs, database_url):
 
 
 # --- defects -------------------------------------------------------------------------------------
+
 
 @covers(("defect_detect", "http"), ("defect_detect", "sqs"), ("defect_data", "http"))
 def test_defects_inspected_by_request_and_by_inbox_then_listed_for_their_owner_only(cloud, database_url):
@@ -355,11 +377,13 @@ def test_defects_inspected_by_request_and_by_inbox_then_listed_for_their_owner_o
 
 # --- settings, webhooks and the notifier -----------------------------------------------------------
 
+
 @covers(("settings", "http"))
 def test_settings_put_as_a_json_body_are_the_owners_own(cloud):
     owner = new_owner()
-    put = cloud("settings", http_event("PUT", "/api/v1/settings/template", owner, body=b'{"threshold": 0.55}',
-                                       content_type="application/json"))
+    put = cloud(
+        "settings", http_event("PUT", "/api/v1/settings/template", owner, body=b'{"threshold": 0.55}', content_type="application/json")
+    )
     assert put["statusCode"] == 200, put
     assert json_of(put)["params"]["threshold"] == 0.55
     assert json_of(cloud("settings", http_event("GET", "/api/v1/settings/template", owner)))["params"]["threshold"] == 0.55
@@ -370,11 +394,22 @@ def test_settings_put_as_a_json_body_are_the_owners_own(cloud):
 def test_a_webhook_registered_gets_the_task_event_the_notifier_is_handed(cloud):
     owner, loopback = new_owner(), {"VISIONFN_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]'}
     with Receiver() as receiver:
-        created = cloud("webhooks", http_event("POST", "/api/v1/webhooks", owner, body=json.dumps({"url": receiver.url + "/hook"}).encode(),
-                                               content_type="application/json"), **loopback)
+        created = cloud(
+            "webhooks",
+            http_event(
+                "POST",
+                "/api/v1/webhooks",
+                owner,
+                body=json.dumps({"url": receiver.url + "/hook"}).encode(),
+                content_type="application/json",
+            ),
+            **loopback,
+        )
         assert created["statusCode"] == 201, created
         hook = json_of(created)
-        assert [listed["id"] for listed in json_of(cloud("webhooks", http_event("GET", "/api/v1/webhooks", owner), **loopback))] == [hook["id"]]
+        assert [listed["id"] for listed in json_of(cloud("webhooks", http_event("GET", "/api/v1/webhooks", owner), **loopback))] == [
+            hook["id"]
+        ]
         batch = load_event("sqs_task_finished")
         event = json.loads(batch["Records"][0]["body"])
         event["detail"].update(owner=owner, uid=uuid.uuid4().hex)
@@ -391,13 +426,15 @@ def test_a_webhook_registered_gets_the_task_event_the_notifier_is_handed(cloud):
 
 # --- the sweeper, docs and console ---------------------------------------------------------------
 
+
 @covers(("sweeper", "schedule"))
 def test_the_sweepers_schedule_sends_what_was_left_unsent(cloud, sqs, aws, database_url):
     from shared.platform.messaging import Outbox
 
     with throwaway_queue(sqs, "swept-jobs") as jobs:
-        uid = TaskRepository(database_url, Outbox(sqs, aws("events"), "unused", database_url)).create(
-            "template", {}, [], job_queue=jobs).uid  # its job never sent: the sender died
+        uid = (
+            TaskRepository(database_url, Outbox(sqs, aws("events"), "unused", database_url)).create("template", {}, [], job_queue=jobs).uid
+        )  # its job never sent: the sender died
         time.sleep(1.2)
         report = cloud("sweeper", load_event("scheduled_event"), VISIONFN_OUTBOX_GRACE_SECONDS="1")
         assert "relayed" in report, report

@@ -23,14 +23,19 @@ from tests.functional.lambda_events import Event, http_event, new_owner
 
 # --- the image's command (infra/entry.sh): awslambdaric on Lambda, functions-framework elsewhere ---
 
+
 def _entry_script(env: dict[str, str], log: Path) -> subprocess.Popen:
     """``sh infra/entry.sh`` as the image runs it (its ENV: TARGET, PYTHONPATH), with this virtualenv's
     python and functions-framework."""
-    image_env = {"TARGET": "handle", "PYTHONPATH": str(PROJECT_ROOT),
-                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    image_env = {
+        "TARGET": "handle",
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     with log.open("wb") as output:
-        return subprocess.Popen(["sh", "infra/entry.sh"], cwd=PROJECT_ROOT, env={**os.environ, **image_env, **env},
-                                stdout=output, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            ["sh", "infra/entry.sh"], cwd=PROJECT_ROOT, env={**os.environ, **image_env, **env}, stdout=output, stderr=subprocess.STDOUT
+        )
 
 
 def _stopped(process: subprocess.Popen) -> None:
@@ -40,6 +45,7 @@ def _stopped(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
+
 
 class RuntimeApi(ThreadingHTTPServer):
     """The two calls of the Lambda Runtime API that awslambdaric makes per invocation: ``next``
@@ -71,11 +77,14 @@ class _RuntimeHandler(BaseHTTPRequestHandler):
         request_id = str(uuid.uuid4())
         body = json.dumps(self.server.events.pop(0)).encode()
         self.send_response(200)
-        for name, value in (("Lambda-Runtime-Aws-Request-Id", request_id), ("Content-Type", "application/json"),
-                            ("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30_000)),
-                            ("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:visionfn-test"),
-                            ("Lambda-Runtime-Trace-Id", "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700"),
-                            ("Content-Length", str(len(body)))):
+        for name, value in (
+            ("Lambda-Runtime-Aws-Request-Id", request_id),
+            ("Content-Type", "application/json"),
+            ("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30_000)),
+            ("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:visionfn-test"),
+            ("Lambda-Runtime-Trace-Id", "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700"),
+            ("Content-Length", str(len(body))),
+        ):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
@@ -96,8 +105,9 @@ def test_on_lambda_awslambdaric_runs_the_entry_for_a_request_and_fails_a_refused
     request, refused = http_event("GET", f"/api/v1/tasks/{uid}", owner), load_event("scheduled_event")
     with RuntimeApi([request, refused]) as api:
         threading.Thread(target=api.serve_forever, daemon=True).start()
-        process = _entry_script({"FUNCTION": "tasks", "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.server_address[1]}"},
-                                tmp_path / "runtime.log")
+        process = _entry_script(
+            {"FUNCTION": "tasks", "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.server_address[1]}"}, tmp_path / "runtime.log"
+        )
         try:
             results = api.wait_for(2)
         finally:

@@ -65,8 +65,12 @@ def data(function_client):
 
 
 def _post_images(client, files: list[tuple[str, bytes]], owner: str, field: str = "images"):
-    return client.post("/api/detect", data={field: [(io.BytesIO(content), name) for name, content in files]},
-                       content_type="multipart/form-data", headers=_as(owner))
+    return client.post(
+        "/api/detect",
+        data={field: [(io.BytesIO(content), name) for name, content in files]},
+        content_type="multipart/form-data",
+        headers=_as(owner),
+    )
 
 
 # --- POST /api/detect -----------------------------------------------------------------------------
@@ -74,8 +78,13 @@ def _post_images(client, files: list[tuple[str, bytes]], owner: str, field: str 
 
 def test_a_batch_answers_each_image_in_order_and_records_the_good_ones(detect, database_url):
     owner = _owner()
-    batch = [neu_image("scratches"), ("broken.jpg", event_file("truncated.jpg")), neu_image("patches"),
-             ("notes.txt", b"not an image"), neu_image("inclusion")]
+    batch = [
+        neu_image("scratches"),
+        ("broken.jpg", event_file("truncated.jpg")),
+        neu_image("patches"),
+        ("notes.txt", b"not an image"),
+        neu_image("inclusion"),
+    ]
     response = _post_images(detect, batch, owner)
     assert response.status_code == 200, response.get_data(as_text=True)
     results = response.get_json()
@@ -90,23 +99,34 @@ def test_a_batch_answers_each_image_in_order_and_records_the_good_ones(detect, d
             assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= 200 and y + h <= 200
         picture = Image.open(io.BytesIO(base64.b64decode(entry["result_image"])))
         assert picture.format == "PNG" and picture.size == (200, 200)
-    assert results[1] == {"name": "broken.jpg", "error": "Invalid image data for broken.jpg", "status": 400,
-                          "details": results[1]["details"]}
+    assert results[1] == {
+        "name": "broken.jpg",
+        "error": "Invalid image data for broken.jpg",
+        "status": 400,
+        "details": results[1]["details"],
+    }
     assert "truncated or corrupt" in results[1]["details"]
     assert results[3]["status"] == 400 and "not a supported image" in results[3]["details"]
     rows = _rows(database_url, owner)
     assert [(row.id, row.name, row.label, row.num) for row in rows] == [
-        (entry["figId"], entry["name"], entry["labels"], entry["defect_count"]) for entry in good]
+        (entry["figId"], entry["name"], entry["labels"], entry["defect_count"]) for entry in good
+    ]
     for row, entry in zip(rows, good, strict=True):
         assert row.result_key == entry["resFig"] and row.result_key.startswith("outputs/defects/api/")
         assert get_object_store().get(row.result_key).data == base64.b64decode(entry["result_image"])
         assert row.defects == entry["defects"] and row.created_day == dt.datetime.now(dt.UTC).date()
 
 
-@pytest.mark.parametrize("image", [
-    Image.new("L", (1, 1)), Image.new("RGB", (1, 3000), (90, 90, 90)), Image.new("RGBA", (64, 48), (1, 2, 3, 4)),
-    Image.new("I;16", (40, 40), 60000), Image.new("CMYK", (50, 50)),
-])
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("L", (1, 1)),
+        Image.new("RGB", (1, 3000), (90, 90, 90)),
+        Image.new("RGBA", (64, 48), (1, 2, 3, 4)),
+        Image.new("I;16", (40, 40), 60000),
+        Image.new("CMYK", (50, 50)),
+    ],
+)
 def test_odd_but_valid_images_are_inspected(detect, image):
     response = _post_images(detect, [("odd.png", _png(image) if image.mode != "CMYK" else _jpeg(image))], _owner())
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -237,8 +257,9 @@ TODAY = NOW.date()
 
 
 def _record(name: str, num: int, label: str = "crazing", dice: float = 0.95) -> NewRecord:
-    return NewRecord(name=name, label=label, num=num, dice=dice, result_key=f"outputs/defects/api/{name}.png",
-                     defects=[], processing_time_ms=5)
+    return NewRecord(
+        name=name, label=label, num=num, dice=dice, result_key=f"outputs/defects/api/{name}.png", defects=[], processing_time_ms=5
+    )
 
 
 @pytest.fixture(scope="module")
@@ -246,9 +267,13 @@ def stocked(database_url):
     """An owner with 7 records over 3 days (today, 2 and 4 days ago), and another owner's one."""
     owner = _owner()
     plan = [  # (days ago, name, defects, label, dice)
-        (4, "coil_A1.jpg", 2, "crazing", 0.9), (4, "coil_A2.jpg", 0, "patches", 0.99),
-        (2, "Coil_b1.JPG", 3, "scratches", 0.97), (2, "plate 50%_x.png", 1, "crazing", 0.4),
-        (0, "coil_c1.jpg", 2, "inclusion", 0.95), (0, "coil_c2.jpg", 2, "crazing", 0.92), (0, "sheet.bmp", 9, "patches", 0.98),
+        (4, "coil_A1.jpg", 2, "crazing", 0.9),
+        (4, "coil_A2.jpg", 0, "patches", 0.99),
+        (2, "Coil_b1.JPG", 3, "scratches", 0.97),
+        (2, "plate 50%_x.png", 1, "crazing", 0.4),
+        (0, "coil_c1.jpg", 2, "inclusion", 0.95),
+        (0, "coil_c2.jpg", 2, "crazing", 0.92),
+        (0, "sheet.bmp", 9, "patches", 0.98),
     ]
     with session_scope(database_url) as session:
         for index, (days_ago, name, num, label, dice) in enumerate(plan):
@@ -280,37 +305,48 @@ def test_stat_by_date_lists_every_day_of_the_default_window(data, stocked):
     days = data.get("/api/data/statByDate", headers=_as(stocked)).get_json()
     assert [day["stat_date"] for day in days] == [(TODAY - dt.timedelta(days=n)).isoformat() for n in range(14, -1, -1)]
     counted = {day["stat_date"]: (day["record_count"], day["total_num"]) for day in days if day["record_count"]}
-    assert counted == {(TODAY - dt.timedelta(days=4)).isoformat(): (2, 2), (TODAY - dt.timedelta(days=2)).isoformat(): (2, 4),
-                       TODAY.isoformat(): (3, 13)}
+    assert counted == {
+        (TODAY - dt.timedelta(days=4)).isoformat(): (2, 2),
+        (TODAY - dt.timedelta(days=2)).isoformat(): (2, 4),
+        TODAY.isoformat(): (3, 13),
+    }
 
 
 def test_stat_by_date_window(data, stocked):
     start, end = TODAY - dt.timedelta(days=3), TODAY - dt.timedelta(days=1)
     days = data.get(f"/api/data/statByDate?startDate={start}&endDate={end}", headers=_as(stocked)).get_json()
-    assert days == [{"record_count": 0, "stat_date": str(start), "total_num": 0},
-                    {"record_count": 2, "stat_date": str(start + dt.timedelta(days=1)), "total_num": 4},
-                    {"record_count": 0, "stat_date": str(end), "total_num": 0}]
+    assert days == [
+        {"record_count": 0, "stat_date": str(start), "total_num": 0},
+        {"record_count": 2, "stat_date": str(start + dt.timedelta(days=1)), "total_num": 4},
+        {"record_count": 0, "stat_date": str(end), "total_num": 0},
+    ]
 
 
-@pytest.mark.parametrize(("query", "names", "total"), [
-    ("name=coil", ["coil_c2.jpg", "coil_c1.jpg", "Coil_b1.JPG", "coil_A2.jpg", "coil_A1.jpg"], 5),
-    ("name=COIL_A", ["coil_A2.jpg", "coil_A1.jpg"], 2),
-    ("name=50%25_", ["plate 50%_x.png"], 1),  # % and _ are literal characters, not wildcards
-    ("name=%25", ["plate 50%_x.png"], 1),
-    ("num=2", ["coil_c2.jpg", "coil_c1.jpg", "coil_A1.jpg"], 3),
-    ("num=0", ["coil_A2.jpg"], 1),
-    ("num=2&name=c1", ["coil_c1.jpg"], 1),
-    (f"startDate={TODAY - dt.timedelta(days=2)}&endDate={TODAY - dt.timedelta(days=2)}", ["plate 50%_x.png", "Coil_b1.JPG"], 2),
-    (f"startDate={TODAY}", ["sheet.bmp", "coil_c2.jpg", "coil_c1.jpg"], 3),
-    (f"endDate={TODAY - dt.timedelta(days=3)}", ["coil_A2.jpg", "coil_A1.jpg"], 2),
-    ("name=nothing-like-it", [], 0),
-    ("limit=2&page=2", ["coil_c1.jpg", "plate 50%_x.png"], 7),
-    ("limit=2&page=4", ["coil_A1.jpg"], 7),
-    ("limit=2&page=5", [], 7),  # past the end: empty, the total still right
-    ("limit=1000&page=1000000", [], 7),
-    ("name=&num=&startDate=&endDate=&limit=&page=", ["sheet.bmp", "coil_c2.jpg", "coil_c1.jpg", "plate 50%_x.png", "Coil_b1.JPG",
-                                                     "coil_A2.jpg", "coil_A1.jpg"], 7),
-])
+@pytest.mark.parametrize(
+    ("query", "names", "total"),
+    [
+        ("name=coil", ["coil_c2.jpg", "coil_c1.jpg", "Coil_b1.JPG", "coil_A2.jpg", "coil_A1.jpg"], 5),
+        ("name=COIL_A", ["coil_A2.jpg", "coil_A1.jpg"], 2),
+        ("name=50%25_", ["plate 50%_x.png"], 1),  # % and _ are literal characters, not wildcards
+        ("name=%25", ["plate 50%_x.png"], 1),
+        ("num=2", ["coil_c2.jpg", "coil_c1.jpg", "coil_A1.jpg"], 3),
+        ("num=0", ["coil_A2.jpg"], 1),
+        ("num=2&name=c1", ["coil_c1.jpg"], 1),
+        (f"startDate={TODAY - dt.timedelta(days=2)}&endDate={TODAY - dt.timedelta(days=2)}", ["plate 50%_x.png", "Coil_b1.JPG"], 2),
+        (f"startDate={TODAY}", ["sheet.bmp", "coil_c2.jpg", "coil_c1.jpg"], 3),
+        (f"endDate={TODAY - dt.timedelta(days=3)}", ["coil_A2.jpg", "coil_A1.jpg"], 2),
+        ("name=nothing-like-it", [], 0),
+        ("limit=2&page=2", ["coil_c1.jpg", "plate 50%_x.png"], 7),
+        ("limit=2&page=4", ["coil_A1.jpg"], 7),
+        ("limit=2&page=5", [], 7),  # past the end: empty, the total still right
+        ("limit=1000&page=1000000", [], 7),
+        (
+            "name=&num=&startDate=&endDate=&limit=&page=",
+            ["sheet.bmp", "coil_c2.jpg", "coil_c1.jpg", "plate 50%_x.png", "Coil_b1.JPG", "coil_A2.jpg", "coil_A1.jpg"],
+            7,
+        ),
+    ],
+)
 def test_search(data, stocked, query, names, total):
     response = data.get(f"/api/data/search?{query}", headers=_as(stocked))
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -328,29 +364,32 @@ def test_get_paginated_is_deprecated_but_right(data, stocked):
     assert data.get("/api/data/getPaginated?name=sheet", headers=_as(stocked)).get_json()["total"] == 7  # no conditions
 
 
-@pytest.mark.parametrize(("path", "loc"), [
-    ("/api/data/getRecent?limit=0", ["query", "limit"]),
-    ("/api/data/getRecent?limit=1001", ["query", "limit"]),
-    ("/api/data/getRecent?limit=abc", ["query", "limit"]),
-    ("/api/data/getRecent?limit=-5", ["query", "limit"]),
-    ("/api/data/getRecent?limit=1e3", ["query", "limit"]),
-    ("/api/data/getRecent?limit=99999999999999999999999999", ["query", "limit"]),
-    ("/api/data/search?page=0", ["query", "page"]),
-    ("/api/data/search?page=99999999999", ["query", "page"]),
-    ("/api/data/search?num=two", ["query", "num"]),
-    ("/api/data/search?num=-1", ["query", "num"]),
-    ("/api/data/search?startDate=2026-02-30", ["query", "startDate"]),
-    ("/api/data/search?startDate=27.11.2026", ["query", "startDate"]),
-    ("/api/data/search?endDate=0000-01-01", ["query", "endDate"]),
-    ("/api/data/search?startDate=2026-01-02&endDate=2026-01-01", ["query", "endDate"]),
-    ("/api/data/search?name=%00", ["query", "name"]),
-    ("/api/data/search?name=" + "x" * 300, ["query", "name"]),
-    ("/api/data/statByDate?startDate=2020-01-01&endDate=2026-01-01", ["query", "endDate"]),
-    ("/api/data/statByDate?startDate=2026-13-01", ["query", "startDate"]),
-    ("/api/data/statByDate?endDate=tomorrow", ["query", "endDate"]),
-    ("/api/data/getPaginated?limit=0&page=1", ["query", "limit"]),
-    ("/api/data/analysis?limit=100000", ["query", "limit"]),
-])
+@pytest.mark.parametrize(
+    ("path", "loc"),
+    [
+        ("/api/data/getRecent?limit=0", ["query", "limit"]),
+        ("/api/data/getRecent?limit=1001", ["query", "limit"]),
+        ("/api/data/getRecent?limit=abc", ["query", "limit"]),
+        ("/api/data/getRecent?limit=-5", ["query", "limit"]),
+        ("/api/data/getRecent?limit=1e3", ["query", "limit"]),
+        ("/api/data/getRecent?limit=99999999999999999999999999", ["query", "limit"]),
+        ("/api/data/search?page=0", ["query", "page"]),
+        ("/api/data/search?page=99999999999", ["query", "page"]),
+        ("/api/data/search?num=two", ["query", "num"]),
+        ("/api/data/search?num=-1", ["query", "num"]),
+        ("/api/data/search?startDate=2026-02-30", ["query", "startDate"]),
+        ("/api/data/search?startDate=27.11.2026", ["query", "startDate"]),
+        ("/api/data/search?endDate=0000-01-01", ["query", "endDate"]),
+        ("/api/data/search?startDate=2026-01-02&endDate=2026-01-01", ["query", "endDate"]),
+        ("/api/data/search?name=%00", ["query", "name"]),
+        ("/api/data/search?name=" + "x" * 300, ["query", "name"]),
+        ("/api/data/statByDate?startDate=2020-01-01&endDate=2026-01-01", ["query", "endDate"]),
+        ("/api/data/statByDate?startDate=2026-13-01", ["query", "startDate"]),
+        ("/api/data/statByDate?endDate=tomorrow", ["query", "endDate"]),
+        ("/api/data/getPaginated?limit=0&page=1", ["query", "limit"]),
+        ("/api/data/analysis?limit=100000", ["query", "limit"]),
+    ],
+)
 def test_invalid_parameters_are_422_in_pydantics_shape(data, path, loc):
     response = data.get(path)
     assert response.status_code == 422, response.get_data(as_text=True)
@@ -369,11 +408,17 @@ def test_data_routes_need_a_caller_and_the_right_method(function_client):
 def test_analysis_is_computed_here(data, stocked):
     analysis = data.get("/api/data/analysis", headers=_as(stocked)).get_json()
     assert (analysis["records"], analysis["defects"], analysis["defect_rate"]) == (7, 19, round(6 / 7, 4))
-    assert [(c["label"], c["records"]) for c in analysis["by_label"]] == [("crazing", 3), ("patches", 2), ("inclusion", 1),
-                                                                          ("scratches", 1)]
+    assert [(c["label"], c["records"]) for c in analysis["by_label"]] == [
+        ("crazing", 3),
+        ("patches", 2),
+        ("inclusion", 1),
+        ("scratches", 1),
+    ]
     assert [d["records"] for d in analysis["daily"]] == [2, 0, 2, 0, 3]
     assert {o["name"]: o["reasons"] for o in analysis["outliers"]} == {
-        "sheet.bmp": ["9 defects, above the fence of 4"], "plate 50%_x.png": ["class confidence 0.40, below 0.5"]}
+        "sheet.bmp": ["9 defects, above the fence of 4"],
+        "plate 50%_x.png": ["class confidence 0.40, below 0.5"],
+    }
     assert analysis["narrative"] is None and analysis["narrative_source"] == "computed" and analysis["summary"].startswith("7 records")
     assert data.get("/api/data/analysis?limit=3", headers=_as(stocked)).get_json()["records"] == 3
 
@@ -420,8 +465,9 @@ SECRET = "sk-test-" + uuid.uuid4().hex
 
 
 def _analysis_with(function_client, url: str, owner: str, **variables):
-    client = function_client("defect_data", VISIONFN_ANALYSIS_LLM_URL=url, VISIONFN_ANALYSIS_LLM_MODEL="tiny",
-                             VISIONFN_ANALYSIS_LLM_KEY=SECRET, **variables)
+    client = function_client(
+        "defect_data", VISIONFN_ANALYSIS_LLM_URL=url, VISIONFN_ANALYSIS_LLM_MODEL="tiny", VISIONFN_ANALYSIS_LLM_KEY=SECRET, **variables
+    )
     with environment(VISIONFN_ANALYSIS_LLM_URL=url, VISIONFN_ANALYSIS_LLM_MODEL="tiny", VISIONFN_ANALYSIS_LLM_KEY=SECRET, **variables):
         return client.get("/api/data/analysis", headers=_as(owner))
 

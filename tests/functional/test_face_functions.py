@@ -36,8 +36,7 @@ def clients(function_client):
 
 
 def _post(client, path, data: bytes, filename="photo.jpg", field="image", headers=None, **form):
-    return client.post(path, data={field: (io.BytesIO(data), filename), **form}, headers=headers or {},
-                       content_type="multipart/form-data")
+    return client.post(path, data={field: (io.BytesIO(data), filename), **form}, headers=headers or {}, content_type="multipart/form-data")
 
 
 def test_process_returns_a_jpeg_with_the_face_count(clients):
@@ -82,8 +81,14 @@ def test_modes_change_the_face(clients, portrait, mode):
 
 @pytest.mark.parametrize(
     ("form", "field"),
-    [({"mode": "swirl"}, "mode"), ({"min_confidence": "2"}, "min_confidence"), ({"format": "gif"}, "format"),
-     ({"draw_boxes": "maybe"}, "draw_boxes"), ({"detector": "yolo"}, "detector"), ({"shape": "star"}, "shape")],
+    [
+        ({"mode": "swirl"}, "mode"),
+        ({"min_confidence": "2"}, "min_confidence"),
+        ({"format": "gif"}, "format"),
+        ({"draw_boxes": "maybe"}, "draw_boxes"),
+        ({"detector": "yolo"}, "detector"),
+        ({"shape": "star"}, "shape"),
+    ],
 )
 def test_bad_options_are_422_in_pydantic_shape(clients, portrait, form, field):
     response = _post(clients["face_process"], "/process", _encode(portrait, "JPEG"), **form)
@@ -143,7 +148,6 @@ def test_missing_file_field(clients):
     assert response.status_code == 400
     assert response.get_json() == {"detail": "Missing file field 'image' (multipart/form-data); file fields sent: file"}
     assert clients["face_detect"].post("/detect").status_code == 400
-
 
 
 def test_body_over_the_upload_limit_is_413(clients):

@@ -48,8 +48,7 @@ def tasks(database_url):
 
 
 def _post(client, data: bytes, filename="clip.mp4", **form):
-    return client.post("/api/v1/faces/video", data={"video": (io.BytesIO(data), filename), **form},
-                       content_type="multipart/form-data")
+    return client.post("/api/v1/faces/video", data={"video": (io.BytesIO(data), filename), **form}, content_type="multipart/form-data")
 
 
 def _video_tasks(tasks) -> int:
@@ -69,10 +68,21 @@ def test_submission_answers_201_with_a_queued_task_its_stored_video_and_its_job(
     assert {"uid": task["uid"]} in [json.loads(message["Body"]) for message in messages]
 
 
-@pytest.mark.parametrize(("kind", "status"), [
-    ("empty", 400), ("garbage", 400), ("truncated", 400), ("image", 415), ("too_many_bytes", 413), ("too_long", 413),
-    ("too_many_pixels", 413), ("missing_field", 400), ("bad_option", 422), ("unknown_option", 422),
-])
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [
+        ("empty", 400),
+        ("garbage", 400),
+        ("truncated", 400),
+        ("image", 415),
+        ("too_many_bytes", 413),
+        ("too_long", 413),
+        ("too_many_pixels", 413),
+        ("missing_field", 400),
+        ("bad_option", 422),
+        ("unknown_option", 422),
+    ],
+)
 def test_hostile_videos_get_a_4xx_and_no_task(video_client, clip, tasks, kind, status):
     before = _video_tasks(tasks)
     client, data, form, field = video_client(), clip, {}, "video"
@@ -96,8 +106,7 @@ def test_hostile_videos_get_a_4xx_and_no_task(video_client, clip, tasks, kind, s
         form = {"margin": "5"}
     elif kind == "unknown_option":
         form = {"colour": "red"}
-    response = client.post("/api/v1/faces/video", data={field: (io.BytesIO(data), "clip.mp4"), **form},
-                           content_type="multipart/form-data")
+    response = client.post("/api/v1/faces/video", data={field: (io.BytesIO(data), "clip.mp4"), **form}, content_type="multipart/form-data")
     assert response.status_code == status, response.get_json()
     assert response.get_json()["detail"]
     assert _video_tasks(tasks) == before

@@ -158,9 +158,14 @@ def test_path_parameters_route_and_large_responses_stream(gateway):
         ("GET", "/api/v1/tasks/a/b", 404, "No route for GET /api/v1/tasks/a/b"),
         ("DELETE", "/process", 405, "Method DELETE not allowed on /process; allowed: POST"),
         ("GET", "/down", 502, "Function ghost did not answer (its process stopped or is restarting); try again"),
-        ("GET", "/slow", 504, "Function sleepy did not answer within 1 s, the longest an HTTP route waits (API "
-                               "Gateway's integration timeout is 30 s): send long work as an asynchronous task or through "
-                               "the bucket's inbox"),
+        (
+            "GET",
+            "/slow",
+            504,
+            "Function sleepy did not answer within 1 s, the longest an HTTP route waits (API "
+            "Gateway's integration timeout is 30 s): send long work as an asynchronous task or through "
+            "the bucket's inbox",
+        ),
     ],
 )
 def test_errors_are_json(gateway, method, path, status, detail):
@@ -170,17 +175,28 @@ def test_errors_are_json(gateway, method, path, status, detail):
 
 
 def test_a_clients_forwarding_and_server_headers_stay_with_the_gateway(gateway):
-    sent = {"SCRIPT_NAME": "/nope", "PATH_INFO": "/api/v1/files", "X_Custom": "x", "X-Forwarded-Ssl": "on",
-            "X-Forwarded-Proto": "https", "X-Forwarded-For": "6.6.6.6", "Forwarded": "for=6.6.6.6", "X-Real-IP": "6.6.6.6",
-            "X-Original-URL": "/admin", "X-Custom": "kept"}
+    sent = {
+        "SCRIPT_NAME": "/nope",
+        "PATH_INFO": "/api/v1/files",
+        "X_Custom": "x",
+        "X-Forwarded-Ssl": "on",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-For": "6.6.6.6",
+        "Forwarded": "for=6.6.6.6",
+        "X-Real-IP": "6.6.6.6",
+        "X-Original-URL": "/admin",
+        "X-Custom": "kept",
+    }
     headers = requests.get(f"{gateway}/api/v1/tasks/abc", headers=sent, timeout=10).json()["headers"]
     assert headers["x-custom"] == "kept"
     assert not {name for name in headers if "_" in name} | {"forwarded", "x-real-ip", "x-original-url", "x-forwarded-ssl"} & set(headers)
     assert (headers["x-forwarded-for"], headers["x-forwarded-proto"]) == ("127.0.0.1", "http")  # the gateway's own
 
 
-@pytest.mark.parametrize("header", [b"Authorization: Bearer vfn_secret_key_123\x00", b"X-API-Key: vfn_secret_key_123\x7f",
-                                    b"Authori zation: Bearer vfn_secret_key_123"])
+@pytest.mark.parametrize(
+    "header",
+    [b"Authorization: Bearer vfn_secret_key_123\x00", b"X-API-Key: vfn_secret_key_123\x7f", b"Authori zation: Bearer vfn_secret_key_123"],
+)
 def test_a_malformed_request_is_refused_in_json_and_never_echoed_nor_logged(gateway, caplog, header):
     import socket
 

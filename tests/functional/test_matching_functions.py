@@ -91,8 +91,13 @@ def deliver(aws, dead_jobs):
     sqs = aws("sqs")
 
     def send(client, uid: str, receive_count: int = 1, body: str | None = None, dead_letter: bool = False) -> dict:
-        return deliver_message(sqs, client, body if body is not None else json.dumps({"uid": uid}),
-                               queue=dead_jobs if dead_letter else None, receive_count=receive_count)
+        return deliver_message(
+            sqs,
+            client,
+            body if body is not None else json.dumps({"uid": uid}),
+            queue=dead_jobs if dead_letter else None,
+            receive_count=receive_count,
+        )
 
     return send
 
@@ -121,6 +126,7 @@ def _task_events(aws, platform, uid: str, timeout: float = 10) -> list[dict]:
 
 
 # --- submission ---------------------------------------------------------------------------------
+
 
 def test_submission_stores_inputs_creates_a_queued_task_and_queues_its_job(match_client, aws, job_queue):
     image, template = _png(64, 48), _png(16, 12, seed=1)
@@ -152,8 +158,14 @@ def test_invalid_parameters_and_missing_files_are_422_in_pydantic_shape(match_cl
     before = tasks.page(0, 1).total
     response = match_client("feature").post(
         "/api/v1/match/feature",
-        data={"query_image": (io.BytesIO(_png(20, 20)), "q.png"), "train_image": "not a file part",
-              "ratio_threshold": "1.5", "detector": "SURF", "max_matches": "x", "colour": "1"},
+        data={
+            "query_image": (io.BytesIO(_png(20, 20)), "q.png"),
+            "train_image": "not a file part",
+            "ratio_threshold": "1.5",
+            "detector": "SURF",
+            "max_matches": "x",
+            "colour": "1",
+        },
     )
     assert response.status_code == 422
     detail = response.get_json()["detail"]
@@ -175,7 +187,12 @@ def test_invalid_parameters_and_missing_files_are_422_in_pydantic_shape(match_cl
         ("template", {"image": event_file("truncated.jpg"), "template": _png(4, 4)}, 400, "truncated or corrupt"),
         ("template", {"image": _png(20, 20), "template": _png(30, 10)}, 400, "larger than the image"),
         ("template", {"image": _ply(), "template": _png(4, 4)}, 400, "not a supported image"),
-        ("feature", {"query_image": _png(40, 40), "train_image": _png(8, 40)}, 400, "train_image is 8x40; feature matching needs at least 16 px"),
+        (
+            "feature",
+            {"query_image": _png(40, 40), "train_image": _png(8, 40)},
+            400,
+            "train_image is 8x40; feature matching needs at least 16 px",
+        ),
         ("surface", {"model_file": _png(8, 8), "scene_file": _ply()}, 400, "model_file (x.bin): The file is not a PLY"),
         ("surface", {"model_file": _ply(), "scene_file": _ply(with_normals=False)}, 400, "no normals (nx, ny, nz)"),
         ("surface", {"model_file": _ply(), "scene_file": b""}, 400, "The file is empty"),
@@ -200,12 +217,15 @@ def test_huge_image_is_413_from_its_header(match_client):
 
 # --- submission when a part of the platform fails ------------------------------------------------
 
+
 def _outbox(database_url, uid: str) -> list:
     from shared.platform.db.engine import session_scope
     from shared.platform.db.models import OutboxMessage
 
     with session_scope(database_url) as session:
-        return [(row.kind, row.sent_at is not None) for row in session.query(OutboxMessage).filter_by(task_uid=uid).order_by(OutboxMessage.id)]
+        return [
+            (row.kind, row.sent_at is not None) for row in session.query(OutboxMessage).filter_by(task_uid=uid).order_by(OutboxMessage.id)
+        ]
 
 
 def _drop_outbox(database_url, uid: str) -> None:
@@ -217,7 +237,9 @@ def _drop_outbox(database_url, uid: str) -> None:
 
 
 def test_inputs_that_cannot_be_stored_end_the_task_in_error_and_announce_it(match_client, tasks, aws, platform, database_url):
-    response = match_client("template", VISIONFN_BUCKET="visionfn-test-no-such-bucket").post("/api/v1/match/template", data=_template_form())
+    response = match_client("template", VISIONFN_BUCKET="visionfn-test-no-such-bucket").post(
+        "/api/v1/match/template", data=_template_form()
+    )
     assert response.status_code == 503 and "The inputs could not be stored, try again" in response.get_json()["detail"]
     task = tasks.page(0, 1).tasks[0]
     assert task.status == "error" and task.error.startswith("The inputs could not be stored")
@@ -276,6 +298,7 @@ def test_the_sweeper_sends_what_was_left_unsent(function_client, aws, database_u
 
 
 # --- settings -------------------------------------------------------------------------------------
+
 
 def _template_form() -> dict:
     return {"image": (io.BytesIO(_png(30, 30)), "i.png"), "template": (io.BytesIO(_png(5, 5)), "t.png")}
@@ -346,12 +369,14 @@ def test_settings_errors(function_client):
 
 # --- chain steps: validated once, where the form arrives ------------------------------------------
 
+
 def test_chain_steps_take_the_owners_settings_and_bad_ones_are_one_422(function_client, database_url):
     settings = function_client("settings")
     try:
         assert settings.put("/api/v1/settings/template", json={"threshold": 0.6}).status_code == 200
-        steps = read_steps('[{"tool": "template"}, {"tool": "template", "params": {"threshold": 0.95}}]',
-                           ToolDefaults(database_url).of_owner(TEST_OWNER))  # as match_chain reads its form
+        steps = read_steps(
+            '[{"tool": "template"}, {"tool": "template", "params": {"threshold": 0.95}}]', ToolDefaults(database_url).of_owner(TEST_OWNER)
+        )  # as match_chain reads its form
         assert [step.params.threshold for step in steps] == [0.6, 0.95]
     finally:
         settings.put("/api/v1/settings/template", json={})
@@ -359,12 +384,17 @@ def test_chain_steps_take_the_owners_settings_and_bad_ones_are_one_422(function_
     answer = function_client("match_chain").post("/api/v1/match/chain", data={**_template_form(), "steps": json.dumps(bad), "note": "x"})
     assert answer.status_code == 422
     detail = answer.get_json()["detail"]
-    assert [item["loc"] for item in detail] == [["body", "note"], ["body", "steps", 0, "params", "threshold"],
-                                                ["body", "steps", 1, "params", "colour"], ["body", "steps", 2, "tool"]]
+    assert [item["loc"] for item in detail] == [
+        ["body", "note"],
+        ["body", "steps", 0, "params", "threshold"],
+        ["body", "steps", 1, "params", "colour"],
+        ["body", "steps", 2, "tool"],
+    ]
     assert all({"type", "msg", "input"} <= item.keys() for item in detail)
 
 
 # --- the worker (job queue events) ---------------------------------------------------------------
+
 
 def test_worker_finishes_a_template_task_with_pictures_and_announces_it(match_client, deliver, tasks, aws, platform):
     image = np.asarray(Image.open(io.BytesIO(_png(80, 60))))
@@ -384,8 +414,13 @@ def test_worker_finishes_a_template_task_with_pictures_and_announces_it(match_cl
     [event] = _task_events(aws, platform, uid)
     assert event["source"] == "visionfn" and event["detail-type"] == "Task Finished"
     assert event["detail"] == {
-        "uid": uid, "owner": "", "status": "done", "tool": "template", "result_files": task.result_files,
-        "result_data": task.result_data, "error": None,
+        "uid": uid,
+        "owner": "",
+        "status": "done",
+        "tool": "template",
+        "result_files": task.result_files,
+        "result_data": task.result_data,
+        "error": None,
     }
 
 
@@ -434,8 +469,12 @@ def test_a_worker_that_lost_its_lease_cannot_write(tasks):
     time.sleep(1.2)
     current = tasks.claim(uid, lease_seconds=60)  # the redelivery took over
     assert isinstance(current, Lease) and current.attempt == stale.attempt + 1
-    for write in (lambda: tasks.complete(stale, {}, []), lambda: tasks.fail(stale, "late"),
-                  lambda: tasks.release(stale), lambda: tasks.renew(stale, 60)):
+    for write in (
+        lambda: tasks.complete(stale, {}, []),
+        lambda: tasks.fail(stale, "late"),
+        lambda: tasks.release(stale),
+        lambda: tasks.renew(stale, 60),
+    ):
         with pytest.raises(LeaseLost):
             write()
     assert tasks.get(uid).status == "processing"
@@ -491,6 +530,7 @@ def test_a_job_in_the_dead_letter_queue_ends_its_unfinished_task_in_error(match_
 
 # --- downloads ------------------------------------------------------------------------------------
 
+
 def test_files_are_the_owners_own_served_as_attachments_of_their_sniffed_type(function_client, database_url):
     uid = TaskRepository(database_url).create("template", {}, [], owner="tester").uid
     png, html = _png(4, 4), b"<html><script>alert(1)</script></html>"
@@ -505,8 +545,14 @@ def test_files_are_the_owners_own_served_as_attachments_of_their_sniffed_type(fu
     assert page.status_code == 200 and page.mimetype == "application/octet-stream"  # never text/html
     other = client.get(f"/api/v1/files/results/{uid}/matches.png", headers=as_owner("somebody-else"))
     assert other.status_code == 404  # another owner's file does not exist for them
-    for missing in (f"results/{uuid.uuid4().hex}/none.png", f"results/{uid}/none.png", "inbox/faces/x.jpg",
-                    "results/../inbox/x", "results//x", f"outputs/faces/{uid}.jpg"):
+    for missing in (
+        f"results/{uuid.uuid4().hex}/none.png",
+        f"results/{uid}/none.png",
+        "inbox/faces/x.jpg",
+        "results/../inbox/x",
+        "results//x",
+        f"outputs/faces/{uid}.jpg",
+    ):
         answer = client.get(f"/api/v1/files/{missing}")
         assert answer.status_code == 404, missing
 

@@ -71,25 +71,32 @@ def test_another_owners_hook_is_not_found(hooks, function_client, receiver):
     other = owned(function_client("webhooks", VISIONFN_WEBHOOK_ALLOWED_NETWORKS=LOOPBACK))
     assert other.get("/api/v1/webhooks").get_json() == []
     base = f"/api/v1/webhooks/{hook['id']}"
-    for response in (other.delete(base), other.get(base + "/deliveries"), other.post(base + "/ping"),
-                     other.post(base + "/deliveries/msg_" + "0" * 32 + "/redeliver")):
+    for response in (
+        other.delete(base),
+        other.get(base + "/deliveries"),
+        other.post(base + "/ping"),
+        other.post(base + "/deliveries/msg_" + "0" * 32 + "/redeliver"),
+    ):
         assert (response.status_code, response.get_json()) == (404, {"detail": "Webhook not found"})
     assert receiver.received == []
     assert [h["id"] for h in hooks.get("/api/v1/webhooks").get_json()] == [hook["id"]]
 
 
-@pytest.mark.parametrize(("body", "loc", "kind"), [
-    ({}, ["body", "url"], "missing"),
-    ({"url": "ftp://example.com/hook"}, ["body", "url"], "value_error"),
-    ({"url": "https://user:pw@example.com/"}, ["body", "url"], "value_error"),
-    ({"url": 42}, ["body", "url"], "string_type"),
-    ({"url": "https://example.com", "secret": ""}, ["body", "secret"], "string_too_short"),
-    ({"url": "https://example.com", "secret": "a\u0000b"}, ["body", "secret"], "value_error"),
-    ({"url": "https://example.com", "events": ["task.started"]}, ["body", "events", 0], "literal_error"),
-    ({"url": "https://example.com", "events": []}, ["body", "events"], "too_short"),
-    ({"url": "https://example.com", "active": True}, ["body", "active"], "extra_forbidden"),
-    ({"url": "https://example.com", "description": "x" * 300}, ["body", "description"], "string_too_long"),
-])
+@pytest.mark.parametrize(
+    ("body", "loc", "kind"),
+    [
+        ({}, ["body", "url"], "missing"),
+        ({"url": "ftp://example.com/hook"}, ["body", "url"], "value_error"),
+        ({"url": "https://user:pw@example.com/"}, ["body", "url"], "value_error"),
+        ({"url": 42}, ["body", "url"], "string_type"),
+        ({"url": "https://example.com", "secret": ""}, ["body", "secret"], "string_too_short"),
+        ({"url": "https://example.com", "secret": "a\u0000b"}, ["body", "secret"], "value_error"),
+        ({"url": "https://example.com", "events": ["task.started"]}, ["body", "events", 0], "literal_error"),
+        ({"url": "https://example.com", "events": []}, ["body", "events"], "too_short"),
+        ({"url": "https://example.com", "active": True}, ["body", "active"], "extra_forbidden"),
+        ({"url": "https://example.com", "description": "x" * 300}, ["body", "description"], "string_too_long"),
+    ],
+)
 def test_bad_bodies_are_422_in_pydantic_shape(hooks, body, loc, kind):
     response = hooks.post("/api/v1/webhooks", json=body)
     assert response.status_code == 422, response.get_data(as_text=True)
@@ -103,18 +110,21 @@ def test_a_body_that_is_not_a_json_object_is_400(hooks, data):
     assert response.status_code == 400 and isinstance(response.get_json()["detail"], str)
 
 
-@pytest.mark.parametrize(("url", "reason"), [
-    ("http://10.0.0.1/hook", "10.0.0.1 is a private address"),
-    ("http://169.254.169.254/latest/meta-data/", "the cloud metadata service"),
-    ("http://[fd00:ec2::254]/", "the cloud metadata service"),
-    ("http://2130706433/", "2130706433 resolves to 127.0.0.1, a loopback address"),
-    ("http://0177.0.0.1/", "0177.0.0.1 resolves to 127.0.0.1, a loopback address"),
-    ("http://[::ffff:127.0.0.1]/", "loopback"),
-    ("http://100.64.1.1/", "carrier-grade NAT"),
-    ("http://224.0.0.1/", "multicast"),
-    ("http://0.0.0.0/", "unspecified"),
-    ("http://name.invalid/", "does not resolve"),
-])
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://10.0.0.1/hook", "10.0.0.1 is a private address"),
+        ("http://169.254.169.254/latest/meta-data/", "the cloud metadata service"),
+        ("http://[fd00:ec2::254]/", "the cloud metadata service"),
+        ("http://2130706433/", "2130706433 resolves to 127.0.0.1, a loopback address"),
+        ("http://0177.0.0.1/", "0177.0.0.1 resolves to 127.0.0.1, a loopback address"),
+        ("http://[::ffff:127.0.0.1]/", "loopback"),
+        ("http://100.64.1.1/", "carrier-grade NAT"),
+        ("http://224.0.0.1/", "multicast"),
+        ("http://0.0.0.0/", "unspecified"),
+        ("http://name.invalid/", "does not resolve"),
+    ],
+)
 def test_hostile_urls_are_refused_at_registration(function_client, url, reason):
     client = owned(function_client("webhooks", VISIONFN_STAGE="cloud"))  # no network allowed beyond the public ones
     response = client.post("/api/v1/webhooks", json={"url": url})
@@ -130,14 +140,23 @@ def local_hooks(function_client, platform):
     allowed networks, the platform's ports in its environment."""
     state = platform.state
     base = min(int(urlsplit(url).port) for url in state["functions"].values())
-    return owned(function_client("webhooks", VISIONFN_STAGE="local", VISIONFN_LOCALSTACK_PORT=str(urlsplit(state["localstack_url"]).port),
-                                 VISIONFN_GATEWAY_PORT=str(urlsplit(state["gateway_url"]).port),
-                                 VISIONFN_FUNCTION_BASE_PORT=str(base)))
+    return owned(
+        function_client(
+            "webhooks",
+            VISIONFN_STAGE="local",
+            VISIONFN_LOCALSTACK_PORT=str(urlsplit(state["localstack_url"]).port),
+            VISIONFN_GATEWAY_PORT=str(urlsplit(state["gateway_url"]).port),
+            VISIONFN_FUNCTION_BASE_PORT=str(base),
+        )
+    )
 
 
 def test_on_the_local_stack_a_receiver_on_this_machine_needs_no_setting(local_hooks, receiver):
-    for url in (receiver.url + "/a", receiver.url.replace("127.0.0.1", "localhost") + "/b",
-                receiver.url.replace("127.0.0.1", "2130706433") + "/c"):
+    for url in (
+        receiver.url + "/a",
+        receiver.url.replace("127.0.0.1", "localhost") + "/b",
+        receiver.url.replace("127.0.0.1", "2130706433") + "/c",
+    ):
         created = local_hooks.post("/api/v1/webhooks", json={"url": url})
         assert created.status_code == 201, created.get_data(as_text=True)
     hook = local_hooks.get("/api/v1/webhooks").get_json()[0]
@@ -146,13 +165,27 @@ def test_on_the_local_stack_a_receiver_on_this_machine_needs_no_setting(local_ho
 
 
 def test_on_the_local_stack_the_platforms_own_services_are_422_in_every_written_form(local_hooks, platform, database_url):
-    ports = {"LocalStack": urlsplit(platform.state["localstack_url"]).port,
-             "gateway": urlsplit(platform.state["gateway_url"]).port,
-             "database": urlsplit(database_url.replace("+psycopg", "")).port or 5432}
+    ports = {
+        "LocalStack": urlsplit(platform.state["localstack_url"]).port,
+        "gateway": urlsplit(platform.state["gateway_url"]).port,
+        "database": urlsplit(database_url.replace("+psycopg", "")).port or 5432,
+    }
     ports.update((f"function {name}", urlsplit(url).port) for name, url in platform.state["functions"].items())
     for what, port in ports.items():
-        for host in ("127.0.0.1", "2130706433", "0x7f000001", "0177.1", "127.1", "[::ffff:127.0.0.1]", "１２７.０.０.１",
-                     "localhost", "[::1]", "0.0.0.0", "[64:ff9b::127.0.0.1]", "[2002:7f00:1::]"):
+        for host in (
+            "127.0.0.1",
+            "2130706433",
+            "0x7f000001",
+            "0177.1",
+            "127.1",
+            "[::ffff:127.0.0.1]",
+            "１２７.０.０.１",
+            "localhost",
+            "[::1]",
+            "0.0.0.0",
+            "[64:ff9b::127.0.0.1]",
+            "[2002:7f00:1::]",
+        ):
             url = f"http://{host}:{port}/?Action=ListQueues"
             response = local_hooks.post("/api/v1/webhooks", json={"url": url})
             assert response.status_code == 422, (what, url, response.get_data(as_text=True))
@@ -216,8 +249,7 @@ def test_the_notifier_delivers_an_event_once_per_hook_signed_both_ways(hooks, fu
     [request] = receiver.received
     detail = json.loads(batch["Records"][0]["body"])["detail"]
     assert request.path == "/all"
-    assert json.loads(request.body) == {key: detail[key] for key in
-                                        ("uid", "status", "tool", "result_files", "result_data", "error")}
+    assert json.loads(request.body) == {key: detail[key] for key in ("uid", "status", "tool", "result_files", "result_data", "error")}
     assert seed_verify_signature(request.body, SECRET, request.headers["x-webhook-signature"])
     now = int(request.headers["webhook-timestamp"])
     whsec = "whsec_" + base64.b64encode(SECRET.encode()).decode()  # as the README tells receivers
@@ -239,6 +271,7 @@ def test_the_notifier_drops_what_is_not_a_task_finished_event(function_client):
 
 
 # --- the rules, with a clock ---------------------------------------------------------------------
+
 
 class Clock:
     """Far ahead of the platform's own notifier (which must not take these deliveries), and each
@@ -264,8 +297,9 @@ def _notifier(database_url, resolver=None, **settings) -> tuple[Notifier, Clock]
 
 
 def _detail(owner: str, status: str = "done") -> TaskFinishedDetail:
-    return TaskFinishedDetail(uid=uuid.uuid4().hex, owner=owner, status=status, tool="template",
-                              result_files=[], result_data={"matches_found": 0})
+    return TaskFinishedDetail(
+        uid=uuid.uuid4().hex, owner=owner, status=status, tool="template", result_files=[], result_data={"matches_found": 0}
+    )
 
 
 def test_dns_rebinding_is_refused_at_delivery_and_logged_as_a_failed_attempt(database_url):
@@ -305,7 +339,10 @@ def test_retries_follow_the_schedule_then_give_up(database_url):
         final = notifier.repository.delivery(first.id)
         assert final.state == "failed" and final.next_attempt_at is None
         assert [(a.trigger, a.status_code, a.response_excerpt) for a in final.attempts] == [
-            ("event", 503, "busy"), ("schedule", 503, "busy"), ("schedule", 503, "busy")]
+            ("event", 503, "busy"),
+            ("schedule", 503, "busy"),
+            ("schedule", 503, "busy"),
+        ]
         assert len({request.headers["webhook-id"] for request in receiver.received}) == 1
         # a failing hook's next event waits for the schedule instead of holding the event path
         assert notifier.record_event(_detail(owner)) == []
@@ -460,6 +497,7 @@ def test_a_redelivery_waits_for_the_sender_that_holds_the_delivery(database_url)
 
 # --- as Svix users expect: secret rotation, 410 Gone, Retry-After, redelivering what failed --------
 
+
 def _signatures(request) -> list[str]:
     return request.headers["webhook-signature"].split(" ")
 
@@ -492,26 +530,34 @@ def test_rotating_a_secret_signs_with_both_during_the_overlap(hooks, receiver):
     hooks.post(f"/api/v1/webhooks/{hook['id']}/ping")
     second = receiver.wait_for(2)[1]
     for secret, verifies in ((generated, True), ("the-new-one", True), (SECRET, False)):  # two secrets at most
-        assert standard_webhooks_verify(standard_webhooks_secret(secret), second.headers, second.body,
-                                        now=int(second.headers["webhook-timestamp"])) is verifies
+        assert (
+            standard_webhooks_verify(
+                standard_webhooks_secret(secret), second.headers, second.body, now=int(second.headers["webhook-timestamp"])
+            )
+            is verifies
+        )
 
     at_once = hooks.post(f"/api/v1/webhooks/{hook['id']}/rotate-secret", json={"secret": "alone", "overlap_seconds": 0})
     assert at_once.get_json()["previous_secret_expires_at"] is None
     hooks.post(f"/api/v1/webhooks/{hook['id']}/ping")
     third = receiver.wait_for(3)[2]
     assert len(_signatures(third)) == 1
-    assert standard_webhooks_verify(standard_webhooks_secret("alone"), third.headers, third.body,
-                                    now=int(third.headers["webhook-timestamp"]))
+    assert standard_webhooks_verify(
+        standard_webhooks_secret("alone"), third.headers, third.body, now=int(third.headers["webhook-timestamp"])
+    )
 
 
-@pytest.mark.parametrize(("body", "status", "loc"), [
-    ({"overlap_seconds": -1}, 422, ["body", "overlap_seconds"]),
-    ({"overlap_seconds": 8 * 86400}, 422, ["body", "overlap_seconds"]),
-    ({"secret": ""}, 422, ["body", "secret"]),
-    ({"secret": "a\u0000b"}, 422, ["body", "secret"]),
-    ({"secret": "x", "rotate": True}, 422, ["body", "rotate"]),
-    ([], 400, None),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "loc"),
+    [
+        ({"overlap_seconds": -1}, 422, ["body", "overlap_seconds"]),
+        ({"overlap_seconds": 8 * 86400}, 422, ["body", "overlap_seconds"]),
+        ({"secret": ""}, 422, ["body", "secret"]),
+        ({"secret": "a\u0000b"}, 422, ["body", "secret"]),
+        ({"secret": "x", "rotate": True}, 422, ["body", "rotate"]),
+        ([], 400, None),
+    ],
+)
 def test_bad_rotations_are_refused(hooks, receiver, body, status, loc):
     hook = hooks.post("/api/v1/webhooks", json={"url": receiver.url, "secret": SECRET}).get_json()
     response = hooks.post(f"/api/v1/webhooks/{hook['id']}/rotate-secret", json=body)
@@ -547,8 +593,9 @@ def test_the_previous_secret_stops_signing_when_the_overlap_ends(database_url):
         service.ping(owner, hook.id)
         during, after = receiver.wait_for(2)
         assert len(_signatures(during)) == 2 and len(_signatures(after)) == 1
-        assert standard_webhooks_verify(standard_webhooks_secret("next"), after.headers, after.body,
-                                        now=int(after.headers["webhook-timestamp"]))
+        assert standard_webhooks_verify(
+            standard_webhooks_secret("next"), after.headers, after.body, now=int(after.headers["webhook-timestamp"])
+        )
 
 
 def test_410_gone_disables_the_hook_at_once_and_a_good_ping_enables_it(database_url):
@@ -635,8 +682,11 @@ def test_redeliver_failed_answers_how_many_were_queued(hooks, receiver):
     assert (response.status_code, response.get_json()) == (202, {"queued": 0, "since": "2024-01-15T10:30:00Z"})
     naive = hooks.post(path, json={"since": "2024-01-15T10:30:00"})  # no zone: UTC
     assert naive.status_code == 202 and naive.get_json()["since"] == "2024-01-15T10:30:00Z"
-    for body, loc in (({}, ["body", "since"]), ({"since": "yesterday"}, ["body", "since"]),
-                      ({"since": "2024-01-15T10:30:00Z", "all": True}, ["body", "all"])):
+    for body, loc in (
+        ({}, ["body", "since"]),
+        ({"since": "yesterday"}, ["body", "since"]),
+        ({"since": "2024-01-15T10:30:00Z", "all": True}, ["body", "all"]),
+    ):
         refused = hooks.post(path, json=body)
         assert refused.status_code == 422 and [p["loc"] for p in refused.get_json()["detail"]] == [loc]
     assert hooks.post(path, data=b"[]", content_type="application/json").status_code == 400

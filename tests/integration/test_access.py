@@ -48,8 +48,9 @@ def test_another_owners_tasks_files_and_settings_do_not_exist_for_a_key(platform
     listed = requests.get(f"{platform.gateway}/api/v1/tasks", headers=theirs, timeout=10).json()
     assert mine not in [task["uid"] for task in listed["tasks"]]
     assert requests.get(f"{platform.gateway}/api/v1/files/results/{mine}/x.png", headers=theirs, timeout=10).status_code == 404
-    assert requests.get(f"{platform.gateway}/api/v1/files/results/{mine}/step-1/x.png", headers=theirs,
-                        timeout=10).status_code == 404  # a chain step's file
+    assert (
+        requests.get(f"{platform.gateway}/api/v1/files/results/{mine}/step-1/x.png", headers=theirs, timeout=10).status_code == 404
+    )  # a chain step's file
     assert platform.http.get(f"{platform.gateway}/api/v1/tasks/{mine}", timeout=10).status_code == 200
 
 
@@ -67,8 +68,11 @@ def test_a_function_port_refuses_what_the_platform_did_not_send(platform):
     """A local process that forges an SQS batch (or any request) straight to a function is refused."""
     batch = load_event("sqs_match_job")
     batch["Records"][0]["body"] = f'{{"uid": "{uuid.uuid4().hex}"}}'
-    for function, method, path in (("match_template", "POST", "/events"), ("tasks", "GET", "/api/v1/tasks"),
-                                   ("thumbnail", "POST", "/events")):
+    for function, method, path in (
+        ("match_template", "POST", "/events"),
+        ("tasks", "GET", "/api/v1/tasks"),
+        ("thumbnail", "POST", "/events"),
+    ):
         url = platform.state["functions"][function] + path
         response = requests.request(method, url, json=batch, headers={"X-Visionfn-Owner": "local"}, timeout=10)
         assert response.status_code == 401, (function, response.text)

@@ -38,7 +38,8 @@ def _submit(platform, steps, image: bytes, template: bytes):
     return platform.http.post(
         f"{platform.gateway}/api/v1/match/chain",
         files={"image": ("image.png", image), "template": ("template.png", template)},
-        data={"steps": steps if isinstance(steps, str) else json.dumps(steps)}, timeout=30,
+        data={"steps": steps if isinstance(steps, str) else json.dumps(steps)},
+        timeout=30,
     )
 
 
@@ -68,8 +69,7 @@ def test_a_chain_found_at_step_1_skips_the_rest(platform):
     first = result["steps"][0]
     assert first["tool"] == "template" and first["params"]["method"] == "TM_CCOEFF_NORMED"  # defaulted
     assert first["result_data"]["filtered_matches"] >= 1
-    assert sorted(first["result_files"]) == [f"results/{chain['uid']}/step-1/heatmap.png",
-                                            f"results/{chain['uid']}/step-1/matches.png"]
+    assert sorted(first["result_files"]) == [f"results/{chain['uid']}/step-1/heatmap.png", f"results/{chain['uid']}/step-1/matches.png"]
     picture = platform.http.get(f"{platform.gateway}/api/v1/files/{first['result_files'][0]}", timeout=10)
     assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG")
     # the steps are the chain's: not tasks of their own in the owner's list
@@ -79,8 +79,7 @@ def test_a_chain_found_at_step_1_skips_the_rest(platform):
 
 
 def test_a_chain_found_at_step_3_after_two_misses(platform):
-    answer = _submit(platform, [MISS, {**MISS, "params": {"threshold": 0.99}}, FEATURE],
-                     shared_data(BOX_IN_SCENE), shared_data(BOX))
+    answer = _submit(platform, [MISS, {**MISS, "params": {"threshold": 0.99}}, FEATURE], shared_data(BOX_IN_SCENE), shared_data(BOX))
     assert answer.status_code == 201, answer.text
     chain = _finished(platform, answer.json()["uid"])
     assert chain["status"] == "done", chain
@@ -130,10 +129,14 @@ def test_a_worker_killed_mid_chain_costs_its_step_at_most(platform, aws, databas
     tasks = TaskRepository(database_url, Outbox(sqs, aws("events"), outputs["EventBusName"], database_url, sfn=aws("stepfunctions")))
     store = ObjectStore(platform.state["bucket"], aws("s3"))
     uid = uuid.uuid4().hex
-    steps = [{"tool": "template", "params": {**tool_class("template").params_model().model_dump(), "threshold": 0.995}},
-             {"tool": "feature", "params": tool_class("feature").params_model().model_dump()}]
-    execution = Execution(outputs["ChainStateMachineArn"], execution_input(
-        uid, [outputs["TemplateJobsQueueUrl"], outputs["FeatureJobsQueueUrl"]], TEST_CHAIN_SETTINGS))
+    steps = [
+        {"tool": "template", "params": {**tool_class("template").params_model().model_dump(), "threshold": 0.995}},
+        {"tool": "feature", "params": tool_class("feature").params_model().model_dump()},
+    ]
+    execution = Execution(
+        outputs["ChainStateMachineArn"],
+        execution_input(uid, [outputs["TemplateJobsQueueUrl"], outputs["FeatureJobsQueueUrl"]], TEST_CHAIN_SETTINGS),
+    )
     keys = [f"uploads/{uid}/scene.png", f"uploads/{uid}/box.png"]
     tasks.create("chain", {"steps": steps}, keys, uid=uid, owner="local", execution=execution)
     for key, data in zip(keys, (shared_data(BOX_IN_SCENE), shared_data(BOX)), strict=True):
@@ -172,8 +175,12 @@ def test_hostile_chain_submissions_get_a_clear_4xx_and_leave_no_task(platform):
         answer = _submit(platform, steps, image, template)
         assert answer.status_code == status, (name, answer.text)
         assert mentioned in answer.text, (name, answer.text)
-    answer = platform.http.post(f"{platform.gateway}/api/v1/match/chain", files={"image": ("a.png", image)},
-                                data={"steps": json.dumps([{"tool": "template"}])}, timeout=30)
+    answer = platform.http.post(
+        f"{platform.gateway}/api/v1/match/chain",
+        files={"image": ("a.png", image)},
+        data={"steps": json.dumps([{"tool": "template"}])},
+        timeout=30,
+    )
     assert answer.status_code == 422 and '"template"' in answer.text
     answer = _submit(platform, [{"tool": "template"}], b"\x89PNG\r\n\x1a\n" + b"\0" * 100, template)
     assert answer.status_code == 400 and "image" in answer.json()["detail"], answer.text
@@ -192,11 +199,9 @@ def test_a_chain_whose_execution_is_stopped_ends_in_error(platform, aws, databas
     store = ObjectStore(platform.state["bucket"], aws("s3"))
     uid = uuid.uuid4().hex
     miss = {**tool_class("template").params_model().model_dump(), "threshold": 0.995}
-    execution = Execution(outputs["ChainStateMachineArn"], execution_input(
-        uid, [outputs["TemplateJobsQueueUrl"]] * 3, TEST_CHAIN_SETTINGS))
+    execution = Execution(outputs["ChainStateMachineArn"], execution_input(uid, [outputs["TemplateJobsQueueUrl"]] * 3, TEST_CHAIN_SETTINGS))
     keys = [f"uploads/{uid}/scene.png", f"uploads/{uid}/box.png"]
-    tasks.create("chain", {"steps": [{"tool": "template", "params": miss}] * 3}, keys, uid=uid, owner="local",
-                 execution=execution)
+    tasks.create("chain", {"steps": [{"tool": "template", "params": miss}] * 3}, keys, uid=uid, owner="local", execution=execution)
     for key, data in zip(keys, (shared_data(BOX_IN_SCENE), shared_data(BOX)), strict=True):
         store.put(key, data, metadata={WORK_SECONDS_METADATA: "3"})
     tasks.dispatch(uid)
@@ -218,12 +223,10 @@ def test_a_chain_whose_submitter_died_before_starting_it_is_started_by_the_sweep
     before starting it (the start left unsent in the outbox), THEN the sweeper starts it and the
     chain ends `done`."""
     outputs = platform.state["outputs"]
-    tasks = TaskRepository(database_url, Outbox(aws("sqs"), aws("events"), outputs["EventBusName"], database_url,
-                                                sfn=aws("stepfunctions")))
+    tasks = TaskRepository(database_url, Outbox(aws("sqs"), aws("events"), outputs["EventBusName"], database_url, sfn=aws("stepfunctions")))
     store = ObjectStore(platform.state["bucket"], aws("s3"))
     uid = uuid.uuid4().hex
-    execution = Execution(outputs["ChainStateMachineArn"], execution_input(
-        uid, [outputs["TemplateJobsQueueUrl"]], TEST_CHAIN_SETTINGS))
+    execution = Execution(outputs["ChainStateMachineArn"], execution_input(uid, [outputs["TemplateJobsQueueUrl"]], TEST_CHAIN_SETTINGS))
     keys = [f"uploads/{uid}/image.jpg", f"uploads/{uid}/template.png"]
     steps = [{"tool": "template", "params": tool_class("template").params_model().model_dump()}]
     tasks.create("chain", {"steps": steps}, keys, uid=uid, owner="local", execution=execution)

@@ -26,8 +26,7 @@ def visionfn(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def env(platform, tmp_path) -> dict[str, str]:
     """The platform's URL and key from the environment; no user configuration."""
-    return {**os.environ, "VISIONFN_URL": platform.gateway, "VISIONFN_API_KEY": platform.key,
-            "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    return {**os.environ, "VISIONFN_URL": platform.gateway, "VISIONFN_API_KEY": platform.key, "XDG_CONFIG_HOME": str(tmp_path / "config")}
 
 
 def test_a_folder_of_photos_is_anonymized_and_a_corrupt_one_reported(env, tmp_path, platform):
@@ -47,8 +46,10 @@ def test_a_folder_of_photos_is_anonymized_and_a_corrupt_one_reported(env, tmp_pa
     written = sorted(path.name for path in (tmp_path / "blurred").iterdir())
     assert written == sorted(path.name for path in chosen)
     faces = int(re.search(r"\((\d+) faces\)", result.stdout).group(1))
-    expected = sum(platform.http.post(f"{platform.gateway}/detect", files={"image": path.read_bytes()}, timeout=60).json()["total_count"]
-                   for path in chosen)
+    expected = sum(
+        platform.http.post(f"{platform.gateway}/detect", files={"image": path.read_bytes()}, timeout=60).json()["total_count"]
+        for path in chosen
+    )
     assert faces == expected > 0
     for path in chosen:  # each output is a real picture of the same size
         assert Image.open(tmp_path / "blurred" / path.name).size == Image.open(path).size
@@ -66,8 +67,9 @@ def scene_and_ball(tmp_path) -> tuple[str, str]:
 
 
 def test_template_match_waits_prints_and_downloads(env, tmp_path, scene_and_ball):
-    result = visionfn(env, "match", "template", *scene_and_ball,
-                      "-p", "threshold=0.9", "-p", "max_results=5", "--out", str(tmp_path / "results"))
+    result = visionfn(
+        env, "match", "template", *scene_and_ball, "-p", "threshold=0.9", "-p", "max_results=5", "--out", str(tmp_path / "results")
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"template +done +matches=1 best_score=1\.0", result.stdout), result.stdout
@@ -83,8 +85,7 @@ def test_template_match_waits_prints_and_downloads(env, tmp_path, scene_and_ball
 def test_chain_match_and_a_bad_parameter_gives_the_apis_message(env, tmp_path, scene_and_ball):
     steps = '[{"tool":"template","params":{"threshold":0.99,"method":"TM_SQDIFF_NORMED"}},{"tool":"template","params":{"threshold":0.9}}]'
 
-    chain = visionfn(env, "match", "chain", *scene_and_ball, "--steps", steps,
-                     "--out", str(tmp_path / "chain"))
+    chain = visionfn(env, "match", "chain", *scene_and_ball, "--steps", steps, "--out", str(tmp_path / "chain"))
     assert chain.returncode == 0, chain.stdout + chain.stderr
     assert re.search(r"chain +done +found at step 1/2", chain.stdout), chain.stdout
     assert (tmp_path / "chain" / "step-1" / "matches.png").is_file()

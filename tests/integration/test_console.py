@@ -34,9 +34,18 @@ def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium (or set VISIONFN_CHROMIUM)")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-gpu",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
         yield launched
         launched.close()
 
@@ -130,8 +139,9 @@ def test_faces_a_video_becomes_a_task_followed_to_its_mp4(page):
 def bucket_closed_to_the_console(platform, s3, bucket) -> str | None:
     """Why the page cannot reach the bucket (None when it can): a file over the synchronous limit
     goes there straight from the browser, which the page's connect-src and the bucket's CORS must allow."""
-    ticket = platform.http.post(f"{platform.gateway}/api/v1/uploads", json={
-        "filename": "probe.mp4", "content_type": "video/mp4", "size": 1}, timeout=10).json()
+    ticket = platform.http.post(
+        f"{platform.gateway}/api/v1/uploads", json={"filename": "probe.mp4", "content_type": "video/mp4", "size": 1}, timeout=10
+    ).json()
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(ticket["url"]))
     reasons = []
     policy = requests.get(platform.gateway + "/", timeout=10).headers["Content-Security-Policy"]
@@ -164,13 +174,16 @@ def anonymize_a_video_over_the_limit(page, platform) -> None:
     page.wait_for_function("video => video.readyState >= 1 && video.duration > 5", arg=card.locator("video").element_handle())
     task = platform.http.get(f"{platform.gateway}/api/v1/tasks", params={"limit": 1}, timeout=10).json()["tasks"][0]
     assert task["tool"] == "face_video" and task["result_data"]["output_bytes"] > 4_706_304
-    assert platform.http.get(f"{platform.gateway}/api/v1/files/{task['result_files'][0]}", allow_redirects=False,
-                             timeout=10).status_code == 303
+    assert (
+        platform.http.get(f"{platform.gateway}/api/v1/files/{task['result_files'][0]}", allow_redirects=False, timeout=10).status_code
+        == 303
+    )
 
 
 def test_faces_a_video_over_the_synchronous_limit_goes_through_the_bucket(page, platform, s3, bucket):
     assert bucket_closed_to_the_console(platform, s3, bucket) is None
     anonymize_a_video_over_the_limit(page, platform)
+
 
 def test_matching_a_template_task_reaches_done_with_its_result_picture(page, platform, tmp_path):
     messi = shared_data(MESSI)
@@ -196,8 +209,9 @@ def test_matching_a_template_task_reaches_done_with_its_result_picture(page, pla
     row = page.locator(f"#task-list li[data-uid='{uid}']")
     row.wait_for()
     wait_for(lambda: row.get_attribute("data-status") == "done", timeout=30)
-    page.wait_for_function("uid => document.querySelector(`#task-list li[data-uid='${uid}'] img.thumb`)?.naturalWidth > 0", arg=uid,
-                           timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "uid => document.querySelector(`#task-list li[data-uid='${uid}'] img.thumb`)?.naturalWidth > 0", arg=uid, timeout=TIMEOUT_MS
+    )
     screenshot(page, "matching")
 
 
@@ -243,8 +257,9 @@ def test_webhooks_a_registered_hook_gets_a_delivery_shown_in_the_log(page, platf
         page.get_by_role("button", name="Add webhook").click()
         page.locator("#delivery-log").wait_for()
         messi = shared_data(MESSI)
-        response = platform.http.post(f"{platform.gateway}/api/v1/match/template",
-                                      files={"image": ("m.jpg", messi), "template": ("b.png", _ball(messi))}, timeout=30)
+        response = platform.http.post(
+            f"{platform.gateway}/api/v1/match/template", files={"image": ("m.jpg", messi), "template": ("b.png", _ball(messi))}, timeout=30
+        )
         assert response.status_code == 201
         uid = response.json()["uid"]
         delivered = page.locator("#delivery-table tr[data-state='delivered']")
@@ -265,9 +280,13 @@ def test_webhooks_a_registered_hook_gets_a_delivery_shown_in_the_log(page, platf
 def test_inspection_a_batch_and_the_dashboard_drawn_from_the_records(page, platform):
     images = [sorted(NEU.glob(f"{label}_*.jpg"))[1] for label in ("crazing", "patches", "scratches", "inclusion")]
     page.get_by_role("link", name="Inspection").click()
-    page.set_input_files("#inspect-files", files=[
-        *({"name": path.name, "mimeType": "image/jpeg", "buffer": path.read_bytes()} for path in images),
-        {"name": "broken.jpg", "mimeType": "image/jpeg", "buffer": b"\xff\xd8\xff\xe0 not really"}])
+    page.set_input_files(
+        "#inspect-files",
+        files=[
+            *({"name": path.name, "mimeType": "image/jpeg", "buffer": path.read_bytes()} for path in images),
+            {"name": "broken.jpg", "mimeType": "image/jpeg", "buffer": b"\xff\xd8\xff\xe0 not really"},
+        ],
+    )
     page.get_by_role("button", name="Inspect").click()
     status = page.locator("#inspect-form .status")
     wait_for(lambda: "inspected" in status.inner_text(), timeout=60)

@@ -29,8 +29,10 @@ def dead_letters(platform, tmp_path_factory):
 
     def run(*args: str, queue_prefix: bool = False) -> subprocess.CompletedProcess:
         prefix = ["--queue-prefix", f"{platform.state['stack_name']}-"] if queue_prefix else []
-        return subprocess.run([sys.executable, "-m", "tools.dead_letters", *prefix, *args], env=env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "tools.dead_letters", *prefix, *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
     return run
 
 
@@ -70,8 +72,10 @@ def test_a_dead_letter_is_listed_with_its_task_and_redriven_to_its_queue(platfor
     dlq = platform.state["outputs"]["TaskEventsDLQUrl"]
     first = failed_task(database_url, owner.name, "Failed after 5 attempts: worker killed")
     second = failed_task(database_url, owner.name, "Failed after 5 attempts: out of memory")
-    sent = {uid: sqs.send_message(QueueUrl=dlq, MessageBody=task_event(uid, owner.name, "from the event"))["MessageId"]
-            for uid in (first, second)}
+    sent = {
+        uid: sqs.send_message(QueueUrl=dlq, MessageBody=task_event(uid, owner.name, "from the event"))["MessageId"]
+        for uid in (first, second)
+    }
 
     letters = listed(dead_letters)
     assert {sent[first], sent[second]} <= set(letters)

@@ -22,8 +22,7 @@ NEU_IMAGES = SHARED_DATA / "defects" / "neu_det" / "images"
 def neu_images(count: int) -> list[tuple[str, bytes]]:
     """Real NEU-DET pictures, one of each class in turn."""
     labels = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
-    return [(path.name, path.read_bytes()) for path in
-            (sorted(NEU_IMAGES.glob(f"{labels[n % 6]}_*.jpg"))[n // 6] for n in range(count))]
+    return [(path.name, path.read_bytes()) for path in (sorted(NEU_IMAGES.glob(f"{labels[n % 6]}_*.jpg"))[n // 6] for n in range(count))]
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +76,9 @@ def test_the_batch_is_in_the_owners_data(platform, batch_answer, owner):
     today = dt.datetime.now(dt.UTC).date().isoformat()
     days = http.get(f"{platform.gateway}/api/data/statByDate", timeout=30).json()
     assert len(days) == 15 and days[-1]["stat_date"] == today and days[-1]["record_count"] >= 3
-    found = http.get(f"{platform.gateway}/api/data/search", params={"name": inspected[0]["name"][:-4], "startDate": today},
-                     timeout=30).json()
+    found = http.get(
+        f"{platform.gateway}/api/data/search", params={"name": inspected[0]["name"][:-4], "startDate": today}, timeout=30
+    ).json()
     assert found["total"] == 1 and found["data"][0]["figId"] == inspected[0]["figId"]
     paginated = http.get(f"{platform.gateway}/api/data/getPaginated", params={"limit": 1, "page": 1}, timeout=30)
     assert paginated.headers["Deprecation"] == "@1795737600" and paginated.json()["total"] >= 3
@@ -118,14 +118,17 @@ def test_data_and_detect_need_a_key(platform):
         assert requests.request(method, f"{platform.gateway}{path}", timeout=10).status_code == 401
 
 
-@pytest.mark.parametrize(("files", "status", "field"), [
-    ([], 400, "error"),  # no images
-    ([("images", ("a.txt", b"hello"))], 400, "error"),
-    ([("images", ("", b""))], 400, "error"),
-    ([("images", (f"{n}.jpg", b"x")) for n in range(33)], 413, "detail"),  # over VISIONFN_DEFECT_MAX_BATCH_IMAGES
-    ([("images", ("plate.ppm", b"P6\n2 2\n255\n" + bytes(12)))], 415, "error"),
-    ([("image", ("a.jpg", b"x"))], 400, "error"),  # the wrong field
-])
+@pytest.mark.parametrize(
+    ("files", "status", "field"),
+    [
+        ([], 400, "error"),  # no images
+        ([("images", ("a.txt", b"hello"))], 400, "error"),
+        ([("images", ("", b""))], 400, "error"),
+        ([("images", (f"{n}.jpg", b"x")) for n in range(33)], 413, "detail"),  # over VISIONFN_DEFECT_MAX_BATCH_IMAGES
+        ([("images", ("plate.ppm", b"P6\n2 2\n255\n" + bytes(12)))], 415, "error"),
+        ([("image", ("a.jpg", b"x"))], 400, "error"),  # the wrong field
+    ],
+)
 def test_hostile_batches_get_a_clear_4xx(platform, owner, files, status, field):
     _name, http = owner
     response = http.post(f"{platform.gateway}/api/detect", files=files or {"nothing": ("", b"")}, timeout=60)
@@ -133,8 +136,20 @@ def test_hostile_batches_get_a_clear_4xx(platform, owner, files, status, field):
     assert response.json()[field]
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=abc", "limit=100000000000000000000", "page=0", "page=-1", "num=x",
-                                   "startDate=2026-02-30", "startDate=2026-01-05&endDate=2026-01-01", "name=%00"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=abc",
+        "limit=100000000000000000000",
+        "page=0",
+        "page=-1",
+        "num=x",
+        "startDate=2026-02-30",
+        "startDate=2026-01-05&endDate=2026-01-01",
+        "name=%00",
+    ],
+)
 def test_hostile_queries_get_422(platform, owner, query):
     _name, http = owner
     response = http.get(f"{platform.gateway}/api/data/search?{query}", timeout=30)

@@ -39,8 +39,9 @@ def _frames_of(data: bytes) -> tuple[str, int, bool]:
 
 
 def test_a_short_clip_goes_to_done_with_a_playable_h264_mp4(platform):
-    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video", files={"video": ("clip.mp4", _clip())},
-                                  data={"keep_audio": "false"}, timeout=60)
+    response = platform.http.post(
+        f"{platform.gateway}/api/v1/faces/video", files={"video": ("clip.mp4", _clip())}, data={"keep_audio": "false"}, timeout=60
+    )
     assert response.status_code == 201, response.text
     task = _finished(platform, response.json()["uid"])
     assert task["status"] == "done", task["error"]
@@ -54,8 +55,9 @@ def test_a_short_clip_goes_to_done_with_a_playable_h264_mp4(platform):
 def test_a_truncated_video_is_400_through_the_gateway_and_makes_no_task(platform):
     before = platform.http.get(f"{platform.gateway}/api/v1/tasks", params={"limit": 200}, timeout=10).json()["total"]
     clip = _clip(4)
-    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video",
-                                  files={"video": ("clip.mp4", clip[: len(clip) // 2])}, timeout=60)
+    response = platform.http.post(
+        f"{platform.gateway}/api/v1/faces/video", files={"video": ("clip.mp4", clip[: len(clip) // 2])}, timeout=60
+    )
     assert response.status_code == 400 and "video" in response.json()["detail"]
     after = platform.http.get(f"{platform.gateway}/api/v1/tasks", params={"limit": 200}, timeout=10).json()["total"]
     assert after == before
@@ -79,8 +81,9 @@ def test_a_crafted_video_that_switches_to_8k_after_its_first_frame_ends_in_error
     """GIVEN a WebM whose header and first frame are 16x16, its 20 keyframes after it 8K
     WHEN it is sent (the probe decodes its first frame only: 201)
     THEN its task ends in `error` at frame 2, naming the per-frame limit, in seconds."""
-    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video",
-                                  files={"video": ("switch.webm", switching_size_webm())}, timeout=60)
+    response = platform.http.post(
+        f"{platform.gateway}/api/v1/faces/video", files={"video": ("switch.webm", switching_size_webm())}, timeout=60
+    )
     assert response.status_code == 201, response.text
     started = time.monotonic()
     task = _finished(platform, response.json()["uid"], timeout=60)
@@ -96,8 +99,9 @@ def test_a_crafted_video_declaring_60000_fps_is_413_at_submission_and_makes_no_t
     frame rate is not (VISIONFN_FACE_VIDEO_MAX_FPS)."""
     before = _task_count(platform)
     started = time.monotonic()
-    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video",
-                                  files={"video": ("fast.mp4", stamped_mp4(frames=3000, fps=60000))}, timeout=60)
+    response = platform.http.post(
+        f"{platform.gateway}/api/v1/faces/video", files={"video": ("fast.mp4", stamped_mp4(frames=3000, fps=60000))}, timeout=60
+    )
     elapsed = time.monotonic() - started
     assert response.status_code == 413, response.text
     assert "VISIONFN_FACE_VIDEO_MAX_FPS" in response.json()["detail"]
@@ -109,8 +113,9 @@ def test_a_hostile_file_name_is_stored_without_its_control_characters(platform):
     """A NUL (Postgres JSONB refuses \\u0000) and other control characters are left out, as for
     defect images; the rest is kept as text (it is data, never markup here)."""
     name = "a\x00b\x1b<svg onload=alert(1)>.mp4"
-    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video", files={"video": (name, _clip(2))},
-                                  data={"keep_audio": "false"}, timeout=60)
+    response = platform.http.post(
+        f"{platform.gateway}/api/v1/faces/video", files={"video": (name, _clip(2))}, data={"keep_audio": "false"}, timeout=60
+    )
     assert response.status_code == 201, response.text
     task = platform.http.get(f"{platform.gateway}/api/v1/tasks/{response.json()['uid']}", timeout=10).json()
     assert task["params"]["filename"] == "ab<svg onload=alert(1)>.mp4", task["params"]

@@ -16,7 +16,8 @@ def test_seed_client_works_unchanged(platform):
     response.raise_for_status()
     assert int(response.headers["X-Faces-Count"]) >= 5
     assert Image.open(io.BytesIO(response.content)).format == "JPEG"
-    detail = platform.http.post(f"{platform.gateway}/process", files={"image": shared_data(CROWD_PHOTO)}, headers={"Accept": "application/json"}, timeout=60
+    detail = platform.http.post(
+        f"{platform.gateway}/process", files={"image": shared_data(CROWD_PHOTO)}, headers={"Accept": "application/json"}, timeout=60
     ).json()
     assert detail["total_count"] == int(response.headers["X-Faces-Count"])
     detected = platform.http.post(f"{platform.gateway}/detect", files={"image": shared_data(CROWD_PHOTO)}, timeout=60).json()

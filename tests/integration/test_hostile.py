@@ -15,8 +15,10 @@ from tests.conftest import CROWD_PHOTO, shared_data
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A tiny PNG that claims a huge size (no pixel data worth decoding)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
 
@@ -56,12 +58,14 @@ IMAGE_CASES = [
 @pytest.fixture(scope="module")
 def alive(platform):
     """Asserts afterwards that a function kept its process (no restart) and still answers."""
+
     def check(function: str, answer) -> None:
         before = json.loads((platform.run_dir / "state.json").read_text())["processes"][function]
         result = answer()
         after = json.loads((platform.run_dir / "state.json").read_text())["processes"][function]
         assert (after["pid"], after["restarts"]) == (before["pid"], before["restarts"]), function
         return result
+
     return check
 
 
@@ -75,22 +79,29 @@ def test_hostile_images_are_4xx_and_the_face_function_keeps_serving(platform, al
 
     thread = threading.Thread(target=in_flight)
     thread.start()
-    response = alive("face_process", lambda: platform.http.post(f"{platform.gateway}/process", files={"image": ("x.png", data)}, timeout=60))
+    response = alive(
+        "face_process", lambda: platform.http.post(f"{platform.gateway}/process", files={"image": ("x.png", data)}, timeout=60)
+    )
     thread.join()
     assert response.status_code == status, (case, response.text)
     assert response.json()["detail"]
     assert normal["status"] == 200
-    submitted = platform.http.post(f"{platform.gateway}/api/v1/match/template",
-                                   files={"image": ("x.png", data), "template": ("t.png", _saved("PNG"))}, timeout=60)
+    submitted = platform.http.post(
+        f"{platform.gateway}/api/v1/match/template", files={"image": ("x.png", data), "template": ("t.png", _saved("PNG"))}, timeout=60
+    )
     assert submitted.status_code == status, (case, submitted.text)  # refused before any task exists
 
 
 @pytest.mark.parametrize("value", ["3.5e38", "1e308", "-1e39", "nan", "1e20"])
 def test_ply_values_beyond_float32_never_reach_opencv(platform, value):
-    response = platform.http.post(f"{platform.gateway}/api/v1/match/surface",
-                                  files={"model_file": ("m.ply", _ply(value)), "scene_file": ("s.ply", _ply("1"))}, timeout=60)
+    response = platform.http.post(
+        f"{platform.gateway}/api/v1/match/surface",
+        files={"model_file": ("m.ply", _ply(value)), "scene_file": ("s.ply", _ply("1"))},
+        timeout=60,
+    )
     if response.status_code == 201:  # the header was fine: the worker reads the values and ends the task
         from tests.integration.test_runtime import _finished
+
         task = _finished(platform, response.json()["uid"])
         assert task["status"] == "error" and "NaN, infinite or out-of-range" in task["error"], task
     else:
@@ -100,8 +111,9 @@ def test_ply_values_beyond_float32_never_reach_opencv(platform, value):
 def test_parsers_answer_4xx(platform):
     gateway, http = platform.gateway, platform.http
     png = _saved("PNG")
-    big_field = http.post(f"{gateway}/api/v1/match/template", files={"image": png, "template": png},
-                          data={"method": "x" * 600_000}, timeout=60)
+    big_field = http.post(
+        f"{gateway}/api/v1/match/template", files={"image": png, "template": png}, data={"method": "x" * 600_000}, timeout=60
+    )
     assert big_field.status_code == 413, big_field.text
     many_parts = http.post(f"{gateway}/api/v1/match/template", files=[("f", b"x")] * 1100 + [("image", png)], timeout=60)
     assert many_parts.status_code == 413, many_parts.text
@@ -160,11 +172,19 @@ def _strict_json(data: bytes | str):
     return json.loads(data, parse_constant=lambda name: pytest.fail(f"{name} in an answer is not JSON"))
 
 
-@pytest.mark.parametrize(("path", "header"), [
-    ("/health", "SCRIPT_NAME: /nope"), ("/api/v1/tasks", "SCRIPT_NAME: /api/v1"), ("/api/v1/tasks", "PATH_INFO: /health"),
-    ("/health", "X-Forwarded-Ssl: on"), ("/health", "X-Forwarded-Proto: https"), ("/api/v1/tasks", "X_Forwarded_For: 6.6.6.6"),
-    ("/api/v1/tasks", "Forwarded: for=6.6.6.6;proto=https"), ("/api/v1/tasks", "X-Real-IP: 6.6.6.6"),
-])
+@pytest.mark.parametrize(
+    ("path", "header"),
+    [
+        ("/health", "SCRIPT_NAME: /nope"),
+        ("/api/v1/tasks", "SCRIPT_NAME: /api/v1"),
+        ("/api/v1/tasks", "PATH_INFO: /health"),
+        ("/health", "X-Forwarded-Ssl: on"),
+        ("/health", "X-Forwarded-Proto: https"),
+        ("/api/v1/tasks", "X_Forwarded_For: 6.6.6.6"),
+        ("/api/v1/tasks", "Forwarded: for=6.6.6.6;proto=https"),
+        ("/api/v1/tasks", "X-Real-IP: 6.6.6.6"),
+    ],
+)
 def test_a_clients_server_and_forwarding_headers_change_nothing(platform, path, header):
     name, _, value = header.partition(": ")
     plain = platform.http.get(f"{platform.gateway}{path}", timeout=30)
@@ -175,8 +195,11 @@ def test_a_clients_server_and_forwarding_headers_change_nothing(platform, path, 
 
 def test_a_function_trusts_no_forwarder_and_answers_what_it_cannot_parse_in_json(platform):
     port = _port(platform.state["functions"]["health"])
-    status, headers, body = _raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\nSCRIPT_NAME: /nope\r\nX-Forwarded-Proto: https\r\n"
-                                       b"X-Forwarded-Ssl: on\r\nConnection: close\r\n\r\n")
+    status, headers, body = _raw(
+        port,
+        b"GET /health HTTP/1.1\r\nHost: x\r\nSCRIPT_NAME: /nope\r\nX-Forwarded-Proto: https\r\n"
+        b"X-Forwarded-Ssl: on\r\nConnection: close\r\n\r\n",
+    )
     assert (status, headers["content-type"]) == (401, "application/json"), body  # routed as sent: only the token is missing
     for malformed in (b"GARBAGE\r\n\r\n", b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n"):
         status, headers, body = _raw(port, malformed)
@@ -187,8 +210,9 @@ def test_a_malformed_key_is_neither_echoed_nor_logged_and_logs_are_private(platf
     import stat
 
     for header in (f"Authorization: Bearer {platform.key}\x00", f"X-API-Key: {platform.key}\x7f"):
-        status, headers, body = _raw(_port(platform.gateway), b"GET /api/v1/tasks HTTP/1.1\r\nHost: x\r\n"
-                                     + header.encode() + b"\r\nConnection: close\r\n\r\n")
+        status, headers, body = _raw(
+            _port(platform.gateway), b"GET /api/v1/tasks HTTP/1.1\r\nHost: x\r\n" + header.encode() + b"\r\nConnection: close\r\n\r\n"
+        )
         assert status == 400 and headers["content-type"].startswith("application/json") and headers["x-content-type-options"] == "nosniff"
         assert _strict_json(body)["detail"].startswith("Malformed HTTP request") and platform.key.encode() not in body
     assert "refused a malformed request" in platform.log("gateway") and platform.key not in platform.log("gateway")
@@ -213,10 +237,17 @@ def test_a_file_name_not_in_utf8_is_refused_alone_and_the_others_inspected(platf
     good = sorted((SHARED_DATA / "defects" / "neu_det" / "images").glob("crazing_*.jpg"))[:2]
     parts = [(path.name.encode(), path.read_bytes()) for path in good]
     parts.insert(1, (b"bad-\xff\xfe.jpg", good[0].read_bytes()))
-    body = b"".join(b'--B\r\nContent-Disposition: form-data; name="images"; filename="' + name + b'"\r\n'
-                    b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n" for name, data in parts) + b"--B--\r\n"
-    response = platform.http.post(f"{platform.gateway}/api/detect", data=body, timeout=60,
-                                  headers={"Content-Type": "multipart/form-data; boundary=B"})
+    body = (
+        b"".join(
+            b'--B\r\nContent-Disposition: form-data; name="images"; filename="' + name + b'"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n"
+            for name, data in parts
+        )
+        + b"--B--\r\n"
+    )
+    response = platform.http.post(
+        f"{platform.gateway}/api/detect", data=body, timeout=60, headers={"Content-Type": "multipart/form-data; boundary=B"}
+    )
     assert response.status_code == 200, response.text
     first, refused, last = response.json()
     assert (first["name"], last["name"]) == (good[0].name, good[1].name) and first["figId"] and last["figId"]
@@ -226,8 +257,12 @@ def test_a_file_name_not_in_utf8_is_refused_alone_and_the_others_inspected(platf
 def test_answers_are_valid_json_typed_never_sniffed_and_the_docs_confined(platform):
     png = _saved("PNG")
     steps = '[{"tool": "template", "params": {"threshold": NaN}}, {"tool": "template", "params": {"threshold": "-inf"}}]'
-    chain = platform.http.post(f"{platform.gateway}/api/v1/match/chain", files={"image": ("i.png", png), "template": ("t.png", png)},
-                               data={"steps": steps}, timeout=60)
+    chain = platform.http.post(
+        f"{platform.gateway}/api/v1/match/chain",
+        files={"image": ("i.png", png), "template": ("t.png", png)},
+        data={"steps": steps},
+        timeout=60,
+    )
     assert chain.status_code == 422 and chain.headers["X-Content-Type-Options"] == "nosniff"
     assert [error["input"] for error in _strict_json(chain.text)["detail"]] == ["NaN", "-inf"], chain.text
     for path in ("/api/v1/tasks", "/openapi.json", "/docs", "/nowhere"):

@@ -62,8 +62,7 @@ def recording_uploads(client: Client) -> list[str]:
     return keys
 
 
-def test_an_8_mb_video_goes_through_the_bucket_ends_done_and_downloads_through_the_303(platform, client, large_video,
-                                                                                     s3, bucket, tmp_path):
+def test_an_8_mb_video_goes_through_the_bucket_ends_done_and_downloads_through_the_303(platform, client, large_video, s3, bucket, tmp_path):
     uploads = recording_uploads(client)
 
     task = client.wait(client.anonymize_video(large_video, mode="solid"), timeout=300)
@@ -106,8 +105,9 @@ def test_template_matching_of_an_image_over_the_limit(client):
     assert len(image.getvalue()) > SYNC_BODY_BYTES
     uploads = recording_uploads(client)
 
-    task = client.wait(client.match_template(("scene.png", image.getvalue()), ("patch.png", template.getvalue()),
-                                             threshold=0.99), timeout=120)
+    task = client.wait(
+        client.match_template(("scene.png", image.getvalue()), ("patch.png", template.getvalue()), threshold=0.99), timeout=120
+    )
 
     assert task.status == "done", task.error
     assert task.result_data["filtered_matches"] == 1 and len(uploads) == 1 and uploads[0].endswith("/scene.png")
@@ -121,10 +121,14 @@ def test_a_synchronous_route_refuses_a_large_photo_naming_the_ways_that_work(cli
 
 
 def test_the_command_anonymizes_a_large_video_as_any_other(platform, large_video, tmp_path):
-    env = {**os.environ, "VISIONFN_URL": platform.gateway, "VISIONFN_API_KEY": platform.key,
-           "XDG_CONFIG_HOME": str(tmp_path / "config")}
-    result = subprocess.run([sys.executable, "-m", "visionfn", "faces", "anonymize", str(large_video),
-                             "--out", str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "VISIONFN_URL": platform.gateway, "VISIONFN_API_KEY": platform.key, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    result = subprocess.run(
+        [sys.executable, "-m", "visionfn", "faces", "anonymize", str(large_video), "--out", str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 of 1 anonymized" in result.stdout
     with av.open(str(tmp_path / "out" / "noise.mp4")) as container:

@@ -40,7 +40,8 @@ def _crop_png(data: bytes, box: tuple[int, int, int, int]) -> bytes:
 
 def test_template_task_from_submission_to_downloadable_results(platform):
     messi = shared_data(MESSI)
-    response = platform.http.post(f"{platform.gateway}/api/v1/match/template",
+    response = platform.http.post(
+        f"{platform.gateway}/api/v1/match/template",
         files={"image": ("messi5.jpg", messi), "template": ("ball.png", _crop_png(messi, (200, 50, 260, 110)))},
         data={"threshold": "0.9", "max_results": "5"},
         timeout=30,
@@ -55,6 +56,7 @@ def test_template_task_from_submission_to_downloadable_results(platform):
     for key in task["result_files"]:
         assert Image.open(io.BytesIO(_download(platform, key))).format == "PNG"
     assert _download(platform, task["input_files"][0]) == messi
+
     def both_thumbnails():
         thumbnails = platform.http.get(f"{platform.gateway}/api/v1/tasks/{task['uid']}", timeout=10).json()["thumbnails"]
         return thumbnails if len(thumbnails) == 2 else None
@@ -63,7 +65,8 @@ def test_template_task_from_submission_to_downloadable_results(platform):
 
 
 def test_feature_task_locates_the_box(platform):
-    response = platform.http.post(f"{platform.gateway}/api/v1/match/feature",
+    response = platform.http.post(
+        f"{platform.gateway}/api/v1/match/feature",
         files={"query_image": ("box.png", shared_data(BOX)), "train_image": ("scene.png", shared_data(BOX_IN_SCENE))},
         data={"detector": "ORB", "matcher": "BFMatcher"},
         timeout=30,
@@ -77,14 +80,16 @@ def test_feature_task_locates_the_box(platform):
 
 def test_surface_task_and_its_errors(platform):
     model = shared_data(PARASAUROLOPHUS)
-    ok = platform.http.post(f"{platform.gateway}/api/v1/match/surface",
+    ok = platform.http.post(
+        f"{platform.gateway}/api/v1/match/surface",
         files={"model_file": ("model.ply", model), "scene_file": ("scene.ply", model)},
         data={"relative_sampling_step": "0.08", "use_icp": "false"},
         timeout=30,
     )
     assert ok.status_code == 201, ok.text
     assert ok.json()["thumbnails"] == []
-    too_fine = platform.http.post(f"{platform.gateway}/api/v1/match/surface",
+    too_fine = platform.http.post(
+        f"{platform.gateway}/api/v1/match/surface",
         files={"model_file": ("model.ply", model), "scene_file": ("scene.ply", model)},
         data={"relative_sampling_step": "0.01"},
         timeout=30,
@@ -131,7 +136,8 @@ def test_settings_through_the_gateway(platform):
     try:
         put = platform.http.put(url, json={"detector": "BRISK", "ratio_threshold": 0.7}, timeout=10)
         assert put.status_code == 200 and put.json()["params"]["detector"] == "BRISK"
-        submitted = platform.http.post(f"{platform.gateway}/api/v1/match/feature",
+        submitted = platform.http.post(
+            f"{platform.gateway}/api/v1/match/feature",
             files={"query_image": ("box.png", shared_data(BOX)), "train_image": ("scene.png", shared_data(BOX_IN_SCENE))},
             timeout=30,
         ).json()

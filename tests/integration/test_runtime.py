@@ -115,6 +115,7 @@ def test_a_submission_killed_between_its_row_and_its_job_is_recovered(platform, 
 
 # --- chaos -----------------------------------------------------------------------------------------
 
+
 def _processes(platform) -> dict:
     return json.loads((platform.run_dir / "state.json").read_text())["processes"]
 
@@ -160,9 +161,11 @@ def test_chaos_kill_9_costs_one_invocation_never_the_platform(platform, aws, dat
     def keep_submitting_and_asking():
         while not stop.is_set():
             try:
-                answer = platform.http.post(f"{platform.gateway}/api/v1/match/feature",
+                answer = platform.http.post(
+                    f"{platform.gateway}/api/v1/match/feature",
                     files={"query_image": ("box.png", shared_data(BOX)), "train_image": ("scene.png", shared_data(BOX_IN_SCENE))},
-                    data={"detector": "ORB"}, timeout=30,
+                    data={"detector": "ORB"},
+                    timeout=30,
                 )
                 if answer.status_code == 201:
                     submitted.append(answer.json()["uid"])

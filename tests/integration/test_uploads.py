@@ -51,10 +51,12 @@ def big_video() -> bytes:
     return _noise_video(EIGHT_MB)
 
 
-def _ticket(session: requests.Session, gateway: str, data: bytes, name: str = "clip.mp4",
-            content_type: str = "video/mp4", size: int | None = None) -> dict:
-    response = session.post(f"{gateway}/api/v1/uploads", timeout=10,
-                            json={"filename": name, "content_type": content_type, "size": size or len(data)})
+def _ticket(
+    session: requests.Session, gateway: str, data: bytes, name: str = "clip.mp4", content_type: str = "video/mp4", size: int | None = None
+) -> dict:
+    response = session.post(
+        f"{gateway}/api/v1/uploads", timeout=10, json={"filename": name, "content_type": content_type, "size": size or len(data)}
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -94,15 +96,15 @@ def test_a_photo_over_the_synchronous_limit_is_413_naming_the_ways_that_work(pla
 
 def test_a_chunked_body_over_the_limit_is_413_too(platform):
     chunks = (b"x" * 65536 for _ in range(LAMBDA_SYNC_BODY_BYTES // 65536 + 2))
-    response = platform.http.post(f"{platform.gateway}/process", data=chunks, timeout=60,
-                                  headers={"Content-Type": "application/octet-stream"})
+    response = platform.http.post(
+        f"{platform.gateway}/process", data=chunks, timeout=60, headers={"Content-Type": "application/octet-stream"}
+    )
     assert response.status_code == 413 and "POST /api/v1/uploads" in response.json()["detail"]
 
 
 def test_an_8_mb_video_goes_through_an_upload_to_done_and_downloads_through_the_bucket(platform, big_video):
     assert len(big_video) > EIGHT_MB
-    direct = platform.http.post(f"{platform.gateway}/api/v1/faces/video", files={"video": ("big.mp4", big_video)},
-                                timeout=60)
+    direct = platform.http.post(f"{platform.gateway}/api/v1/faces/video", files={"video": ("big.mp4", big_video)}, timeout=60)
     assert direct.status_code == 413  # what the cloud would refuse
 
     ticket = _ticket(platform.http, platform.gateway, big_video, name="my holiday.mp4")
@@ -113,8 +115,7 @@ def test_an_8_mb_video_goes_through_an_upload_to_done_and_downloads_through_the_
     assert other_type.status_code == 403
     assert _send(ticket, big_video).status_code == 204
 
-    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video", data={"video_key": ticket["key"]},
-                                  timeout=60)
+    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video", data={"video_key": ticket["key"]}, timeout=60)
     assert response.status_code == 201, response.text
     task = _finished(platform, response.json()["uid"], timeout=240)
     assert task["status"] == "done", task["error"]
@@ -146,17 +147,20 @@ def test_another_owners_upload_key_is_404_and_makes_no_task(platform, database_u
     assert mine.status_code == 201, mine.text  # still there for its owner
 
 
-@pytest.mark.parametrize("key", [
-    "incoming/../uploads/x/clip.mp4",
-    "uploads/" + "0" * 32 + "/video.mp4",  # another prefix: a task's input
-    "inbox/faces/clip.mp4",
-    "results/" + "0" * 32 + "/anonymized.mp4",
-    "/etc/passwd",
-    "incoming/%2e%2e/clip.mp4",
-    "incoming/" + "0" * 24 + "/" + "0" * 32 + "/clip.mp4",  # well formed, another owner's prefix
-    "x" * 5000,
-    "incoming/\x00/clip.mp4",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "incoming/../uploads/x/clip.mp4",
+        "uploads/" + "0" * 32 + "/video.mp4",  # another prefix: a task's input
+        "inbox/faces/clip.mp4",
+        "results/" + "0" * 32 + "/anonymized.mp4",
+        "/etc/passwd",
+        "incoming/%2e%2e/clip.mp4",
+        "incoming/" + "0" * 24 + "/" + "0" * 32 + "/clip.mp4",  # well formed, another owner's prefix
+        "x" * 5000,
+        "incoming/\x00/clip.mp4",
+    ],
+)
 def test_keys_that_are_not_the_callers_uploads_are_404(platform, key):
     response = platform.http.post(f"{platform.gateway}/api/v1/faces/video", data={"video_key": key}, timeout=30)
     assert response.status_code == 404, response.text
@@ -165,11 +169,11 @@ def test_keys_that_are_not_the_callers_uploads_are_404(platform, key):
 
 def test_a_key_never_uploaded_is_404_and_a_part_with_its_key_is_400(platform):
     ticket = _ticket(platform.http, platform.gateway, b"x" * 100)
-    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video", data={"video_key": ticket["key"]},
-                                  timeout=30)
+    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video", data={"video_key": ticket["key"]}, timeout=30)
     assert response.status_code == 404 and "never completed" in response.json()["detail"]
-    both = platform.http.post(f"{platform.gateway}/api/v1/faces/video", data={"video_key": ticket["key"]},
-                              files={"video": ("clip.mp4", _clip(2))}, timeout=30)
+    both = platform.http.post(
+        f"{platform.gateway}/api/v1/faces/video", data={"video_key": ticket["key"]}, files={"video": ("clip.mp4", _clip(2))}, timeout=30
+    )
     assert both.status_code == 400 and "not both" in both.json()["detail"]
 
 
@@ -187,8 +191,7 @@ def test_an_object_swapped_after_the_upload_is_judged_as_it_is_then(platform):
     assert _send(ticket, clip).status_code == 204
     assert _send(ticket, b"not a video at all" * 10).status_code == 204  # swapped for garbage
     before = _task_count(platform)
-    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video", data={"video_key": ticket["key"]},
-                                  timeout=30)
+    response = platform.http.post(f"{platform.gateway}/api/v1/faces/video", data={"video_key": ticket["key"]}, timeout=30)
     assert response.status_code == 400 and "video" in response.json()["detail"]
     assert _task_count(platform) == before
 
@@ -200,47 +203,59 @@ def test_matching_takes_keys_for_each_file_field(platform):
     template = io.BytesIO()
     Image.open(io.BytesIO(image)).crop((40, 30, 80, 70)).save(template, "PNG")
     image_key = _uploaded(platform, image, name="scene.png", content_type="image/png")
-    response = platform.http.post(f"{platform.gateway}/api/v1/match/template", timeout=30,
-                                  data={"image_key": image_key}, files={"template": ("t.png", template.getvalue())})
+    response = platform.http.post(
+        f"{platform.gateway}/api/v1/match/template",
+        timeout=30,
+        data={"image_key": image_key},
+        files={"template": ("t.png", template.getvalue())},
+    )
     assert response.status_code == 201, response.text
     task = _finished(platform, response.json()["uid"])
     assert task["status"] == "done", task["error"]
     assert task["result_data"]["filtered_matches"] >= 1
 
 
-@pytest.mark.parametrize("body", [
-    {},
-    {"filename": "a.mp4", "content_type": "video/mp4"},
-    {"filename": "a.mp4", "content_type": "video/mp4", "size": 0},
-    {"filename": "a.mp4", "content_type": "video/mp4", "size": -5},
-    {"filename": "a.mp4", "content_type": "video/mp4", "size": "big"},
-    {"filename": "a.mp4", "content_type": "text/html", "size": 10},
-    {"filename": "a.svg", "content_type": "image/svg+xml;charset=utf-8", "size": 10},
-    {"filename": "", "content_type": "video/mp4", "size": 10},
-    {"filename": "a.mp4", "content_type": "video/mp4", "size": 10, "key": "uploads/mine"},
-    [1, 2, 3],
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"filename": "a.mp4", "content_type": "video/mp4"},
+        {"filename": "a.mp4", "content_type": "video/mp4", "size": 0},
+        {"filename": "a.mp4", "content_type": "video/mp4", "size": -5},
+        {"filename": "a.mp4", "content_type": "video/mp4", "size": "big"},
+        {"filename": "a.mp4", "content_type": "text/html", "size": 10},
+        {"filename": "a.svg", "content_type": "image/svg+xml;charset=utf-8", "size": 10},
+        {"filename": "", "content_type": "video/mp4", "size": 10},
+        {"filename": "a.mp4", "content_type": "video/mp4", "size": 10, "key": "uploads/mine"},
+        [1, 2, 3],
+    ],
+)
 def test_upload_requests_that_make_no_sense_are_4xx(platform, body):
     response = platform.http.post(f"{platform.gateway}/api/v1/uploads", json=body, timeout=10)
     assert response.status_code in (400, 422), response.text
 
 
 def test_an_upload_larger_than_any_route_takes_is_413(platform):
-    response = platform.http.post(f"{platform.gateway}/api/v1/uploads", timeout=10,
-                                  json={"filename": "a.mp4", "content_type": "video/mp4", "size": 10**12})
+    response = platform.http.post(
+        f"{platform.gateway}/api/v1/uploads", timeout=10, json={"filename": "a.mp4", "content_type": "video/mp4", "size": 10**12}
+    )
     assert response.status_code == 413
 
 
 def test_hostile_file_names_become_a_safe_last_path_part(platform):
-    for name, expected in (("../../etc/passwd", "passwd"), ("a\x00b<svg onload=x>.mp4", "a_b_svg_onload_x_.mp4"),
-                           ("..", "upload"), ("C:\\Users\\me\\clip.mp4", "clip.mp4")):
+    for name, expected in (
+        ("../../etc/passwd", "passwd"),
+        ("a\x00b<svg onload=x>.mp4", "a_b_svg_onload_x_.mp4"),
+        ("..", "upload"),
+        ("C:\\Users\\me\\clip.mp4", "clip.mp4"),
+    ):
         ticket = _ticket(platform.http, platform.gateway, b"x", name=name)
         assert ticket["key"].rsplit("/", 1)[1] == expected
         assert ticket["key"].count("/") == 3
 
 
 def test_an_upload_needs_a_key(platform):
-    response = requests.post(f"{platform.gateway}/api/v1/uploads", timeout=10,
-                             json={"filename": "a.mp4", "content_type": "video/mp4", "size": 10})
+    response = requests.post(
+        f"{platform.gateway}/api/v1/uploads", timeout=10, json={"filename": "a.mp4", "content_type": "video/mp4", "size": 10}
+    )
     assert response.status_code == 401
-

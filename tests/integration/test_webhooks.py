@@ -57,8 +57,7 @@ class Owner:
         messi = shared_data(MESSI)
         buffer = io.BytesIO()
         Image.open(io.BytesIO(messi)).crop((200, 50, 260, 110)).save(buffer, format="PNG")
-        response = self.post("/api/v1/match/template", files={"image": ("messi5.jpg", messi),
-                                                               "template": ("ball.png", buffer.getvalue())})
+        response = self.post("/api/v1/match/template", files={"image": ("messi5.jpg", messi), "template": ("ball.png", buffer.getvalue())})
         assert response.status_code == 201, response.text
         return response.json()["uid"]
 
@@ -86,8 +85,14 @@ def test_a_finished_task_is_delivered_signed_both_ways_logged_and_redelivered(ow
         task = owner.get(f"/api/v1/tasks/{uid}").json()
         assert task["status"] == "done"
         payload = json.loads(request.body)
-        assert payload == {"uid": uid, "status": "done", "tool": "template", "result_files": task["result_files"],
-                           "result_data": task["result_data"], "error": None}
+        assert payload == {
+            "uid": uid,
+            "status": "done",
+            "tool": "template",
+            "result_files": task["result_files"],
+            "result_data": task["result_data"],
+            "error": None,
+        }
         assert request.path == "/callback" and request.headers["x-webhook-event"] == "task.done"
         assert seed_verify_signature(request.body, SECRET, request.headers["x-webhook-signature"])
         whsec = "whsec_" + base64.b64encode(SECRET.encode()).decode()
@@ -151,9 +156,19 @@ def test_a_receiver_that_hangs_delays_neither_another_receiver_nor_the_next_task
 
 
 def test_hostile_urls_are_refused_at_registration(owner):
-    for url in ("http://10.0.0.1/hook", "http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/",
-                "http://100.64.0.1/", "http://0.0.0.0:8888/", "http://224.0.0.1/", "http://[fc00::1]/",
-                "http://192.168.0.1/", "ftp://127.0.0.1/", "file:///etc/passwd", "http://user:pw@127.0.0.1/"):
+    for url in (
+        "http://10.0.0.1/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/",
+        "http://100.64.0.1/",
+        "http://0.0.0.0:8888/",
+        "http://224.0.0.1/",
+        "http://[fc00::1]/",
+        "http://192.168.0.1/",
+        "ftp://127.0.0.1/",
+        "file:///etc/passwd",
+        "http://user:pw@127.0.0.1/",
+    ):
         response = owner.post("/api/v1/webhooks", json={"url": url})
         assert response.status_code == 422, url
         assert response.json()["detail"][0]["loc"] == ["body", "url"]
@@ -173,9 +188,11 @@ def test_an_address_that_turned_private_after_registration_is_refused_at_deliver
 
 def platform_ports(platform, database_url: str) -> dict[str, int]:
     """What listens on this machine for the test platform: LocalStack, the gateway, every function, Postgres."""
-    ports = {"LocalStack": urlsplit(platform.state["localstack_url"]).port,
-             "gateway": urlsplit(platform.state["gateway_url"]).port,
-             "database": urlsplit(database_url.replace("+psycopg", "")).port or 5432}
+    ports = {
+        "LocalStack": urlsplit(platform.state["localstack_url"]).port,
+        "gateway": urlsplit(platform.state["gateway_url"]).port,
+        "database": urlsplit(database_url.replace("+psycopg", "")).port or 5432,
+    }
     ports.update((f"function {name}", urlsplit(url).port) for name, url in platform.state["functions"].items())
     return ports
 
@@ -191,8 +208,21 @@ def test_a_receiver_on_this_machine_works_without_any_setting(owner, platform):
         assert request.path == "/local" and request.headers["x-webhook-event"] == "ping"
 
 
-THIS_MACHINE = ("127.0.0.1", "2130706433", "0x7f000001", "0177.1", "127.1", "[::ffff:127.0.0.1]", "１２７.０.０.１",
-                "localhost", "[::1]", "0.0.0.0", "[::]", "[64:ff9b::127.0.0.1]", "[2002:7f00:1::]")
+THIS_MACHINE = (
+    "127.0.0.1",
+    "2130706433",
+    "0x7f000001",
+    "0177.1",
+    "127.1",
+    "[::ffff:127.0.0.1]",
+    "１２７.０.０.１",
+    "localhost",
+    "[::1]",
+    "0.0.0.0",
+    "[::]",
+    "[64:ff9b::127.0.0.1]",
+    "[2002:7f00:1::]",
+)
 
 
 def test_localstack_the_gateway_the_functions_and_the_database_are_422_in_every_written_form(owner, platform, database_url):

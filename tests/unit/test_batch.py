@@ -95,11 +95,14 @@ def test_object_handler_gets_each_object_and_the_receive_count(sqs_s3_batch):
     assert calls == [("uploads/0123456789abcdef0123456789abcdef/team photo.png", 1)]
 
 
-@pytest.mark.parametrize(("outcomes", "expected"), [
-    ([Outcome.HANDLED], Outcome.HANDLED),
-    ([Outcome.DROPPED], Outcome.HANDLED),
-    ([Outcome.HANDLED, Outcome.RETRY], Outcome.RETRY),
-])
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        ([Outcome.HANDLED], Outcome.HANDLED),
+        ([Outcome.DROPPED], Outcome.HANDLED),
+        ([Outcome.HANDLED, Outcome.RETRY], Outcome.RETRY),
+    ],
+)
 def test_a_record_is_retried_when_one_of_its_objects_asks(sqs_s3_batch, outcomes, expected):
     body = json.loads(sqs_s3_batch["Records"][0]["body"])
     body["Records"] = body["Records"] * len(outcomes)

@@ -86,13 +86,22 @@ NMS_CASES = {
     "IoU equal to the threshold: kept": ([[0, 0, 10, 10], [0, 0, 10, 5]], [0.9, 0.8], {}, [0, 1]),  # IoU 0.5
     "nested, small IoU: kept": ([[0, 0, 100, 100], [10, 10, 20, 20]], [0.9, 0.8], {}, [0, 1]),
     "nested, overlap of smaller limited: dropped": (
-        [[0, 0, 100, 100], [10, 10, 20, 20]], [0.9, 0.8], {"max_overlap_of_smaller": 0.8}, [0],
+        [[0, 0, 100, 100], [10, 10, 20, 20]],
+        [0.9, 0.8],
+        {"max_overlap_of_smaller": 0.8},
+        [0],
     ),
     "nested box scoring higher: the outer dropped": (
-        [[0, 0, 100, 100], [10, 10, 20, 20]], [0.8, 0.9], {"max_overlap_of_smaller": 0.8}, [1],
+        [[0, 0, 100, 100], [10, 10, 20, 20]],
+        [0.8, 0.9],
+        {"max_overlap_of_smaller": 0.8},
+        [1],
     ),
     "chain: a suppressed box suppresses nothing": (
-        [[0, 0, 10, 10], [3, 0, 10, 10], [6, 0, 10, 10]], [0.9, 0.8, 0.7], {}, [0, 2],  # IoU 0.54 next door, 0.25 ends
+        [[0, 0, 10, 10], [3, 0, 10, 10], [6, 0, 10, 10]],
+        [0.9, 0.8, 0.7],
+        {},
+        [0, 2],  # IoU 0.54 next door, 0.25 ends
     ),
     "max_kept caps the best": ([[0, 0, 10, 10], [20, 0, 10, 10], [40, 0, 10, 10]], [0.2, 0.9, 0.5], {"max_kept": 2}, [1, 2]),
     "max_kept 0": ([[0, 0, 10, 10]], [0.9], {"max_kept": 0}, []),

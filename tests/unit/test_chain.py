@@ -21,55 +21,92 @@ from shared.platform.tasks import TaskOut, step_uid
 
 NO_ANSWER = "no answer"
 #: As a chain stores its steps: every parameter resolved.
-STEPS_SPEC = [{"tool": "template", "params": TemplateParams(threshold=0.9).model_dump()},
-              {"tool": "template", "params": TemplateParams(threshold=0.7).model_dump()},
-              {"tool": "feature", "params": FeatureParams(detector="SIFT").model_dump()}]
+STEPS_SPEC = [
+    {"tool": "template", "params": TemplateParams(threshold=0.9).model_dump()},
+    {"tool": "template", "params": TemplateParams(threshold=0.7).model_dump()},
+    {"tool": "feature", "params": FeatureParams(detector="SIFT").model_dump()},
+]
 CHAIN_STEPS = ChainParams.model_validate({"steps": STEPS_SPEC}).steps
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 
 
 def _task(step: int, status: str, result_data=None, error=None) -> TaskOut:
     tool = STEPS_SPEC[step - 1]["tool"]
-    return TaskOut(uid=step_uid("c" * 32, step), owner="o", status=status, tool=tool, params={}, created_at=NOW,
-                   updated_at=NOW, input_files=[], thumbnails=[], result_files=[f"results/c/step-{step}/m.png"] if status == "done" else [],
-                   result_data=result_data, error=error, attempts=1, parent_uid="c" * 32, step=step)
+    return TaskOut(
+        uid=step_uid("c" * 32, step),
+        owner="o",
+        status=status,
+        tool=tool,
+        params={},
+        created_at=NOW,
+        updated_at=NOW,
+        input_files=[],
+        thumbnails=[],
+        result_files=[f"results/c/step-{step}/m.png"] if status == "done" else [],
+        result_data=result_data,
+        error=error,
+        attempts=1,
+        parent_uid="c" * 32,
+        step=step,
+    )
 
 
 MISS = {"filtered_matches": 0}
 HIT = {"filtered_matches": 2}
 
 
-@pytest.mark.parametrize(("opened", "stopped", "expected"), [
-    # found at step 2: step 3 skipped
-    ({1: _task(1, "done", MISS), 2: _task(2, "done", HIT)}, None,
-     ("done", "found", 2, [("done", False), ("done", True), ("skipped", False)])),
-    # nothing found
-    ({1: _task(1, "done", MISS), 2: _task(2, "done", MISS), 3: _task(3, "done", {"good_matches": 0})}, None,
-     ("done", "not_found", 3, [("done", False)] * 3)),
-    # a failed step, then a find
-    ({1: _task(1, "error", error="bad input"), 2: _task(2, "done", HIT)}, None,
-     ("done", "found", 2, [("error", False), ("done", True), ("skipped", False)])),
-    # every step run failed
-    ({1: _task(1, "error", error="x"), 2: _task(2, "error", error=NO_ANSWER), 3: _task(3, "error", error="y")}, None,
-     ("error", "not_found", 3, [("error", False)] * 3)),
-    # the execution failed after step 1: the rest were not run
-    ({1: _task(1, "done", MISS)}, "its execution FAILED",
-     ("error", "not_found", 1, [("done", False), ("error", False), ("error", False)])),
-    # ... but a find before it stands
-    ({1: _task(1, "done", HIT)}, "its execution FAILED",
-     ("done", "found", 1, [("done", True), ("skipped", False), ("skipped", False)])),
-])
+@pytest.mark.parametrize(
+    ("opened", "stopped", "expected"),
+    [
+        # found at step 2: step 3 skipped
+        (
+            {1: _task(1, "done", MISS), 2: _task(2, "done", HIT)},
+            None,
+            ("done", "found", 2, [("done", False), ("done", True), ("skipped", False)]),
+        ),
+        # nothing found
+        (
+            {1: _task(1, "done", MISS), 2: _task(2, "done", MISS), 3: _task(3, "done", {"good_matches": 0})},
+            None,
+            ("done", "not_found", 3, [("done", False)] * 3),
+        ),
+        # a failed step, then a find
+        (
+            {1: _task(1, "error", error="bad input"), 2: _task(2, "done", HIT)},
+            None,
+            ("done", "found", 2, [("error", False), ("done", True), ("skipped", False)]),
+        ),
+        # every step run failed
+        (
+            {1: _task(1, "error", error="x"), 2: _task(2, "error", error=NO_ANSWER), 3: _task(3, "error", error="y")},
+            None,
+            ("error", "not_found", 3, [("error", False)] * 3),
+        ),
+        # the execution failed after step 1: the rest were not run
+        (
+            {1: _task(1, "done", MISS)},
+            "its execution FAILED",
+            ("error", "not_found", 1, [("done", False), ("error", False), ("error", False)]),
+        ),
+        # ... but a find before it stands
+        (
+            {1: _task(1, "done", HIT)},
+            "its execution FAILED",
+            ("done", "found", 1, [("done", True), ("skipped", False), ("skipped", False)]),
+        ),
+    ],
+)
 def test_chain_result(opened, stopped, expected):
     status, result, _error = chain_result(CHAIN_STEPS, opened, stopped)
-    assert (status, result.chain_result, result.completed_step,
-            [(step.status, step.found) for step in result.steps]) == expected
+    assert (status, result.chain_result, result.completed_step, [(step.status, step.found) for step in result.steps]) == expected
     assert result.total_steps == 3
     assert [step.params for step in result.steps] == [spec["params"] for spec in STEPS_SPEC]
 
 
 def test_an_error_step_says_why():
-    _, result, error = chain_result(CHAIN_STEPS, {1: _task(1, "error", error="not a PLY file"),
-                                                 2: _task(2, "error", error=NO_ANSWER)}, "its execution TIMED_OUT")
+    _, result, error = chain_result(
+        CHAIN_STEPS, {1: _task(1, "error", error="not a PLY file"), 2: _task(2, "error", error=NO_ANSWER)}, "its execution TIMED_OUT"
+    )
     assert [step.error for step in result.steps] == ["not a PLY file", NO_ANSWER, "Not run: its execution TIMED_OUT"]
     assert error == "The chain stopped: its execution TIMED_OUT"
     assert [step.result_files for step in result.steps] == [[], [], []]
@@ -82,8 +119,17 @@ def test_the_trail_as_the_steps_tell_it():
     assert trail_of(CHAIN_STEPS, {1: _task(1, "processing")}) == "e"
 
 
-@pytest.mark.parametrize("steps", ["[]", "{}", '[{"tool": "ocr"}]', '[{"tool": "template", "extra": 1}]',
-                                   '[{"tool": "template"}]' * 2, "[" + ",".join(['{"tool": "feature"}'] * 11) + "]"])
+@pytest.mark.parametrize(
+    "steps",
+    [
+        "[]",
+        "{}",
+        '[{"tool": "ocr"}]',
+        '[{"tool": "template", "extra": 1}]',
+        '[{"tool": "template"}]' * 2,
+        "[" + ",".join(['{"tool": "feature"}'] * 11) + "]",
+    ],
+)
 def test_bad_steps_are_refused(steps):
     with pytest.raises(ValidationError):
         STEPS.validate_json(steps)
@@ -91,8 +137,11 @@ def test_bad_steps_are_refused(steps):
 
 # --- the steps: validated once, where the form is read; typed after ----------------------------
 
-OWNER_DEFAULTS = {"template": TemplateParams(threshold=0.5, max_results=3), "feature": FeatureParams(detector="ORB"),
-                  "surface": SurfaceParams()}
+OWNER_DEFAULTS = {
+    "template": TemplateParams(threshold=0.5, max_results=3),
+    "feature": FeatureParams(detector="ORB"),
+    "surface": SurfaceParams(),
+}
 
 
 class _StoredDefaults:
@@ -110,8 +159,9 @@ def _read_form(steps: list) -> list[ChainStep]:
 
 
 def test_a_steps_parameters_are_its_tools_model_given_over_the_owners_defaults():
-    steps = _read_form([{"tool": "template", "params": {"threshold": 0.9}}, {"tool": "feature"},
-                        {"tool": "surface", "params": {"num_angles": 12}}])
+    steps = _read_form(
+        [{"tool": "template", "params": {"threshold": 0.9}}, {"tool": "feature"}, {"tool": "surface", "params": {"num_angles": 12}}]
+    )
     assert [type(step.params) for step in steps] == [TemplateParams, FeatureParams, SurfaceParams]
     assert steps[0].params == TemplateParams(threshold=0.9, max_results=3)  # given, then stored, then built-in
     assert steps[1].params == FeatureParams(detector="ORB")
@@ -123,22 +173,33 @@ def test_a_steps_parameters_are_its_tools_model_given_over_the_owners_defaults()
 def test_stored_steps_are_the_dump_of_the_validated_ones_and_read_back_alike():
     steps = _read_form([{"tool": "template"}, {"tool": "feature", "params": {"matcher": "BFMatcher"}}])
     stored = json.loads(json.dumps(ChainParams(steps=steps).model_dump()))  # the chain task's JSON params
-    assert stored == {"steps": [{"tool": "template", "params": TemplateParams(threshold=0.5, max_results=3).model_dump()},
-                                {"tool": "feature", "params": FeatureParams(detector="ORB", matcher="BFMatcher").model_dump()}]}
+    assert stored == {
+        "steps": [
+            {"tool": "template", "params": TemplateParams(threshold=0.5, max_results=3).model_dump()},
+            {"tool": "feature", "params": FeatureParams(detector="ORB", matcher="BFMatcher").model_dump()},
+        ]
+    }
     assert ChainParams.model_validate(stored).steps == steps
 
 
-@pytest.mark.parametrize(("steps", "problems"), [
-    ([{"tool": "template", "params": {"threshold": 7}}], [("less_than_equal", ["body", "steps", 0, "params", "threshold"])]),
-    ([{"tool": "template"}, {"tool": "feature", "params": {"colour": 1}}],
-     [("extra_forbidden", ["body", "steps", 1, "params", "colour"])]),
-    ([{"tool": "ocr", "params": {"colour": 1}}], [("literal_error", ["body", "steps", 0, "tool"])]),  # no tool: no judging its params
-    ([{"tool": "template", "params": 3}], [("dict_type", ["body", "steps", 0, "params"])]),
-    ([{"tool": "feature", "extra": 1}], [("extra_forbidden", ["body", "steps", 0, "extra"])]),
-    ([], [("too_short", ["body", "steps"])]),
-    ([{"tool": "template", "params": {"threshold": 7}}, {"params": {}}],  # every problem in one answer
-     [("less_than_equal", ["body", "steps", 0, "params", "threshold"]), ("missing", ["body", "steps", 1, "tool"])]),
-])
+@pytest.mark.parametrize(
+    ("steps", "problems"),
+    [
+        ([{"tool": "template", "params": {"threshold": 7}}], [("less_than_equal", ["body", "steps", 0, "params", "threshold"])]),
+        (
+            [{"tool": "template"}, {"tool": "feature", "params": {"colour": 1}}],
+            [("extra_forbidden", ["body", "steps", 1, "params", "colour"])],
+        ),
+        ([{"tool": "ocr", "params": {"colour": 1}}], [("literal_error", ["body", "steps", 0, "tool"])]),  # no tool: no judging its params
+        ([{"tool": "template", "params": 3}], [("dict_type", ["body", "steps", 0, "params"])]),
+        ([{"tool": "feature", "extra": 1}], [("extra_forbidden", ["body", "steps", 0, "extra"])]),
+        ([], [("too_short", ["body", "steps"])]),
+        (
+            [{"tool": "template", "params": {"threshold": 7}}, {"params": {}}],  # every problem in one answer
+            [("less_than_equal", ["body", "steps", 0, "params", "threshold"]), ("missing", ["body", "steps", 1, "tool"])],
+        ),
+    ],
+)
 def test_bad_steps_are_one_422_located_in_the_form(steps, problems):
     with pytest.raises(RequestValidationFailed) as refused:
         _read_form(steps)

@@ -81,8 +81,18 @@ def client_of(server: Scripted, **options) -> tuple[Client, list[float]]:
     return Client(server.url, "vfn_test", sleep=sleeps.append, **options), sleeps
 
 
-TASK = {"uid": "a" * 32, "status": "queued", "tool": "template", "params": {}, "input_files": [], "thumbnails": [],
-        "result_files": [], "result_data": None, "error": None, "attempts": 0}
+TASK = {
+    "uid": "a" * 32,
+    "status": "queued",
+    "tool": "template",
+    "params": {},
+    "input_files": [],
+    "thumbnails": [],
+    "result_files": [],
+    "result_data": None,
+    "error": None,
+    "attempts": 0,
+}
 
 
 @pytest.mark.parametrize("status", [429, 502, 503, 504])
@@ -132,7 +142,14 @@ def test_a_post_is_not_retried_on_504_but_is_on_503(server):
 
 
 def test_4xx_is_not_retried_and_a_422_reads_as_its_locations(server):
-    server.then(422, {"detail": [{"type": "less_than_equal", "loc": ["body", "threshold"], "msg": "Input should be less than or equal to 1", "input": "5"}]})
+    server.then(
+        422,
+        {
+            "detail": [
+                {"type": "less_than_equal", "loc": ["body", "threshold"], "msg": "Input should be less than or equal to 1", "input": "5"}
+            ]
+        },
+    )
     client, sleeps = client_of(server)
     with pytest.raises(ApiError) as caught:
         client.match_template(b"a", b"b", threshold=5)
@@ -179,8 +196,9 @@ def test_configuration_order_arguments_env_file_default(tmp_path, monkeypatch):
 
 def test_wait_polls_until_finished_and_reports_each_status(server):
     server.then(200, TASK).then(200, {**TASK, "status": "processing"}).then(200, {**TASK, "status": "processing"})
-    server.then(200, {**TASK, "status": "done", "result_files": [f"results/{'a' * 32}/matches.png"],
-                      "result_data": {"filtered_matches": 1}})
+    server.then(
+        200, {**TASK, "status": "done", "result_files": [f"results/{'a' * 32}/matches.png"], "result_data": {"filtered_matches": 1}}
+    )
     client, sleeps = client_of(server)
     seen = []
     task = client.wait("a" * 32, on_update=lambda current: seen.append(current.status))
@@ -193,8 +211,9 @@ def test_download_results_keeps_chain_step_folders(server, tmp_path):
     uid = "b" * 32
     server.then(200, b"PNG1").then(200, b"PNG2")
     client, _ = client_of(server)
-    done = Task.from_json({**TASK, "uid": uid, "status": "done",
-                           "result_files": [f"results/{uid}/step-1/matches.png", f"results/{uid}/step-2/matches.png"]})
+    done = Task.from_json(
+        {**TASK, "uid": uid, "status": "done", "result_files": [f"results/{uid}/step-1/matches.png", f"results/{uid}/step-2/matches.png"]}
+    )
     paths = client.download_results(done, tmp_path / "out")
     assert [path.relative_to(tmp_path / "out").as_posix() for path in paths] == ["step-1/matches.png", "step-2/matches.png"]
     assert paths[0].read_bytes() == b"PNG1" and paths[1].read_bytes() == b"PNG2"
@@ -261,7 +280,10 @@ def test_the_cli_finds_the_local_key_in_the_checkout(server, tmp_path, monkeypat
 
 def test_cli_helpers(tmp_path):
     assert parse_params(["threshold=0.9", "use_grayscale=false", "method=TM_SQDIFF"]) == {
-        "threshold": 0.9, "use_grayscale": False, "method": "TM_SQDIFF"}
+        "threshold": 0.9,
+        "use_grayscale": False,
+        "method": "TM_SQDIFF",
+    }
     with pytest.raises(SystemExit):
         parse_params(["threshold"])
     (tmp_path / ".hidden").mkdir()
@@ -285,8 +307,21 @@ def test_the_cli_sends_a_video_as_a_task_and_writes_its_mp4(server, tmp_path, ca
     server.then(201, video_task).then(200, {**video_task, "status": "processing", "result_data": {"frames_done": 1, "frames_total": 2}})
     server.then(200, {**video_task, "status": "done", "result_files": [f"results/{uid}/anonymized.mp4"], "result_data": {"faces_max": 4}})
     server.then(200, b"MP4")
-    code = main(["--url", server.url, "--key", "k", "faces", "anonymize", str(tmp_path / "street.mp4"), "--out", str(tmp_path / "out"),
-                 "--mode", "solid"])
+    code = main(
+        [
+            "--url",
+            server.url,
+            "--key",
+            "k",
+            "faces",
+            "anonymize",
+            str(tmp_path / "street.mp4"),
+            "--out",
+            str(tmp_path / "out"),
+            "--mode",
+            "solid",
+        ]
+    )
     assert code == 0, capsys.readouterr()
     assert (tmp_path / "out" / "street.mp4").read_bytes() == b"MP4"
     assert server.requests[0]["path"] == "/api/v1/faces/video" and b'name="video"; filename="street.mp4"' in server.requests[0]["body"]
@@ -295,6 +330,7 @@ def test_the_cli_sends_a_video_as_a_task_and_writes_its_mp4(server, tmp_path, ca
 
 
 # --- large files: through the bucket above the synchronous limit, downloads by a 303 ---------
+
 
 @pytest.fixture
 def bucket():
@@ -306,30 +342,45 @@ def bucket():
 
 
 def ticket(bucket: Scripted, key: str, content_type: str) -> dict:
-    return {"key": key, "url": f"{bucket.url}/visionfn-data", "expires_at": "2026-12-06T03:00:00Z",
-            "fields": {"Content-Type": content_type, "key": key, "AWSAccessKeyId": "test", "policy": "eyJ9", "signature": "c2ln"}}
+    return {
+        "key": key,
+        "url": f"{bucket.url}/visionfn-data",
+        "expires_at": "2026-12-06T03:00:00Z",
+        "fields": {"Content-Type": content_type, "key": key, "AWSAccessKeyId": "test", "policy": "eyJ9", "signature": "c2ln"},
+    }
 
 
 def test_the_inline_limit_leaves_room_for_the_rest_of_the_form():
     assert SYNC_BODY_BYTES == 4_706_304 and SYNC_BODY_BYTES - 256 * 1024 < INLINE_FILES_BYTES < SYNC_BODY_BYTES
 
 
-@pytest.mark.parametrize(("sizes", "through_bucket"), [
-    ({"video": 1000}, set()),
-    ({"video": INLINE_FILES_BYTES}, set()),  # exactly the limit still goes in the request
-    ({"video": INLINE_FILES_BYTES + 1}, {"video"}),
-    ({"image": 3_000_000, "template": 2_000_000}, {"image"}),  # each fits, not both: the larger goes
-    ({"image": 100, "template": 9_000_000}, {"template"}),
-    ({"image": 6_000_000, "template": 5_000_000}, {"image", "template"}),
-])
+@pytest.mark.parametrize(
+    ("sizes", "through_bucket"),
+    [
+        ({"video": 1000}, set()),
+        ({"video": INLINE_FILES_BYTES}, set()),  # exactly the limit still goes in the request
+        ({"video": INLINE_FILES_BYTES + 1}, {"video"}),
+        ({"image": 3_000_000, "template": 2_000_000}, {"image"}),  # each fits, not both: the larger goes
+        ({"image": 100, "template": 9_000_000}, {"template"}),
+        ({"image": 6_000_000, "template": 5_000_000}, {"image", "template"}),
+    ],
+)
 def test_files_go_through_the_bucket_largest_first_until_the_rest_fit(sizes, through_bucket):
     assert bucket_files(sizes) == through_bucket
 
 
-@pytest.mark.parametrize(("name", "content_type"), [
-    ("street.mp4", "video/mp4"), ("clip.MOV", "video/quicktime"), ("scene.png", "image/png"), ("a.jpg", "image/jpeg"),
-    ("model.ply", "application/octet-stream"), ("upload", "application/octet-stream"), ("notes.pdf", "application/octet-stream"),
-])
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        ("street.mp4", "video/mp4"),
+        ("clip.MOV", "video/quicktime"),
+        ("scene.png", "image/png"),
+        ("a.jpg", "image/jpeg"),
+        ("model.ply", "application/octet-stream"),
+        ("upload", "application/octet-stream"),
+        ("notes.pdf", "application/octet-stream"),
+    ],
+)
 def test_an_upload_declares_the_names_type_or_octet_stream(name, content_type):
     assert upload_content_type(name) == content_type
 
@@ -356,7 +407,10 @@ def test_a_video_above_the_limit_goes_through_the_bucket_and_the_form_names_its_
     assert task.tool == "face_video"
     asked, submitted = server.requests
     assert asked["path"] == "/api/v1/uploads" and json.loads(asked["body"]) == {
-        "filename": "street.mp4", "content_type": "video/mp4", "size": INLINE_FILES_BYTES + 1}
+        "filename": "street.mp4",
+        "content_type": "video/mp4",
+        "size": INLINE_FILES_BYTES + 1,
+    }
     (sent,) = bucket.requests
     assert (sent["method"], sent["path"]) == ("POST", "/visionfn-data")
     assert "Authorization" not in sent["headers"] and "X-API-Key" not in sent["headers"]
@@ -380,11 +434,14 @@ def test_a_chain_sends_only_its_large_file_through_the_bucket(server, bucket):
     assert b'name="steps"\r\n\r\n[{"tool": "template"}]' in submitted
 
 
-@pytest.mark.parametrize(("submit", "fields"), [
-    (lambda client, big: client.match_template(big, ("t.png", b"t")), ["image_key", "template"]),
-    (lambda client, big: client.match_feature(("q.png", b"q"), big), ["query_image", "train_image_key"]),
-    (lambda client, big: client.match_surface(big, ("scene.ply", b"ply")), ["model_file_key", "scene_file"]),
-])
+@pytest.mark.parametrize(
+    ("submit", "fields"),
+    [
+        (lambda client, big: client.match_template(big, ("t.png", b"t")), ["image_key", "template"]),
+        (lambda client, big: client.match_feature(("q.png", b"q"), big), ["query_image", "train_image_key"]),
+        (lambda client, big: client.match_surface(big, ("scene.ply", b"ply")), ["model_file_key", "scene_file"]),
+    ],
+)
 def test_every_matching_submit_switches_the_same_way(server, bucket, submit, fields):
     server.then(201, ticket(bucket, "k", "application/octet-stream")).then(201, TASK)
     bucket.then(204)
@@ -397,8 +454,12 @@ def test_every_matching_submit_switches_the_same_way(server, bucket, submit, fie
 
 def test_a_refused_upload_reads_as_the_buckets_error_and_nothing_is_submitted(server, bucket):
     server.then(201, ticket(bucket, "k", "video/mp4"))
-    bucket.then(400, b"<?xml version='1.0' encoding='utf-8'?>\n<Error><Code>EntityTooLarge</Code><Message>Your proposed "
-                     b"upload exceeds the maximum allowed size</Message></Error>", Content_Type="application/xml")
+    bucket.then(
+        400,
+        b"<?xml version='1.0' encoding='utf-8'?>\n<Error><Code>EntityTooLarge</Code><Message>Your proposed "
+        b"upload exceeds the maximum allowed size</Message></Error>",
+        Content_Type="application/xml",
+    )
     client, _ = client_of(server)
     with pytest.raises(ApiError, match=r"400: the bucket \(127\.0\.0\.1:\d+\) refused it: EntityTooLarge: Your proposed upload"):
         client.anonymize_video(("street.mp4", b"v" * (INLINE_FILES_BYTES + 1)))
@@ -434,8 +495,13 @@ def test_the_progress_line_says_what_a_video_waits_for_without_counting_it(serve
     video_task = {**TASK, "tool": "face_video"}
     server.then(201, video_task).then(200, {**video_task, "status": "processing"})
     server.then(200, {**video_task, "status": "done", "result_files": [f"results/{TASK['uid']}/anonymized.mp4"]}).then(200, b"MP4")
-    assert main(["--url", server.url, "--key", "k", "faces", "anonymize", str(tmp_path / "street.mp4"), "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(["--url", server.url, "--key", "k", "faces", "anonymize", str(tmp_path / "street.mp4"), "--out", str(tmp_path / "out")]) == 0
+    )
     frames = [frame.strip() for frame in terminal.getvalue().split("\r") if frame.strip()]
     assert [frame.split("] ")[1].split(" ", 1)[0] for frame in frames] == ["0/1"] * 3 + ["1/1"] * 2
     assert [frame.rsplit("s ", 1)[-1] for frame in frames[:3]] == [
-        "street.mp4: sending 2.5 MB", "street.mp4: processing", "street.mp4: done"]
+        "street.mp4: sending 2.5 MB",
+        "street.mp4: processing",
+        "street.mp4: done",
+    ]

@@ -33,8 +33,9 @@ def test_in_the_cloud_the_authorizers_owner_wins_over_any_header():
     assert caller({REQUEST_CONTEXT_HEADER: _context("alice"), OWNER_HEADER: "local"}, CLOUD) == "alice"
 
 
-@pytest.mark.parametrize("context", ["", "not json", json.dumps({"authorizer": {}}), _context(""), _context(["a"]),
-                                     _context(None), json.dumps([1])])
+@pytest.mark.parametrize(
+    "context", ["", "not json", json.dumps({"authorizer": {}}), _context(""), _context(["a"]), _context(None), json.dumps([1])]
+)
 def test_in_the_cloud_no_usable_authorizer_context_is_401(context):
     with pytest.raises(Unauthorized):
         caller({REQUEST_CONTEXT_HEADER: context}, CLOUD)
@@ -42,8 +43,11 @@ def test_in_the_cloud_no_usable_authorizer_context_is_401(context):
 
 def test_locally_the_owner_header_counts_only_beside_the_platform_token():
     assert caller({OWNER_HEADER: "bob", PLATFORM_TOKEN_HEADER: "t0ken"}, LOCAL) == "bob"
-    for headers in ({OWNER_HEADER: "bob"}, {OWNER_HEADER: "bob", PLATFORM_TOKEN_HEADER: "guess"},
-                    {REQUEST_CONTEXT_HEADER: _context("bob"), PLATFORM_TOKEN_HEADER: "guess"}):
+    for headers in (
+        {OWNER_HEADER: "bob"},
+        {OWNER_HEADER: "bob", PLATFORM_TOKEN_HEADER: "guess"},
+        {REQUEST_CONTEXT_HEADER: _context("bob"), PLATFORM_TOKEN_HEADER: "guess"},
+    ):
         with pytest.raises(Unauthorized):
             caller(headers, LOCAL)
 
@@ -102,8 +106,20 @@ def test_an_owners_upload_is_read_back_and_nobody_elses():
         uploads.read("mallory", key, "video", 100)
 
 
-@pytest.mark.parametrize("suffix", ["../clip.mp4", "0" * 32 + "/../x", "0" * 32 + "/a/b", "0" * 31 + "/x", "0" * 32 + "/",
-                                    "0" * 32 + "/.", "0" * 32 + "/..", "0" * 32 + "/a b", "0" * 32 + "/x\n"])
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        "../clip.mp4",
+        "0" * 32 + "/../x",
+        "0" * 32 + "/a/b",
+        "0" * 31 + "/x",
+        "0" * 32 + "/",
+        "0" * 32 + "/.",
+        "0" * 32 + "/..",
+        "0" * 32 + "/a b",
+        "0" * 32 + "/x\n",
+    ],
+)
 def test_malformed_keys_under_the_owners_prefix_are_404(suffix):
     key = owner_prefix("alice") + suffix
     with pytest.raises(NotFound):
@@ -124,14 +140,24 @@ def test_owner_prefixes_are_digests_that_differ_per_owner():
     assert "alice" not in owner_prefix("alice") and owner_prefix("../x").count("/") == 2
 
 
-@pytest.mark.parametrize(("name", "safe"), [("a b.mp4", "a_b.mp4"), ("../../x.png", "x.png"), ("...", "upload"),
-                                            ("dir\\file.ply", "file.ply"), ("é.jpg", "jpg"), ("x" * 300, "x" * 100)])
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        ("a b.mp4", "a_b.mp4"),
+        ("../../x.png", "x.png"),
+        ("...", "upload"),
+        ("dir\\file.ply", "file.ply"),
+        ("é.jpg", "jpg"),
+        ("x" * 300, "x" * 100),
+    ],
+)
 def test_safe_names_are_one_harmless_path_part(name, safe):
     assert safe_name(name) == safe
 
 
-@pytest.mark.parametrize("content_type", ["text/html", "application/json", "image/svg+xml; charset=utf-8", "video",
-                                          "VIDEO/MP4\r\nX: y", ""])
+@pytest.mark.parametrize(
+    "content_type", ["text/html", "application/json", "image/svg+xml; charset=utf-8", "video", "VIDEO/MP4\r\nX: y", ""]
+)
 def test_upload_requests_take_only_file_types_a_route_reads(content_type):
     with pytest.raises(ValueError):
         UploadRequest(filename="a", content_type=content_type, size=1)
@@ -145,7 +171,14 @@ def test_a_task_finished_event_fits_an_eventbridge_entry_whatever_the_result():
 
     small = Task(uid="a" * 32, owner="o", tool="template", status="done", result_files=[], result_data={"n": 1})
     assert task_finished_detail(small)["result_data"] == {"n": 1}
-    huge = Task(uid="a" * 32, owner="o", tool="face_video", status="error", result_files=[],
-                result_data={"covered_per_frame": list(range(100_000))}, error="e" * 300_000)
+    huge = Task(
+        uid="a" * 32,
+        owner="o",
+        tool="face_video",
+        status="error",
+        result_files=[],
+        result_data={"covered_per_frame": list(range(100_000))},
+        error="e" * 300_000,
+    )
     detail = task_finished_detail(huge)
     assert detail["result_data"] is None and len(json.dumps(detail)) < 256 * 1024

@@ -28,7 +28,8 @@ def test_a_task_event_names_its_task_and_owner():
 
 def test_an_s3_notification_names_its_objects_decoded():
     assert subject_of(_body("sqs_s3_batch")) == Subject(
-        "S3 notification", keys=("uploads/0123456789abcdef0123456789abcdef/team photo.png",))  # sent as team+photo.png
+        "S3 notification", keys=("uploads/0123456789abcdef0123456789abcdef/team photo.png",)
+    )  # sent as team+photo.png
     assert subject_of(_body("sqs_s3_batch", 1)).kind == "S3 test event"
 
 
@@ -38,8 +39,9 @@ def test_anything_else_is_unreadable(body):
 
 
 def test_a_message_goes_back_to_the_queue_it_came_from():
-    queue = DeadLetterQueue("x-dlq", "http://q/x-dlq", "arn:aws:sqs:r:1:x-dlq",
-                            {"arn:aws:sqs:r:1:a": "http://q/a", "arn:aws:sqs:r:1:b": "http://q/b"})
+    queue = DeadLetterQueue(
+        "x-dlq", "http://q/x-dlq", "arn:aws:sqs:r:1:x-dlq", {"arn:aws:sqs:r:1:a": "http://q/a", "arn:aws:sqs:r:1:b": "http://q/b"}
+    )
     assert queue.source_of({"MessageId": "m", "Attributes": {"DeadLetterQueueSourceArn": "arn:aws:sqs:r:1:b"}}) == "http://q/b"
     with pytest.raises(DeadLetterError, match="does not say which"):
         queue.source_of({"MessageId": "m", "Attributes": {}})

@@ -59,10 +59,7 @@ def test_dev_images_of_each_class_get_their_class_and_boxes_inside(model, dev_sa
 def test_a_located_defect_overlaps_a_labelled_one(model, dev_samples):
     from shared.vision.boxes import pairwise_iou
 
-    best = [
-        pairwise_iou(np.array([d.box for d in model.inspect(_grey(s)).defects][:5]), s.boxes).max(initial=0.0)
-        for s in dev_samples
-    ]
+    best = [pairwise_iou(np.array([d.box for d in model.inspect(_grey(s)).defects][:5]), s.boxes).max(initial=0.0) for s in dev_samples]
     assert np.mean(np.array(best) >= 0.3) >= 0.8
 
 

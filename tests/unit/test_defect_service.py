@@ -106,8 +106,18 @@ def test_labels_of_other_models_get_a_stable_colour():
 # --- one image ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("mode", "shape"), [("L", (40, 60)), ("RGB", (40, 60, 3)), ("RGBA", (40, 60, 3)), ("CMYK", (40, 60, 3)),
-                                             ("I;16", (40, 60)), ("P", (40, 60, 3)), ("1", (40, 60))])
+@pytest.mark.parametrize(
+    ("mode", "shape"),
+    [
+        ("L", (40, 60)),
+        ("RGB", (40, 60, 3)),
+        ("RGBA", (40, 60, 3)),
+        ("CMYK", (40, 60, 3)),
+        ("I;16", (40, 60)),
+        ("P", (40, 60, 3)),
+        ("1", (40, 60)),
+    ],
+)
 def test_the_model_gets_grey_or_rgb_uint8(mode, shape):
     model = RecordingModel(TWO_DEFECTS)
     data = _png(Image.new("RGB", (60, 40), (10, 20, 30)).convert(mode)) if mode != "CMYK" else _jpeg_cmyk()
@@ -122,10 +132,15 @@ def _jpeg_cmyk() -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize(("data", "error"), [
-    (b"", NotAnImage), (b"not an image at all", NotAnImage), (event_file("truncated.jpg"), NotAnImage),
-    (b"P6\n2 2\n255\n" + bytes(12), UnsupportedMediaType),
-])
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"", NotAnImage),
+        (b"not an image at all", NotAnImage),
+        (event_file("truncated.jpg"), NotAnImage),
+        (b"P6\n2 2\n255\n" + bytes(12), UnsupportedMediaType),
+    ],
+)
 def test_bad_files_raise_the_platforms_image_errors(data, error):
     with pytest.raises(error):
         inspect_image(RecordingModel(TWO_DEFECTS), data, "bad", max_pixels=10**7)
@@ -144,8 +159,10 @@ def test_result_has_the_seeds_fields_and_ours():
     assert set(result) >= {"defect_count", "dice", "labels", "name", "processing_time", "result_image"}
     assert result["name"] == "plate 7.png" and result["defect_count"] == 2 and result["labels"] == "scratches"
     assert result["dice"] == 0.91 and result["figId"] == 42 and 0 < result["processing_time"] < 60
-    assert result["defects"] == [{"label": "scratches", "score": 0.8, "box": [10, 20, 30, 40]},
-                                 {"label": "inclusion", "score": 0.4, "box": [150, 150, 60, 60]}]
+    assert result["defects"] == [
+        {"label": "scratches", "score": 0.8, "box": [10, 20, 30, 40]},
+        {"label": "inclusion", "score": 0.4, "box": [150, 150, 60, 60]},
+    ]
     assert Image.open(io.BytesIO(base64.b64decode(result["result_image"]))).size == (200, 200)
 
 
@@ -195,8 +212,11 @@ def test_too_many_images_is_413_before_any_is_read():
 
 
 def test_the_batch_pixel_budget_is_read_from_the_headers():
-    uploads = [ImageUpload("a.png", _png(Image.new("L", (100, 50)))), ImageUpload("b.txt", b"not an image"),
-               ImageUpload("c.png", _png(Image.new("RGB", (10, 10))))]
+    uploads = [
+        ImageUpload("a.png", _png(Image.new("L", (100, 50)))),
+        ImageUpload("b.txt", b"not an image"),
+        ImageUpload("c.png", _png(Image.new("RGB", (10, 10)))),
+    ]
     check_batch_pixels(uploads, max_pixels=5100, max_image_pixels=10**6)
     with pytest.raises(PayloadTooLarge, match="the 3 images hold 5100 pixels in all; the limit is 5099"):
         check_batch_pixels(uploads, max_pixels=5099, max_image_pixels=10**6)
@@ -228,9 +248,14 @@ def test_the_first_failures_status_decides():
 # --- the inbox ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("key", "owner"), [
-    ("inbox/defects/plate.jpg", "local"), ("inbox/defects/alice/plate.jpg", "alice"), ("inbox/defects/alice/line 2/p.jpg", "alice"),
-])
+@pytest.mark.parametrize(
+    ("key", "owner"),
+    [
+        ("inbox/defects/plate.jpg", "local"),
+        ("inbox/defects/alice/plate.jpg", "alice"),
+        ("inbox/defects/alice/line 2/p.jpg", "alice"),
+    ],
+)
 def test_inbox_owner(key, owner):
     assert inbox_owner(key, "local") == owner
 
@@ -250,39 +275,48 @@ def test_output_key():
 # --- query parameters -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("model", "params", "expected"), [
-    (RecentQuery, {}, {"limit": 120}),
-    (RecentQuery, {"limit": "1000", "other": "ignored"}, {"limit": 1000}),
-    (RecentQuery, {"limit": ""}, {"limit": 120}),
-    (PageQuery, {}, {"limit": 20, "page": 1}),
-    (SearchQuery, {"name": "50%_x", "num": "0", "startDate": "2024-02-01", "endDate": "2024-02-01"},
-     {"name": "50%_x", "num": 0, "start_date": dt.date(2024, 2, 1), "end_date": dt.date(2024, 2, 1)}),
-    (SearchQuery, {"name": "", "num": "", "startDate": "", "endDate": ""}, {"name": None, "num": None, "start_date": None}),
-])
+@pytest.mark.parametrize(
+    ("model", "params", "expected"),
+    [
+        (RecentQuery, {}, {"limit": 120}),
+        (RecentQuery, {"limit": "1000", "other": "ignored"}, {"limit": 1000}),
+        (RecentQuery, {"limit": ""}, {"limit": 120}),
+        (PageQuery, {}, {"limit": 20, "page": 1}),
+        (
+            SearchQuery,
+            {"name": "50%_x", "num": "0", "startDate": "2024-02-01", "endDate": "2024-02-01"},
+            {"name": "50%_x", "num": 0, "start_date": dt.date(2024, 2, 1), "end_date": dt.date(2024, 2, 1)},
+        ),
+        (SearchQuery, {"name": "", "num": "", "startDate": "", "endDate": ""}, {"name": None, "num": None, "start_date": None}),
+    ],
+)
 def test_valid_queries(model, params, expected):
     parsed = model.model_validate(params)
     assert {key: getattr(parsed, key) for key in expected} == expected
 
 
-@pytest.mark.parametrize(("model", "params", "loc", "kind"), [
-    (RecentQuery, {"limit": "0"}, ("limit",), "greater_than_equal"),
-    (RecentQuery, {"limit": "1001"}, ("limit",), "less_than_equal"),
-    (RecentQuery, {"limit": "ten"}, ("limit",), "int_parsing"),
-    (RecentQuery, {"limit": "99999999999999999999999"}, ("limit",), "less_than_equal"),
-    (PageQuery, {"page": "0"}, ("page",), "greater_than_equal"),
-    (PageQuery, {"page": "1000001"}, ("page",), "less_than_equal"),
-    (PageQuery, {"page": "1.5"}, ("page",), "int_parsing"),
-    (SearchQuery, {"num": "-1"}, ("num",), "greater_than_equal"),
-    (SearchQuery, {"startDate": "2024-13-01"}, ("startDate",), "date_from_datetime_parsing"),
-    (SearchQuery, {"startDate": "yesterday"}, ("startDate",), "date_from_datetime_parsing"),
-    (SearchQuery, {"startDate": "0001-01-01"}, ("startDate",), "greater_than_equal"),
-    (SearchQuery, {"endDate": "9999-12-31"}, ("endDate",), "less_than_equal"),
-    (SearchQuery, {"startDate": "2024-02-02", "endDate": "2024-02-01"}, ("endDate",), "value_error"),
-    (SearchQuery, {"name": "x" * 256}, ("name",), "string_too_long"),
-    (SearchQuery, {"name": "a\x00b"}, ("name",), "string_pattern_mismatch"),
-    (StatQuery, {"startDate": "2024-01-01", "endDate": "2025-01-01"}, ("endDate",), "value_error"),
-    (StatQuery, {"startDate": "2024-01-02", "endDate": "2024-01-01"}, ("endDate",), "value_error"),
-])
+@pytest.mark.parametrize(
+    ("model", "params", "loc", "kind"),
+    [
+        (RecentQuery, {"limit": "0"}, ("limit",), "greater_than_equal"),
+        (RecentQuery, {"limit": "1001"}, ("limit",), "less_than_equal"),
+        (RecentQuery, {"limit": "ten"}, ("limit",), "int_parsing"),
+        (RecentQuery, {"limit": "99999999999999999999999"}, ("limit",), "less_than_equal"),
+        (PageQuery, {"page": "0"}, ("page",), "greater_than_equal"),
+        (PageQuery, {"page": "1000001"}, ("page",), "less_than_equal"),
+        (PageQuery, {"page": "1.5"}, ("page",), "int_parsing"),
+        (SearchQuery, {"num": "-1"}, ("num",), "greater_than_equal"),
+        (SearchQuery, {"startDate": "2024-13-01"}, ("startDate",), "date_from_datetime_parsing"),
+        (SearchQuery, {"startDate": "yesterday"}, ("startDate",), "date_from_datetime_parsing"),
+        (SearchQuery, {"startDate": "0001-01-01"}, ("startDate",), "greater_than_equal"),
+        (SearchQuery, {"endDate": "9999-12-31"}, ("endDate",), "less_than_equal"),
+        (SearchQuery, {"startDate": "2024-02-02", "endDate": "2024-02-01"}, ("endDate",), "value_error"),
+        (SearchQuery, {"name": "x" * 256}, ("name",), "string_too_long"),
+        (SearchQuery, {"name": "a\x00b"}, ("name",), "string_pattern_mismatch"),
+        (StatQuery, {"startDate": "2024-01-01", "endDate": "2025-01-01"}, ("endDate",), "value_error"),
+        (StatQuery, {"startDate": "2024-01-02", "endDate": "2024-01-01"}, ("endDate",), "value_error"),
+    ],
+)
 def test_invalid_queries_name_the_parameter(model, params, loc, kind):
     with pytest.raises(ValidationError) as error:
         model.model_validate(params)
@@ -293,16 +327,19 @@ def test_invalid_queries_name_the_parameter(model, params, loc, kind):
 TODAY = dt.date(2024, 3, 10)
 
 
-@pytest.mark.parametrize(("params", "window"), [
-    ({}, (dt.date(2024, 2, 25), TODAY)),
-    ({"startDate": "2024-01-01"}, (dt.date(2024, 1, 1), dt.date(2024, 1, 15))),
-    ({"endDate": "2024-01-15"}, (dt.date(2024, 1, 1), dt.date(2024, 1, 15))),
-    ({"startDate": "2024-01-01", "endDate": "2024-12-31"}, (dt.date(2024, 1, 1), dt.date(2024, 12, 31))),
-    ({"startDate": "2024-01-01", "endDate": "2024-01-01"}, (dt.date(2024, 1, 1), dt.date(2024, 1, 1))),
-    ({"endDate": "1970-01-03"}, (dt.date(1970, 1, 1), dt.date(1970, 1, 3))),
-    ({"startDate": "9999-12-20"}, (dt.date(9999, 12, 20), dt.date(9999, 12, 30))),  # no overflow past year 9999
-    ({"startDate": "9999-12-30"}, (dt.date(9999, 12, 30), dt.date(9999, 12, 30))),
-])
+@pytest.mark.parametrize(
+    ("params", "window"),
+    [
+        ({}, (dt.date(2024, 2, 25), TODAY)),
+        ({"startDate": "2024-01-01"}, (dt.date(2024, 1, 1), dt.date(2024, 1, 15))),
+        ({"endDate": "2024-01-15"}, (dt.date(2024, 1, 1), dt.date(2024, 1, 15))),
+        ({"startDate": "2024-01-01", "endDate": "2024-12-31"}, (dt.date(2024, 1, 1), dt.date(2024, 12, 31))),
+        ({"startDate": "2024-01-01", "endDate": "2024-01-01"}, (dt.date(2024, 1, 1), dt.date(2024, 1, 1))),
+        ({"endDate": "1970-01-03"}, (dt.date(1970, 1, 1), dt.date(1970, 1, 3))),
+        ({"startDate": "9999-12-20"}, (dt.date(9999, 12, 20), dt.date(9999, 12, 30))),  # no overflow past year 9999
+        ({"startDate": "9999-12-30"}, (dt.date(9999, 12, 30), dt.date(9999, 12, 30))),
+    ],
+)
 def test_stat_window(params, window):
     assert StatQuery.model_validate(params).window(TODAY) == window
 
@@ -332,14 +369,21 @@ def test_analysis_of_nothing():
 
 
 def test_analysis_counts_rates_and_days():
-    records = [_record(1, "2024-03-01", 2), _record(2, "2024-03-01", 0, "patches"), _record(3, "2024-03-03", 1),
-               _record(4, "2024-03-03", 3, dice=0.3)]
+    records = [
+        _record(1, "2024-03-01", 2),
+        _record(2, "2024-03-01", 0, "patches"),
+        _record(3, "2024-03-03", 1),
+        _record(4, "2024-03-03", 3, dice=0.3),
+    ]
     analysis = analyse(records)
     assert (analysis.records, analysis.defects, analysis.defect_rate, analysis.defects_per_record) == (4, 6, 0.75, 1.5)
     assert analysis.mean_dice == pytest.approx((0.9 * 3 + 0.3) / 4, abs=1e-4)
     assert [(c.label, c.records, c.share, c.defects) for c in analysis.by_label] == [("crazing", 3, 0.75, 6), ("patches", 1, 0.25, 0)]
     assert [(d.date, d.records, d.defects, d.defects_per_record) for d in analysis.daily] == [
-        ("2024-03-01", 2, 2, 1.0), ("2024-03-02", 0, 0, None), ("2024-03-03", 2, 4, 2.0)]
+        ("2024-03-01", 2, 2, 1.0),
+        ("2024-03-02", 0, 0, None),
+        ("2024-03-03", 2, 4, 2.0),
+    ]
     assert analysis.trend.direction == "rising" and analysis.trend.slope == pytest.approx(0.5)
     assert (analysis.first, analysis.last) == ("2024-03-01 12:00:00", "2024-03-03 12:00:00")
     (outlier,) = analysis.outliers
@@ -354,8 +398,9 @@ def test_outliers_above_tukeys_fence_most_defects_first():
     assert [(o.figId, o.num) for o in analysis.outliers] == [(20, 9), (21, 4)]
 
 
-@pytest.mark.parametrize(("per_day", "direction"), [([1, 1, 1, 1], "flat"), ([3, 2, 1, 0], "falling"), ([0, 1, 2, 3], "rising"),
-                                                     ([2], "unknown")])
+@pytest.mark.parametrize(
+    ("per_day", "direction"), [([1, 1, 1, 1], "flat"), ([3, 2, 1, 0], "falling"), ([0, 1, 2, 3], "rising"), ([2], "unknown")]
+)
 def test_trend(per_day, direction):
     records = [_record(n, f"2024-03-0{n + 1}", num) for n, num in enumerate(per_day)]
     assert trend_of(analyse(records).daily).direction == direction

@@ -152,8 +152,7 @@ def clip() -> bytes:
 
 def test_probe_reads_a_clip(clip):
     info = probe_video(clip, LIMITS)
-    assert (info.container, info.codec, info.width, info.height, info.frames, info.has_audio) == (
-        "mp4/mov", "h264", 160, 120, 8, True)
+    assert (info.container, info.codec, info.width, info.height, info.frames, info.has_audio) == ("mp4/mov", "h264", 160, 120, 8, True)
     assert info.seconds == pytest.approx(0.8, abs=0.15)
 
 
@@ -190,13 +189,16 @@ def test_limits_derive_max_frames_and_decoded_pixels_and_the_defaults_are_the_se
 SMALL = VideoLimits(max_bytes=10**9, max_seconds=60, max_pixels=100 * 100, max_frames=4, max_decoded_pixels=25_000)
 
 
-@pytest.mark.parametrize(("frames", "refused_at", "limit"), [
-    ([(100, 100), (100, 100), (10, 10), (10, 10)], None, None),
-    ([(16, 16), (101, 100)], 2, "VISIONFN_FACE_VIDEO_MAX_PIXELS"),
-    ([(16, 16), (*EIGHT_K,)], 2, "VISIONFN_FACE_VIDEO_MAX_PIXELS"),
-    ([(10, 10)] * 5, 5, "VISIONFN_FACE_VIDEO_MAX_FRAMES"),
-    ([(100, 100), (100, 100), (80, 80)], 3, "VISIONFN_FACE_VIDEO_MAX_DECODED_PIXELS"),
-])
+@pytest.mark.parametrize(
+    ("frames", "refused_at", "limit"),
+    [
+        ([(100, 100), (100, 100), (10, 10), (10, 10)], None, None),
+        ([(16, 16), (101, 100)], 2, "VISIONFN_FACE_VIDEO_MAX_PIXELS"),
+        ([(16, 16), (*EIGHT_K,)], 2, "VISIONFN_FACE_VIDEO_MAX_PIXELS"),
+        ([(10, 10)] * 5, 5, "VISIONFN_FACE_VIDEO_MAX_FRAMES"),
+        ([(100, 100), (100, 100), (80, 80)], 3, "VISIONFN_FACE_VIDEO_MAX_DECODED_PIXELS"),
+    ],
+)
 def test_frame_budget_refuses_the_first_frame_over_a_limit_naming_it(frames, refused_at, limit):
     budget = FrameBudget(SMALL)
     for index, (width, height) in enumerate(frames, start=1):
@@ -247,11 +249,14 @@ def test_a_video_stamped_at_60000_fps_is_refused_by_the_probe_quickly():
     assert "VISIONFN_FACE_VIDEO_MAX_FPS" in refused.value.detail and "3000 frames" in refused.value.detail
 
 
-@pytest.mark.parametrize(("limits", "limit"), [
-    (VideoLimits(10**9, 60, 10**6, max_frames=299), "VISIONFN_FACE_VIDEO_MAX_FRAMES"),  # declared by the mp4 header
-    (VideoLimits(10**9, 60, 10**6, max_decoded_pixels=300 * 64 * 64 - 1), "VISIONFN_FACE_VIDEO_MAX_DECODED_PIXELS"),
-    (VideoLimits(10**9, 60, 10**6, max_fps=20), "VISIONFN_FACE_VIDEO_MAX_FPS"),
-])
+@pytest.mark.parametrize(
+    ("limits", "limit"),
+    [
+        (VideoLimits(10**9, 60, 10**6, max_frames=299), "VISIONFN_FACE_VIDEO_MAX_FRAMES"),  # declared by the mp4 header
+        (VideoLimits(10**9, 60, 10**6, max_decoded_pixels=300 * 64 * 64 - 1), "VISIONFN_FACE_VIDEO_MAX_DECODED_PIXELS"),
+        (VideoLimits(10**9, 60, 10**6, max_fps=20), "VISIONFN_FACE_VIDEO_MAX_FPS"),
+    ],
+)
 def test_the_probe_refuses_declared_frames_work_and_rate_over_the_limits(limits, limit):
     with pytest.raises(PayloadTooLarge) as refused:
         probe_video(stamped_mp4(frames=300, fps=25), limits)
@@ -288,8 +293,9 @@ def test_output_is_h264_with_every_frame_audio_as_asked_and_no_source_metadata()
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))
     seen = []
-    result = anonymize_video(buffer.getvalue(), lambda rgb: (seen.append(rgb.shape) or rgb, 1, 2), keep_audio=True,
-                             progress=lambda done: seen.append(done))
+    result = anonymize_video(
+        buffer.getvalue(), lambda rgb: (seen.append(rgb.shape) or rgb, 1, 2), keep_audio=True, progress=lambda done: seen.append(done)
+    )
     assert (result.frames, result.width, result.height, result.audio) == (6, 160, 120, False)
     assert result.detected == [1] * 6 and result.covered == [2] * 6
     assert seen.count((120, 160, 3)) == 6 and [s for s in seen if isinstance(s, int)] == [1, 2, 3, 4, 5, 6]

@@ -143,14 +143,17 @@ def test_missing_model_names_the_fix(tmp_path):
     assert model_path(CENTERFACE_INT8, tmp_path) == CENTERFACE_INT8.path  # ships in the repository
 
 
-@pytest.mark.parametrize(("size", "side", "expected"), [
-    ((1920, 1080), 1024, (1024, 576)),  # longer side to 1024, sides multiples of 32
-    ((3840, 2160), 1024, (1024, 576)),
-    ((1080, 1920), 1024, (576, 1024)),  # portrait
-    ((1024, 683), 1024, (1024, 672)),  # a WIDER photo: not scaled, rounded to 32
-    ((300, 200), 1024, (288, 192)),  # never enlarged
-    ((10, 10), 1024, (32, 32)),  # at least one cell of the coarsest stride
-])
+@pytest.mark.parametrize(
+    ("size", "side", "expected"),
+    [
+        ((1920, 1080), 1024, (1024, 576)),  # longer side to 1024, sides multiples of 32
+        ((3840, 2160), 1024, (1024, 576)),
+        ((1080, 1920), 1024, (576, 1024)),  # portrait
+        ((1024, 683), 1024, (1024, 672)),  # a WIDER photo: not scaled, rounded to 32
+        ((300, 200), 1024, (288, 192)),  # never enlarged
+        ((10, 10), 1024, (32, 32)),  # at least one cell of the coarsest stride
+    ],
+)
 def test_network_input_size_caps_the_longer_side(size, side, expected):
     assert input_size(*size, side) == expected
 
@@ -163,6 +166,7 @@ def test_network_input_factors_bring_boxes_back_to_the_image():
 
 
 # --- the detectors' names: one list -----------------------------------------------------------
+
 
 def _cli_detector_choices(*command: str) -> list[str]:
     """The ``--detector`` choices of a ``visionfn`` subcommand (the client cannot import shared/)."""
@@ -183,6 +187,7 @@ def test_the_detectors_are_named_once():
 
 
 # --- the detectors on real photos (models from `make install`) -----------------------------
+
 
 @pytest.fixture(scope="module")
 def privacy():

@@ -27,6 +27,7 @@ def _texture(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 # --- template ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", sorted(set(METHODS) - {"TM_CCORR"}))  # raw CCORR favours bright windows
 def test_every_method_ranks_the_true_location_first(method):
     image = _texture(120, 160)
@@ -107,6 +108,7 @@ def test_peaks_whose_boxes_overlap_are_one_match(second_peak, kept):
 
 # --- feature ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("detector", ["SIFT", "ORB", "AKAZE", "BRISK"])
 @pytest.mark.parametrize("matcher", ["FLANN", "BFMatcher"])
 def test_every_detector_and_matcher_locates_the_box(detector, matcher):
@@ -140,6 +142,7 @@ def test_images_too_small_for_the_detectors_are_client_errors(shape):
 
 
 # --- PLY --------------------------------------------------------------------------------------
+
 
 def _ply(points: np.ndarray, fmt: str = "ascii", properties=("x", "y", "z", "nx", "ny", "nz"), extra_header="") -> bytes:
     header = f"ply\nformat {fmt} 1.0\ncomment made by a test\n{extra_header}element vertex {len(points)}\n"
@@ -202,6 +205,7 @@ def test_too_many_points_is_413():
 
 # --- surface ----------------------------------------------------------------------------------
 
+
 def _rotation_error_degrees(estimated: np.ndarray, truth: np.ndarray) -> float:
     cosine = (np.trace(estimated[:3, :3].T @ truth[:3, :3]) - 1) / 2
     return float(np.degrees(np.arccos(np.clip(cosine, -1, 1))))
@@ -252,6 +256,7 @@ def test_degenerate_clouds_are_client_errors_not_crashes(model, scene, message):
 
 
 # --- names and messages -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("filename", "expected"),

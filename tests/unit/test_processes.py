@@ -28,9 +28,7 @@ def test_a_child_that_dies_is_reported_with_its_log(tmp_path):
     from shared.platform.settings import Settings
 
     platform = Platform(Settings(run_dir=tmp_path))
-    child = ChildProcess.start(
-        "broken", [sys.executable, "-c", "print('cannot import model'); raise SystemExit(3)"], {}, tmp_path
-    )
+    child = ChildProcess.start("broken", [sys.executable, "-c", "print('cannot import model'); raise SystemExit(3)"], {}, tmp_path)
     platform.children.append(child)
     child.process.wait(10)
     time.sleep(0.1)

@@ -75,8 +75,7 @@ def test_every_setting_is_in_the_configuration_page(configuration):
 
 
 def test_every_variable_read_directly_is_in_the_configuration_page(configuration):
-    read = {(name, path.relative_to(PROJECT_ROOT)) for path in source_files()
-            for name in ENVIRONMENT_READ.findall(path.read_text())}
+    read = {(name, path.relative_to(PROJECT_ROOT)) for path in source_files() for name in ENVIRONMENT_READ.findall(path.read_text())}
     assert read, "no direct environment reads found: the pattern no longer matches the code"
     for name, path in sorted(read):
         assert f"`{name}`" in configuration, f"{name} (read in {path}) is missing from docs/configuration.md"

@@ -86,9 +86,15 @@ def test_the_sweeper_runs_every_minute(specs):
     assert sweep.every_seconds == 60
 
 
-@pytest.mark.parametrize(("expression", "seconds"), [
-    ("rate(1 minute)", 60), ("rate(5 minutes)", 300), ("rate(2 hours)", 7200), ("rate(1 day)", 86400),
-])
+@pytest.mark.parametrize(
+    ("expression", "seconds"),
+    [
+        ("rate(1 minute)", 60),
+        ("rate(5 minutes)", 300),
+        ("rate(2 hours)", 7200),
+        ("rate(1 day)", 86400),
+    ],
+)
 def test_rate_expressions(expression, seconds):
     assert rate_seconds(expression) == seconds
 
@@ -104,12 +110,22 @@ def test_every_route_of_the_template_is_in_the_openapi_document_and_back(specs):
 
     document = openapi_document()
     documented = {(method.upper(), path) for path, operations in document["paths"].items() for method in operations}
-    routes = {(route.method, route.path.replace("{key+}", "{key}")) for spec in specs.values() for route in spec.routes
-              if not route.path.startswith(("/docs/", "/console/"))}  # the pages' asset files are not API
+    routes = {
+        (route.method, route.path.replace("{key+}", "{key}"))
+        for spec in specs.values()
+        for route in spec.routes
+        if not route.path.startswith(("/docs/", "/console/"))
+    }  # the pages' asset files are not API
     assert routes == documented
     public = {(route.method, route.path) for spec in specs.values() for route in spec.routes if route.public}
-    assert public == {("GET", "/health"), ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/{asset}"),
-                      ("GET", "/"), ("GET", "/console/{file+}")}
+    assert public == {
+        ("GET", "/health"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+        ("GET", "/docs/{asset}"),
+        ("GET", "/"),
+        ("GET", "/console/{file+}"),
+    }
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             assert (operation.get("security") == []) == ((method.upper(), path) in public), (method, path)
@@ -136,6 +152,11 @@ def test_in_the_cloud_every_queue_hides_a_message_at_least_as_long_as_its_consum
 def test_workers_that_heartbeat_their_job_may_change_its_visibility():
     resources = load_template()["Resources"]
     for function in ("FaceVideoFunction", "MatchTemplateFunction", "MatchFeatureFunction", "MatchSurfaceFunction"):
-        actions = [action for policy in resources[function]["Properties"]["Policies"] if "Statement" in policy
-                   for statement in policy["Statement"] for action in statement["Action"]]
+        actions = [
+            action
+            for policy in resources[function]["Properties"]["Policies"]
+            if "Statement" in policy
+            for statement in policy["Statement"]
+            for action in statement["Action"]
+        ]
         assert "sqs:ChangeMessageVisibility" in actions and "sqs:GetQueueUrl" in actions, function

@@ -72,8 +72,10 @@ def evaluate(args: argparse.Namespace) -> None:
     truth = [s.label for s in samples]
     predicted = [LABELS.index(i.label) for i in inspections]
     matrix = confusion_matrix(truth, predicted, len(LABELS))
-    print(f"model {args.model or 'shipped/VISIONFN_DEFECT_MODEL_PATH'}; split {args.split}: {len(samples)} images, "
-          f"{sum(len(s.boxes) for s in samples)} boxes")
+    print(
+        f"model {args.model or 'shipped/VISIONFN_DEFECT_MODEL_PATH'}; split {args.split}: {len(samples)} images, "
+        f"{sum(len(s.boxes) for s in samples)} boxes"
+    )
     print(f"class accuracy: {np.trace(matrix) / matrix.sum():.4f}")
     print("per-class recall: " + ", ".join(f"{label} {matrix[k, k] / max(matrix[k].sum(), 1):.3f}" for k, label in enumerate(LABELS)))
     width = max(len(label) for label in LABELS)
@@ -84,13 +86,17 @@ def evaluate(args: argparse.Namespace) -> None:
     print(f"boxes at score >= {args.min_score}:")
     for iou in (0.3, 0.5):
         labelled, agnostic = box_scores(samples, inspections, args.min_score, iou)
-        print(f"  IoU >= {iou}: recall {labelled.recall:.3f} precision {labelled.precision:.3f} (label must match); "
-              f"class-agnostic recall {agnostic.recall:.3f} precision {agnostic.precision:.3f}")
+        print(
+            f"  IoU >= {iou}: recall {labelled.recall:.3f} precision {labelled.precision:.3f} (label must match); "
+            f"class-agnostic recall {agnostic.recall:.3f} precision {agnostic.precision:.3f}"
+        )
     for iou in (0.5, 0.3):
         aps = [average_precision(per_class(inspections, AP_MIN_SCORE, k), truths_of(samples, k), iou) for k in range(len(LABELS))]
         print(f"mAP@{iou}: {np.nanmean(aps):.3f} (" + ", ".join(f"{label} {ap:.3f}" for label, ap in zip(LABELS, aps, strict=True)) + ")")
-    print(f"median inference: {np.median(timings) * 1000:.1f} ms at 200x200, {np.median(large_timings) * 1000:.1f} ms at 1920x1080 "
-          "(one thread)")
+    print(
+        f"median inference: {np.median(timings) * 1000:.1f} ms at 200x200, {np.median(large_timings) * 1000:.1f} ms at 1920x1080 "
+        "(one thread)"
+    )
     if args.sweep:
         for threshold in SWEEP:
             cells = []

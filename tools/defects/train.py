@@ -238,9 +238,7 @@ def read_grey(path: Path) -> np.ndarray:
     return image
 
 
-def batch_tensors(
-    samples: list[Sample], images: list[np.ndarray], rng: np.random.Generator | None
-) -> tuple[torch.Tensor, ...]:
+def batch_tensors(samples: list[Sample], images: list[np.ndarray], rng: np.random.Generator | None) -> tuple[torch.Tensor, ...]:
     """Images, class labels, heatmaps, regression targets and masks of one batch (augmented with ``rng``)."""
     xs, heats, regs, masks, denses, weights = [], [], [], [], [], []
     for sample, image in zip(samples, images, strict=True):
@@ -403,9 +401,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--ema", type=float, default=0.995, help="decay of the weights' exponential moving average")
-    parser.add_argument("--giou-weight", type=float, default=0.0,
-                        help="weight of a GIoU loss on the boxes decoded at every cell of each box's centre region "
-                        "(TTFNet-style dense regression; 0 = the L1 centre-cell losses only)")
+    parser.add_argument(
+        "--giou-weight",
+        type=float,
+        default=0.0,
+        help="weight of a GIoU loss on the boxes decoded at every cell of each box's centre region "
+        "(TTFNet-style dense regression; 0 = the L1 centre-cell losses only)",
+    )
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     parser.add_argument("--eval-every", type=int, default=5, help="report the val split every this many epochs")

@@ -61,8 +61,13 @@ def retinaface_input(rgb: np.ndarray) -> dict[str, np.ndarray]:
 RECIPES: dict[str, tuple[QuantizedModel, dict[str, list[str | int]], Callable[[np.ndarray], dict[str, np.ndarray]]]] = {
     CENTERFACE.name: (
         CENTERFACE_INT8,
-        {"input.1": ["B", 3, "H", "W"], "537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"],
-         "539": ["B", 2, "h", "w"], "540": ["B", 10, "h", "w"]},
+        {
+            "input.1": ["B", 3, "H", "W"],
+            "537": ["B", 1, "h", "w"],
+            "538": ["B", 2, "h", "w"],
+            "539": ["B", 2, "h", "w"],
+            "540": ["B", 10, "h", "w"],
+        },
         centerface_input,
     ),
     RETINAFACE.name: (RETINAFACE_INT8, {}, retinaface_input),
@@ -111,8 +116,13 @@ def quantize(source: Path, recipe_name: str, photos: list[Path]) -> Path:
         quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
         quantized.path.parent.mkdir(parents=True, exist_ok=True)
         quantize_static(
-            str(prepared), str(quantized.path), Photos(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            str(prepared),
+            str(quantized.path),
+            Photos(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
         )
     return quantized.path
 
