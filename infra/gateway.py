@@ -268,8 +268,8 @@ async def upstream_headers(request: web.Request, route: GatewayRoute) -> dict[st
         if owner is None:
             raise Refused(_unauthorized("The API key is not valid (unknown or revoked)"))
         headers[OWNER_HEADER] = owner
-    if request.app[PLATFORM_TOKEN]:
-        headers[PLATFORM_TOKEN_HEADER] = request.app[PLATFORM_TOKEN]
+    if token := request.app[PLATFORM_TOKEN]:
+        headers[PLATFORM_TOKEN_HEADER] = token
     headers["X-Forwarded-For"] = request.remote or ""
     headers["X-Forwarded-Host"] = request.host
     headers["X-Forwarded-Proto"] = request.scheme

@@ -56,7 +56,8 @@ class FilePart(Protocol):
     platform's parts (shared.platform.http.FilePart) also say why one cannot be used, known
     before it is read (``unreadable``: its headers, its file name, were not UTF-8)."""
 
-    filename: str | None
+    @property
+    def filename(self) -> str | None: ...
 
     def read(self) -> bytes: ...
 

@@ -64,11 +64,12 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def __init__(self, address: str, port: int, server_hostname: str, timeout: float, context: ssl.SSLContext) -> None:
         super().__init__(address, port, timeout=timeout, context=context)
         self._server_hostname = server_hostname
+        self._verifying = context
 
     def connect(self) -> None:
         sock = socket.create_connection((self.host, self.port), self.timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self._server_hostname)
+        self.sock = self._verifying.wrap_socket(sock, server_hostname=self._server_hostname)
 
 
 _tls = ssl.create_default_context()

@@ -12,7 +12,7 @@ from shared.platform.pages import ListQuery
 from shared.webhooks.addresses import MAX_URL_LENGTH, parse_url
 
 EventName = Literal["task.done", "task.error"]
-EVENT_NAMES: tuple[str, ...] = ("task.done", "task.error")
+EVENT_NAMES: tuple[EventName, ...] = ("task.done", "task.error")
 PING = "ping"
 #: pending (due at ``next_attempt_at``) -> sending (a sender holds its lease) -> delivered | failed
 DeliveryState = Literal["pending", "sending", "delivered", "failed"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.platform.db.engine import dialect_insert, session_scope
@@ -62,6 +62,12 @@ def _is_delivery_id(value: str) -> bool:
 
 def _is_hex(value: str) -> bool:
     return all(char in "0123456789abcdef" for char in value)
+
+
+def _iso(moment: datetime | None) -> str:
+    """A stored time in ISO form, to the second (``?`` when there is none)."""
+    aware = _aware(moment)
+    return aware.isoformat(timespec="seconds") if aware is not None else "?"
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -133,7 +139,7 @@ class WebhookRepository:
             session.flush()
             return _hook_out(hook)
 
-    def list(self, owner: str) -> list[WebhookOut]:
+    def hooks_of(self, owner: str) -> list[WebhookOut]:
         with session_scope(self.database_url) as session:
             hooks = session.scalars(select(Webhook).where(Webhook.owner == owner).order_by(Webhook.created_at, Webhook.id))
             return [_hook_out(hook) for hook in hooks]
@@ -185,7 +191,7 @@ class WebhookRepository:
         """The hook and its delivery log (pending retries stop)."""
         with session_scope(self.database_url) as session:
             hook = self._owned(session, owner, webhook_id)
-            session.execute(WebhookDelivery.__table__.delete().where(WebhookDelivery.webhook_id == hook.id))
+            session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id))
             session.delete(hook)
 
     def subscribers(self, owner: str, event: str) -> list[Subscriber]:
@@ -367,7 +373,7 @@ class WebhookRepository:
             elif hook.enabled and should_disable(hook.failing_since, now, disable_after_seconds):
                 reason = (
                     f"Disabled at {now.isoformat(timespec='seconds')}: every delivery attempt failed since "
-                    f"{_aware(hook.failing_since).isoformat(timespec='seconds')} ({hook.consecutive_failures} "
+                    f"{_iso(hook.failing_since)} ({hook.consecutive_failures} "
                     f"attempts; last: {result.error}). A successful ping or redelivery enables it again."
                 )
             if reason:
@@ -397,11 +403,11 @@ class WebhookRepository:
             .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
             .where(WebhookDelivery.id.in_([lease.key for lease in leases]))
         ).all()
-        found = {delivery_id: rest for delivery_id, *rest in rows}
+        found = {row[0]: row for row in rows}
         held = []
         for lease in leases:
             if lease.key in found:
-                event, payload, hook_id, url, secret, previous, until = found[lease.key]
+                _, event, payload, hook_id, url, secret, previous, until = found[lease.key]
                 held.append(LeasedDelivery(lease, hook_id, url, secret, event, payload, status_before, previous, until))
         return held
 

@@ -43,7 +43,7 @@ class WebhookService:
         return self.repository.create(owner, spec, self.settings.webhook_max_per_owner)
 
     def list(self, owner: str) -> WebhookList:
-        return WebhookList(self.repository.list(owner))
+        return WebhookList(self.repository.hooks_of(owner))
 
     def delete(self, owner: str, webhook_id: str) -> None:
         self.repository.delete(owner, webhook_id)
