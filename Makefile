@@ -1,5 +1,6 @@
 # visionfn: `make up` starts the local platform, `make test` runs the whole suite.
-# Both install what is missing first (virtualenvs, LocalStack, model files).
+# Both install what is missing first (virtualenvs, LocalStack, model files, function images).
+# `make up RUNTIME=container` runs every function in its own container (podman) instead of a process.
 
 PYTHON      ?= python3.11
 # LocalStack runs on Python 3.13 in its own virtualenv: the first 3.13 interpreter that works.
@@ -9,7 +10,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 LS_VENV     := infra/localstack/.venv
 
-.PHONY: install up down status key test test-unit lint bench clean
+.PHONY: install images up down status key test test-unit lint bench clean
 
 MODELS      := .models/.fetched
 
@@ -34,8 +35,17 @@ $(LS_VENV)/.installed: infra/localstack/requirements.lock
 	$(LS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/localstack/requirements.lock
 	@touch $@
 
-up: install
-	$(PY) -m infra.runner up
+# every function's image from infra/Dockerfile (podman), tagged visionfn/<function>:latest; cached: a run
+# with nothing changed takes seconds. IMAGE_BASE=python:3.11-slim (or bookworm: a Debian base made here
+# with mmdebstrap) chooses the base; by default python:3.11-slim where this machine has it, else bookworm.
+IMAGE_BASE  ?=
+images: $(VENV)/.installed
+	$(PY) -m infra.images $(if $(IMAGE_BASE),--base $(IMAGE_BASE))
+
+# RUNTIME=process (the default) or container (VISIONFN_RUNTIME; the images are built first)
+RUNTIME     ?=
+up: install $(if $(filter container,$(RUNTIME)),images)
+	$(if $(RUNTIME),VISIONFN_RUNTIME=$(RUNTIME) )$(PY) -m infra.runner up
 
 down:
 	@$(PY) -m infra.runner down
@@ -60,7 +70,8 @@ redrive: $(VENV)/.installed
 	@test -n "$(IDS)$(ALL)" || { echo 'usage: make redrive IDS="<message id> ..." | ALL=1 [QUEUE=<dlq>]'; exit 2; }
 	@$(DEAD_LETTERS) redrive $(if $(ALL),--all,$(IDS))
 
-test: lint browser
+# the container tests (tests/integration/test_containers.py) run the images: built first, cached
+test: lint browser images
 	$(PY) -m pytest
 
 # the console's browser tests drive Debian's Chromium (no browser download): installed once, as root

@@ -132,13 +132,20 @@ class ChildProcess:
             self._kill_group(signal.SIGKILL)  # what it may have left behind
             self._remove_container()
             return
-        self._kill_group(signal.SIGTERM)  # `podman run` forwards it to its container
+        self.terminate()
         deadline = time.monotonic() + grace_seconds
         while time.monotonic() < deadline and self.process.poll() is None:
             time.sleep(0.05)
+        stopped = self.process.poll() is not None
         self._kill_group(signal.SIGKILL)
         self.process.wait()
-        self._remove_container()
+        if not stopped:
+            self._remove_container()  # killing `podman run` leaves its container running
+
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM; `podman run` forwards it to its container)."""
+        if self.process.poll() is None:
+            self._kill_group(signal.SIGTERM)
 
     def _remove_container(self) -> None:
         if self.container:

@@ -2,6 +2,10 @@
 
 ``python -m infra.runner up``     start LocalStack, deploy template.yaml, migrate, start every
                                   function, the event bridge and the gateway; Ctrl-C stops all.
+                                  With VISIONFN_RUNTIME=container (`make up RUNTIME=container`)
+                                  each function runs in its own container, from its image of
+                                  `make images`, on the host network: same ports, environment,
+                                  logs and supervision as a process.
 ``python -m infra.runner down``   stop a running ``up`` (from another terminal).
 ``python -m infra.runner status`` what is running, and the platform's health.
 """
@@ -10,8 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import secrets
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -21,7 +28,8 @@ from pathlib import Path
 
 from infra.event_bridge import Bindings, QueueBinding, ScheduleBinding
 from infra.gateway import GatewayRoute
-from infra.processes import ChildProcess, PortInUse, describe_exit, ensure_port_free, port_accepts
+from infra.images import FunctionImage, image_name, out_of_date
+from infra.processes import PODMAN, ChildProcess, PortInUse, describe_exit, ensure_port_free, port_accepts
 from infra.stack import (
     LOCAL_CREDENTIALS,
     StackError,
@@ -40,6 +48,12 @@ from shared.platform.storage import aws_client
 
 class StartupError(RuntimeError):
     pass
+
+
+#: Settings that name a path on this machine: a container has its own (its image's models)
+HOST_PATH_SETTINGS = frozenset({"VISIONFN_MODEL_DIR", "VISIONFN_RUN_DIR"})
+#: runc on this machine kind refuses a process limit above 32768 (and podman run needs one given)
+CONTAINER_MAX_PROCESSES = 16384
 
 
 @dataclass(frozen=True)
@@ -66,7 +80,8 @@ class PlatformState:
     functions: dict[str, str]
     outputs: dict[str, str]
     ready_seconds: float
-    processes: dict[str, dict[str, object]]  # name -> pid, restarts, last_exit (kept current)
+    runtime: str  # process | container: how the functions run
+    processes: dict[str, dict[str, object]]  # name -> pid, restarts, last_exit, container (kept current)
 
 
 def local_api_key(settings: Settings) -> Path:
@@ -108,6 +123,9 @@ class Platform:
             LocalFunction(spec, settings.function_base_port + index, min(spec.timeout, settings.local_timeout_seconds or spec.timeout))
             for index, spec in enumerate(spec for spec in function_specs(load_template()) if spec.triggered)
         ]
+        in_containers = settings.runtime == "container"
+        if in_containers:
+            self._check_containers_can_run(functions)
         ensure_port_free(settings.localstack_port, "LocalStack")
         ensure_port_free(settings.gateway_port, "the gateway")
         for function in functions:
@@ -129,8 +147,11 @@ class Platform:
 
         env = self._function_environment()
         for function in functions:
-            self._start(function.spec.name, self._function_command(function), self._resolved_env(env, function, stack.context))
-        self._wait_for_ports({function.spec.name: function.port for function in functions})
+            if in_containers:
+                self._start_container(function, self._resolved_env(env, function, stack.context))
+            else:
+                self._start(function.spec.name, self._function_command(function), self._resolved_env(env, function, stack.context))
+        self._wait_for_ports({function.spec.name: function.port for function in functions}, timeout=120 if in_containers else 60)
 
         bindings = Bindings(self._queue_bindings(functions, stack.context), self._schedule_bindings(functions))
         bindings_file = settings.run_dir / "bridge.json"
@@ -158,6 +179,7 @@ class Platform:
             functions={function.spec.name: function.url for function in functions},
             outputs=stack.outputs,
             ready_seconds=round(time.monotonic() - started, 2),
+            runtime=settings.runtime,
             processes={},
         )
         self.state = state
@@ -167,7 +189,8 @@ class Platform:
     def _write_state(self) -> None:
         """state.json, with every process's pid and restarts (what `make status` shows)."""
         self.state.processes = {
-            child.name: {"pid": child.process.pid, "restarts": child.restarts, "last_exit": child.last_exit}
+            child.name: {"pid": child.process.pid, "restarts": child.restarts, "last_exit": child.last_exit,
+                         "container": child.container}
             for child in self.children
         }
         path = state_path(self.settings)
@@ -175,23 +198,85 @@ class Platform:
         temporary.write_text(json.dumps(asdict(self.state), indent=2))
         temporary.replace(path)
 
-    def _start(self, name: str, command: list[str], env: dict[str, str]) -> ChildProcess:
-        child = ChildProcess.start(name, command, env, log_dir(self.settings))
+    def _start(self, name: str, command: list[str], env: dict[str, str], container: str | None = None) -> ChildProcess:
+        child = ChildProcess.start(name, command, env, log_dir(self.settings), container=container)
         self.children.append(child)
         return child
 
-    def _function_environment(self) -> dict[str, str]:
-        """What every local process gets besides the template's variables."""
+    # --- functions in containers -----------------------------------------------------------------
+    def container_name(self, function: str) -> str:
+        """``<stack>-<function>``: platforms of other stacks (tests beside `make up`) keep theirs."""
+        return f"{self.settings.stack_name}-{function}"
+
+    def _check_containers_can_run(self, functions: list[LocalFunction]) -> None:
+        """podman, a database the containers reach, every image (a stale one is named); containers
+        of this stack that a runner killed without its `down` left behind are removed."""
+        if not shutil.which(PODMAN[0]):
+            raise StartupError("VISIONFN_RUNTIME=container needs podman (apt-get install podman runc)")
+        if self.settings.database_url.startswith("sqlite"):
+            raise StartupError(
+                "VISIONFN_RUNTIME=container needs a database server the containers reach on 127.0.0.1 (Postgres: "
+                "DATABASE_URL=postgresql+psycopg://...); the SQLite file is this machine's, not theirs"
+            )
+        images = [FunctionImage(function.spec.name, function.spec.target) for function in functions]
+        missing, stale = out_of_date(images)
+        if missing:
+            raise StartupError(f"no image {', '.join(missing)}: `make images` builds them "
+                               "(`make up RUNTIME=container` does first)")
+        if stale:
+            self._say(f"warning: {', '.join(stale)} built from other code than this checkout's; `make images` "
+                      "rebuilds them")
+        state = state_path(self.settings)
+        if state.exists() and _alive(json.loads(state.read_text())["runner_pid"]):
+            return  # that runner's platform: the port checks report it
+        leftovers = subprocess.run(
+            [*PODMAN, "ps", "--all", "--quiet", "--filter", f"label=visionfn.stack={self.settings.stack_name}"],
+            capture_output=True, text=True, check=False,
+        ).stdout.split()
+        if leftovers:
+            self._say(f"removing {len(leftovers)} containers a stopped platform of {self.settings.stack_name} left")
+            subprocess.run([*PODMAN, "rm", "--force", *leftovers], capture_output=True, check=False)
+
+    def _start_container(self, function: LocalFunction, env: dict[str, str]) -> ChildProcess:
+        """``podman run --rm`` in the foreground, as a child like any other: its image, the host
+        network (the same port, on 127.0.0.1; LocalStack and the database on 127.0.0.1), the
+        variables a process of it gets that are the platform's, a read-only file system but /tmp
+        (as Lambda's), the image's non-root user. Values go by name (``--env NAME``) from podman's
+        environment, so the platform token and the database's password stay out of `ps`."""
+        name = function.spec.name
+        platform_names = {*self._platform_variables(), *function.spec.environment, "DATABASE_URL", "VISIONFN_FUNCTION_TIMEOUT"}
+        variables = {
+            key: value for key, value in env.items()
+            if (key in platform_names or key.startswith("VISIONFN_")) and key not in HOST_PATH_SETTINGS
+        }
+        variables.update(HOST="127.0.0.1", PORT=str(function.port))
+        open_files = resource.getrlimit(resource.RLIMIT_NOFILE)
+        processes = [limit if 0 < limit <= CONTAINER_MAX_PROCESSES else CONTAINER_MAX_PROCESSES
+                     for limit in resource.getrlimit(resource.RLIMIT_NPROC)]
+        command = [
+            *PODMAN, "run", "--rm", "--replace", "--name", self.container_name(name), "--pull", "never",
+            "--network", "host", "--read-only",
+            "--ulimit", f"nofile={open_files[0]}:{open_files[1]}", "--ulimit", f"nproc={processes[0]}:{processes[1]}",
+            "--label", f"visionfn.stack={self.settings.stack_name}", "--label", f"visionfn.function={name}",
+            *(f"--env={key}" for key in sorted(variables)),
+            image_name(name),
+        ]
+        return self._start(name, command, {**os.environ, **variables}, container=self.container_name(name))
+
+    def _platform_variables(self) -> dict[str, str]:
+        """What the runner gives every function besides the template's variables."""
         return {
-            **os.environ,
             "VISIONFN_PLATFORM_TOKEN": self.platform_token,
             **LOCAL_CREDENTIALS,
             "AWS_ENDPOINT_URL": localstack_url(self.settings),
             "AWS_REGION": self.settings.aws_region,
             "AWS_DEFAULT_REGION": self.settings.aws_region,
-            "PYTHONPATH": str(PROJECT_ROOT),
             "PYTHONUNBUFFERED": "1",
         }
+
+    def _function_environment(self) -> dict[str, str]:
+        """What every local process gets besides the template's variables."""
+        return {**os.environ, **self._platform_variables(), "PYTHONPATH": str(PROJECT_ROOT)}
 
     def _resolved_env(self, base: dict[str, str], function: LocalFunction, context: StackContext) -> dict[str, str]:
         env = {**base, **{key: context.resolve(value) for key, value in function.spec.environment.items()}}
@@ -290,12 +375,28 @@ class Platform:
                 self._write_state()
 
     def down(self) -> None:
+        containers_told = False
         for child in reversed(self.children):
+            if child.container and not containers_told:  # they stop together: each takes a second or two
+                for container in self.children:
+                    if container.container:
+                        container.terminate()
+                containers_told = True
             child.stop()
         state_path(self.settings).unlink(missing_ok=True)
 
     def _say(self, message: str) -> None:
         print(f"[visionfn] {message}", flush=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _redact(url: str) -> str:
@@ -334,6 +435,15 @@ def command_up(settings: Settings) -> int:
         platform.down()
 
 
+def _running_containers(names: list[str]) -> dict[str, str]:
+    """Container name -> podman's status of it (``Up 3 minutes``), for those running."""
+    if not names or not shutil.which(PODMAN[0]):
+        return {}
+    answer = subprocess.run([*PODMAN, "ps", "--format", "{{.Names}}\t{{.Status}}"], capture_output=True, text=True, check=False)
+    statuses = dict(line.split("\t", 1) for line in answer.stdout.splitlines() if "\t" in line)
+    return {name: statuses[name] for name in names if name in statuses}
+
+
 def command_down(settings: Settings) -> int:
     path = state_path(settings)
     if not path.exists():
@@ -363,9 +473,12 @@ def command_status(settings: Settings) -> int:
     state = json.loads(path.read_text())
     processes = state.pop("processes", {})
     print(json.dumps(state, indent=2))
-    print(f"{'process':<16} {'pid':>8} {'restarts':>8}  last exit")
+    running = _running_containers([process["container"] for process in processes.values() if process.get("container")])
+    print(f"{'process':<16} {'pid':>8} {'restarts':>8}  {'last exit':<32} container")
     for name, process in processes.items():
-        print(f"{name:<16} {process['pid']:>8} {process['restarts']:>8}  {process['last_exit'] or '-'}")
+        container = process.get("container")
+        where = f"{container} ({running.get(container, 'not running')})" if container else "-"
+        print(f"{name:<16} {process['pid']:>8} {process['restarts']:>8}  {process['last_exit'] or '-':<32} {where}")
     try:
         with urllib.request.urlopen(f"{state['gateway_url']}/health", timeout=5) as response:  # noqa: S310
             print(response.read().decode())

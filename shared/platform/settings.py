@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     localstack_port: int = Field(4566, description="LocalStack port on 127.0.0.1.")
     gateway_port: int = Field(8888, description="Gateway port on 127.0.0.1.")
     function_base_port: int = Field(8100, description="First port of the function processes.")
+    runtime: str = Field(
+        "process", pattern="^(process|container)$",
+        description="How `make up` runs each function: `process` (a Python process of this checkout) or "
+        "`container` (its image from `make images`, with podman, on the host network): `make up RUNTIME=container`.",
+    )
     queue_visibility_timeout: int = Field(
         20, ge=1, description="The template's `QueueVisibilityTimeout` locally: visibility timeout of the queues and "
         "the workers' lease, s."
