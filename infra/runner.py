@@ -81,7 +81,7 @@ class PlatformState:
     outputs: dict[str, str]
     ready_seconds: float
     runtime: str  # process | container: how the functions run
-    processes: dict[str, dict[str, object]]  # name -> pid, restarts, last_exit, container (kept current)
+    processes: dict[str, dict[str, object]]  # name -> pid, restarts, last_exit, container, listening_after (kept current)
 
 
 def local_api_key(settings: Settings) -> Path:
@@ -114,6 +114,7 @@ class Platform:
         self.children: list[ChildProcess] = []
         self.stopping = threading.Event()
         self.platform_token = secrets.token_urlsafe(32)  # only the gateway and the bridge invoke functions
+        self.listening_after: dict[str, float] = {}  # seconds from a child's start to its port accepting
 
     # --- start-up ------------------------------------------------------------------------------
     def up(self) -> PlatformState:
@@ -190,7 +191,7 @@ class Platform:
         """state.json, with every process's pid and restarts (what `make status` shows)."""
         self.state.processes = {
             child.name: {"pid": child.process.pid, "restarts": child.restarts, "last_exit": child.last_exit,
-                         "container": child.container}
+                         "container": child.container, "listening_after": self.listening_after.get(child.name)}
             for child in self.children
         }
         path = state_path(self.settings)
@@ -331,11 +332,16 @@ class Platform:
         ]
 
     def _wait_for_ports(self, ports: dict[str, int], timeout: float = 60) -> None:
+        """Until each listens; how long each took from its start is kept (state.json: listening_after)."""
         deadline = time.monotonic() + timeout
         waiting = dict(ports)
+        started = {child.name: child.started_at for child in self.children}
         while waiting:
             self.raise_if_a_child_died()
-            waiting = {name: port for name, port in waiting.items() if not port_accepts(port)}
+            for name, port in list(waiting.items()):
+                if port_accepts(port):
+                    self.listening_after[name] = round(time.monotonic() - started[name], 2)
+                    del waiting[name]
             if waiting and time.monotonic() > deadline:
                 raise StartupError(f"not listening after {timeout:.0f} s: {waiting}")
             time.sleep(0.05)
