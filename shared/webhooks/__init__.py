@@ -6,7 +6,7 @@ backoff, the delivery log, and an HTTP client that only reaches public addresses
 - ``retries``: the retry schedule with jitter and the auto-disable rule (pure).
 - ``delivery``: one POST to one URL, pinned to the address that was checked.
 - ``tables``: the ``webhooks`` and ``webhook_deliveries`` tables.
-- ``repository``: hooks and deliveries in the database, each delivery taken with the platform's
-  fenced lease (shared/platform/leases.py); ``service``: the API's operations; ``notifier``:
-  task-finished events and due retries.
+- ``hooks_repository``: the owners' hooks in the database; ``repository``: those and their
+  deliveries, each delivery taken with the platform's fenced lease (shared/platform/leases.py);
+  ``service``: the API's operations; ``notifier``: task-finished events and due retries.
 """

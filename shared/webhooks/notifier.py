@@ -33,8 +33,9 @@ from shared.platform.events import SqsRecord
 from shared.platform.tasks import TaskRepository
 from shared.webhooks import delivery
 from shared.webhooks.addresses import Resolver, system_resolver
+from shared.webhooks.hooks_repository import Clock, webhook_not_found
 from shared.webhooks.models import DeliveryOut, TaskFinishedDetail, TaskFinishedEvent, Trigger, WebhookOut
-from shared.webhooks.repository import Clock, LeasedDelivery, WebhookRepository, webhook_not_found
+from shared.webhooks.repository import LeasedDelivery, WebhookRepository
 from shared.webhooks.settings import WebhookSettings, get_webhook_settings
 from shared.webhooks.signing import delivery_headers
 

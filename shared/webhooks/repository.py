@@ -6,6 +6,9 @@ to ``pending`` after a failed attempt until its retry is due (``next_attempt_at`
 sender takes it while the lease runs; a sender that dies mid-attempt leaves the lease to lapse and
 the delivery is taken again (at least once). Every write of an attempt is fenced by the lease's
 attempt number: a sender whose lease lapsed and was taken over records nothing (LeaseLost).
+
+The hooks themselves (register, list, rotate, requeue, delete) are ``HookRepository``'s
+(hooks_repository.py); ``WebhookRepository`` adds their deliveries.
 """
 
 from __future__ import annotations
@@ -14,33 +17,28 @@ import hashlib
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.platform.db.engine import dialect_insert, session_scope
 from shared.platform.db.models import utc_now
-from shared.platform.errors import BadRequest, Busy, NotFound
+from shared.platform.errors import Busy, NotFound
 from shared.platform.leases import Lease, LeasedTable, Statuses
 from shared.webhooks.delivery import AttemptResult
-from shared.webhooks.models import DeliveryOut, DeliveryPage, Trigger, WebhookCreate, WebhookOut
+from shared.webhooks.hooks_repository import Clock, HookRepository, aware, is_hex, webhook_not_found
+from shared.webhooks.models import DeliveryOut, DeliveryPage, Trigger, WebhookOut
 from shared.webhooks.retries import next_attempt_at, retry_after_at, should_disable
 from shared.webhooks.tables import Webhook, WebhookDelivery
 
-Clock = Callable[[], datetime]
 #: Ids as the API gives them out; anything else is "not found" before it reaches a query.
-HOOK_ID_LENGTH = 3 + 24
 DELIVERY_ID_LENGTH = 4 + 32
 SCHEDULED_TRIGGERS = ("event", "schedule")
 #: The receiver's answer that the URL is gone for good: its hook is disabled at once.
 GONE = 410
 DELIVERY_STATUSES = Statuses(waiting="pending", working="sending", finished=("delivered", "failed"))
-
-
-def webhook_not_found() -> NotFound:
-    return NotFound("Webhook not found")
 
 
 def delivery_not_found() -> NotFound:
@@ -52,35 +50,14 @@ def delivery_id_of(webhook_id: str, event_id: str) -> str:
     return "msg_" + hashlib.sha256(f"{webhook_id}\n{event_id}".encode()).hexdigest()[:32]
 
 
-def _is_hook_id(value: str) -> bool:
-    return len(value) == HOOK_ID_LENGTH and value.startswith("wh_") and _is_hex(value[3:])
-
-
 def _is_delivery_id(value: str) -> bool:
-    return len(value) == DELIVERY_ID_LENGTH and value.startswith("msg_") and _is_hex(value[4:])
-
-
-def _is_hex(value: str) -> bool:
-    return all(char in "0123456789abcdef" for char in value)
+    return len(value) == DELIVERY_ID_LENGTH and value.startswith("msg_") and is_hex(value[4:])
 
 
 def _iso(moment: datetime | None) -> str:
     """A stored time in ISO form, to the second (``?`` when there is none)."""
-    aware = _aware(moment)
-    return aware.isoformat(timespec="seconds") if aware is not None else "?"
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite gives naive datetimes back; every time here is UTC."""
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
-
-
-@dataclass(frozen=True)
-class Subscriber:
-    """An enabled hook that wants an event."""
-
-    id: str
-    healthy: bool  # its last attempt succeeded (or it has had none): tried at once, else by the schedule
+    moment = aware(moment)
+    return moment.isoformat(timespec="seconds") if moment is not None else "?"
 
 
 @dataclass(frozen=True)
@@ -103,105 +80,17 @@ class LeasedDelivery:
 
     def signing_secrets(self, now: datetime) -> tuple[str | None, str | None]:
         """The secret, and the previous one while its overlap runs (else None)."""
-        until = _aware(self.previous_secret_until)
+        until = aware(self.previous_secret_until)
         return self.secret, self.previous_secret if until is not None and now < until else None
 
 
-class WebhookRepository:
+class WebhookRepository(HookRepository):
     def __init__(self, database_url: str | None = None, clock: Clock = utc_now) -> None:
-        self.database_url = database_url
-        self.clock = clock
+        super().__init__(database_url, clock)
         self.leases = LeasedTable(
             WebhookDelivery, WebhookDelivery.id, database_url, statuses=DELIVERY_STATUSES, due=WebhookDelivery.next_attempt_at, clock=clock
         )
 
-    # --- hooks --------------------------------------------------------------------------------
-    def create(self, owner: str, spec: WebhookCreate, max_per_owner: int) -> WebhookOut:
-        with session_scope(self.database_url) as session:
-            count = session.scalar(select(func.count()).select_from(Webhook).where(Webhook.owner == owner)) or 0
-            if count >= max_per_owner:
-                raise BadRequest(f"An owner may register at most {max_per_owner} webhooks; delete one first")
-            hook = Webhook(
-                id="wh_" + secrets.token_hex(12),
-                owner=owner,
-                url=spec.url,
-                secret=spec.secret,
-                events=list(spec.events),
-                description=spec.description,
-                enabled=True,
-                disabled_reason=None,
-                failing_since=None,
-                consecutive_failures=0,
-                last_success_at=None,
-                created_at=self.clock(),
-            )
-            session.add(hook)
-            session.flush()
-            return _hook_out(hook)
-
-    def hooks_of(self, owner: str) -> list[WebhookOut]:
-        with session_scope(self.database_url) as session:
-            hooks = session.scalars(select(Webhook).where(Webhook.owner == owner).order_by(Webhook.created_at, Webhook.id))
-            return [_hook_out(hook) for hook in hooks]
-
-    def get(self, owner: str, webhook_id: str) -> WebhookOut:
-        with session_scope(self.database_url) as session:
-            return _hook_out(self._owned(session, owner, webhook_id))
-
-    def rotate_secret(self, owner: str, webhook_id: str, secret: str, overlap_seconds: float) -> WebhookOut:
-        """``secret`` signs from now on; the one it replaces signs too for ``overlap_seconds`` (a
-        rotation during an overlap ends that one: two secrets at most)."""
-        now = self.clock()
-        with session_scope(self.database_url) as session:
-            hook = self._owned(session, owner, webhook_id, lock=True)
-            keep = bool(hook.secret) and overlap_seconds > 0 and hook.secret != secret
-            hook.previous_secret = hook.secret if keep else None
-            hook.previous_secret_expires_at = now + timedelta(seconds=overlap_seconds) if keep else None
-            hook.secret = secret
-            session.flush()
-            return _hook_out(hook)
-
-    def requeue_failed(self, owner: str, webhook_id: str, since: datetime) -> int:
-        """Every failed delivery of the hook (pings aside) created at or after ``since``, due again
-        now: the retry schedule sends each once more (and goes on while its delays last). A
-        disabled hook is enabled again to send them; if it still fails it is disabled again at its
-        first failure (it has failed for that long already), or at a 410."""
-        now = self.clock()
-        with session_scope(self.database_url) as session:
-            hook = self._owned(session, owner, webhook_id, lock=True)
-            queued = len(
-                session.execute(
-                    update(WebhookDelivery)
-                    .where(
-                        WebhookDelivery.webhook_id == hook.id,
-                        WebhookDelivery.status == "failed",
-                        WebhookDelivery.event != "ping",
-                        WebhookDelivery.created_at >= since,
-                    )
-                    .values(status="pending", next_attempt_at=now, updated_at=now)
-                    .returning(WebhookDelivery.id)
-                    .execution_options(synchronize_session=False)
-                ).all()
-            )
-            if queued and not hook.enabled:
-                hook.enabled, hook.disabled_reason = True, None
-            return queued
-
-    def delete(self, owner: str, webhook_id: str) -> None:
-        """The hook and its delivery log (pending retries stop)."""
-        with session_scope(self.database_url) as session:
-            hook = self._owned(session, owner, webhook_id)
-            session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id))
-            session.delete(hook)
-
-    def subscribers(self, owner: str, event: str) -> list[Subscriber]:
-        if not owner:
-            return []
-        with session_scope(self.database_url) as session:
-            hooks = session.scalars(select(Webhook).where(Webhook.owner == owner, Webhook.enabled.is_(True)))
-            return [Subscriber(hook.id, hook.consecutive_failures == 0) for hook in hooks if event in hook.events]
-
-    # --- deliveries -----------------------------------------------------------------------------
     def add_delivery(
         self,
         webhook_id: str,
@@ -363,7 +252,7 @@ class WebhookRepository:
                 if retry_at is not None and result.retry_after_seconds is not None:
                     retry_at = retry_after_at(now, result.retry_after_seconds, delays)
             hook.consecutive_failures += 1
-            hook.failing_since = _aware(hook.failing_since) or now
+            hook.failing_since = aware(hook.failing_since) or now
             reason = None
             if result.status_code == GONE:
                 reason = (
@@ -420,16 +309,6 @@ class WebhookRepository:
             .values(status="failed", next_attempt_at=None, updated_at=now)
         )
 
-    def _owned(self, session: Any, owner: str, webhook_id: str, lock: bool = False) -> Webhook:
-        """The owner's hook (``lock``: held until the transaction ends); another owner's, or none, is
-        "not found"."""
-        if not _is_hook_id(webhook_id):
-            raise webhook_not_found()
-        hook = session.get(Webhook, webhook_id, with_for_update=lock)
-        if hook is None or hook.owner != owner:
-            raise webhook_not_found()
-        return hook
-
 
 def _attempt_record(now: datetime, trigger: str, result: AttemptResult) -> dict[str, Any]:
     return {
@@ -443,21 +322,6 @@ def _attempt_record(now: datetime, trigger: str, result: AttemptResult) -> dict[
     }
 
 
-def _hook_out(hook: Webhook) -> WebhookOut:
-    return WebhookOut(
-        id=hook.id,
-        url=hook.url,
-        created_at=_aware(hook.created_at),
-        events=list(hook.events),
-        description=hook.description,
-        has_secret=bool(hook.secret),
-        enabled=hook.enabled,
-        disabled_reason=hook.disabled_reason,
-        failing_since=_aware(hook.failing_since),
-        previous_secret_expires_at=_aware(hook.previous_secret_expires_at) if hook.previous_secret else None,
-    )
-
-
 def _delivery_out(row: WebhookDelivery) -> DeliveryOut:
     return DeliveryOut(
         id=row.id,
@@ -467,8 +331,8 @@ def _delivery_out(row: WebhookDelivery) -> DeliveryOut:
         task_uid=row.task_uid,
         state=row.status,
         attempts=row.attempt_log,
-        next_attempt_at=_aware(row.next_attempt_at),
+        next_attempt_at=aware(row.next_attempt_at),
         payload_bytes=len(row.payload),
-        created_at=_aware(row.created_at),
-        updated_at=_aware(row.updated_at),
+        created_at=aware(row.created_at),
+        updated_at=aware(row.updated_at),
     )

@@ -1,4 +1,5 @@
-"""Fixtures of the functional tests that call the functions' cloud entry."""
+"""Fixtures of the functional tests: the functions' cloud entry as Lambda calls it, and the webhooks
+function with a receiver on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 from shared.platform import cloud_entry
 from tests.conftest import environment
 from tests.functional.lambda_events import Event, FakeContext, Invoke
+from tests.functional.webhook_notifiers import LOOPBACK, owned
+from tests.webhook_receiver import Receiver
 
 
 @pytest.fixture
@@ -24,3 +27,14 @@ def cloud(platform_env) -> Iterator[Invoke]:
     cloud_entry._served.cache_clear()
     yield invoke
     cloud_entry._served.cache_clear()
+
+
+@pytest.fixture
+def hooks(function_client):
+    return owned(function_client("webhooks", VISIONFN_WEBHOOK_ALLOWED_NETWORKS=LOOPBACK, VISIONFN_WEBHOOK_MAX_PER_OWNER="3"))
+
+
+@pytest.fixture
+def receiver():
+    with Receiver() as server:
+        yield server
