@@ -74,6 +74,17 @@ def read_message(record: SqsRecord, schema: TypeAdapter[Message], expected: str)
 ObjectHandler = Callable[[ObjectRef, int], Outcome]
 
 
+def _retry_after(retry_after: RetryAfter, record: SqsRecord, seconds: int) -> None:
+    """Bring a busy record back sooner; if SQS will not (an expired receipt handle, a missing
+    permission), it comes back after its visibility timeout all the same: never a failed batch."""
+    try:
+        retry_after(record, seconds)
+    except Exception as error:  # an optimisation that failed: logged, never the batch
+        log.warning(
+            "message %s: could not bring it back in %d s (%s); it returns after its visibility timeout", record.message_id, seconds, error
+        )
+
+
 #: Makes a record's message visible again in this many seconds (SQS ChangeMessageVisibility).
 RetryAfter = Callable[[SqsRecord, int], None]
 
@@ -98,7 +109,7 @@ def process_sqs_batch(
         except Busy as busy:
             log.info("message %s: %s; back in %d s", record.message_id, busy.detail, busy.retry_after_seconds)
             if retry_after is not None:
-                retry_after(record, busy.retry_after_seconds)
+                _retry_after(retry_after, record, busy.retry_after_seconds)
             outcome = Outcome.RETRY
         except Exception as error:  # a bug or an outage: another delivery may pass
             detail = error.detail if isinstance(error, VisionFnError) else repr(error)
