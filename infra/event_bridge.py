@@ -32,10 +32,10 @@ from typing import Any
 import requests
 
 from infra.processes import port_accepts
+from infra.settings import get_runner_settings
 from shared.platform.access import PLATFORM_TOKEN_HEADER
 from shared.platform.batch import LAMBDA_CONTEXT_HEADER
 from shared.platform.http import EVENTS_PATH
-from shared.platform.settings import get_settings
 from shared.platform.storage import aws_client
 
 log = logging.getLogger("visionfn.bridge")
@@ -136,7 +136,10 @@ def invoke(http: requests.Session, endpoint: str, function: str, timeout: int, e
     return http.post(
         endpoint + EVENTS_PATH,
         json=event,
-        headers={LAMBDA_CONTEXT_HEADER: lambda_context(function, timeout), PLATFORM_TOKEN_HEADER: get_settings().platform_token or ""},
+        headers={
+            LAMBDA_CONTEXT_HEADER: lambda_context(function, timeout),
+            PLATFORM_TOKEN_HEADER: get_runner_settings().platform_token or "",
+        },
         timeout=timeout + ANSWER_GRACE_SECONDS,
     )
 
@@ -148,7 +151,7 @@ class QueuePoller(threading.Thread):
         super().__init__(name=f"bridge-{binding.function}", daemon=True)
         self.binding = binding
         self.stop_event = stop
-        self.settings = get_settings()
+        self.settings = get_runner_settings()
         self.sqs = aws_client("sqs", self.settings)
         self.slots = threading.BoundedSemaphore(binding.concurrency)
         self.deliveries = ThreadPoolExecutor(binding.concurrency, thread_name_prefix=f"deliver-{binding.function}")
@@ -231,7 +234,7 @@ class Scheduler(threading.Thread):
         log.info("scheduling %s (%s) every %.0f s", binding.function, binding.name, binding.every_seconds)
         while not self.stop_event.wait(binding.every_seconds):
             try:
-                event = scheduled_event(binding, get_settings().aws_region)
+                event = scheduled_event(binding, get_runner_settings().aws_region)
                 response = invoke(self.http, binding.endpoint, binding.function, binding.timeout, event)
                 if response.status_code >= 300:
                     log.error("%s (%s) answered HTTP %d", binding.function, binding.name, response.status_code)
@@ -252,7 +255,7 @@ def main() -> None:
     log.info("event bridge running: %d queue(s), %d schedule(s)", len(bindings.queues), len(bindings.schedules))
     stop.wait()
     for thread in threads:
-        thread.join(timeout=get_settings().bridge_wait_seconds + 2)
+        thread.join(timeout=get_runner_settings().bridge_wait_seconds + 2)
 
 
 if __name__ == "__main__":

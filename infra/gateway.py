@@ -23,10 +23,10 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from infra.settings import get_runner_settings
 from shared.platform.access import OWNER_HEADER, PLATFORM_HEADERS, PLATFORM_TOKEN_HEADER, api_key_of
 from shared.platform.errors import PayloadTooLarge
 from shared.platform.keys import ApiKeys, key_hash
-from shared.platform.settings import get_settings
 
 log = logging.getLogger("visionfn.gateway")
 
@@ -336,7 +336,7 @@ def build_app(routes: list[GatewayRoute], keys: KeyCheck | None = None, platform
     app = web.Application(middlewares=[json_errors])
     app[KEYS] = keys
     app[PLATFORM_TOKEN] = platform_token
-    settings = get_settings()
+    settings = get_runner_settings()
     app[LIMITS] = BodyLimits(settings.sync_body_bytes, settings.body_read_timeout)
     for route in routes:
         app.router.add_route(route.method, aiohttp_path(route.path), partial(forward, route=route))
@@ -351,7 +351,7 @@ def main() -> None:
     routes = load_routes(routes_file)
     for route in routes:
         log.info("%-6s %-40s -> %s (%s)", route.method, route.path, route.function, route.upstream)
-    settings = get_settings()
+    settings = get_runner_settings()
     keys = KeyCheck(ApiKeys(), settings.key_cache_seconds)
     web.run_app(build_app(routes, keys, settings.platform_token), host="127.0.0.1", port=port, print=None, access_log=log)
 

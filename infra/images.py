@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.processes import PODMAN
+from infra.settings import get_runner_settings
 from infra.template import function_specs, load_template
-from shared.platform.settings import PROJECT_ROOT, get_settings
+from shared.platform.settings import PROJECT_ROOT
 
 DOCKERFILE = PROJECT_ROOT / "infra" / "Dockerfile"
 OFFICIAL_BASE = "docker.io/library/python:3.11-slim"
@@ -35,10 +36,15 @@ LOCAL_BASE = "localhost/visionfn-base:bookworm"
 #: Debian packages of the local base: Python 3.11 and its venv module (ensurepip), CA certificates;
 #: no documentation but the copyright files
 LOCAL_BASE_COMMAND = (
-    "mmdebstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
-    "--dpkg-opt=path-exclude=/usr/share/doc/*", "--dpkg-opt=path-include=/usr/share/doc/*/copyright",
-    "--dpkg-opt=path-exclude=/usr/share/man/*", "--dpkg-opt=path-exclude=/usr/share/locale/*",
-    "--dpkg-opt=path-exclude=/usr/share/info/*", "bookworm",
+    "mmdebstrap",
+    "--variant=minbase",
+    "--include=python3,python3-venv,ca-certificates",
+    "--dpkgopt=path-exclude=/usr/share/doc/*",
+    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+    "--dpkgopt=path-exclude=/usr/share/man/*",
+    "--dpkgopt=path-exclude=/usr/share/locale/*",
+    "--dpkgopt=path-exclude=/usr/share/info/*",
+    "bookworm",
 )
 #: pip inside the build trusts this machine's CA bundle (mounted read-only where it has one)
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -47,8 +53,16 @@ CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 FACE_MODEL_FUNCTIONS = frozenset({"face_detect", "face_process", "face_video", "health"})
 #: What the images copy from the build context besides functions/<name>/ (see infra/Dockerfile)
 COMMON_INPUTS = (
-    "infra/Dockerfile", ".dockerignore", "requirements.txt", "requirements-nodeps.txt", "shared",
-    "infra/__init__.py", "infra/serve.py", "infra/entry.sh", "tools/__init__.py", "tools/fetch_models.py",
+    "infra/Dockerfile",
+    ".dockerignore",
+    "requirements.txt",
+    "requirements-nodeps.txt",
+    "shared",
+    "infra/__init__.py",
+    "infra/serve.py",
+    "infra/entry.sh",
+    "tools/__init__.py",
+    "tools/fetch_models.py",
 )
 INPUTS_LABEL = "visionfn.inputs"  # the digest of what the image was built from
 BASE_LABEL = "visionfn.base"  # the base image's id it was built on
@@ -98,9 +112,10 @@ def image_id(name: str) -> str | None:
 def _files_digest(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in paths:
-        files = [path] if path.is_file() else sorted(
-            file for file in path.rglob("*")
-            if file.is_file() and "__pycache__" not in file.parts and file.suffix != ".pyc"
+        files = (
+            [path]
+            if path.is_file()
+            else sorted(file for file in path.rglob("*") if file.is_file() and "__pycache__" not in file.parts and file.suffix != ".pyc")
         )
         for file in files:
             digest.update(str(file.relative_to(PROJECT_ROOT)).encode() + b"\0" + file.read_bytes() + b"\0")
@@ -130,8 +145,7 @@ def built_images() -> dict[str, BuiltImage]:
     for entry in json.loads(answer.stdout or "[]") if answer.returncode == 0 else []:
         labels = entry.get("Labels") or {}
         for name in entry.get("Names") or []:
-            found[name] = BuiltImage(entry["Id"], labels.get(INPUTS_LABEL, ""), labels.get(BASE_LABEL, ""),
-                                     int(entry.get("Size", 0)))
+            found[name] = BuiltImage(entry["Id"], labels.get(INPUTS_LABEL, ""), labels.get(BASE_LABEL, ""), int(entry.get("Size", 0)))
     return found
 
 
@@ -141,8 +155,11 @@ def out_of_date(images: list[FunctionImage]) -> tuple[list[str], list[str]]:
     built = built_images()
     missing = [image.name for image in images if image.name not in built]
     common = _files_digest([PROJECT_ROOT / path for path in COMMON_INPUTS])
-    stale = [image.name for image in images if image.name in built
-             and built[image.name].inputs != inputs_digest(image, built[image.name].base_id, common)]
+    stale = [
+        image.name
+        for image in images
+        if image.name in built and built[image.name].inputs != inputs_digest(image, built[image.name].base_id, common)
+    ]
     return missing, stale
 
 
@@ -151,15 +168,17 @@ def ensure_local_base() -> str:
     if image_id(LOCAL_BASE):
         return LOCAL_BASE
     if not shutil.which(LOCAL_BASE_COMMAND[0]):
-        raise ImageError(f"no base image: neither {OFFICIAL_BASE} (podman pull it where a registry is reachable) "
-                         "nor mmdebstrap (apt-get install mmdebstrap) to make one from Debian packages")
+        raise ImageError(
+            f"no base image: neither {OFFICIAL_BASE} (podman pull it where a registry is reachable) "
+            "nor mmdebstrap (apt-get install mmdebstrap) to make one from Debian packages"
+        )
     print(f"[images] making the base {LOCAL_BASE} with mmdebstrap (Debian bookworm, python3)", flush=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as folder:
         tarball = Path(folder) / "base.tar"
         made = subprocess.run([*LOCAL_BASE_COMMAND, str(tarball)], capture_output=True, text=True, check=False)
         if made.returncode != 0:
-            raise ImageError(f"mmdebstrap failed:\n{made.stderr[-3000:]}")
+            raise ImageError("mmdebstrap failed:\n" + "\n".join(made.stderr.splitlines()[:20]))
         imported = podman("import", "--change", 'CMD ["/bin/sh"]', str(tarball), LOCAL_BASE, check=False)
         if imported.returncode != 0:
             raise ImageError(f"podman import failed: {imported.stderr.strip()}")
@@ -177,12 +196,28 @@ def choose_base(requested: str | None) -> str:
 
 def build(image: FunctionImage, base: str, base_id: str, digest: str, log_path: Path) -> None:
     command = [
-        *PODMAN, "build", "--network", "host", "--file", str(DOCKERFILE),
-        "--build-arg", f"BASE={base}", "--build-arg", f"MODELS={image.models}",
-        "--build-arg", f"FUNCTION={image.function}", "--build-arg", f"TARGET={image.target}",
-        "--label", f"{INPUTS_LABEL}={digest}", "--label", f"{BASE_LABEL}={base_id}",
-        "--label", f"visionfn.function={image.function}",
-        "--tag", image.name,
+        *PODMAN,
+        "build",
+        "--network",
+        "host",
+        "--file",
+        str(DOCKERFILE),
+        "--build-arg",
+        f"BASE={base}",
+        "--build-arg",
+        f"MODELS={image.models}",
+        "--build-arg",
+        f"FUNCTION={image.function}",
+        "--build-arg",
+        f"TARGET={image.target}",
+        "--label",
+        f"{INPUTS_LABEL}={digest}",
+        "--label",
+        f"{BASE_LABEL}={base_id}",
+        "--label",
+        f"visionfn.function={image.function}",
+        "--tag",
+        image.name,
     ]
     if CA_BUNDLE.is_file():
         command += ["--volume", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"]
@@ -199,8 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("functions", nargs="*", help="only these functions (default: all)")
     options = parser.parse_args(argv)
     if not shutil.which(PODMAN[0]):
-        print("[images] podman is not installed: no function images (`make up RUNTIME=container` and its "
-              "tests need them; apt-get install podman runc)", flush=True)
+        print(
+            "[images] podman is not installed: no function images (`make up RUNTIME=container` and its "
+            "tests need them; apt-get install podman runc)",
+            flush=True,
+        )
         return 0
     images = function_images()
     unknown = set(options.functions) - {image.function for image in images}
@@ -208,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[images] no such function in template.yaml: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     images = [image for image in images if not options.functions or image.function in options.functions]
-    log_dir = get_settings().run_dir / "images"
+    log_dir = get_runner_settings().run_dir / "images"
     log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:

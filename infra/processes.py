@@ -83,9 +83,7 @@ class ChildProcess:
     container: str | None = None  # the container's name when the command is its `podman run`
 
     @classmethod
-    def start(
-        cls, name: str, command: list[str], env: dict[str, str], log_dir: Path, container: str | None = None
-    ) -> ChildProcess:
+    def start(cls, name: str, command: list[str], env: dict[str, str], log_dir: Path, container: str | None = None) -> ChildProcess:
         log_dir.mkdir(parents=True, exist_ok=True)
         child = cls(name, command, env, log_dir / f"{name}.log", container=container)
         child._spawn()
@@ -93,9 +91,7 @@ class ChildProcess:
 
     def _spawn(self) -> None:
         with open_private_log(self.log_path) as log_file:
-            self.process = subprocess.Popen(
-                self.command, env=self.env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            self.process = subprocess.Popen(self.command, env=self.env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
         self.started_at = time.monotonic()
 
     def exited(self) -> int | None:

@@ -30,6 +30,7 @@ from infra.event_bridge import Bindings, QueueBinding, ScheduleBinding
 from infra.gateway import GatewayRoute
 from infra.images import FunctionImage, image_name, out_of_date
 from infra.processes import PODMAN, ChildProcess, PortInUse, describe_exit, ensure_port_free, port_accepts
+from infra.settings import RunnerSettings, get_runner_settings
 from infra.stack import (
     LOCAL_CREDENTIALS,
     StackError,
@@ -42,7 +43,7 @@ from infra.stack import (
 from infra.template import FunctionSpec, StackContext, function_specs, load_template
 from shared.platform.db.migrate import upgrade
 from shared.platform.keys import ApiKeys
-from shared.platform.settings import PROJECT_ROOT, Settings, get_settings
+from shared.platform.settings import PROJECT_ROOT
 from shared.platform.storage import aws_client
 
 
@@ -50,7 +51,7 @@ class StartupError(RuntimeError):
     pass
 
 
-#: Settings that name a path on this machine: a container has its own (its image's models)
+#: RunnerSettings that name a path on this machine: a container has its own (its image's models)
 HOST_PATH_SETTINGS = frozenset({"VISIONFN_MODEL_DIR", "VISIONFN_RUN_DIR"})
 #: runc on this machine kind refuses a process limit above 32768 (and podman run needs one given)
 CONTAINER_MAX_PROCESSES = 16384
@@ -84,7 +85,7 @@ class PlatformState:
     processes: dict[str, dict[str, object]]  # name -> pid, restarts, last_exit, container, listening_after (kept current)
 
 
-def local_api_key(settings: Settings) -> Path:
+def local_api_key(settings: RunnerSettings) -> Path:
     """``<run_dir>/api-key`` (mode 0600) holds a key of the owner ``local``: made on the first
     start, kept while it still works."""
     path = settings.run_dir / "api-key"
@@ -98,16 +99,16 @@ def local_api_key(settings: Settings) -> Path:
     return path
 
 
-def state_path(settings: Settings) -> Path:
+def state_path(settings: RunnerSettings) -> Path:
     return settings.run_dir / "state.json"
 
 
-def log_dir(settings: Settings) -> Path:
+def log_dir(settings: RunnerSettings) -> Path:
     return settings.run_dir / "logs"
 
 
 class Platform:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: RunnerSettings) -> None:
         # the runner itself talks to LocalStack, with its throwaway credentials
         self.settings = settings.model_copy(update={"aws_endpoint_url": localstack_url(settings)})
         os.environ.update(LOCAL_CREDENTIALS)
@@ -133,9 +134,7 @@ class Platform:
             ensure_port_free(function.port, f"function {function.spec.name}")
         state_path(settings).unlink(missing_ok=True)
 
-        localstack = self._start(
-            "localstack", localstack_command(), {**os.environ, **localstack_environment(settings)}
-        )
+        localstack = self._start("localstack", localstack_command(), {**os.environ, **localstack_environment(settings)})
         self._say(f"migrating {_redact(settings.database_url)}")
         upgrade(settings.database_url)
         self.key_file = local_api_key(settings)
@@ -158,8 +157,7 @@ class Platform:
         bindings_file = settings.run_dir / "bridge.json"
         bindings_file.write_text(bindings.to_json())
         routes = [
-            GatewayRoute(route.method, route.path, function.spec.name, function.url,
-                         settings.sync_timeout(function.timeout), route.public)
+            GatewayRoute(route.method, route.path, function.spec.name, function.url, settings.sync_timeout(function.timeout), route.public)
             for function in functions
             for route in function.spec.routes
         ]
@@ -190,8 +188,13 @@ class Platform:
     def _write_state(self) -> None:
         """state.json, with every process's pid and restarts (what `make status` shows)."""
         self.state.processes = {
-            child.name: {"pid": child.process.pid, "restarts": child.restarts, "last_exit": child.last_exit,
-                         "container": child.container, "listening_after": self.listening_after.get(child.name)}
+            child.name: {
+                "pid": child.process.pid,
+                "restarts": child.restarts,
+                "last_exit": child.last_exit,
+                "container": child.container,
+                "listening_after": self.listening_after.get(child.name),
+            }
             for child in self.children
         }
         path = state_path(self.settings)
@@ -222,17 +225,17 @@ class Platform:
         images = [FunctionImage(function.spec.name, function.spec.target) for function in functions]
         missing, stale = out_of_date(images)
         if missing:
-            raise StartupError(f"no image {', '.join(missing)}: `make images` builds them "
-                               "(`make up RUNTIME=container` does first)")
+            raise StartupError(f"no image {', '.join(missing)}: `make images` builds them (`make up RUNTIME=container` does first)")
         if stale:
-            self._say(f"warning: {', '.join(stale)} built from other code than this checkout's; `make images` "
-                      "rebuilds them")
+            self._say(f"warning: {', '.join(stale)} built from other code than this checkout's; `make images` rebuilds them")
         state = state_path(self.settings)
         if state.exists() and _alive(json.loads(state.read_text())["runner_pid"]):
             return  # that runner's platform: the port checks report it
         leftovers = subprocess.run(
             [*PODMAN, "ps", "--all", "--quiet", "--filter", f"label=visionfn.stack={self.settings.stack_name}"],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout.split()
         if leftovers:
             self._say(f"removing {len(leftovers)} containers a stopped platform of {self.settings.stack_name} left")
@@ -247,18 +250,36 @@ class Platform:
         name = function.spec.name
         platform_names = {*self._platform_variables(), *function.spec.environment, "DATABASE_URL", "VISIONFN_FUNCTION_TIMEOUT"}
         variables = {
-            key: value for key, value in env.items()
+            key: value
+            for key, value in env.items()
             if (key in platform_names or key.startswith("VISIONFN_")) and key not in HOST_PATH_SETTINGS
         }
         variables.update(HOST="127.0.0.1", PORT=str(function.port))
         open_files = resource.getrlimit(resource.RLIMIT_NOFILE)
-        processes = [limit if 0 < limit <= CONTAINER_MAX_PROCESSES else CONTAINER_MAX_PROCESSES
-                     for limit in resource.getrlimit(resource.RLIMIT_NPROC)]
+        processes = [
+            limit if 0 < limit <= CONTAINER_MAX_PROCESSES else CONTAINER_MAX_PROCESSES
+            for limit in resource.getrlimit(resource.RLIMIT_NPROC)
+        ]
         command = [
-            *PODMAN, "run", "--rm", "--replace", "--name", self.container_name(name), "--pull", "never",
-            "--network", "host", "--read-only",
-            "--ulimit", f"nofile={open_files[0]}:{open_files[1]}", "--ulimit", f"nproc={processes[0]}:{processes[1]}",
-            "--label", f"visionfn.stack={self.settings.stack_name}", "--label", f"visionfn.function={name}",
+            *PODMAN,
+            "run",
+            "--rm",
+            "--replace",
+            "--name",
+            self.container_name(name),
+            "--pull",
+            "never",
+            "--network",
+            "host",
+            "--read-only",
+            "--ulimit",
+            f"nofile={open_files[0]}:{open_files[1]}",
+            "--ulimit",
+            f"nproc={processes[0]}:{processes[1]}",
+            "--label",
+            f"visionfn.stack={self.settings.stack_name}",
+            "--label",
+            f"visionfn.function={name}",
             *(f"--env={key}" for key in sorted(variables)),
             image_name(name),
         ]
@@ -353,8 +374,7 @@ class Platform:
             code = child.exited()
             if code is not None:
                 raise StartupError(
-                    f"{child.name} (pid {child.process.pid}) {describe_exit(code)}; "
-                    f"log {child.log_path}:\n{child.log_tail()}"
+                    f"{child.name} (pid {child.process.pid}) {describe_exit(code)}; log {child.log_path}:\n{child.log_tail()}"
                 )
 
     def supervise(self) -> None:
@@ -371,8 +391,10 @@ class Platform:
                             f"so the platform stops. Log {child.log_path}:\n{child.log_tail()}"
                         )
                     delay = child.schedule_restart()
-                    self._say(f"{child.name} (pid {child.process.pid}) {child.last_exit}; restarting in {delay:.1f} s "
-                              f"(restart {child.restarts + 1}); log {child.log_path}")
+                    self._say(
+                        f"{child.name} (pid {child.process.pid}) {child.last_exit}; restarting in {delay:.1f} s "
+                        f"(restart {child.restarts + 1}); log {child.log_path}"
+                    )
                     changed = True
                 if child.restart_if_due():
                     self._say(f"{child.name} restarted (pid {child.process.pid}, restart {child.restarts})")
@@ -412,7 +434,7 @@ def _redact(url: str) -> str:
     return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
-def command_up(settings: Settings) -> int:
+def command_up(settings: RunnerSettings) -> int:
     platform = Platform(settings)
     signal.signal(signal.SIGTERM, lambda *_: platform.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: platform.stopping.set())
@@ -427,7 +449,7 @@ def command_up(settings: Settings) -> int:
             + "".join(f"  function    {name:<12} {url}\n" for name, url in state.functions.items())
             + f"  logs        {log_dir(settings)}/\n"
             + "  webhooks    receivers on this machine (127.0.0.1, ::1) allowed; the platform's own ports never\n"
-            + f"  API key     {platform.key_file} (curl -H \"Authorization: Bearer $(cat {platform.key_file})\" ...)\n"
+            + f'  API key     {platform.key_file} (curl -H "Authorization: Bearer $(cat {platform.key_file})" ...)\n'
             "[visionfn] Ctrl-C (or `make down`) stops everything.",
             flush=True,
         )
@@ -450,7 +472,7 @@ def _running_containers(names: list[str]) -> dict[str, str]:
     return {name: statuses[name] for name in names if name in statuses}
 
 
-def command_down(settings: Settings) -> int:
+def command_down(settings: RunnerSettings) -> int:
     path = state_path(settings)
     if not path.exists():
         print("[visionfn] nothing is running (no state file)")
@@ -471,7 +493,7 @@ def command_down(settings: Settings) -> int:
     return 1
 
 
-def command_status(settings: Settings) -> int:
+def command_status(settings: RunnerSettings) -> int:
     path = state_path(settings)
     if not path.exists():
         print("[visionfn] not running")
@@ -499,7 +521,7 @@ def main() -> int:
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
         print(__doc__)
         return 2
-    return commands[sys.argv[1]](get_settings())
+    return commands[sys.argv[1]](get_runner_settings())
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ from functions_framework._http import create_server
 from gunicorn.workers.gthread import ThreadWorker
 from werkzeug.exceptions import HTTPException
 
+from infra.settings import get_runner_settings
 from shared.platform.http import json_response
-from shared.platform.settings import get_settings
 
 
 class ReadTimeoutThreadWorker(ThreadWorker):
@@ -34,7 +34,7 @@ class ReadTimeoutThreadWorker(ThreadWorker):
     def handle(self, conn):  # noqa: ANN001, ANN201 (gunicorn's signature)
         if not getattr(conn, "read_timeout_set", False):
             plain_init = conn.init
-            timeout = get_settings().request_read_timeout
+            timeout = get_runner_settings().request_read_timeout
 
             def init_with_timeout() -> None:
                 plain_init()

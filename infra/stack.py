@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.settings import RunnerSettings
 from infra.template import TEMPLATE_PATH, StackContext, load_template
-from shared.platform.settings import PROJECT_ROOT, Settings
+from shared.platform.settings import PROJECT_ROOT
 from shared.platform.storage import aws_client
 
 LOCALSTACK_PYTHON = PROJECT_ROOT / "infra" / "localstack" / ".venv" / "bin" / "python"
@@ -22,7 +23,7 @@ class StackError(RuntimeError):
     pass
 
 
-def localstack_url(settings: Settings) -> str:
+def localstack_url(settings: RunnerSettings) -> str:
     return f"http://127.0.0.1:{settings.localstack_port}"
 
 
@@ -32,7 +33,7 @@ def localstack_command() -> list[str]:
     return [str(LOCALSTACK_PYTHON), "-m", "localstack.runtime.main"]
 
 
-def localstack_environment(settings: Settings) -> dict[str, str]:
+def localstack_environment(settings: RunnerSettings) -> dict[str, str]:
     address = f"127.0.0.1:{settings.localstack_port}"
     data = settings.run_dir / "localstack"
     return {
@@ -49,7 +50,7 @@ def localstack_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def wait_for_localstack(settings: Settings, timeout: float, alive: Callable[[], bool]) -> None:
+def wait_for_localstack(settings: RunnerSettings, timeout: float, alive: Callable[[], bool]) -> None:
     deadline = time.monotonic() + timeout
     url = f"{localstack_url(settings)}/_localstack/health"
     while time.monotonic() < deadline:
@@ -82,12 +83,12 @@ class DeployedStack:
     outputs: dict[str, str]
 
 
-def deploy_template(settings: Settings, template_path: Path = TEMPLATE_PATH, timeout: float = 120) -> DeployedStack:
+def deploy_template(settings: RunnerSettings, template_path: Path = TEMPLATE_PATH, timeout: float = 120) -> DeployedStack:
     """Create the stack from template.yaml with Stage=local and wait for CREATE_COMPLETE."""
     cloudformation = aws_client("cloudformation", settings)
     parameters = {
         "Stage": "local",
-        "QueueVisibilityTimeout": str(settings.queue_visibility_timeout),
+        "QueueVisibilityTimeout": str(settings.task_lease_seconds),
         "MaxReceiveCount": str(settings.max_receive_count),
     }
     cloudformation.create_stack(

@@ -71,7 +71,7 @@ def platform(database_url: str):
     with running_platform(
         database_url,
         VISIONFN_FAULT_INJECTION="1",
-        VISIONFN_QUEUE_VISIBILITY_TIMEOUT="2",  # leases of 2 s, renewed every 0.67 s while work runs
+        VISIONFN_TASK_LEASE_SECONDS="2",  # leases (and the local queues' visibility) of 2 s, renewed every 0.67 s while work runs
         VISIONFN_MAX_RECEIVE_COUNT="5",
         VISIONFN_BRIDGE_WAIT_SECONDS="2",
         VISIONFN_LOCAL_TIMEOUT_SECONDS="15",  # the timeout test waits this long, not 60 s

@@ -57,21 +57,26 @@ class Settings(BaseSettings):
     # --- input limits ------------------------------------------------------------------------
     max_image_pixels: int = Field(50_000_000, gt=0, description="Images above this pixel count get 413.")
     max_upload_bytes: int = Field(
-        64 * 1024 * 1024, gt=0, description="The largest file a route takes (through POST /api/v1/uploads when it is "
-        "over the synchronous limit) and, with `lambda_limits` off, the largest request body."
+        64 * 1024 * 1024,
+        gt=0,
+        description="The largest file a route takes (through POST /api/v1/uploads when it is "
+        "over the synchronous limit) and, with `lambda_limits` off, the largest request body.",
     )
     lambda_limits: bool = Field(
-        True, description="Refuse what a Lambda function behind an HTTP API would (request and answer bodies over "
+        True,
+        description="Refuse what a Lambda function behind an HTTP API would (request and answer bodies over "
         f"{LAMBDA_SYNC_BODY_BYTES} bytes: 413; no answer within {API_GATEWAY_TIMEOUT_SECONDS} s: 504). Turn off for "
         "deployments that have no such limits (Cloud Run, a container): `max_upload_bytes` and the functions' "
-        "Timeout then hold."
+        "Timeout then hold.",
     )
     body_read_timeout: float = Field(
         10, gt=0, description="The gateway answers 408 when a request body stalls this long (slow clients cannot hold a function)."
     )
     request_read_timeout: float = Field(
-        10, gt=0, description="A function drops a client whose request does not arrive this many seconds after "
-        "its last byte (slow clients cannot hold its threads)."
+        10,
+        gt=0,
+        description="A function drops a client whose request does not arrive this many seconds after "
+        "its last byte (slow clients cannot hold its threads).",
     )
     task_lease_seconds: int = Field(
         20,
@@ -93,34 +98,15 @@ class Settings(BaseSettings):
         "event handler fails while the message's receive count is at most that number.",
     )
 
-    # --- local runner (infra/) ----------------------------------------------------------------
-    run_dir: Path = Field(PROJECT_ROOT / ".run", description="Logs, state and LocalStack data of `make up`.")
-    stack_name: str = Field("visionfn-local", description="CloudFormation stack deployed to LocalStack.")
+    # --- where the local platform listens (functions refuse these as webhook targets) ---------
     localstack_port: int = Field(4566, description="LocalStack port on 127.0.0.1.")
     gateway_port: int = Field(8888, description="Gateway port on 127.0.0.1.")
     function_base_port: int = Field(8100, description="First port of the function processes.")
-    runtime: str = Field(
-        "process", pattern="^(process|container)$",
-        description="How `make up` runs each function: `process` (a Python process of this checkout) or "
-        "`container` (its image from `make images`, with podman, on the host network): `make up RUNTIME=container`.",
-    )
-    queue_visibility_timeout: int = Field(
-        20, ge=1, description="The template's `QueueVisibilityTimeout` locally: visibility timeout of the queues and "
-        "the workers' lease, s."
-    )
     max_receive_count: int = Field(5, ge=1, description="Deliveries before a message goes to its DLQ.")
-    bridge_wait_seconds: int = Field(5, ge=1, le=20, description="Long-poll wait of the event bridge, s.")
-    local_timeout_seconds: int | None = Field(
-        None, ge=1, description="Caps every function's Timeout locally (tests of timeouts); unset: the template's."
-    )
-    local_schedule_seconds: float | None = Field(
-        None, gt=0, description="Runs every Schedule event this often locally instead of its rate (tests)."
-    )
     outbox_grace_seconds: float = Field(
         10, ge=0, description="The sweeper sends outbox messages left unsent for longer than this (their sender died)."
     )
     log_level: str = Field("INFO", description="Python log level of every process.")
-
 
     @property
     def sync_body_bytes(self) -> int:

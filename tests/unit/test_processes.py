@@ -25,9 +25,9 @@ def test_a_child_that_dies_is_reported_with_its_log(tmp_path):
 
     from infra.processes import ChildProcess
     from infra.runner import Platform, StartupError
-    from shared.platform.settings import Settings
+    from infra.settings import RunnerSettings
 
-    platform = Platform(Settings(run_dir=tmp_path))
+    platform = Platform(RunnerSettings(run_dir=tmp_path))
     child = ChildProcess.start("broken", [sys.executable, "-c", "print('cannot import model'); raise SystemExit(3)"], {}, tmp_path)
     platform.children.append(child)
     child.process.wait(10)
