@@ -88,7 +88,9 @@ test-unit: install
 	$(PY) -m pytest tests/unit
 
 lint: install
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy shared infra functions
 	$(VENV)/bin/cfn-lint template.yaml
 
 bench: install
