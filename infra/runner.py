@@ -51,7 +51,7 @@ class StartupError(RuntimeError):
     pass
 
 
-#: RunnerSettings that name a path on this machine: a container has its own (its image's models)
+#: Variables that name a path on this machine: a container has its own (its image's models)
 HOST_PATH_SETTINGS = frozenset({"VISIONFN_MODEL_DIR", "VISIONFN_RUN_DIR"})
 #: runc on this machine kind refuses a process limit above 32768 (and podman run needs one given)
 CONTAINER_MAX_PROCESSES = 16384
@@ -242,10 +242,15 @@ class Platform:
             subprocess.run([*PODMAN, "rm", "--force", *leftovers], capture_output=True, check=False)
 
     def _start_container(self, function: LocalFunction, env: dict[str, str]) -> ChildProcess:
-        """``podman run --rm`` in the foreground, as a child like any other: its image, the host
-        network (the same port, on 127.0.0.1; LocalStack and the database on 127.0.0.1), the
-        variables a process of it gets that are the platform's, a read-only file system but /tmp
-        (as Lambda's), the image's non-root user. Values go by name (``--env NAME``) from podman's
+        command, variables = self.container_command(function, env)
+        return self._start(function.spec.name, command, {**os.environ, **variables}, container=self.container_name(function.spec.name))
+
+    def container_command(self, function: LocalFunction, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """``podman run --rm`` in the foreground, a child like any other, and the variables it passes
+        on: its image, the host network (the same port, on 127.0.0.1; LocalStack and the database on
+        127.0.0.1), of ``env`` (what a process of it would get) the platform's variables, not this
+        machine's (PATH, HOME, PYTHONPATH, paths of model files), a read-only file system but /tmp (as
+        Lambda's), the image's non-root user. Values go by name (``--env NAME``) from podman's
         environment, so the platform token and the database's password stay out of `ps`."""
         name = function.spec.name
         platform_names = {*self._platform_variables(), *function.spec.environment, "DATABASE_URL", "VISIONFN_FUNCTION_TIMEOUT"}
@@ -257,33 +262,18 @@ class Platform:
         variables.update(HOST="127.0.0.1", PORT=str(function.port))
         open_files = resource.getrlimit(resource.RLIMIT_NOFILE)
         processes = [
-            limit if 0 < limit <= CONTAINER_MAX_PROCESSES else CONTAINER_MAX_PROCESSES
+            min(limit, CONTAINER_MAX_PROCESSES) if limit > 0 else CONTAINER_MAX_PROCESSES
             for limit in resource.getrlimit(resource.RLIMIT_NPROC)
         ]
         command = [
-            *PODMAN,
-            "run",
-            "--rm",
-            "--replace",
-            "--name",
-            self.container_name(name),
-            "--pull",
-            "never",
-            "--network",
-            "host",
-            "--read-only",
-            "--ulimit",
-            f"nofile={open_files[0]}:{open_files[1]}",
-            "--ulimit",
-            f"nproc={processes[0]}:{processes[1]}",
-            "--label",
-            f"visionfn.stack={self.settings.stack_name}",
-            "--label",
-            f"visionfn.function={name}",
+            *PODMAN, "run", "--rm", "--replace", "--name", self.container_name(name), "--pull", "never",
+            "--network", "host", "--read-only",
+            "--ulimit", f"nofile={open_files[0]}:{open_files[1]}", "--ulimit", f"nproc={processes[0]}:{processes[1]}",
+            "--label", f"visionfn.stack={self.settings.stack_name}", "--label", f"visionfn.function={name}",
             *(f"--env={key}" for key in sorted(variables)),
             image_name(name),
-        ]
-        return self._start(name, command, {**os.environ, **variables}, container=self.container_name(name))
+        ]  # fmt: skip
+        return command, variables
 
     def _platform_variables(self) -> dict[str, str]:
         """What the runner gives every function besides the template's variables."""

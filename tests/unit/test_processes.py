@@ -81,3 +81,52 @@ def test_logs_are_readable_by_their_owner_only(tmp_path):
         child.process.wait(10)
         assert stat.S_IMODE((tmp_path / f"{name}.log").stat().st_mode) == 0o600, name
     assert older.read_text() == "from a start before\nhello\n"
+
+
+# --- functions in containers (VISIONFN_RUNTIME=container) ------------------------------------------
+
+
+def test_a_container_killed_by_a_signal_says_which():
+    from infra.processes import describe_exit
+
+    assert describe_exit(137, container=True) == "killed by SIGKILL (container exit status 137)"
+    assert describe_exit(125, container=True) == "exited with code 125"  # podman's own failure
+    assert describe_exit(137) == "exited with code 137"  # a process's status is what it says
+
+
+def test_a_container_gets_the_platform_variables_not_this_machines(tmp_path):
+    from infra.runner import LocalFunction, Platform
+    from infra.settings import RunnerSettings
+    from infra.template import FunctionSpec
+
+    platform = Platform(
+        RunnerSettings(run_dir=tmp_path, stack_name="visionfn-unit", database_url="postgresql+psycopg://user:secret@127.0.0.1:5432/db")
+    )
+    spec = FunctionSpec("ThumbnailFunction", "thumbnail", "handle", 60, environment={"VISIONFN_JOB_QUEUE_URL": "x", "PORT": "8080"})
+    function = LocalFunction(spec, port=8123, timeout=60)
+    machine = {"PATH": "/usr/bin", "HOME": "/root", "PYTHONPATH": "/repo", "VISIONFN_MODEL_DIR": "/repo/.models", "SSH_AUTH_SOCK": "/s"}
+    env = {**machine, "VISIONFN_FAULT_INJECTION": "1", "VISIONFN_JOB_QUEUE_URL": "http://queue", **platform._platform_variables()}
+    env["DATABASE_URL"] = platform.settings.database_url
+    command, variables = platform.container_command(function, env)
+    assert command[:3] == ["podman", "--runtime", "runc"] and command[-1] == "localhost/visionfn/thumbnail:latest"
+    assert command[command.index("--name") + 1] == "visionfn-unit-thumbnail"
+    assert {"--rm", "--read-only", "--replace"} <= set(command) and command[command.index("--network") + 1] == "host"
+    assert [command[index + 1].split("=")[0] for index, part in enumerate(command) if part == "--ulimit"] == ["nofile", "nproc"]
+    assert variables["HOST"] == "127.0.0.1" and variables["PORT"] == "8123"
+    assert {"DATABASE_URL", "VISIONFN_PLATFORM_TOKEN", "AWS_ENDPOINT_URL", "VISIONFN_FAULT_INJECTION", "VISIONFN_JOB_QUEUE_URL"} <= set(
+        variables
+    )
+    assert not set(machine) & set(variables)
+    assert {f"--env={name}" for name in variables} <= set(command)
+    assert not any("secret" in part or platform.platform_token in part for part in command)  # values go by name
+
+
+def test_the_face_model_images_are_functions_of_the_template():
+    from infra.images import FACE_MODEL_FUNCTIONS, FunctionImage, function_images, inputs_digest
+
+    images = {image.function: image for image in function_images()}
+    assert FACE_MODEL_FUNCTIONS <= set(images)
+    assert images["face_process"].models == "faces" and images["thumbnail"].models == "none"
+    digests = {inputs_digest(image, "base") for image in images.values()}
+    assert len(digests) == len(images)  # each image its own inputs
+    assert inputs_digest(FunctionImage("health", "handle"), "base") != inputs_digest(FunctionImage("health", "handle"), "other base")
