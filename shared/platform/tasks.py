@@ -67,6 +67,28 @@ def step_uid(chain_uid: str, step: int) -> str:
     return hashlib.sha256(f"{chain_uid}/step/{step}".encode()).hexdigest()[:32]
 
 
+def queued_row(
+    uid: str, owner: str, tool: str, params: dict[str, Any], input_files: list[str], now: datetime | None = None
+) -> dict[str, Any]:
+    """The columns of a task that was just created: queued, nothing done yet."""
+    now = now or utc_now()
+    return {
+        "uid": uid,
+        "owner": owner,
+        "tool": tool,
+        "status": "queued",
+        "params": params,
+        "input_files": input_files,
+        "thumbnails": [],
+        "result_files": [],
+        "result_data": None,
+        "error": None,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 class TaskRepository:
     """Tasks and the messages their changes send. With an ``outbox``, a task created with a
     ``job_queue`` gets its job in the same transaction, and a task that finishes gets its
@@ -91,22 +113,7 @@ class TaskRepository:
         """A ``queued`` task and, with ``job_queue``, its job (with ``execution``, the start of its
         execution): both or neither. The message is sent by ``dispatch`` once the inputs are
         stored (or by the sweeper if this process dies first)."""
-        now = utc_now()
-        task = Task(
-            uid=uid or uuid.uuid4().hex,
-            owner=owner,
-            tool=tool,
-            status="queued",
-            params=params,
-            input_files=input_files,
-            thumbnails=[],
-            result_files=[],
-            result_data=None,
-            error=None,
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
+        task = Task(**queued_row(uid or uuid.uuid4().hex, owner, tool, params, input_files))
         if execution:
             task.execution_arn = execution.arn(task.uid)
         with session_scope(self.database_url) as session:
@@ -215,19 +222,7 @@ class TaskRepository:
             session.execute(
                 dialect_insert(session, Task)
                 .values(
-                    uid=uid,
-                    owner=chain.owner,
-                    tool=steps[step - 1]["tool"],
-                    status="queued",
-                    params=steps[step - 1]["params"],
-                    input_files=chain.input_files,
-                    thumbnails=[],
-                    result_files=[],
-                    result_data=None,
-                    error=None,
-                    attempts=0,
-                    created_at=now,
-                    updated_at=now,
+                    **queued_row(uid, chain.owner, steps[step - 1]["tool"], steps[step - 1]["params"], chain.input_files, now),
                     parent_uid=chain_uid,
                     step=step,
                 )
