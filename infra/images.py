@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,10 +61,13 @@ COMMON_INPUTS = (
     "shared",
     "infra/__init__.py",
     "infra/serve.py",
+    "infra/settings.py",
     "infra/entry.sh",
     "tools/__init__.py",
     "tools/fetch_models.py",
 )
+#: podman builds at once once the shared layers are there
+BUILDS_AT_ONCE = 3
 INPUTS_LABEL = "visionfn.inputs"  # the digest of what the image was built from
 BASE_LABEL = "visionfn.base"  # the base image's id it was built on
 
@@ -251,28 +255,51 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         base = choose_base(options.base)
-        base_id = image_id(base) or base  # a base podman will pull: its name
-        common = _files_digest([PROJECT_ROOT / path for path in COMMON_INPUTS])
-        existing = built_images()
         print(f"[images] base {base}", flush=True)
-        for image in images:
-            digest = inputs_digest(image, base_id, common)
-            previous = existing.get(image.name)
-            begun = time.monotonic()
-            if previous and previous.inputs == digest:
-                state, size = "cached", previous.size
-            else:
-                build(image, base, base_id, digest, log_dir / f"{image.function}.log")
-                state, now = f"built in {time.monotonic() - begun:5.1f} s", built_images()[image.name]
-                size = now.size
-                if previous and previous.id != now.id:
-                    podman("rmi", previous.id, check=False)  # the replaced image, unless something uses it
-            print(f"[images] {image.name:<40} {size / 1e6:7.0f} MB  {state:<16} {image.holds}", flush=True)
+        build_all(images, base, log_dir)
     except ImageError as error:
         print(f"[images] ERROR: {error}", file=sys.stderr, flush=True)
         return 1
     print(f"[images] {len(images)} images in {time.monotonic() - started:.1f} s", flush=True)
     return 0
+
+
+def build_all(images: list[FunctionImage], base: str, log_dir: Path) -> None:
+    """Each image not built from these inputs yet: the first of each kind (with and without the face
+    models) alone, since it builds the layers the others share, then the others BUILDS_AT_ONCE at a
+    time (most of a build that finds its layers is podman's own work, not the machine's)."""
+    base_id = image_id(base) or base  # a base podman will pull: its name
+    common = _files_digest([PROJECT_ROOT / path for path in COMMON_INPUTS])
+    existing = built_images()
+    pending = []
+    for image in images:
+        digest = inputs_digest(image, base_id, common)
+        previous = existing.get(image.name)
+        if previous and previous.inputs == digest:
+            _report(image, previous.size, "cached")
+        else:
+            pending.append((image, digest, previous))
+    first = [next(entry for entry in pending if entry[0].models == kind) for kind in {entry[0].models for entry in pending}]
+    rest = [entry for entry in pending if entry not in first]
+
+    def build_one(entry: tuple[FunctionImage, str, BuiltImage | None]) -> None:
+        image, digest, previous = entry
+        begun = time.monotonic()
+        build(image, base, base_id, digest, log_dir / f"{image.function}.log")
+        now = built_images()[image.name]
+        if previous and previous.id != now.id:
+            podman("rmi", previous.id, check=False)  # the replaced image, unless something uses it
+        _report(image, now.size, f"built in {time.monotonic() - begun:5.1f} s")
+
+    for entry in first:
+        build_one(entry)
+    with ThreadPoolExecutor(max_workers=BUILDS_AT_ONCE) as pool:
+        for done in [pool.submit(build_one, entry) for entry in rest]:
+            done.result()
+
+
+def _report(image: FunctionImage, size: int, state: str) -> None:
+    print(f"[images] {image.name:<40} {size / 1e6:7.0f} MB  {state:<16} {image.holds}", flush=True)
 
 
 if __name__ == "__main__":
