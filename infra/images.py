@@ -144,9 +144,15 @@ class BuiltImage:
 
 def built_images() -> dict[str, BuiltImage]:
     """Image name -> what podman holds of it, for every visionfn function image here."""
-    answer = podman("images", "--filter", "reference=localhost/visionfn/*", "--format", "json", check=False)
+    for _attempt in range(3):  # an image removed while podman lists them fails the listing
+        answer = podman("images", "--filter", "reference=localhost/visionfn/*", "--format", "json", check=False)
+        if answer.returncode == 0:
+            break
+        time.sleep(1)
+    else:
+        raise ImageError(f"podman images failed: {answer.stderr.strip()}")
     found = {}
-    for entry in json.loads(answer.stdout or "[]") if answer.returncode == 0 else []:
+    for entry in json.loads(answer.stdout or "[]"):
         labels = entry.get("Labels") or {}
         for name in entry.get("Names") or []:
             found[name] = BuiltImage(entry["Id"], labels.get(INPUTS_LABEL, ""), labels.get(BASE_LABEL, ""), int(entry.get("Size", 0)))
@@ -286,10 +292,10 @@ def build_all(images: list[FunctionImage], base: str, log_dir: Path) -> None:
         image, digest, previous = entry
         begun = time.monotonic()
         build(image, base, base_id, digest, log_dir / f"{image.function}.log")
-        now = built_images()[image.name]
-        if previous and previous.id != now.id:
+        now = podman("image", "inspect", "--format", "{{.Id}} {{.Size}}", image.name).stdout.split()
+        if previous and previous.id != now[0]:
             podman("rmi", previous.id, check=False)  # the replaced image, unless something uses it
-        _report(image, now.size, f"built in {time.monotonic() - begun:5.1f} s")
+        _report(image, int(now[1]), f"built in {time.monotonic() - begun:5.1f} s")
 
     for entry in first:
         build_one(entry)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from infra.event_bridge import Bindings, QueueBinding, ScheduleBinding
 from infra.gateway import GatewayRoute
-from infra.images import FunctionImage, image_name, out_of_date
+from infra.images import FunctionImage, ImageError, image_name, out_of_date
 from infra.processes import PODMAN, ChildProcess, PortInUse, describe_exit, ensure_port_free, port_accepts
 from infra.settings import RunnerSettings, get_runner_settings
 from infra.stack import (
@@ -223,7 +223,10 @@ class Platform:
                 "DATABASE_URL=postgresql+psycopg://...); the SQLite file is this machine's, not theirs"
             )
         images = [FunctionImage(function.spec.name, function.spec.target) for function in functions]
-        missing, stale = out_of_date(images)
+        try:
+            missing, stale = out_of_date(images)
+        except ImageError as error:
+            raise StartupError(str(error)) from error
         if missing:
             raise StartupError(f"no image {', '.join(missing)}: `make images` builds them (`make up RUNTIME=container` does first)")
         if stale:
