@@ -87,6 +87,7 @@ def platform(database_url: str):
 
 def _forget_process_settings() -> None:
     """What a process reads once from its environment (settings, the store's client) is read again."""
+    from infra.settings import get_runner_settings
     from shared.defects.settings import get_defect_settings
     from shared.faces.settings import get_face_settings
     from shared.matching.settings import get_matching_settings
@@ -103,6 +104,7 @@ def _forget_process_settings() -> None:
         get_defect_settings,
         get_webhook_settings,
         get_thumbnail_settings,
+        get_runner_settings,
         get_object_store,
         get_direct_uploads,
     ):

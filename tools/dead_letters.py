@@ -35,10 +35,10 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from infra.runner import state_path
+from infra.settings import RunnerSettings, get_runner_settings
 from infra.stack import LOCAL_CREDENTIALS
 from shared.platform.errors import TaskNotFound
 from shared.platform.events import S3Notification
-from shared.platform.settings import Settings, get_settings
 from shared.platform.storage import aws_client
 from shared.platform.tasks import TaskRepository, step_uid
 
@@ -314,7 +314,7 @@ class DeadLetters:
 # --- the stack ------------------------------------------------------------------------------------
 
 
-def stack_queues(settings: Settings, queue_prefix: str | None) -> tuple[Any, list[str]]:
+def stack_queues(settings: RunnerSettings, queue_prefix: str | None) -> tuple[Any, list[str]]:
     """An SQS client and every queue of the stack: the running local platform's, or those named
     ``queue_prefix*`` on the environment's endpoint."""
     if queue_prefix:
@@ -361,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     redrive.add_argument("message_ids", nargs="*", metavar="MESSAGE_ID")
     redrive.add_argument("--all", action="store_true", help="every message (of --queue, or of every DLQ)")
     args = parser.parse_args(argv)
-    settings = get_settings()
+    settings = get_runner_settings()
     try:
         sqs, urls = stack_queues(settings, args.queue_prefix)
         dead_letters = DeadLetters(sqs, urls, TaskRepository(settings.database_url), args.max)

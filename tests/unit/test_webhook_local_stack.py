@@ -190,7 +190,7 @@ def test_the_platform_services_come_from_the_settings_the_runner_passes():
     assert with_endpoint.ports == {5432: "database"}  # the server's default port
     assert address_problem(ipaddress.ip_address("93.184.216.34"), (), 9000, with_endpoint) is not None
     assert address_problem(ipaddress.ip_address("93.184.216.34"), (), 9001, with_endpoint) is None
-    sqlite = WebhookSettings(stage="prod", database_url="sqlite:////tmp/x.sqlite3").platform_services()
+    sqlite = WebhookSettings(stage="prod", database_url="sqlite:////tmp/x.sqlite3", aws_endpoint_url=None).platform_services()
     assert sqlite.ports == {} and sqlite.endpoints == {}
 
 
