@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import secrets
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -26,10 +23,10 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from infra.containers import ContainersUnavailable, check_can_run, container_command, container_name, running_containers
 from infra.event_bridge import Bindings, QueueBinding, ScheduleBinding
 from infra.gateway import GatewayRoute
-from infra.images import FunctionImage, ImageError, image_name, out_of_date
-from infra.processes import PODMAN, ChildProcess, PortInUse, describe_exit, ensure_port_free, port_accepts
+from infra.processes import ChildProcess, PortInUse, describe_exit, ensure_port_free, port_accepts
 from infra.settings import RunnerSettings, get_runner_settings
 from infra.stack import (
     LOCAL_CREDENTIALS,
@@ -49,12 +46,6 @@ from shared.platform.storage import aws_client
 
 class StartupError(RuntimeError):
     pass
-
-
-#: Variables that name a path on this machine: a container has its own (its image's models)
-HOST_PATH_SETTINGS = frozenset({"VISIONFN_MODEL_DIR", "VISIONFN_RUN_DIR"})
-#: runc on this machine kind refuses a process limit above 32768 (and podman run needs one given)
-CONTAINER_MAX_PROCESSES = 16384
 
 
 @dataclass(frozen=True)
@@ -209,74 +200,24 @@ class Platform:
 
     # --- functions in containers -----------------------------------------------------------------
     def container_name(self, function: str) -> str:
-        """``<stack>-<function>``: platforms of other stacks (tests beside `make up`) keep theirs."""
-        return f"{self.settings.stack_name}-{function}"
+        return container_name(self.settings, function)
 
     def _check_containers_can_run(self, functions: list[LocalFunction]) -> None:
-        """podman, a database the containers reach, every image (a stale one is named); containers
-        of this stack that a runner killed without its `down` left behind are removed."""
-        if not shutil.which(PODMAN[0]):
-            raise StartupError("VISIONFN_RUNTIME=container needs podman (apt-get install podman runc)")
-        if self.settings.database_url.startswith("sqlite"):
-            raise StartupError(
-                "VISIONFN_RUNTIME=container needs a database server the containers reach on 127.0.0.1 (Postgres: "
-                "DATABASE_URL=postgresql+psycopg://...); the SQLite file is this machine's, not theirs"
-            )
-        images = [FunctionImage(function.spec.name, function.spec.target) for function in functions]
-        try:
-            missing, stale = out_of_date(images)
-        except ImageError as error:
-            raise StartupError(str(error)) from error
-        if missing:
-            raise StartupError(f"no image {', '.join(missing)}: `make images` builds them (`make up RUNTIME=container` does first)")
-        if stale:
-            self._say(f"warning: {', '.join(stale)} built from other code than this checkout's; `make images` rebuilds them")
         state = state_path(self.settings)
-        if state.exists() and _alive(json.loads(state.read_text())["runner_pid"]):
-            return  # that runner's platform: the port checks report it
-        leftovers = subprocess.run(
-            [*PODMAN, "ps", "--all", "--quiet", "--filter", f"label=visionfn.stack={self.settings.stack_name}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.split()
-        if leftovers:
-            self._say(f"removing {len(leftovers)} containers a stopped platform of {self.settings.stack_name} left")
-            subprocess.run([*PODMAN, "rm", "--force", *leftovers], capture_output=True, check=False)
+        previous_alive = state.exists() and _alive(json.loads(state.read_text())["runner_pid"])
+        try:
+            check_can_run(self.settings, [function.spec for function in functions], previous_alive, self._say)
+        except ContainersUnavailable as error:
+            raise StartupError(str(error)) from error
+
+    def container_command(self, function: LocalFunction, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """The ``podman run`` of ``function`` and the variables it passes on (infra/containers.py)."""
+        names = {*self._platform_variables(), *function.spec.environment, "DATABASE_URL", "VISIONFN_FUNCTION_TIMEOUT"}
+        return container_command(self.settings, function.spec.name, function.port, env, names)
 
     def _start_container(self, function: LocalFunction, env: dict[str, str]) -> ChildProcess:
         command, variables = self.container_command(function, env)
         return self._start(function.spec.name, command, {**os.environ, **variables}, container=self.container_name(function.spec.name))
-
-    def container_command(self, function: LocalFunction, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-        """``podman run --rm`` in the foreground, a child like any other, and the variables it passes
-        on: its image, the host network (the same port, on 127.0.0.1; LocalStack and the database on
-        127.0.0.1), of ``env`` (what a process of it would get) the platform's variables, not this
-        machine's (PATH, HOME, PYTHONPATH, paths of model files), a read-only file system but /tmp (as
-        Lambda's), the image's non-root user. Values go by name (``--env NAME``) from podman's
-        environment, so the platform token and the database's password stay out of `ps`."""
-        name = function.spec.name
-        platform_names = {*self._platform_variables(), *function.spec.environment, "DATABASE_URL", "VISIONFN_FUNCTION_TIMEOUT"}
-        variables = {
-            key: value
-            for key, value in env.items()
-            if (key in platform_names or key.startswith("VISIONFN_")) and key not in HOST_PATH_SETTINGS
-        }
-        variables.update(HOST="127.0.0.1", PORT=str(function.port))
-        open_files = resource.getrlimit(resource.RLIMIT_NOFILE)
-        processes = [
-            min(limit, CONTAINER_MAX_PROCESSES) if limit > 0 else CONTAINER_MAX_PROCESSES
-            for limit in resource.getrlimit(resource.RLIMIT_NPROC)
-        ]
-        command = [
-            *PODMAN, "run", "--rm", "--replace", "--name", self.container_name(name), "--pull", "never",
-            "--network", "host", "--read-only",
-            "--ulimit", f"nofile={open_files[0]}:{open_files[1]}", "--ulimit", f"nproc={processes[0]}:{processes[1]}",
-            "--label", f"visionfn.stack={self.settings.stack_name}", "--label", f"visionfn.function={name}",
-            *(f"--env={key}" for key in sorted(variables)),
-            image_name(name),
-        ]  # fmt: skip
-        return command, variables
 
     def _platform_variables(self) -> dict[str, str]:
         """What the runner gives every function besides the template's variables."""
@@ -456,15 +397,6 @@ def command_up(settings: RunnerSettings) -> int:
         platform.down()
 
 
-def _running_containers(names: list[str]) -> dict[str, str]:
-    """Container name -> podman's status of it (``Up 3 minutes``), for those running."""
-    if not names or not shutil.which(PODMAN[0]):
-        return {}
-    answer = subprocess.run([*PODMAN, "ps", "--format", "{{.Names}}\t{{.Status}}"], capture_output=True, text=True, check=False)
-    statuses = dict(line.split("\t", 1) for line in answer.stdout.splitlines() if "\t" in line)
-    return {name: statuses[name] for name in names if name in statuses}
-
-
 def command_down(settings: RunnerSettings) -> int:
     path = state_path(settings)
     if not path.exists():
@@ -494,7 +426,7 @@ def command_status(settings: RunnerSettings) -> int:
     state = json.loads(path.read_text())
     processes = state.pop("processes", {})
     print(json.dumps(state, indent=2))
-    running = _running_containers([process["container"] for process in processes.values() if process.get("container")])
+    running = running_containers([process["container"] for process in processes.values() if process.get("container")])
     print(f"{'process':<16} {'pid':>8} {'restarts':>8}  {'last exit':<32} container")
     for name, process in processes.items():
         container = process.get("container")
