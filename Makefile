@@ -39,7 +39,17 @@ $(LS_VENV)/.installed: infra/localstack/requirements.lock
 # with nothing changed takes seconds. IMAGE_BASE=python:3.11-slim (or bookworm: a Debian base made here
 # with mmdebstrap) chooses the base; by default python:3.11-slim where this machine has it, else bookworm.
 IMAGE_BASE  ?=
-images: $(VENV)/.installed
+# podman (with runc) builds and runs the images; mmdebstrap makes their base where no registry is
+# reachable: Debian's packages, installed once, as root (like the browser below)
+CONTAINER_TOOLS := $(VENV)/.container-tools
+$(CONTAINER_TOOLS): $(VENV)/.installed
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null \
+	  || { command -v apt-get >/dev/null && { apt-get install -y --no-install-recommends podman runc mmdebstrap \
+	  || { apt-get update && apt-get install -y --no-install-recommends podman runc mmdebstrap; }; }; } \
+	  || { echo "the container images need podman, runc and mmdebstrap: apt-get install podman runc mmdebstrap"; exit 1; }
+	@touch $@
+
+images: $(VENV)/.installed $(CONTAINER_TOOLS)
 	$(PY) -m infra.images $(if $(IMAGE_BASE),--base $(IMAGE_BASE))
 
 # RUNTIME=process (the default) or container (VISIONFN_RUNTIME; the images are built first)
