@@ -160,3 +160,18 @@ def test_workers_that_heartbeat_their_job_may_change_its_visibility():
             for action in statement["Action"]
         ]
         assert "sqs:ChangeMessageVisibility" in actions and "sqs:GetQueueUrl" in actions, function
+
+
+def test_the_images_the_template_builds_carry_the_face_models_make_images_gives_them():
+    """`sam build` (DockerBuildArgs MODELS) and `make images` (infra/images.py) put the face models
+    into the same images: the two lists are kept apart, this keeps them equal."""
+    from infra.images import FACE_MODEL_FUNCTIONS
+
+    resources = load_template()["Resources"]
+    built = {
+        resource["Metadata"]["DockerBuildArgs"]["FUNCTION"]: resource["Metadata"]["DockerBuildArgs"].get("MODELS", "faces")
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    assert len(built) == 19
+    assert {name for name, models in built.items() if models == "faces"} == FACE_MODEL_FUNCTIONS
