@@ -6,6 +6,7 @@ keys that are not the caller's upload are refused before any decoder runs."""
 from __future__ import annotations
 
 import io
+import json
 import uuid
 
 import av
@@ -259,3 +260,18 @@ def test_an_upload_needs_a_key(platform):
         f"{platform.gateway}/api/v1/uploads", timeout=10, json={"filename": "a.mp4", "content_type": "video/mp4", "size": 10}
     )
     assert response.status_code == 401
+
+
+def test_upload_requests_empty_corrupt_compressed_or_chunked_are_4xx(platform):
+    import gzip
+
+    url, headers = f"{platform.gateway}/api/v1/uploads", {"Content-Type": "application/json"}
+    good = json.dumps({"filename": "a.mp4", "content_type": "video/mp4", "size": 10}).encode()
+    assert platform.http.post(url, data=b"", headers=headers, timeout=10).status_code == 400
+    assert platform.http.post(url, data=b'{"filename": "a.mp4", "size": ', headers=headers, timeout=10).status_code == 400
+    zipped = platform.http.post(url, data=gzip.compress(good), headers={**headers, "Content-Encoding": "gzip"}, timeout=10)
+    assert zipped.status_code == 415
+    chunked = platform.http.post(url, data=iter([good[:7], good[7:]]), headers=headers, timeout=10)
+    assert chunked.status_code == 201 and chunked.json()["key"].startswith("incoming/")  # a chunked body is read whole
+    nested = platform.http.post(url, data=b"[" * 5000 + b"]" * 5000, headers=headers, timeout=10)
+    assert nested.status_code == 400
