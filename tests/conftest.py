@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +71,7 @@ def platform(database_url: str):
 
     with running_platform(
         database_url,
+        os.environ.get("VISIONFN_TEST_RUN", "test"),  # another name: a second suite beside this one (.run/<name>)
         VISIONFN_FAULT_INJECTION="1",
         VISIONFN_TASK_LEASE_SECONDS="2",  # leases (and the local queues' visibility) of 2 s, renewed every 0.67 s while work runs
         VISIONFN_MAX_RECEIVE_COUNT="5",
