@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from shared.defects.analysis import Analysis
 from shared.defects.inspection import DetectionResults
 from shared.defects.queries import DayStats, PageQuery, RecentQuery, RecentRecords, RecordPage, SearchQuery, StatQuery
-from shared.faces.privacy import FaceOptions, FaceReport
+from shared.faces.privacy import FaceOptions, FaceTextReport
 from shared.faces.video_tasks import FaceVideoOptions
 from shared.health import PlatformHealth
 from shared.matching.chain import INPUT_FIELDS, ChainForm
@@ -193,8 +193,8 @@ OPERATIONS: list[Operation] = [
     Operation(
         "POST",
         "/process",
-        "Find every face and hide it: the picture, or the JSON report with Accept: application/json",
-        FaceReport,
+        "Find every face (and, with hide, text or numbers) and hide it: the picture, or the JSON report with Accept: application/json",
+        FaceTextReport,
         form=FaceOptions,
         files=("image",),
         binary_response=IMAGE_TYPES,
@@ -203,8 +203,8 @@ OPERATIONS: list[Operation] = [
     Operation(
         "POST",
         "/detect",
-        "Find faces only (no pixel work)",
-        FaceReport,
+        "Find faces (and, with hide, text or numbers) only (no pixel work)",
+        FaceTextReport,
         form=FaceOptions,
         files=("image",),
         errors=(400, 401, 405, 413, 415, 422),

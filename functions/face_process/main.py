@@ -3,7 +3,7 @@
 import flask
 
 from shared.faces.inbox import FaceInbox
-from shared.faces.privacy import FaceOptions, FacePrivacy
+from shared.faces.privacy import FaceOptions, FacePrivacy, FaceTextReport
 from shared.faces.settings import get_face_settings
 from shared.faces.video_tasks import video_tasks
 from shared.platform.batch import for_each_created_object
@@ -24,15 +24,14 @@ def process(request: flask.Request) -> flask.Response:
     report, image = privacy.anonymize(uploaded_file(request, "image"), options)
     if wants_json(request):
         return json_response(report)
-    return flask.Response(
-        image.data,
-        mimetype=image.content_type,
-        headers={
-            "X-Faces-Count": str(report.total_count),
-            "X-Processing-Time-Ms": str(report.processing_time_ms),
-            "X-Detector": report.detector,
-        },
-    )
+    headers = {
+        "X-Faces-Count": str(report.total_count),
+        "X-Processing-Time-Ms": str(report.processing_time_ms),
+        "X-Detector": report.detector,
+    }
+    if isinstance(report, FaceTextReport):  # hide named text or numbers
+        headers["X-Text-Count"] = str(report.text_count)
+    return flask.Response(image.data, mimetype=image.content_type, headers=headers)
 
 
 def handle(request: flask.Request) -> flask.Response:

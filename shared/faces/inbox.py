@@ -43,7 +43,8 @@ class FaceInbox(UploadHandler):
     def process(self, obj: ObjectRef, stored: StoredObject) -> Processed:
         if obj.key.lower().endswith(VIDEO_EXTENSIONS):
             return self._queue_video(obj, stored)
-        report, image = self.privacy.anonymize(stored.data, FaceOptions(), keep_format=True)
+        hide = None if self.settings.face_inbox_hide == "faces" else self.settings.face_inbox_hide
+        report, image = self.privacy.anonymize(stored.data, FaceOptions(hide=hide), keep_format=True)
         output_key = OUTPUT_PREFIX + obj.key.removeprefix(INBOX_PREFIX)
         sidecar_key = f"{output_key}.json"
         self.store.put(output_key, image.data, image.content_type)

@@ -68,7 +68,29 @@ RETINAFACE = ModelFile(
     encoding="python_bytes",
 )
 
-MODEL_FILES = {model.name: model for model in (MEDIAPIPE_FULL_RANGE, CENTERFACE, RETINAFACE)}
+#: PaddleOCR's PP-OCRv4 text detector and recogniser (Apache-2.0), as rapidocr-onnxruntime 1.4.4
+#: (Apache-2.0) ships them: the ``text`` and ``numbers`` stages (text.py; TEXT_MODEL_CARD.md).
+PPOCR_TEXT_DETECTION = ModelFile(
+    name="ppocrv4_det",
+    filename="ch_PP-OCRv4_det_infer.onnx",
+    sha256="d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
+    size=4_745_517,
+    requirement="rapidocr-onnxruntime==1.4.4",
+    pip_download_options=(),
+    member="rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
+)
+
+PPOCR_TEXT_RECOGNITION = ModelFile(
+    name="ppocrv4_rec",
+    filename="ch_PP-OCRv4_rec_infer.onnx",
+    sha256="48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
+    size=10_857_958,
+    requirement="rapidocr-onnxruntime==1.4.4",
+    pip_download_options=(),
+    member="rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx",
+)
+
+MODEL_FILES = {model.name: model for model in (MEDIAPIPE_FULL_RANGE, CENTERFACE, RETINAFACE, PPOCR_TEXT_DETECTION, PPOCR_TEXT_RECOGNITION)}
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "model"
 

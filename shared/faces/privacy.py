@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.faces.anonymize import AnonymizeStyle, anonymize, strength
 from shared.faces.detections import FaceDetections
@@ -24,8 +24,18 @@ from shared.faces.detectors import (
     MediaPipeDetector,
     RetinaFaceDetector,
 )
-from shared.faces.models import CENTERFACE_INT8, MEDIAPIPE_FULL_RANGE, RETINAFACE, RETINAFACE_INT8, model_path
+from shared.faces.hide import HideTarget, parse_hide
+from shared.faces.models import (
+    CENTERFACE_INT8,
+    MEDIAPIPE_FULL_RANGE,
+    PPOCR_TEXT_DETECTION,
+    PPOCR_TEXT_RECOGNITION,
+    RETINAFACE,
+    RETINAFACE_INT8,
+    model_path,
+)
 from shared.faces.settings import FaceSettings
+from shared.faces.text import TextDetector, TextRecognizer, TextRegions, TextStage, hide_text
 from shared.vision.images import EncodedImage, decode_image, encode_image, scale_to_8_bit
 
 
@@ -39,6 +49,26 @@ class AnonymizeOptions(BaseModel):
     margin: float = Field(0.3, ge=0.0, le=1.0, description="Enlargement of each side, fraction of the face box")
     min_confidence: float | None = Field(None, ge=0.0, le=1.0)
     detector: Detector | None = None
+    hide: str | None = Field(
+        None,
+        description="What to hide, a comma list of faces (the default, alone), text (every text region) and numbers "
+        "(text regions reading as a run of at least 4 digits: ID and card numbers, plates, phone numbers)",
+        examples=["faces,numbers"],
+    )
+
+    @field_validator("hide")
+    @classmethod
+    def _known_targets(cls, value: str | None) -> str | None:
+        return None if value is None else ",".join(sorted(parse_hide(value)))
+
+    @property
+    def targets(self) -> frozenset[HideTarget]:
+        """What ``hide`` names (faces alone when it is absent)."""
+        return parse_hide(self.hide)
+
+    def params(self) -> dict[str, object]:
+        """The options as a task keeps them; ``hide`` only when it was given."""
+        return self.model_dump(exclude=set() if self.hide is not None else {"hide"})
 
     def style(self, draw_boxes: bool = False) -> AnonymizeStyle:
         return AnonymizeStyle(mode=self.mode, shape=self.shape, margin=self.margin, draw_boxes=draw_boxes)
@@ -67,6 +97,21 @@ class FaceReport(BaseModel):
     height: int
 
 
+class TextOut(BaseModel):
+    bbox: list[int]  # x, y, w, h of the quadrilateral's axis-aligned box
+    confidence: float
+    kind: Literal["text", "number"]
+
+
+class FaceTextReport(FaceReport):
+    """The report when ``hide`` names ``text`` or ``numbers``: the text regions hidden (what
+    they say is never there)."""
+
+    text: list[TextOut] = Field(default_factory=list, description="Present when hide names text or numbers")
+    text_count: int = 0
+    text_model: str = ""
+
+
 @dataclass(frozen=True)
 class Analysis:
     rgb: np.ndarray
@@ -74,6 +119,8 @@ class Analysis:
     detections: FaceDetections
     detector: FaceDetector
     started: float
+    text: TextRegions | None = None  # None: hide names neither text nor numbers
+    text_model: str = ""
 
 
 def to_rgb(pixels: Image.Image) -> np.ndarray:
@@ -91,7 +138,7 @@ class FacePrivacy:
         self.settings = settings
         self.model_paths = {
             model.name: model_path(model, settings.model_dir)
-            for model in (MEDIAPIPE_FULL_RANGE, CENTERFACE_INT8, RETINAFACE, RETINAFACE_INT8)
+            for model in (MEDIAPIPE_FULL_RANGE, CENTERFACE_INT8, RETINAFACE, RETINAFACE_INT8, PPOCR_TEXT_DETECTION, PPOCR_TEXT_RECOGNITION)
         }
         self._loading = threading.Lock()
 
@@ -106,15 +153,28 @@ class FacePrivacy:
             )
         return detectors[name or self.settings.face_detector]
 
+    def text_stage(self) -> TextStage:
+        """The text detector and recogniser of this process (loaded on first use, once)."""
+        with self._loading:
+            return load_text_stage(
+                self.model_paths[PPOCR_TEXT_DETECTION.name],
+                self.model_paths[PPOCR_TEXT_RECOGNITION.name],
+                self.settings.text_max_input_side,
+            )
+
     def analyze(self, data: bytes, options: FaceOptions) -> Analysis:
         decoded = decode_image(data, self.settings.max_image_pixels)
         started = time.perf_counter()
         rgb = to_rgb(decoded.pixels)
         detector = self.detector(options.detector)
-        detections = detector.detect(rgb)
+        targets = options.targets
+        detections = detector.detect(rgb) if "faces" in targets else FaceDetections.empty()
         if options.min_confidence is not None:
             detections = detections.above(options.min_confidence)
-        return Analysis(rgb, decoded.format, detections, detector, started)
+        if not targets & {"text", "numbers"}:
+            return Analysis(rgb, decoded.format, detections, detector, started)
+        stage = self.text_stage()
+        return Analysis(rgb, decoded.format, detections, detector, started, stage.find(rgb, targets), stage.model_name)
 
     def detect(self, data: bytes, options: FaceOptions) -> FaceReport:
         analysis = self.analyze(data, options)
@@ -123,7 +183,11 @@ class FacePrivacy:
 
     def anonymize(self, data: bytes, options: FaceOptions, keep_format: bool = False) -> tuple[FaceReport, EncodedImage]:
         analysis = self.analyze(data, options)
-        output, radii = anonymize(analysis.rgb, analysis.detections, options.style(options.draw_boxes))
+        pixels = analysis.rgb
+        if analysis.text is not None and len(analysis.text):
+            pixels = pixels.copy()
+            hide_text(pixels, analysis.text, options.style(options.draw_boxes))
+        output, radii = anonymize(pixels, analysis.detections, options.style(options.draw_boxes))
         image_format = analysis.source_format if keep_format else self.output_format(options, analysis.source_format)
         encoded = encode_image(Image.fromarray(output), image_format, quality=self.settings.face_output_quality)
         return self._report(analysis, radii), encoded
@@ -139,6 +203,20 @@ class FacePrivacy:
             FaceOut(bbox=[round(v) for v in box], confidence=round(float(score), 3), blur_radius=radius)
             for box, score, radius in zip(analysis.detections.boxes, analysis.detections.scores, radii, strict=True)
         ]
+        if analysis.text is not None:
+            text = text_out(analysis.text)
+            return FaceTextReport(
+                faces=faces,
+                total_count=len(faces),
+                processing_time_ms=round((time.perf_counter() - analysis.started) * 1000),
+                detector=analysis.detector.name,
+                model=analysis.detector.model_name,
+                width=int(analysis.rgb.shape[1]),
+                height=int(analysis.rgb.shape[0]),
+                text=text,
+                text_count=len(text),
+                text_model=analysis.text_model,
+            )
         return FaceReport(
             faces=faces,
             total_count=len(faces),
@@ -163,3 +241,18 @@ def load_detectors(
     fused = FusedDetector(centerface, RetinaFaceDetector(retinaface_int8_path, max_input_side=max_input_side))
     combined = CombinedDetector([centerface, mediapipe])
     return {detector.name: detector for detector in (fused, combined, retinaface, centerface, mediapipe)}
+
+
+def text_out(regions: TextRegions) -> list[TextOut]:
+    """The JSON form of text regions: box, score, kind (never what they say)."""
+    boxes = regions.detections.boxes
+    return [
+        TextOut(bbox=[round(float(v)) for v in box], confidence=round(float(score), 3), kind=kind)
+        for box, score, kind in zip(boxes, regions.scores, regions.kinds, strict=True)
+    ]
+
+
+@lru_cache(maxsize=2)
+def load_text_stage(detection_path: Path, recognition_path: Path, max_input_side: int) -> TextStage:
+    """The text stage of this process, loaded once and kept for its lifetime."""
+    return TextStage(TextDetector(detection_path, max_input_side=max_input_side), TextRecognizer(recognition_path))

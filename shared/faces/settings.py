@@ -5,9 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shared.faces.detector_names import Detector
+from shared.faces.hide import parse_hide
 from shared.platform.settings import PROJECT_ROOT, Settings
 
 
@@ -24,6 +25,18 @@ class FaceSettings(Settings):
         "RetinaFace) see it: larger finds smaller faces in big images, and costs time with its square.",
     )
     face_output_quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of anonymized images.")
+    text_max_input_side: int = Field(
+        1280,
+        ge=64,
+        le=8192,
+        description="Longer side (px) an image is scaled down to before the text detector (hide=text, numbers) "
+        "sees it: larger finds smaller text in big images, and costs time with its square.",
+    )
+    face_inbox_hide: str = Field(
+        "faces",
+        description="What the inbox/faces/ trigger hides in photos and videos: a comma list of faces, text, numbers "
+        "(as the hide option of POST /process).",
+    )
     face_video_max_bytes: int = Field(
         64 * 1024 * 1024, gt=0, description="Videos (POST /api/v1/faces/video, inbox/faces/) above this size get 413."
     )
@@ -59,6 +72,11 @@ class FaceSettings(Settings):
         None, description="SQS job queue of the face_video function (set by template.yaml; the face inbox sends videos there)."
     )
     face_video_inbox_owner: str = Field("inbox", description="Owner of the video tasks that inbox/faces/ uploads create.")
+
+    @field_validator("face_inbox_hide")
+    @classmethod
+    def _known_targets(cls, value: str) -> str:
+        return ",".join(sorted(parse_hide(value)))
 
 
 @lru_cache(maxsize=1)

@@ -24,6 +24,8 @@ import numpy as np
 from shared.faces.anonymize import AnonymizeStyle, anonymize
 from shared.faces.detections import FaceDetections
 from shared.faces.detectors import FaceDetector
+from shared.faces.hide import HideTarget
+from shared.faces.text import TextRegions, TextStage, hide_text
 from shared.faces.tracking import FaceTracker
 from shared.platform.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
@@ -246,20 +248,50 @@ class FrameBudget:
 @dataclass
 class FrameAnonymizer:
     """One video's frames, in order: detect, track (a face missed for up to ``track_frames``
-    frames stays covered), anonymize. Pure: arrays in, arrays out."""
+    frames stays covered), anonymize. Pure: arrays in, arrays out. With ``text_stage`` and
+    ``hide`` naming ``text`` or ``numbers``, text regions are found, tracked (as faces are, on
+    their boxes) and hidden too; their counts per frame go to ``text_detected`` and ``text_covered``."""
 
     detector: FaceDetector
     style: AnonymizeStyle
     track_frames: int = 5
     min_confidence: float | None = None
+    text_stage: TextStage | None = None
+    hide: frozenset[HideTarget] = frozenset({"faces"})
     tracker: FaceTracker = field(init=False)
+    text_tracker: FaceTracker = field(init=False)
+    text_detected: list[int] = field(init=False, default_factory=list)
+    text_covered: list[int] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.tracker = FaceTracker(max_missed=self.track_frames)
+        self.text_tracker = FaceTracker(max_missed=self.track_frames)
+
+    @property
+    def hides_text(self) -> bool:
+        return self.text_stage is not None and bool(self.hide & {"text", "numbers"})
+
+    def text(self, rgb: np.ndarray) -> TextRegions:
+        """The text regions to hide in this frame: the detected quadrilaterals, and the boxes of
+        the tracks that lost theirs (for up to ``track_frames`` frames)."""
+        assert self.text_stage is not None
+        found = self.text_stage.find(rgb, self.hide)
+        tracked = self.text_tracker.update(found.detections, rgb.shape[1], rgb.shape[0])
+        self.text_detected.append(len(found))
+        self.text_covered.append(len(tracked))
+        if len(tracked) <= len(found):
+            return found
+        coasting = FaceDetections(tracked.boxes[len(found) :], tracked.scores[len(found) :])
+        lost = TextRegions.from_boxes(coasting, np.ones(len(coasting), bool))
+        return TextRegions(
+            np.concatenate([found.quads, lost.quads]),
+            np.concatenate([found.scores, lost.scores]),
+            np.concatenate([found.numbers, lost.numbers]),
+        )
 
     def faces(self, rgb: np.ndarray) -> tuple[FaceDetections, int]:
         """What to cover in this frame, and how many of those the detector found in it."""
-        detections = self.detector.detect(rgb)
+        detections = self.detector.detect(rgb) if "faces" in self.hide else FaceDetections.empty()
         if self.min_confidence is not None:
             detections = detections.above(self.min_confidence)
         covered = self.tracker.update(detections, rgb.shape[1], rgb.shape[0])
@@ -268,6 +300,11 @@ class FrameAnonymizer:
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, int, int]:
         """The anonymized frame, faces detected, faces covered (detected + tracked)."""
         covered, detected = self.faces(rgb)
+        if self.hides_text:
+            regions = self.text(rgb)
+            if len(regions):
+                rgb = rgb.copy()
+                hide_text(rgb, regions, self.style)
         output, _ = anonymize(rgb, covered, self.style)
         return output, detected, len(covered)
 

@@ -48,6 +48,11 @@ class FaceVideoOptions(AnonymizeOptions):
     )
 
 
+def inbox_options(settings: FaceSettings) -> FaceVideoOptions:
+    """The options of the inbox's videos: the defaults, hiding what VISIONFN_FACE_INBOX_HIDE names."""
+    return FaceVideoOptions(hide=None if settings.face_inbox_hide == "faces" else settings.face_inbox_hide)
+
+
 def limits_of(settings: FaceSettings) -> VideoLimits:
     """The video limits of the settings (max frames and decoded pixels derived where unset)."""
     return VideoLimits(
@@ -78,14 +83,14 @@ class FaceVideoTasks:
         key = f"uploads/{uid}/{INPUT_NAMES[info.container]}"
         name = printable_name(filename)[-MAX_FILENAME_LENGTH:]  # no NUL nor control characters in the task's params
         extra = {"filename": name} if name else {}
-        task = self._create(uid, owner, {**options.model_dump(), "source": _info(info), **extra}, key)
+        task = self._create(uid, owner, {**options.params(), "source": _info(info), **extra}, key)
         return store_and_dispatch(self.tasks, self.store, task, [(data, "video/webm" if info.container == "webm" else "video/mp4")])
 
     def submit_stored(self, owner: str, key: str, data: bytes, output_key: str) -> TaskOut:
         """A video already in the bucket (an inbox upload): probed, then its task and job; the
         worker also writes the result to ``output_key`` (and ``output_key``.json)."""
         info = probe_video(data, limits_of(self.settings))
-        params = {**FaceVideoOptions().model_dump(), "source": _info(info), "output_key": output_key}
+        params = {**inbox_options(self.settings).params(), "source": _info(info), "output_key": output_key}
         task = self._create(uuid.uuid4().hex, owner, params, key)
         self.tasks.dispatch(task.uid)
         return task
@@ -114,6 +119,8 @@ class FaceVideoTasks:
                 options.style(),
                 track_frames=self.settings.face_video_track_frames if options.track_frames is None else options.track_frames,
                 min_confidence=options.min_confidence,
+                text_stage=self.privacy.text_stage() if options.targets & {"text", "numbers"} else None,
+                hide=options.targets,
             )
             started = time.monotonic()
             result = anonymize_video(
@@ -139,6 +146,14 @@ class FaceVideoTasks:
                 "processing_seconds": round(seconds, 2),
                 "frames_per_second": round(result.frames / max(seconds, 1e-6), 2),
             }
+            if frame_work.hides_text:
+                result_data |= {
+                    "hide": options.hide,
+                    "text_max": max(frame_work.text_covered, default=0),
+                    "frames_with_text": sum(1 for count in frame_work.text_covered if count),
+                    "text_detected_per_frame": frame_work.text_detected,
+                    "text_covered_per_frame": frame_work.text_covered,
+                }
             if output_key := task.params.get("output_key"):  # an inbox upload: next to its other outputs
                 self.store.put(output_key, result.data, OUTPUT_CONTENT_TYPE)
                 self.store.put(f"{output_key}.json", json.dumps({"task": lease.key, **result_data}).encode(), "application/json")
