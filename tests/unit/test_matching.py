@@ -198,6 +198,29 @@ def test_bad_ply_gets_a_clear_client_error(data, message):
         parse_point_cloud(data, 100)
 
 
+def _solid_ply(value: str, at: int = 4) -> bytes:
+    """12 points with extent along x, y and z (enough for surface matching), as doubles, the x
+    of vertex ``at`` written as ``value``."""
+    header = "ply\nformat ascii 1.0\nelement vertex 12\n" + "".join(f"property double {n}\n" for n in ("x", "y", "z", "nx", "ny", "nz"))
+    rows = [[str(i % 3), str(i % 4), str(i % 5), "0", "0", "1"] for i in range(12)]
+    rows[at][0] = value
+    return (header + "end_header\n" + "".join(" ".join(row) + "\n" for row in rows)).encode()
+
+
+@pytest.mark.parametrize("value", ["3.5e38", "-1e39", "1e308", "1e20", "-1e19", "inf", "-inf", "nan"])
+def test_ply_values_beyond_float32_are_refused_by_value(value):
+    """Float32 ends at 3.4e38 and OpenCV squares coordinates (distances, normals): 1e18 at most."""
+    with pytest.raises(NotAPointCloud, match=r"^1 of 12 PLY vertices hold NaN, infinite or out-of-range values .*first at vertex 4\)"):
+        parse_point_cloud(_solid_ply(value), 100)
+
+
+@pytest.mark.parametrize("value", ["1e18", "-1e18", "123456.75"])
+def test_ply_values_within_the_limit_are_read(value):
+    cloud = parse_point_cloud(_solid_ply(value), 100)
+    assert cloud[4, 0] == np.float32(float(value))
+    assert np.isfinite(cloud).all() and np.isfinite(np.square(cloud.astype(np.float32))).all()
+
+
 def test_too_many_points_is_413():
     with pytest.raises(PayloadTooLarge, match="3 points; the limit is 2"):
         parse_point_cloud(_ply(POINTS), 2)
