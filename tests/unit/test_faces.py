@@ -6,8 +6,9 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
-from shared.faces.anonymize import AnonymizeStyle, anonymize, coverage_mask, covered_regions, strength
+from shared.faces.anonymize import AnonymizeStyle, anonymize, covered_regions, strength
 from shared.faces.detections import FaceDetections
 from shared.faces.detector_names import DETECTORS, Detector
 from shared.faces.detectors import decode_centerface, input_size, network_input
@@ -18,10 +19,33 @@ from shared.vision.boxes import pairwise_iou
 from shared.vision.images import decode_image
 from tests.conftest import CROWD_PHOTO, PORTRAIT_PHOTO, shared_data
 
+# WIDER FACE's labels (x, y, w, h) of the two photos (../shared/data/faces/wider_subset/ground_truth.txt)
+PORTRAIT_FACE = (391, 177, 174, 258)
+CROWD_FACES = [(260, 303, 78, 96), (666, 325, 40, 52), (810, 308, 31, 39), (588, 329, 28, 33), (712, 336, 32, 44), (683, 3, 13, 23)]
+
 
 def _detections(*boxes, scores=None):
     boxes = np.array(boxes, np.float32).reshape(-1, 4)
     return FaceDetections(boxes, np.array(scores or [0.9] * len(boxes), np.float32))
+
+
+def _iou(a, b) -> float:
+    """Intersection over union of two ``x, y, w, h`` boxes (here, not the code's geometry)."""
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inter = max(0, width) * max(0, height)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def _ellipse_radius(width: int, height: int, left: int, top: int, right: int, bottom: int) -> np.ndarray:
+    """Per pixel of a ``width`` x ``height`` image: its distance from the centre of the ellipse
+    inscribed in the pixels ``left..right-1``, ``top..bottom-1``, in units of that ellipse's
+    semi-axes (< 1 inside, > 1 outside, inf outside the rectangle)."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    centre_x, centre_y = (left + right - 1) / 2, (top + bottom - 1) / 2
+    radius = np.sqrt(((xs - centre_x) / ((right - left) / 2)) ** 2 + ((ys - centre_y) / ((bottom - top) / 2)) ** 2)
+    in_rectangle = (xs >= left) & (xs < right) & (ys >= top) & (ys < bottom)
+    return np.where(in_rectangle, radius, np.inf)
 
 
 def test_detections_validate_shapes():
@@ -66,20 +90,26 @@ def test_covered_region_is_enlarged_and_clipped():
     assert regions.tolist() == [[0, 0, 40, 70], [80, 80, 100, 100]]
 
 
-@pytest.mark.parametrize("mode", ["blur", "pixelate", "solid"])
+@pytest.mark.parametrize(("mode", "expected_strength"), [("blur", 10), ("pixelate", 10), ("solid", 0)])
 @pytest.mark.parametrize("shape", ["ellipse", "rectangle"])
-def test_anonymize_changes_only_the_covered_region(mode, shape):
+def test_anonymize_changes_only_the_covered_region(mode, expected_strength, shape):
+    # GIVEN noise and a 40 px face at (40, 30); a margin of 0.25 per side: pixels 30..89 x 20..79
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
     found = _detections([40, 30, 40, 40])
-    style = AnonymizeStyle(mode=mode, shape=shape, margin=0.25)
-    output, strengths = anonymize(image, found, style)
-    mask = coverage_mask(covered_regions(found, 160, 120, 0.25), 160, 120, shape)
-    assert np.array_equal(output[~mask], image[~mask])  # nothing outside the region
+    output, strengths = anonymize(image, found, AnonymizeStyle(mode=mode, shape=shape, margin=0.25))
     changed = np.any(output != image, axis=2)
-    assert changed[mask].mean() > 0.9  # nearly every covered pixel replaced
-    assert strengths == [strength(40, 40, mode)]
-    assert not np.array_equal(output[mask], image[mask])  # the face region really changed
+    radius = _ellipse_radius(160, 120, 30, 20, 90, 80)
+    # THEN nothing outside that rectangle changed, and nearly all of the ellipse inscribed in it did
+    assert not changed[np.isinf(radius)].any()
+    assert changed[radius < 0.95].mean() > 0.9
+    corners = np.isfinite(radius) & (radius > 1.1)  # in the rectangle's corners, outside its ellipse
+    assert corners.sum() > 300
+    if shape == "ellipse":
+        assert not changed[corners].any()  # an ellipse: the corners keep their pixels
+    else:
+        assert changed[corners].mean() > 0.9  # a rectangle: they are replaced too
+    assert strengths == [expected_strength]  # a quarter of the face's longer side (40 px), 0 for solid
 
 
 def test_strength_grows_with_the_face():
@@ -113,8 +143,8 @@ def test_a_float_picture_is_anonymized_as_a_picture_not_white():
     # THEN the output is the gradient (not all white), changed only where the face was
     assert output.mean() == pytest.approx(127.5, abs=2) and (output < 64).any()
     expected = np.repeat(np.round(gradient)[:, :, None], 3, axis=2)
-    mask = coverage_mask(covered_regions(found, 160, 120, 0.25), 160, 120, "ellipse")
-    assert np.array_equal(output[~mask], expected[~mask])
+    outside = _ellipse_radius(160, 120, 50, 30, 110, 90) > 1.05  # the face (60, 40, 40, 40) grown by 10 px per side
+    assert np.array_equal(output[outside], expected[outside])
     assert (np.diff(output[0, :, 0].astype(int)) >= 0).all() and output[0, 0, 0] < output[0, -1, 0]
 
 
@@ -124,12 +154,15 @@ def test_sixteen_bit_depth_is_scaled_not_clipped():
 
 
 def test_options_reject_unknown_and_out_of_range_values():
-    with pytest.raises(Exception, match="mode"):
+    with pytest.raises(ValidationError, match="mode") as swirl:
         FaceOptions.model_validate({"mode": "swirl"})
-    with pytest.raises(Exception, match="min_confidence"):
+    assert [(error["loc"], error["type"]) for error in swirl.value.errors()] == [(("mode",), "literal_error")]
+    with pytest.raises(ValidationError, match="min_confidence") as too_high:
         FaceOptions.model_validate({"min_confidence": "1.5"})
-    with pytest.raises(Exception, match="colour"):
+    assert [(error["loc"], error["type"]) for error in too_high.value.errors()] == [(("min_confidence",), "less_than_equal")]
+    with pytest.raises(ValidationError, match="colour") as unknown:
         FaceOptions.model_validate({"colour": "red"})
+    assert [(error["loc"], error["type"]) for error in unknown.value.errors()] == [(("colour",), "extra_forbidden")]
     assert FaceOptions.model_validate({"draw_boxes": "true", "format": "png"}).draw_boxes is True
 
 
@@ -198,11 +231,26 @@ def privacy():
 def test_every_detector_finds_the_portrait_face(privacy, detector):
     report = privacy.detect(shared_data(PORTRAIT_PHOTO), FaceOptions(detector=detector))
     assert (report.detector, report.model) == (detector, model_identity(detector))  # loaded under its name, running its models
-    # ground truth: 391 177 174 258
+    # the surest face is the labelled one, in a box that overlaps its label (IoU, computed here)
     assert report.total_count >= 1
     best = max(report.faces, key=lambda face: face.confidence)
-    x, y, w, h = best.bbox
-    assert abs((x + w / 2) - (391 + 87)) < 60 and abs((y + h / 2) - (177 + 129)) < 80
+    assert _iou(best.bbox, PORTRAIT_FACE) >= 0.5, (best.bbox, PORTRAIT_FACE)
+    assert 0.6 < best.bbox[2] / PORTRAIT_FACE[2] < 1.6 and 0.6 < best.bbox[3] / PORTRAIT_FACE[3] < 1.6  # its size too
+    assert sum(_iou(face.bbox, PORTRAIT_FACE) >= 0.5 for face in report.faces) == 1  # one box for one face
+
+
+#: Boxes matching no labelled face (IoU < 0.3) allowed per photo: on the dev set every detector
+#: averages under 2 per photo; a detector whose thresholds broke finds hundreds.
+MOST_UNLABELLED = {"crowd": 10, "portrait": 3}
+
+
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_every_detector_finds_few_faces_where_there_are_none(privacy, detector):
+    for photo, name, labelled in ((CROWD_PHOTO, "crowd", CROWD_FACES), (PORTRAIT_PHOTO, "portrait", [PORTRAIT_FACE])):
+        faces = privacy.detect(shared_data(photo), FaceOptions(detector=detector)).faces
+        unlabelled = [face.bbox for face in faces if max(_iou(face.bbox, truth) for truth in labelled) < 0.3]
+        assert len(unlabelled) <= MOST_UNLABELLED[name], (name, len(faces), unlabelled)
+        assert len(faces) <= len(labelled) + MOST_UNLABELLED[name]
 
 
 def test_the_8_bit_centerface_finds_what_the_float_one_finds(privacy):
@@ -227,9 +275,21 @@ def test_the_8_bit_centerface_finds_what_the_float_one_finds(privacy):
 
 def test_combined_finds_more_of_the_crowd_than_mediapipe_alone(privacy):
     crowd = shared_data(CROWD_PHOTO)  # 6 labelled faces, 13 to 78 px
-    combined = privacy.detect(crowd, FaceOptions()).total_count
-    mediapipe = privacy.detect(crowd, FaceOptions(detector="mediapipe")).total_count
-    assert combined >= 5 and combined > mediapipe
+    combined = privacy.detect(crowd, FaceOptions(detector="combined"))
+    mediapipe = privacy.detect(crowd, FaceOptions(detector="mediapipe"))
+    assert combined.detector == "combined"
+    assert combined.total_count >= 5 and combined.total_count > mediapipe.total_count
+    assert sum(max(_iou(face.bbox, truth) for face in combined.faces) >= 0.3 for truth in CROWD_FACES) >= 4
+
+
+@pytest.mark.parametrize("photo", [CROWD_PHOTO, PORTRAIT_PHOTO])
+def test_combined_covers_every_face_of_centerface_and_of_mediapipe(privacy, photo):
+    """The union of its two detectors: each face either finds is in its answer (merged boxes overlap)."""
+    data = shared_data(photo)
+    combined = [face.bbox for face in privacy.detect(data, FaceOptions(detector="combined")).faces]
+    for detector in ("centerface", "mediapipe"):
+        for face in privacy.detect(data, FaceOptions(detector=detector)).faces:
+            assert max((_iou(face.bbox, box) for box in combined), default=0) >= 0.5, (detector, face.bbox, combined)
 
 
 def test_min_confidence_filters(privacy):
