@@ -149,3 +149,18 @@ def test_the_split_is_stratified_fixed_and_disjoint():
     for label in LABELS:
         counts = {split: sum(1 for n, s in splits.items() if s == split and n.startswith(label + "_")) for split in SPLIT_FRACTIONS}
         assert counts == {"train": 168, "val": 36, "test": 36}
+
+
+def test_the_samples_of_the_three_splits_are_disjoint_and_make_the_whole_set():
+    """What training, validation and evaluation really read (``load_samples``): no image (by name
+    or by file) in two splits, none left out, 168/36/36 of each class."""
+    if not NEU_DET.is_dir():
+        raise FileNotFoundError(f"{NEU_DET} is missing: the tests expect ../shared/data beside the repository")
+    read = {split: load_samples(NEU_DET, split) for split in ("train", "val", "test")}
+    names = {split: {sample.name for sample in samples} for split, samples in read.items()}
+    files = {split: {sample.image_path.resolve() for sample in samples} for split, samples in read.items()}
+    for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not names[first] & names[second], (first, second, sorted(names[first] & names[second])[:5])
+        assert not files[first] & files[second], (first, second)
+    assert names["train"] | names["val"] | names["test"] == {sample.name for sample in load_samples(NEU_DET, "all")}
+    assert {split: len(samples) for split, samples in read.items()} == {"train": 168 * 6, "val": 36 * 6, "test": 36 * 6}

@@ -19,9 +19,19 @@ def test_taken_port_is_reported_with_its_owner():
     assert not port_accepts(port)
 
 
+def _wait_for(condition, what: str, timeout: float = 10.0):
+    """``condition()``'s first truthy value, polled until ``timeout`` seconds have passed."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.01)
+    return value
+
+
 def test_a_child_that_dies_is_reported_with_its_log(tmp_path):
     import sys
-    import time
 
     from infra.processes import ChildProcess
     from infra.runner import Platform, StartupError
@@ -30,8 +40,8 @@ def test_a_child_that_dies_is_reported_with_its_log(tmp_path):
     platform = Platform(RunnerSettings(run_dir=tmp_path))
     child = ChildProcess.start("broken", [sys.executable, "-c", "print('cannot import model'); raise SystemExit(3)"], {}, tmp_path)
     platform.children.append(child)
-    child.process.wait(10)
-    time.sleep(0.1)
+    _wait_for(lambda: "cannot import model" in child.log_tail(), "the child's output in its log")
+    assert child.process.wait(10) == 3
     with pytest.raises(StartupError, match=r"broken \(pid \d+\) exited with code 3(.|\n)*cannot import model"):
         platform.raise_if_a_child_died()
 
@@ -45,11 +55,13 @@ def test_a_dead_child_is_restarted_with_backoff(tmp_path):
     child = ChildProcess.start("flaky", [sys.executable, "-c", "raise SystemExit(7)"], {}, tmp_path)
     first_pid = child.process.pid
     child.process.wait(10)
+    scheduled = time.monotonic()
     assert child.schedule_restart() == FIRST_RESTART_DELAY
     assert child.last_exit == "exited with code 7"
     assert not child.restart_if_due()  # not before its delay
-    time.sleep(FIRST_RESTART_DELAY)
-    assert child.restart_if_due() and child.restarts == 1 and child.process.pid != first_pid
+    _wait_for(child.restart_if_due, "the restart after its delay", timeout=FIRST_RESTART_DELAY + 10)
+    assert time.monotonic() - scheduled >= FIRST_RESTART_DELAY
+    assert child.restarts == 1 and child.process.pid != first_pid
     child.process.wait(10)
     assert child.schedule_restart() == 2 * FIRST_RESTART_DELAY  # it died again at once: longer wait
 
