@@ -231,3 +231,24 @@ def test_recognition_is_capped_and_the_unread_are_hidden(privacy):
     finally:
         stage.max_recognized = saved
     assert len(regions) == 2  # the card (read: a number) and the word (unread: hidden)
+
+
+def test_video_frames_hide_text_and_track_it(privacy):
+    """GIVEN frames with the card number, then one without it WHEN worked with hide=numbers THEN
+    the card is hidden in each, and in the frame that lost it the track still covers it."""
+    from shared.faces.video import FrameAnonymizer
+
+    scene, boxes = street_scene()
+    with_text = np.asarray(scene)
+    x, y, w, h = boxes[CARD_NUMBER]
+    without = with_text.copy()
+    without[y : y + h, x : x + w] = 120  # the plate gone: plain grey where it was
+    work = FrameAnonymizer(
+        privacy.detector(None), AnonymizeStyle(mode="solid"), track_frames=2, text_stage=privacy.text_stage(), hide=frozenset({"numbers"})
+    )
+    outputs = [work(frame)[0] for frame in (with_text, with_text, without)]
+    for output in outputs:
+        assert (output[y + 10 : y + h - 10, x + 20 : x + w - 20] == 0).mean() > 0.9  # solid over the card
+    assert work.text_detected == [1, 1, 0] and work.text_covered == [1, 1, 1]
+    sx, sy, sw, sh = boxes[SHOP_WORD]
+    assert (outputs[0][sy : sy + sh, sx : sx + sw] == with_text[sy : sy + sh, sx : sx + sw]).all()
