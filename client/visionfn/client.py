@@ -128,8 +128,10 @@ class Client:
         draw_boxes: bool | None = None,
         format: str | None = None,
         detector: str | None = None,
+        hide: str | None = None,
     ) -> AnonymizedImage:
-        """POST /process: every face hidden (``mode`` blur/pixelate/solid)."""
+        """POST /process: every face hidden (``mode`` blur/pixelate/solid); ``hide`` a comma list of
+        faces, text, numbers."""
         response = self.request(
             "POST",
             "/process",
@@ -143,6 +145,7 @@ class Client:
                     "draw_boxes": draw_boxes,
                     "format": format,
                     "detector": detector,
+                    "hide": hide,
                 }
             ),
         )
@@ -158,11 +161,12 @@ class Client:
             "POST", "/process", files=[("image", read_file(image))], data=_form(options), headers={"Accept": "application/json"}
         )
 
-    def detect_faces(self, image: FileInput, *, min_confidence: float | None = None, detector: str | None = None) -> dict[str, Any]:
-        """POST /detect: the faces' boxes, no pixel work."""
-        return self._json(
-            "POST", "/detect", files=[("image", read_file(image))], data=_form({"min_confidence": min_confidence, "detector": detector})
-        )
+    def detect_faces(
+        self, image: FileInput, *, min_confidence: float | None = None, detector: str | None = None, hide: str | None = None
+    ) -> dict[str, Any]:
+        """POST /detect: the faces' boxes (and, with ``hide`` naming text or numbers, the text regions'), no pixel work."""
+        form = _form({"min_confidence": min_confidence, "detector": detector, "hide": hide})
+        return self._json("POST", "/detect", files=[("image", read_file(image))], data=form)
 
     def anonymize_video(self, video: FileInput, **options: Any) -> Task:
         """POST /api/v1/faces/video: a task that anonymizes every frame (wait for it, then download)."""

@@ -96,6 +96,7 @@ def cmd_faces_anonymize(client: Client, args: argparse.Namespace) -> int:
         "margin": args.margin,
         "min_confidence": args.min_confidence,
         "detector": args.detector,
+        "hide": args.hide,
     }
     picture_options = {**options, "draw_boxes": True if args.draw_boxes else None, "format": args.format}
     progress = Progress(len(images), "anonymize")
@@ -145,12 +146,13 @@ def cmd_faces_detect(client: Client, args: argparse.Namespace) -> int:
     failed = 0
     for image in collect_images(args.paths):
         try:
-            report = client.detect_faces(image, min_confidence=args.min_confidence, detector=args.detector)
+            report = client.detect_faces(image, min_confidence=args.min_confidence, detector=args.detector, hide=args.hide)
         except (VisionfnError, OSError) as error:
             print_error(f"{image}: {error}")
             failed += 1
             continue
-        print(f"{image}: {report['total_count']} faces")
+        text = f", {report['text_count']} text regions" if "text_count" in report else ""
+        print(f"{image}: {report['total_count']} faces{text}")
     return 1 if failed else 0
 
 
