@@ -16,6 +16,13 @@ export function mountFaces(root) {
   const marginValue = h("output", { for: "face-margin" }, "0.3");
   margin.addEventListener("input", () => { marginValue.textContent = margin.value; });
   const boxes = h("input", { id: "face-boxes", type: "checkbox", checked: true });
+  // what to hide: faces alone (the default: no hide field sent), text, numbers (runs of >= 4 digits)
+  const hideBoxes = ["faces", "text", "numbers"].map((value) =>
+    h("input", { id: `face-hide-${value}`, type: "checkbox", name: "hide", value, checked: value === "faces" }));
+  const hideValue = () => {
+    const names = hideBoxes.filter((box) => box.checked).map((box) => box.value);
+    return names.length === 1 && names[0] === "faces" ? null : names.join(",") || "faces";
+  };
   const button = h("button", { type: "submit" }, "Anonymize");
   const drop = h("div", { class: "drop", tabindex: 0, role: "button", "aria-describedby": "face-drop-help",
     onclick: () => input.click(),
@@ -37,7 +44,9 @@ export function mountFaces(root) {
       h("label", {}, "Mode ", mode),
       h("label", {}, "Shape ", shape),
       h("label", {}, "Strength (margin) ", margin, marginValue),
-      h("label", { class: "check" }, boxes, " Draw boxes")),
+      h("label", { class: "check" }, boxes, " Draw boxes"),
+      h("fieldset", { class: "check" }, h("legend", {}, "Hide"),
+        ...hideBoxes.map((box) => h("label", { class: "check" }, box, ` ${box.value}`)))),
     h("div", { class: "row" }, button, progress, status));
 
   form.addEventListener("submit", async (event) => {
@@ -54,6 +63,7 @@ export function mountFaces(root) {
       status.textContent = `Working on ${file.name} (${progress.value + 1} of ${chosen.length})...`;
       try {
         const options = { mode: mode.value, shape: shape.value, margin: margin.value };
+        if (hideValue()) options.hide = hideValue();
         faces += VIDEO_TYPES.test(file.type) ? await anonymizeVideo(file, results, status, options) : await anonymizePhoto(file, results, { ...options, draw_boxes: boxes.checked });
       } catch (error) {
         failed += 1;
@@ -79,13 +89,15 @@ async function anonymizePhoto(file, results, options) {
   for (const [name, value] of Object.entries(options)) form.append(name, String(value));
   const response = await api("/process", { method: "POST", form, raw: true });
   const count = Number(response.headers.get("X-Faces-Count") || 0);
+  const textCount = response.headers.get("X-Text-Count");
   const blob = await response.blob();
   const after = URL.createObjectURL(blob);
   const before = URL.createObjectURL(file);
   const extension = blob.type === "image/png" ? "png" : blob.type === "image/webp" ? "webp" : "jpg";
   const name = `${file.name.replace(/\.[^.]+$/, "")}-anonymized.${extension}`;
   results.prepend(h("article", { class: "result", "data-faces": count },
-    h("h3", {}, file.name, " ", h("span", { class: "badge faces-count" }, `${count} face${count === 1 ? "" : "s"}`)),
+    h("h3", {}, file.name, " ", h("span", { class: "badge faces-count" }, `${count} face${count === 1 ? "" : "s"}`),
+      textCount === null ? "" : h("span", { class: "badge text-count" }, ` ${textCount} text region${textCount === "1" ? "" : "s"}`)),
     h("div", { class: "pair" },
       h("figure", {}, h("img", { src: before, alt: `${file.name} before` }), h("figcaption", {}, "Before")),
       h("figure", {}, h("img", { src: after, alt: `${file.name} with faces hidden` }), h("figcaption", {}, "After"))),
