@@ -63,6 +63,12 @@ down:
 status:
 	@$(PY) -m infra.runner status
 
+# every log line of one job, from every process, in time order: make logs ID=<request id or task uid> [JSON=1]
+.PHONY: logs
+logs:
+	@test -n "$(ID)" || { echo "usage: make logs ID=<request id (X-Request-Id) or task uid> [JSON=1]"; exit 2; }
+	@$(PY) -m infra.logs "$(ID)" $(if $(JSON),--json)
+
 # a new API key: make key OWNER=alice [NAME=laptop]; list and revoke with python -m shared.platform.keys
 key: install
 	@test -n "$(OWNER)" || { echo "usage: make key OWNER=<owner> [NAME=<label>]"; exit 2; }

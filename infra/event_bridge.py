@@ -36,6 +36,7 @@ from infra.settings import get_runner_settings
 from shared.platform.access import PLATFORM_TOKEN_HEADER
 from shared.platform.batch import LAMBDA_CONTEXT_HEADER
 from shared.platform.http import EVENTS_PATH
+from shared.platform.logs import REQUEST_ID_ATTRIBUTE, configure_logging, log_context
 from shared.platform.storage import aws_client
 
 log = logging.getLogger("visionfn.bridge")
@@ -88,7 +89,7 @@ def lambda_sqs_event(messages: list[dict[str, Any]], binding: QueueBinding, regi
                 "receiptHandle": message["ReceiptHandle"],
                 "body": message["Body"],
                 "attributes": message.get("Attributes", {}),
-                "messageAttributes": message.get("MessageAttributes", {}),
+                "messageAttributes": lambda_message_attributes(message.get("MessageAttributes", {})),
                 "md5OfBody": message.get("MD5OfBody"),
                 "eventSource": "aws:sqs",
                 "eventSourceARN": binding.queue_arn,
@@ -97,6 +98,24 @@ def lambda_sqs_event(messages: list[dict[str, Any]], binding: QueueBinding, regi
             for message in messages
         ]
     }
+
+
+def lambda_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """SQS's ``MessageAttributes`` as Lambda spells them in an SQS event (camel case)."""
+    return {
+        name: {
+            "stringValue": value.get("StringValue"),
+            "binaryValue": value.get("BinaryValue"),
+            "stringListValues": [],
+            "binaryListValues": [],
+            "dataType": value.get("DataType", "String"),
+        }
+        for name, value in attributes.items()
+    }
+
+
+def _has_request_id(message: dict[str, Any]) -> bool:
+    return "StringValue" in message.get("MessageAttributes", {}).get(REQUEST_ID_ATTRIBUTE, {})
 
 
 def scheduled_event(binding: ScheduleBinding, region: str) -> dict[str, Any]:
@@ -190,6 +209,12 @@ class QueuePoller(threading.Thread):
         ).get("Messages", [])
 
     def deliver(self, messages: list[dict[str, Any]]) -> None:
+        with log_context(
+            request_ids=[*{m["MessageAttributes"][REQUEST_ID_ATTRIBUTE]["StringValue"] for m in messages if _has_request_id(m)}] or None
+        ):
+            self._deliver(messages)
+
+    def _deliver(self, messages: list[dict[str, Any]]) -> None:
         binding = self.binding
         try:
             http = self.local.__dict__.setdefault("http", requests.Session())
@@ -243,7 +268,7 @@ class Scheduler(threading.Thread):
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s bridge: %(message)s")
+    configure_logging("bridge")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

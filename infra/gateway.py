@@ -23,10 +23,12 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from infra.metrics import MetricLines, prometheus_text
 from infra.settings import get_runner_settings
 from shared.platform.access import OWNER_HEADER, PLATFORM_HEADERS, PLATFORM_TOKEN_HEADER, api_key_of
 from shared.platform.errors import PayloadTooLarge
 from shared.platform.keys import ApiKeys, key_hash
+from shared.platform.logs import REQUEST_ID_HEADER, configure_logging, log_context, new_request_id, valid_request_id
 
 log = logging.getLogger("visionfn.gateway")
 
@@ -100,6 +102,9 @@ class BodyLimits:
 KEYS: web.AppKey[KeyCheck | None] = web.AppKey("keys", KeyCheck)
 LIMITS: web.AppKey[BodyLimits] = web.AppKey("limits", BodyLimits)
 PLATFORM_TOKEN: web.AppKey[str | None] = web.AppKey("platform_token", str)
+METRICS: web.AppKey[MetricLines] = web.AppKey("metrics", MetricLines)
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+REQUEST_ID = "visionfn.request_id"  # the request's id, where its handler finds it
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,32 @@ def answer_protocol_error(
         raise ConnectionError("Response is sent already, cannot send another response with the error message")
     response = _json(status, detail)
     response.force_close()
+    return response
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler):  # noqa: ANN001, ANN201 (aiohttp middleware)
+    """Every request gets its id (the client's ``X-Request-Id`` when safe, else a new one, as API
+    Gateway makes one): sent on to the function, answered, and on the one line logged per request."""
+    request_id = valid_request_id(request.headers.get(REQUEST_ID_HEADER)) or new_request_id()
+    request[REQUEST_ID] = request_id
+    started = time.perf_counter()
+    with log_context(request_id=request_id):
+        response = await handler(request)
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        log.info(
+            "%s %s %d",
+            request.method,
+            request.rel_url.path,
+            response.status,
+            extra={
+                "method": request.method,
+                "path": request.rel_url.path,
+                "status": response.status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
     return response
 
 
@@ -255,21 +286,42 @@ async def forward(request: web.Request, route: GatewayRoute) -> web.StreamRespon
         )
 
 
+async def verified_owner(request: web.Request) -> str | None:
+    """The owner of the request's API key (None when the gateway checks no keys); 401 without a valid one."""
+    keys = request.app[KEYS]
+    if keys is None:
+        return None
+    key = api_key_of(request.headers)
+    if key is None:
+        raise Refused(_unauthorized("An API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"))
+    owner = await keys.owner(key)
+    if owner is None:
+        raise Refused(_unauthorized("The API key is not valid (unknown or revoked)"))
+    return owner
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: what the platform's EMF lines say (infra/metrics.py), as Prometheus text; the
+    caller's own figures where a figure belongs to an owner. Local only: deployed, CloudWatch
+    reads the same lines."""
+    try:
+        owner = await verified_owner(request)
+    except Refused as refused:
+        return refused.response
+    lines = request.app[METRICS]
+    body = await asyncio.get_running_loop().run_in_executor(None, lambda: prometheus_text(lines.read().visible_to(owner)))
+    return web.Response(body=body, headers={"Content-Type": PROMETHEUS_TYPE, "Cache-Control": "no-store", **NOSNIFF})
+
+
 async def upstream_headers(request: web.Request, route: GatewayRoute) -> dict[str, str]:
     """What the function sees of the client's headers, with the verified key's owner, the
     platform token and the gateway's own forwarding headers; 401 without a valid key."""
-    headers = {key: value for key, value in request.headers.items() if passed_on(key)}
-    keys = request.app[KEYS]
-    if keys is not None and not route.public:
-        key = api_key_of(request.headers)
-        if key is None:
-            raise Refused(_unauthorized("An API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"))
-        owner = await keys.owner(key)
-        if owner is None:
-            raise Refused(_unauthorized("The API key is not valid (unknown or revoked)"))
+    headers = {key: value for key, value in request.headers.items() if passed_on(key) and key.lower() != "x-request-id"}
+    if not route.public and (owner := await verified_owner(request)) is not None:
         headers[OWNER_HEADER] = owner
     if token := request.app[PLATFORM_TOKEN]:
         headers[PLATFORM_TOKEN_HEADER] = token
+    headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
     headers["X-Forwarded-For"] = request.remote or ""
     headers["X-Forwarded-Host"] = request.host
     headers["X-Forwarded-Proto"] = request.scheme
@@ -333,11 +385,13 @@ def build_app(routes: list[GatewayRoute], keys: KeyCheck | None = None, platform
     """The gateway; without ``keys`` no route asks for an API key (tests of the proxying alone)."""
     # aiohttp takes no error page of ours for what it cannot parse: its handler's method is ours
     RequestHandler.handle_error = answer_protocol_error  # type: ignore[method-assign]
-    app = web.Application(middlewares=[json_errors])
+    app = web.Application(middlewares=[request_ids, json_errors])
     app[KEYS] = keys
     app[PLATFORM_TOKEN] = platform_token
     settings = get_runner_settings()
     app[LIMITS] = BodyLimits(settings.sync_body_bytes, settings.body_read_timeout)
+    app[METRICS] = MetricLines(settings.log_dir)
+    app.router.add_get("/metrics", metrics)
     for route in routes:
         app.router.add_route(route.method, aiohttp_path(route.path), partial(forward, route=route))
     app.on_startup.append(_open_session)
@@ -346,14 +400,14 @@ def build_app(routes: list[GatewayRoute], keys: KeyCheck | None = None, platform
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s gateway: %(message)s")
+    configure_logging("gateway")
     routes_file, port = Path(sys.argv[1]), int(sys.argv[2])
     routes = load_routes(routes_file)
     for route in routes:
         log.info("%-6s %-40s -> %s (%s)", route.method, route.path, route.function, route.upstream)
     settings = get_runner_settings()
     keys = KeyCheck(ApiKeys(), settings.key_cache_seconds)
-    web.run_app(build_app(routes, keys, settings.platform_token), host="127.0.0.1", port=port, print=None, access_log=log)
+    web.run_app(build_app(routes, keys, settings.platform_token), host="127.0.0.1", port=port, print=None, access_log=None)
 
 
 if __name__ == "__main__":

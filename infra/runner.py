@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import signal
@@ -26,6 +27,7 @@ from pathlib import Path
 from infra.containers import ContainersUnavailable, check_can_run, container_command, container_name, running_containers
 from infra.event_bridge import Bindings, QueueBinding, ScheduleBinding
 from infra.gateway import GatewayRoute
+from infra.metrics import function_summary
 from infra.processes import ChildProcess, PortInUse, describe_exit, ensure_port_free, port_accepts
 from infra.settings import RunnerSettings, get_runner_settings
 from infra.stack import (
@@ -40,8 +42,11 @@ from infra.stack import (
 from infra.template import FunctionSpec, StackContext, function_specs, load_template
 from shared.platform.db.migrate import upgrade
 from shared.platform.keys import ApiKeys
+from shared.platform.logs import configure_logging
 from shared.platform.settings import PROJECT_ROOT
 from shared.platform.storage import aws_client
+
+log = logging.getLogger("visionfn.runner")
 
 
 class StartupError(RuntimeError):
@@ -92,10 +97,6 @@ def local_api_key(settings: RunnerSettings) -> Path:
 
 def state_path(settings: RunnerSettings) -> Path:
     return settings.run_dir / "state.json"
-
-
-def log_dir(settings: RunnerSettings) -> Path:
-    return settings.run_dir / "logs"
 
 
 class Platform:
@@ -194,7 +195,7 @@ class Platform:
         temporary.replace(path)
 
     def _start(self, name: str, command: list[str], env: dict[str, str], container: str | None = None) -> ChildProcess:
-        child = ChildProcess.start(name, command, env, log_dir(self.settings), container=container)
+        child = ChildProcess.start(name, command, env, self.settings.log_dir, container=container)
         self.children.append(child)
         return child
 
@@ -348,7 +349,7 @@ class Platform:
         state_path(self.settings).unlink(missing_ok=True)
 
     def _say(self, message: str) -> None:
-        print(f"[visionfn] {message}", flush=True)
+        log.info(message)
 
 
 def _alive(pid: int) -> bool:
@@ -369,29 +370,29 @@ def _redact(url: str) -> str:
 
 
 def command_up(settings: RunnerSettings) -> int:
+    configure_logging("runner")
     platform = Platform(settings)
     signal.signal(signal.SIGTERM, lambda *_: platform.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: platform.stopping.set())
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     try:
         state = platform.up()
-        print(
-            f"[visionfn] ready in {state.ready_seconds} s\n"
-            f"  gateway     {state.gateway_url}   (try: curl {state.gateway_url}/health)\n"
-            f"  localstack  {state.localstack_url}   bucket {state.bucket}\n"
-            f"  database    {state.database_url}\n"
-            + "".join(f"  function    {name:<12} {url}\n" for name, url in state.functions.items())
-            + f"  logs        {log_dir(settings)}/\n"
-            + "  webhooks    receivers on this machine (127.0.0.1, ::1) allowed; the platform's own ports never\n"
-            + f'  API key     {platform.key_file} (curl -H "Authorization: Bearer $(cat {platform.key_file})" ...)\n'
-            "[visionfn] Ctrl-C (or `make down`) stops everything.",
-            flush=True,
+        log.info(
+            'ready in %s s: gateway %s (try: curl %s/health); API key in %s (curl -H "Authorization: Bearer $(cat %s)" ...); '
+            "logs in %s/; Ctrl-C (or `make down`) stops everything",
+            state.ready_seconds,
+            state.gateway_url,
+            state.gateway_url,
+            platform.key_file,
+            platform.key_file,
+            settings.log_dir,
+            extra={"gateway": state.gateway_url, "localstack": state.localstack_url, "bucket": state.bucket, "functions": state.functions},
         )
         platform.supervise()
-        print("[visionfn] stopping", flush=True)
+        log.info("stopping")
         return 0
     except (StartupError, StackError, PortInUse) as error:
-        print(f"[visionfn] ERROR: {error}", file=sys.stderr, flush=True)
+        log.error("%s", error)
         return 1
     finally:
         platform.down()
@@ -432,6 +433,13 @@ def command_status(settings: RunnerSettings) -> int:
         container = process.get("container")
         where = f"{container} ({running.get(container, 'not running')})" if container else "-"
         print(f"{name:<16} {process['pid']:>8} {process['restarts']:>8}  {process['last_exit'] or '-':<32} {where}")
+    print(f"\n{'function':<16} {'requests':>8} {'errors':>7} {'p50 ms':>8} {'p95 ms':>8} {'restarts':>8}")
+    summary = {row["function"]: row for row in function_summary(settings.log_dir)}
+    for name in sorted(set(summary) | {name for name in processes if name not in ("localstack", "gateway", "bridge")}):
+        row = summary.get(name, {})
+        restarts = processes.get(name, {}).get("restarts", 0)
+        p50, p95 = row.get("p50_ms", "-"), row.get("p95_ms", "-")
+        print(f"{name:<16} {row.get('requests', 0):>8} {row.get('errors', 0):>7} {p50:>8} {p95:>8} {restarts:>8}")
     try:
         with urllib.request.urlopen(f"{state['gateway_url']}/health", timeout=5) as response:  # noqa: S310
             print(response.read().decode())

@@ -18,6 +18,7 @@ import argparse
 import json
 
 import flask
+import gunicorn.glogging
 import gunicorn.util
 from functions_framework import create_app
 from functions_framework._http import create_server
@@ -43,6 +44,16 @@ class ReadTimeoutThreadWorker(ThreadWorker):
             conn.init = init_with_timeout
             conn.read_timeout_set = True
         return super().handle(conn)
+
+
+class RootLogger(gunicorn.glogging.Logger):
+    """gunicorn's own lines (its error log) through the root logger: the function's JSON lines."""
+
+    def setup(self, cfg) -> None:  # noqa: ANN001 (gunicorn's config)
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            logger.handlers = []
+            logger.propagate = True
 
 
 #: gunicorn's options here: no peer is a trusted proxy (by default 127.0.0.1 is, and so the
@@ -75,7 +86,9 @@ def main() -> None:
     app = create_app(options.target, options.source, "http")
     app.register_error_handler(HTTPException, refused_by_flask)
     gunicorn.util.write_error = write_json_error  # what its workers call on a request they cannot parse
-    create_server(app, False, worker_class=f"{__name__}.ReadTimeoutThreadWorker", **TRUST_NO_FORWARDER).run(options.host, options.port)
+    create_server(
+        app, False, worker_class=f"{__name__}.ReadTimeoutThreadWorker", logger_class=f"{__name__}.RootLogger", **TRUST_NO_FORWARDER
+    ).run(options.host, options.port)
 
 
 if __name__ == "__main__":

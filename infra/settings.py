@@ -29,6 +29,11 @@ class RunnerSettings(Settings):
         None, gt=0, description="Runs every Schedule event this often locally instead of its rate (tests)."
     )
 
+    @property
+    def log_dir(self) -> Path:
+        """Where every process of the platform logs (``<name>.log``: one JSON object per line)."""
+        return self.run_dir / "logs"
+
 
 @lru_cache(maxsize=1)
 def get_runner_settings() -> RunnerSettings:

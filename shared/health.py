@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -10,6 +11,8 @@ from pydantic import BaseModel
 from shared.faces.models import DETECTOR_MODELS, ModelMissing, model_identity, model_path
 from shared.faces.settings import FaceSettings
 from shared.platform.db.engine import check_database
+from shared.platform.metrics import emit_metrics
+from shared.platform.settings import Settings
 from shared.platform.storage import ObjectStore, aws_client
 
 
@@ -54,7 +57,7 @@ def _component(check: Any) -> ComponentHealth:
     return ComponentHealth(status="ok")
 
 
-def queue_depths(settings: FaceSettings) -> QueuesHealth:
+def queue_depths(settings: Settings) -> QueuesHealth:
     try:
         sqs = aws_client("sqs", settings)
         urls = sqs.list_queues(QueueNamePrefix=settings.queue_prefix).get("QueueUrls", [])
@@ -114,3 +117,26 @@ def platform_health(settings: FaceSettings, store: ObjectStore) -> PlatformHealt
         bucket=bucket,
         queues=queues,
     )
+
+
+class DeadLetterDepths:
+    """The messages waiting in each dead-letter queue, written as the ``dlq_depth`` metric at most
+    every ``every_seconds`` (a scheduled function calls it on each run)."""
+
+    def __init__(self, settings: Settings, every_seconds: float) -> None:
+        self.settings = settings
+        self.every_seconds = every_seconds
+        self._next = 0.0
+
+    def emit_when_due(self) -> None:
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.every_seconds
+        queues = queue_depths(self.settings)
+        for name, depth in (queues.queues or {}).items():
+            if depth.dead_letter:
+                emit_metrics(
+                    f"dead-letter queue {name}: {depth.visible + depth.in_flight} message(s)",
+                    {"queue": name},
+                    {"dlq_depth": (depth.visible + depth.in_flight, "Count")},
+                )

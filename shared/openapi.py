@@ -24,7 +24,7 @@ from shared.matching.defaults import ToolSettingsOut
 from shared.matching.tools import TOOLS
 from shared.platform.direct_uploads import KEY_SUFFIX, UploadRequest, UploadTicket
 from shared.platform.pages import ListQuery
-from shared.platform.tasks import TaskOut, TaskPage
+from shared.platform.tasks import TaskOut, TaskPage, TaskTimeline
 from shared.webhooks.models import (
     DeliveryListQuery,
     DeliveryOut,
@@ -224,6 +224,14 @@ OPERATIONS: list[Operation] = [
     ),
     Operation("GET", "/api/v1/tasks", "The key owner's tasks, newest first", TaskPage, query=ListQuery),
     Operation("GET", "/api/v1/tasks/{uid}", "One task of the key's owner", TaskOut, path_parameters={"uid": {"type": "string"}}),
+    Operation(
+        "GET",
+        "/api/v1/tasks/{uid}/timeline",
+        "The task's moments in time order: submitted, queued, each attempt (started, released for a retry), done or error; "
+        "a chain's with its steps'",
+        TaskTimeline,
+        path_parameters={"uid": {"type": "string"}},
+    ),
     Operation(
         "GET",
         "/api/v1/files/{key}",

@@ -1,4 +1,4 @@
-"""GET /api/v1/tasks, GET /api/v1/tasks/{uid} and GET /api/v1/files/{key} (downloads): the
+"""GET /api/v1/tasks, GET /api/v1/tasks/{uid} (and its /timeline) and GET /api/v1/files/{key} (downloads): the
 caller's own tasks and their files only; POST /api/v1/uploads: a presigned upload of a large file
 to the bucket, for an asynchronous route's `<field>_key`."""
 
@@ -30,6 +30,12 @@ def list_tasks(request: flask.Request) -> flask.Response:
 @routes.get("/api/v1/tasks/<uid>")
 def get_task(request: flask.Request, uid: str) -> flask.Response:
     return json_response(tasks.get(uid, owner=caller(request.headers)))
+
+
+@routes.get("/api/v1/tasks/<uid>/timeline")
+def get_task_timeline(request: flask.Request, uid: str) -> flask.Response:
+    """The task's moments: submitted, queued, each attempt (started, released), done or error."""
+    return json_response(tasks.timeline(uid, owner=caller(request.headers)))
 
 
 @routes.get("/api/v1/files/<path:key>")

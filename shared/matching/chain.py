@@ -27,6 +27,7 @@ from shared.platform.direct_uploads import UploadedFile
 from shared.platform.errors import RequestValidationFailed, ServiceUnavailable, TaskNotFound, VisionFnError
 from shared.platform.events import SqsRecord
 from shared.platform.leases import FINISHED_STATUSES
+from shared.platform.logs import current_request_id, new_request_id
 from shared.platform.storage import ObjectStore
 from shared.platform.task_jobs import store_and_dispatch
 from shared.platform.tasks import Execution, TaskOut, TaskRepository
@@ -260,12 +261,14 @@ class ChainService:
 
 def execution_input(uid: str, queue_urls: list[str], settings: MatchingSettings) -> dict[str, Any]:
     """What the state machine runs on: the steps as a list it walks without intrinsic functions
-    (``next``: ``{step, queue_url, next}``), and each step's heartbeat and timeout."""
+    (``next``: ``{step, queue_url, next}``), each step's heartbeat and timeout, and the id of the
+    request being served (each step's message carries it as its ``request_id`` attribute)."""
     steps: dict[str, Any] | None = None
     for number in range(len(queue_urls), 0, -1):
         steps = {"step": number, "queue_url": queue_urls[number - 1], **({"next": steps} if steps else {})}
     return {
         "uid": uid,
+        "request_id": current_request_id() or new_request_id(),
         "next": steps,
         "step_heartbeat_seconds": settings.chain_step_heartbeat_seconds,
         "step_timeout_seconds": settings.chain_step_timeout_seconds,

@@ -6,10 +6,12 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from werkzeug.datastructures import Headers
 
 from shared.platform.errors import Unauthorized
+from shared.platform.logs import REQUEST_ID_HEADER, add_log_context, new_request_id, valid_request_id
 from shared.platform.settings import Settings, get_settings
 
 #: A request's headers: a plain mapping (events, tests) or the web framework's.
@@ -62,14 +64,29 @@ def caller(headers: RequestHeaders, settings: Settings | None = None) -> str:
         owner = authorizer_owner(headers)
     if not owner or not isinstance(owner, str):
         raise Unauthorized("An API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+    add_log_context(owner=owner)
     return owner
+
+
+def request_id_of(headers: RequestHeaders) -> str:
+    """The request's id: the client's ``X-Request-Id`` when it is safe (bounded, plain characters),
+    else API Gateway's request id (deployed), else a new one."""
+    cloud = _request_context(headers).get("requestId")
+    return valid_request_id(headers.get(REQUEST_ID_HEADER)) or valid_request_id(cloud) or new_request_id()
+
+
+def _request_context(headers: RequestHeaders) -> dict[str, Any]:
+    try:
+        context = json.loads(headers.get(REQUEST_CONTEXT_HEADER) or "{}")
+    except ValueError:
+        return {}
+    return context if isinstance(context, dict) else {}
 
 
 def authorizer_owner(headers: RequestHeaders) -> object:
     """The owner the Lambda authorizer put in the request context (``requestContext.authorizer
     .lambda.owner``, passed by the cloud entry as the ``x-amzn-request-context`` header)."""
     try:
-        context = json.loads(headers.get(REQUEST_CONTEXT_HEADER) or "{}")
-        return context["authorizer"]["lambda"]["owner"]
-    except (ValueError, KeyError, TypeError):
+        return _request_context(headers)["authorizer"]["lambda"]["owner"]
+    except (KeyError, TypeError):
         return None

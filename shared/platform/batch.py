@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 from shared.platform.access import RequestHeaders
 from shared.platform.errors import Busy, RequestValidationFailed, UnreadableMessage, VisionFnError
 from shared.platform.events import BatchItemFailure, BatchResponse, ObjectRef, SqsEvent, SqsRecord
+from shared.platform.logs import log_context
 
 log = logging.getLogger("visionfn.batch")
 
@@ -101,23 +102,28 @@ def process_sqs_batch(
         raise RequestValidationFailed.from_pydantic(error, "body") from error
     failures: list[BatchItemFailure] = []
     for record in event.records:
-        try:
-            outcome = handle_record(record, invocation)
-        except UnreadableMessage as error:
-            log.warning("dropped message %s: %s", record.message_id, error.detail)
-            outcome = Outcome.DROPPED
-        except Busy as busy:
-            log.info("message %s: %s; back in %d s", record.message_id, busy.detail, busy.retry_after_seconds)
-            if retry_after is not None:
-                _retry_after(retry_after, record, busy.retry_after_seconds)
-            outcome = Outcome.RETRY
-        except Exception as error:  # a bug or an outage: another delivery may pass
-            detail = error.detail if isinstance(error, VisionFnError) else repr(error)
-            log.exception("message %s failed, will be retried: %s", record.message_id, detail)
-            outcome = Outcome.RETRY
+        with log_context(request_id=record.request_id(), message_id=record.message_id):
+            outcome = _handle(record, handle_record, invocation, retry_after)
         if outcome is Outcome.RETRY:
             failures.append(BatchItemFailure(item_identifier=record.message_id))
     return BatchResponse(batch_item_failures=failures)
+
+
+def _handle(record: SqsRecord, handle_record: RecordHandler, invocation: Invocation, retry_after: RetryAfter | None) -> Outcome:
+    try:
+        return handle_record(record, invocation)
+    except UnreadableMessage as error:
+        log.warning("dropped message %s: %s", record.message_id, error.detail)
+        return Outcome.DROPPED
+    except Busy as busy:
+        log.info("message %s: %s; back in %d s", record.message_id, busy.detail, busy.retry_after_seconds)
+        if retry_after is not None:
+            _retry_after(retry_after, record, busy.retry_after_seconds)
+        return Outcome.RETRY
+    except Exception as error:  # a bug or an outage: another delivery may pass
+        detail = error.detail if isinstance(error, VisionFnError) else repr(error)
+        log.exception("message %s failed, will be retried: %s", record.message_id, detail)
+        return Outcome.RETRY
 
 
 def for_each_created_object(handle_object: ObjectHandler) -> RecordHandler:

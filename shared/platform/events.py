@@ -9,6 +9,8 @@ from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.platform.logs import REQUEST_ID_ATTRIBUTE, valid_request_id
+
 
 class _Event(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="allow", frozen=True)
@@ -59,6 +61,7 @@ class ObjectRef(BaseModel):
     key: str
     etag: str | None = None
     size: int | None = None
+    created_at: datetime | None = None  # when it was created (the notification's eventTime)
 
 
 # --- SQS batch as delivered to a function ---------------------------------------------------
@@ -83,6 +86,11 @@ class SqsRecord(_Event):
     def json_body(self) -> Any:
         return json.loads(self.body)
 
+    def request_id(self) -> str | None:
+        """The id of the job this message belongs to (its ``request_id`` message attribute)."""
+        attribute = self.message_attributes.get(REQUEST_ID_ATTRIBUTE)
+        return valid_request_id(attribute.get("stringValue")) if isinstance(attribute, dict) else None
+
     def created_objects(self) -> list[ObjectRef]:
         """The objects an S3 notification body announces ([] for S3's test event)."""
         body = self.json_body()
@@ -95,6 +103,7 @@ class SqsRecord(_Event):
                 key=record.s3.object.decoded_key,
                 etag=record.s3.object.etag,
                 size=record.s3.object.size,
+                created_at=record.event_time,
             )
             for record in notification.records
             if record.event_name.startswith("ObjectCreated")

@@ -8,6 +8,7 @@ import logging
 import math
 import re
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,7 +23,7 @@ from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.exceptions import NotFound as WerkzeugNotFound
 from werkzeug.routing import Map, Rule
 
-from shared.platform.access import check_platform_call
+from shared.platform.access import check_platform_call, request_id_of
 from shared.platform.batch import Invocation, RecordHandler, process_sqs_batch
 from shared.platform.direct_uploads import KEY_SUFFIX, DirectUploads, FileKind, UploadedFile
 from shared.platform.errors import (
@@ -33,7 +34,9 @@ from shared.platform.errors import (
     RequestValidationFailed,
     VisionFnError,
 )
+from shared.platform.logs import REQUEST_ID_HEADER, cold_start, function_name, log_context
 from shared.platform.messaging import JobQueue
+from shared.platform.metrics import emit_metrics
 from shared.platform.settings import get_settings
 from shared.platform.storage import aws_client, get_object_store
 
@@ -41,6 +44,9 @@ log = logging.getLogger("visionfn.http")
 
 Model = TypeVar("Model", bound=BaseModel)
 Handler = Callable[..., flask.Response]
+
+#: Where a request's matched route (its rule, such as ``/api/v1/tasks/<uid>``) is kept for its metrics.
+ROUTE_KEY = "visionfn.route"
 
 #: Path on which the event bridge (and the cloud entry) delivers non-HTTP events.
 EVENTS_PATH = "/events"
@@ -336,7 +342,29 @@ class FunctionRoutes:
         return self._event_handlers[kind](payload, request)
 
     def dispatch(self, request: flask.Request) -> flask.Response:
-        """Route the request; every error becomes ``{"detail": ...}`` JSON with its status."""
+        """Route the request under its request id (answered in ``X-Request-Id``, on every log line
+        and in its metrics: requests, errors and duration per route)."""
+        started, request_id = time.perf_counter(), request_id_of(request.headers)
+        with log_context(request_id=request_id, cold_start=cold_start()):
+            response = self._answer(request)
+            response.headers[REQUEST_ID_HEADER] = request_id
+            route = request.environ.get(ROUTE_KEY, "unmatched")
+            emit_metrics(
+                f"{request.method} {route} {response.status_code}",
+                {"function": function_name(), "route": route},
+                {
+                    "requests": (1, "Count"),
+                    "errors": (int(response.status_code >= 500), "Count"),
+                    "client_errors": (int(400 <= response.status_code < 500), "Count"),
+                    "duration": ((time.perf_counter() - started) * 1000, "Milliseconds"),
+                },
+                method=request.method,
+                status=response.status_code,
+            )
+        return response
+
+    def _answer(self, request: flask.Request) -> flask.Response:
+        """Every error becomes ``{"detail": ...}`` JSON with its status."""
         try:
             check_platform_call(request.headers, get_settings())
             limit = get_settings().sync_body_bytes
@@ -352,6 +380,7 @@ class FunctionRoutes:
                 raise MethodNotAllowed(
                     f"Method {request.method} not allowed on {request.path}; allowed: {', '.join(sorted(error.valid_methods or []))}"
                 ) from error
+            request.environ[ROUTE_KEY] = endpoint.split(":", 1)[1]
             return bounded_answer(self._handlers[endpoint](readable_multipart(request), **arguments))
         except VisionFnError as error:
             if not error.is_client_error:

@@ -16,9 +16,10 @@ due rows of a scheduled run. Times come from the table's clock, which tests may 
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,6 +47,7 @@ class Lease:
 
     key: Any  # the row's primary key (a task's uid, an object version's record id, a delivery's id)
     attempt: int
+    taken_at: float = field(default_factory=time.time, compare=False)  # when this worker took it (epoch seconds)
 
 
 @dataclass(frozen=True)

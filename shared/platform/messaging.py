@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from shared.platform.db.engine import session_scope
 from shared.platform.db.models import OutboxMessage, Task, utc_now
 from shared.platform.events import SqsRecord
+from shared.platform.logs import REQUEST_ID_ATTRIBUTE
 from shared.platform.settings import Settings
 from shared.platform.storage import aws_client
 
@@ -51,6 +52,7 @@ def task_finished_detail(task: Task) -> dict[str, Any]:
         "result_files": task.result_files,
         "result_data": result_data,
         "error": (task.error or "")[:4096] or None,
+        "request_id": task.request_id,
     }
 
 
@@ -72,8 +74,11 @@ class Outbox:
 
     # --- inside the caller's transaction ----------------------------------------------------
     @staticmethod
-    def add_job(session: Session, task_uid: str, queue_url: str) -> None:
-        session.add(OutboxMessage(task_uid=task_uid, kind="job", target=queue_url, body=json.dumps({"uid": task_uid})))
+    def add_job(session: Session, task_uid: str, queue_url: str, request_id: str | None = None) -> None:
+        """The task's job; its message carries ``request_id`` (a message attribute)."""
+        session.add(
+            OutboxMessage(task_uid=task_uid, kind="job", target=queue_url, body=json.dumps({"uid": task_uid}), request_id=request_id)
+        )
 
     @staticmethod
     def add_execution(session: Session, task_uid: str, state_machine_arn: str, execution_input: dict[str, Any]) -> None:
@@ -128,7 +133,8 @@ class Outbox:
 
     def _send(self, message: OutboxMessage) -> None:
         if message.kind == "job":
-            self.sqs.send_message(QueueUrl=message.target, MessageBody=message.body)
+            attributes = {REQUEST_ID_ATTRIBUTE: {"DataType": "String", "StringValue": message.request_id}} if message.request_id else {}
+            self.sqs.send_message(QueueUrl=message.target, MessageBody=message.body, MessageAttributes=attributes)
         elif message.kind == "execution":
             try:
                 self.sfn.start_execution(stateMachineArn=message.target, name=message.task_uid, input=message.body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -107,6 +108,10 @@ class Settings(BaseSettings):
         10, ge=0, description="The sweeper sends outbox messages left unsent for longer than this (their sender died)."
     )
     log_level: str = Field("INFO", description="Python log level of every process.")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="`json`: one JSON object per log line (as CloudWatch reads it); `text`: plain lines for a terminal."
+    )
+    metrics: bool = Field(True, description="Write metrics as CloudWatch Embedded Metric Format log lines.")
 
     @property
     def sync_body_bytes(self) -> int:

@@ -11,6 +11,7 @@ worker holds comes back when that lease lapses; the dead-letter queue's jobs end
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,9 @@ from shared.platform.batch import Invocation, Outcome
 from shared.platform.errors import Busy, LeaseLost, ServiceUnavailable, TimedOut, VisionFnError
 from shared.platform.events import SqsRecord
 from shared.platform.leases import Claim, Lease
+from shared.platform.logs import log_context
 from shared.platform.messaging import JobQueue
+from shared.platform.metrics import emit_metrics
 from shared.platform.settings import Settings
 from shared.platform.storage import ObjectStore
 from shared.platform.tasks import TaskOut, TaskRepository
@@ -72,6 +75,10 @@ class TaskWorker:
 
     def take(self, uid: str, record: SqsRecord, work: Work) -> Outcome:
         """Claim the task and run ``work`` on it; what the job's message needs next."""
+        with log_context(task_uid=uid):
+            return self._take(uid, record, work)
+
+    def _take(self, uid: str, record: SqsRecord, work: Work) -> Outcome:
         dead_letter = self.queue.is_dead_letter(record)
         claim = self.tasks.claim(uid, self.settings.task_lease_seconds)
         if claim is Claim.MISSING:
@@ -118,7 +125,7 @@ class TaskWorker:
             log.error("task %s failed on its last delivery (%d): %s", lease.key, receive_count, detail)
             return self._finish(lease, lambda lease: self.tasks.fail(lease, f"Failed after {receive_count} attempts: {detail}"))
         log.warning("task %s failed on delivery %d, released for the retry: %s", lease.key, receive_count, detail)
-        self._finish(lease, self.tasks.release)
+        self._finish(lease, lambda lease: self.tasks.release(lease, f"delivery {receive_count} failed: {detail}"))
         return Outcome.RETRY
 
     def _finish(self, lease: Lease, write: Callable[[Lease], object]) -> Outcome:
@@ -129,7 +136,17 @@ class TaskWorker:
             log.warning("task %s: %s; its result is not recorded", lease.key, error.detail)
             return Outcome.HANDLED
         if isinstance(task, TaskOut):
-            log.info(
-                "task %s %s (%s, attempt %d)%s", task.uid, task.status, self.kind, lease.attempt, f": {task.error}" if task.error else ""
+            finished = time.time()
+            emit_metrics(
+                f"task {task.uid} {task.status} ({self.kind}, attempt {lease.attempt})" + (f": {task.error}" if task.error else ""),
+                {"tool": task.tool},
+                {
+                    "tasks": (1, "Count"),
+                    "task_errors": (int(task.status == "error"), "Count"),
+                    "task_queue_wait": ((lease.taken_at - task.created_at.timestamp()) * 1000, "Milliseconds"),
+                    "task_run_time": ((finished - lease.taken_at) * 1000, "Milliseconds"),
+                },
+                owner=task.owner,
+                attempt=lease.attempt,
             )
         return Outcome.HANDLED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -13,9 +14,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.platform.db.engine import dialect_insert, session_scope
-from shared.platform.db.models import Task, utc_now
+from shared.platform.db.models import OutboxMessage, Task, TaskEvent, utc_now
 from shared.platform.errors import TaskNotFound
 from shared.platform.leases import FINISHED_STATUSES, Claim, Lease, LeasedTable
+from shared.platform.logs import current_request_id
 from shared.platform.messaging import Outbox
 from shared.platform.pages import page_statements
 
@@ -41,8 +43,29 @@ class TaskOut(BaseModel):
     error: str | None
     attempts: int  # how many times a worker took the task (deliveries that reached the work)
     execution_arn: str | None = None  # a chain's state machine execution
+    request_id: str | None = None  # the id of the request that submitted it (X-Request-Id): in its logs, events and webhooks
     parent_uid: str | None = Field(None, exclude=True)  # a chain's step: its chain (never shown)
     step: int | None = Field(None, exclude=True)  # a chain's step: its number, from 1
+
+
+class TimelineEntry(BaseModel):
+    """One moment of a task's life: ``submitted``, ``queued``, ``started`` (an attempt),
+    ``released`` (an attempt given back for a retry), ``done`` or ``error``; a chain's steps'
+    moments carry their ``step``."""
+
+    at: datetime
+    event: str
+    attempt: int | None = None
+    step: int | None = None
+    detail: str | None = None
+
+
+class TaskTimeline(BaseModel):
+    """A task's moments in time order (GET /api/v1/tasks/{uid}/timeline)."""
+
+    uid: str
+    request_id: str | None  # the id its log lines carry (make logs ID=...)
+    events: list[TimelineEntry]
 
 
 class TaskPage(BaseModel):
@@ -68,11 +91,18 @@ def step_uid(chain_uid: str, step: int) -> str:
 
 
 def queued_row(
-    uid: str, owner: str, tool: str, params: dict[str, Any], input_files: list[str], now: datetime | None = None
+    uid: str,
+    owner: str,
+    tool: str,
+    params: dict[str, Any],
+    input_files: list[str],
+    now: datetime | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """The columns of a task that was just created: queued, nothing done yet."""
     now = now or utc_now()
     return {
+        "request_id": request_id,
         "uid": uid,
         "owner": owner,
         "tool": tool,
@@ -95,10 +125,12 @@ class TaskRepository:
     task-finished event in the transaction that finishes it; without one (read-only callers,
     tests of the table), no messages are written."""
 
-    def __init__(self, database_url: str | None = None, outbox: Outbox | None = None) -> None:
+    def __init__(
+        self, database_url: str | None = None, outbox: Outbox | None = None, clock: Callable[[], datetime] = utc_now
+    ) -> None:
         self.database_url = database_url
         self.outbox = outbox
-        self.leases = LeasedTable(Task, Task.uid, database_url)
+        self.leases = LeasedTable(Task, Task.uid, database_url, clock=clock)  # ``clock``: what "now" is for leases (tests set it)
 
     def create(
         self,
@@ -112,14 +144,16 @@ class TaskRepository:
     ) -> TaskOut:
         """A ``queued`` task and, with ``job_queue``, its job (with ``execution``, the start of its
         execution): both or neither. The message is sent by ``dispatch`` once the inputs are
-        stored (or by the sweeper if this process dies first)."""
-        task = Task(**queued_row(uid or uuid.uuid4().hex, owner, tool, params, input_files))
+        stored (or by the sweeper if this process dies first). Both carry the id of the request
+        being served (its logs' ``request_id``)."""
+        request_id = current_request_id()
+        task = Task(**queued_row(uid or uuid.uuid4().hex, owner, tool, params, input_files, request_id=request_id))
         if execution:
             task.execution_arn = execution.arn(task.uid)
         with session_scope(self.database_url) as session:
             session.add(task)
             if job_queue and self.outbox:
-                self.outbox.add_job(session, task.uid, job_queue)
+                self.outbox.add_job(session, task.uid, job_queue, request_id)
             if execution and self.outbox:
                 self.outbox.add_execution(session, task.uid, execution.state_machine_arn, execution.input)
             session.flush()
@@ -158,6 +192,26 @@ class TaskRepository:
                 raise TaskNotFound(uid)
             return TaskOut.model_validate(task)
 
+    def timeline(self, uid: str, owner: str) -> TaskTimeline:
+        """The owner's task's moments in time order: submitted, queued (its job or execution
+        sent), each attempt, its end; a chain's with its steps'. 404 as ``get``."""
+        task = self.get(uid, owner)
+        entries = [TimelineEntry(at=task.created_at, event="submitted")]
+        with session_scope(self.database_url) as session:
+            steps = dict(session.execute(select(Task.uid, Task.step).where(Task.parent_uid == uid)).tuples().all())
+            queued = session.scalars(
+                select(OutboxMessage.sent_at).where(
+                    OutboxMessage.task_uid == uid, OutboxMessage.kind.in_(("job", "execution")), OutboxMessage.sent_at.is_not(None)
+                )
+            )
+            entries += [TimelineEntry(at=at, event="queued") for at in queued]
+            events = session.scalars(select(TaskEvent).where(TaskEvent.task_uid.in_([uid, *steps])).order_by(TaskEvent.id))
+            entries += [
+                TimelineEntry(at=event.at, event=event.event, attempt=event.attempt, step=steps.get(event.task_uid), detail=event.detail)
+                for event in events
+            ]
+        return TaskTimeline(uid=uid, request_id=task.request_id, events=sorted(entries, key=lambda entry: entry.at))
+
     def page(self, offset: int, limit: int, owner: str | None = None) -> TaskPage:
         """Newest first; with ``owner``, that owner's tasks only. Chains' steps are not listed."""
         mine = [Task.parent_uid.is_(None), *([Task.owner == owner] if owner is not None else [])]
@@ -167,8 +221,13 @@ class TaskRepository:
             return TaskPage(total=total, tasks=[TaskOut.model_validate(row) for row in session.scalars(rows)])
 
     def claim(self, uid: str, lease_seconds: int) -> Lease | Claim:
-        """``queued -> processing`` exactly once; a lapsed lease (its worker died) may be reclaimed."""
-        return self.leases.claim(uid, lease_seconds)
+        """``queued -> processing`` exactly once; a lapsed lease (its worker died) may be reclaimed.
+        The attempt is on the task's timeline."""
+        with session_scope(self.database_url) as session:
+            claim = self.leases.claim(uid, lease_seconds, session=session)
+            if isinstance(claim, Lease):
+                session.add(TaskEvent(task_uid=uid, event="started", attempt=claim.attempt, at=utc_now()))
+        return claim
 
     def lease_seconds_left(self, uid: str) -> float:
         return self.leases.seconds_left(uid)
@@ -176,8 +235,13 @@ class TaskRepository:
     def renew(self, lease: Lease, lease_seconds: int) -> None:
         self.leases.renew(lease, lease_seconds)
 
-    def release(self, lease: Lease) -> None:
-        self.leases.release(lease)
+    def release(self, lease: Lease, reason: str | None = None) -> None:
+        """Give the task back for a retry (its timeline says why)."""
+
+        def record(session: Session, _task: Task) -> None:
+            session.add(TaskEvent(task_uid=lease.key, event="released", attempt=lease.attempt, detail=reason, at=utc_now()))
+
+        self.leases.write(lease, record, status="queued", lease_expires_at=None)
 
     def complete(self, lease: Lease, result_data: dict[str, Any], result_files: list[str]) -> TaskOut:
         return self._finish(lease, status="done", result_data=result_data, result_files=result_files, error=None)
@@ -189,6 +253,7 @@ class TaskRepository:
         """The fenced last write, with the task-finished event in the same transaction."""
 
         def announce(session: Session, task: Task) -> TaskOut:
+            session.add(TaskEvent(task_uid=task.uid, event=task.status, attempt=lease.attempt, at=utc_now()))
             if self.outbox:
                 self.outbox.add_task_finished(session, task)
             return TaskOut.model_validate(task)
@@ -222,7 +287,9 @@ class TaskRepository:
             session.execute(
                 dialect_insert(session, Task)
                 .values(
-                    **queued_row(uid, chain.owner, steps[step - 1]["tool"], steps[step - 1]["params"], chain.input_files, now),
+                    **queued_row(
+                        uid, chain.owner, steps[step - 1]["tool"], steps[step - 1]["params"], chain.input_files, now, chain.request_id
+                    ),
                     parent_uid=chain_uid,
                     step=step,
                 )

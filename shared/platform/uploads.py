@@ -4,6 +4,7 @@ fault hook, the handler's work, and the outcome."""
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from shared.platform.events import ObjectRef
 from shared.platform.faults import inject_fault_if_requested
 from shared.platform.idempotency import ProcessedObjects
 from shared.platform.leases import Claim
+from shared.platform.logs import log_context
+from shared.platform.metrics import emit_metrics
 from shared.platform.settings import Settings
 from shared.platform.storage import ObjectStore, StoredObject
 
@@ -46,7 +49,25 @@ class UploadHandler(ABC):
     def handle_upload(self, obj: ObjectRef, receive_count: int) -> Outcome:
         """HANDLED (also when there is nothing left to do), DROPPED when the object itself is at
         fault (not an image, too large, gone), RETRY while another delivery holds it; anything
-        else raises and is retried."""
+        else raises and is retried. Measured: how long after its upload the object was taken
+        (``upload_lag``) and how long it took (``upload_duration``), per consumer."""
+        started = time.time()
+        with log_context(object_key=obj.key):
+            outcome = self._handle(obj, receive_count)
+            lag = (started - obj.created_at.timestamp()) * 1000 if obj.created_at else None
+            emit_metrics(
+                f"{obj.key}: {outcome.value}",
+                {"consumer": self.consumer},
+                {
+                    "uploads": (1, "Count"),
+                    "upload_duration": ((time.time() - started) * 1000, "Milliseconds"),
+                    **({"upload_lag": (lag, "Milliseconds")} if lag is not None else {}),
+                },
+                receive_count=receive_count,
+            )
+        return outcome
+
+    def _handle(self, obj: ObjectRef, receive_count: int) -> Outcome:
         if not self.wants(obj.key):
             log.info("ignoring %s: not for %s", obj.key, type(self).__name__)
             return Outcome.HANDLED

@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from shared.platform.errors import TimedOut, VisionFnError
+from shared.platform.logs import configure_logging, current_log_context, function_name, log_context
 
 log = logging.getLogger("visionfn.work")
 
@@ -47,16 +48,19 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _serve(connection: Connection, parent: int) -> None:
-    """The child's loop: receive ``(function, args)``, answer ``(kind, payload)``."""
+def _serve(connection: Connection, parent: int, log_name: str) -> None:
+    """The child's loop: receive ``(function, args, log context)``, answer ``(kind, payload)``;
+    it logs as its parent does, with the context of the call it runs."""
+    configure_logging(log_name)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     while True:
         try:
-            function, args = connection.recv()
+            function, args, context = connection.recv()
         except EOFError:
             return
         try:
-            answer: tuple[str, Any] = ("ok", function(*args))
+            with log_context(**context):
+                answer: tuple[str, Any] = ("ok", function(*args))
         except VisionFnError as error:
             answer = ("error", (type(error), error.detail))
         except Exception as error:  # reported to the caller, which decides
@@ -67,7 +71,7 @@ def _serve(connection: Connection, parent: int) -> None:
 class _Child:
     def __init__(self) -> None:
         self.connection, child_end = _SPAWN.Pipe()
-        self.process = _SPAWN.Process(target=_serve, args=(child_end, os.getpid()), daemon=True)
+        self.process = _SPAWN.Process(target=_serve, args=(child_end, os.getpid(), function_name() or "work"), daemon=True)
         self.process.start()
         child_end.close()
 
@@ -99,7 +103,7 @@ class WorkProcesses:
         """``function(*args)`` in a child; ``function`` must be importable (module level)."""
         child = self._take()
         try:
-            child.connection.send((function, args))
+            child.connection.send((function, args, current_log_context()))
             while not child.connection.poll(max(0.0, min(tick_seconds, deadline - time.monotonic()))):
                 if time.monotonic() >= deadline:
                     raise TimedOut(timeout_message)

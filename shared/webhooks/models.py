@@ -199,6 +199,7 @@ class TaskFinishedDetail(BaseModel):
     result_files: list[str] = Field(default_factory=list)
     result_data: dict[str, Any] | None = None
     error: str | None = None
+    request_id: str | None = None  # the job's id (the request that submitted the task)
 
     @property
     def event(self) -> str:

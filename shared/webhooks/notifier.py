@@ -30,6 +30,8 @@ from shared.platform.batch import Invocation, Outcome, read_message
 from shared.platform.db.models import utc_now
 from shared.platform.errors import LeaseLost, TaskNotFound
 from shared.platform.events import SqsRecord
+from shared.platform.logs import REQUEST_ID_HEADER, log_context, valid_request_id
+from shared.platform.metrics import emit_metrics
 from shared.platform.tasks import TaskRepository
 from shared.webhooks import delivery
 from shared.webhooks.addresses import Resolver, system_resolver
@@ -101,7 +103,8 @@ class Notifier:
     def handle_record(self, record: SqsRecord, _invocation: Invocation) -> Outcome:
         """One queued ``Task Finished`` event: record its deliveries, attempt the healthy ones now."""
         event = read_message(record, TASK_FINISHED_EVENT, "a Task Finished event")
-        self.attempt_all(self.record_event(event.detail), "event")
+        with log_context(request_id=valid_request_id(event.detail.request_id), task_uid=event.detail.uid):
+            self.attempt_all(self.record_event(event.detail), "event")
         return Outcome.HANDLED
 
     def record_event(self, detail: TaskFinishedDetail) -> list[LeasedDelivery]:
@@ -119,6 +122,7 @@ class Notifier:
                 detail.uid,
                 payload,
                 self.lease_seconds if hook.healthy else None,
+                valid_request_id(detail.request_id),
             )
             if held is not None:
                 leased.append(held)
@@ -151,7 +155,8 @@ class Notifier:
 
     def _attempt_logged(self, held: LeasedDelivery, trigger: Trigger) -> DeliveryOut | None:
         try:
-            return self.attempt(held, trigger)
+            with log_context(request_id=held.request_id, delivery_id=held.delivery_id, owner=held.owner or None):
+                return self.attempt(held, trigger)
         except LeaseLost as lost:
             log.warning(
                 "delivery %s to hook %s (%s) not recorded: %s; its new holder attempts it", held.delivery_id, held.webhook_id, trigger, lost
@@ -174,6 +179,8 @@ class Notifier:
         now = self.clock()
         secret, previous_secret = held.signing_secrets(now)
         headers = delivery_headers(held.delivery_id, held.event, int(now.timestamp()), held.payload, secret, previous_secret)
+        if held.request_id:
+            headers[REQUEST_ID_HEADER] = held.request_id
         result = delivery.post(
             held.url,
             held.payload,
@@ -192,15 +199,17 @@ class Notifier:
             self.settings.webhook_disable_after_seconds,
         )
         state = outcome.state if outcome else "deleted"
-        log.info(
-            "delivery %s (%s) to hook %s, %s: %s in %d ms -> %s",
-            held.delivery_id,
-            held.event,
-            held.webhook_id,
-            trigger,
-            result.error or f"HTTP {result.status_code}",
-            result.duration_ms,
-            state,
+        emit_metrics(
+            f"delivery {held.delivery_id} ({held.event}) to hook {held.webhook_id}, {trigger}: "
+            f"{result.error or f'HTTP {result.status_code}'} in {result.duration_ms} ms -> {state}",
+            {"event": held.event},
+            {
+                "webhook_attempts": (1, "Count"),
+                "webhook_failures": (int(not result.ok), "Count"),
+                "webhook_duration": (result.duration_ms, "Milliseconds"),
+            },
+            webhook_id=held.webhook_id,
+            trigger=trigger,
         )
         return outcome
 

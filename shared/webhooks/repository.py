@@ -73,6 +73,8 @@ class LeasedDelivery:
     status_before: str  # pending, or delivered/failed for a redelivery
     previous_secret: str | None = None  # a rotated secret, which signs too until previous_secret_until
     previous_secret_until: datetime | None = None
+    owner: str = ""  # the hook's
+    request_id: str | None = None  # the job's id (the task's request), sent as X-Request-Id
 
     @property
     def delivery_id(self) -> str:
@@ -99,6 +101,7 @@ class WebhookRepository(HookRepository):
         task_uid: str | None,
         payload: bytes,
         lease_seconds: float | None,
+        request_id: str | None = None,
     ) -> LeasedDelivery | None:
         """Record the event for the hook once (a repeated event changes nothing: None), due at once.
         With ``lease_seconds`` the caller claims it in the same transaction, to attempt it now;
@@ -114,6 +117,7 @@ class WebhookRepository(HookRepository):
                     event_id=event_id,
                     event=event,
                     task_uid=task_uid,
+                    request_id=request_id,
                     payload=payload,
                     status="pending",
                     attempts=0,
@@ -173,7 +177,7 @@ class WebhookRepository(HookRepository):
         with session_scope(self.database_url) as session:
             hook = self._owned(session, owner, webhook_id)
             row = session.execute(
-                select(WebhookDelivery.status, WebhookDelivery.event, WebhookDelivery.payload)
+                select(WebhookDelivery.status, WebhookDelivery.event, WebhookDelivery.payload, WebhookDelivery.request_id)
                 .where(WebhookDelivery.id == delivery_id, WebhookDelivery.webhook_id == hook.id)
                 .with_for_update()
             ).one_or_none()
@@ -191,6 +195,8 @@ class WebhookRepository(HookRepository):
                     row.status,
                     hook.previous_secret,
                     hook.previous_secret_expires_at,
+                    hook.owner,
+                    row.request_id,
                 )
         raise Busy(
             f"Delivery {delivery_id} is being sent right now; redeliver it once that attempt is logged",
@@ -288,6 +294,8 @@ class WebhookRepository(HookRepository):
                 Webhook.secret,
                 Webhook.previous_secret,
                 Webhook.previous_secret_expires_at,
+                Webhook.owner,
+                WebhookDelivery.request_id,
             )
             .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
             .where(WebhookDelivery.id.in_([lease.key for lease in leases]))
@@ -296,8 +304,8 @@ class WebhookRepository(HookRepository):
         held = []
         for lease in leases:
             if lease.key in found:
-                _, event, payload, hook_id, url, secret, previous, until = found[lease.key]
-                held.append(LeasedDelivery(lease, hook_id, url, secret, event, payload, status_before, previous, until))
+                _, event, payload, hook_id, url, secret, previous, until, owner, request_id = found[lease.key]
+                held.append(LeasedDelivery(lease, hook_id, url, secret, event, payload, status_before, previous, until, owner, request_id))
         return held
 
     @staticmethod

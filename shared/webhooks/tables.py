@@ -55,6 +55,7 @@ class WebhookDelivery(Base):
     event_id: Mapped[str] = mapped_column(String(80))  # <task uid>.<status>, or ping_<hex>
     event: Mapped[str] = mapped_column(String(32))  # task.done, task.error, ping
     task_uid: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the job's id: the X-Request-Id header
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

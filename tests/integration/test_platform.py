@@ -1,5 +1,6 @@
 """The real stack as `make up` starts it: gateway -> functions, S3 -> SQS -> bridge -> function."""
 
+import json
 import os
 import subprocess
 import sys
@@ -87,4 +88,8 @@ def test_a_second_platform_on_taken_ports_fails_clearly(platform):
         [sys.executable, "-m", "infra.runner", "up"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 1
-    assert f"port {gateway_port} on 127.0.0.1 (wanted by the gateway) is already in use" in result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]  # every line a JSON log record
+    assert any(
+        f"port {gateway_port} on 127.0.0.1 (wanted by the gateway) is already in use" in line["message"] and line["level"] == "ERROR"
+        for line in lines
+    )

@@ -31,6 +31,7 @@ def test_routes_and_queue_triggers(specs):
     assert [(r.method, r.path) for r in specs["tasks"].routes] == [
         ("GET", "/api/v1/tasks"),
         ("GET", "/api/v1/tasks/{uid}"),
+        ("GET", "/api/v1/tasks/{uid}/timeline"),
         ("GET", "/api/v1/files/{key+}"),
         ("POST", "/api/v1/uploads"),
     ]

@@ -44,6 +44,21 @@ class Task(Base):
     parent_uid: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     execution_arn: Mapped[str | None] = mapped_column(Text, nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the request that made it (its job's id)
+
+
+class TaskEvent(Base):
+    """One step of a task's timeline: an attempt that started, one given back for a retry, the end
+    (its submission is the task's ``created_at``, its queueing the job's ``sent_at``)."""
+
+    __tablename__ = "task_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_uid: Mapped[str] = mapped_column(String(32), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    event: Mapped[str] = mapped_column(String(16))  # "started", "released", "done", "error"
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ProcessedObject(Base):
@@ -81,6 +96,7 @@ class OutboxMessage(Base):
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)  # a job's: its message attribute
 
 
 class ApiKey(Base):

@@ -3,17 +3,20 @@ and announced, bad inputs, redelivery after a dead worker, a lost lease, failure
 the dead-letter queue."""
 
 import io
-import time
 import uuid
+from datetime import timedelta
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from shared.platform.db.models import utc_now
 from shared.platform.errors import LeaseLost
 from shared.platform.faults import FAIL_ATTEMPTS_METADATA
 from shared.platform.leases import Lease
 from shared.platform.storage import get_object_store
+from shared.platform.tasks import TaskRepository
+from tests.clock import Clock
 from tests.conftest import shared_data
 from tests.functional.matching.inputs_and_queues import BOX, BOX_IN_SCENE, PARASAUROLOPHUS, _ply, _png, _stored_task, _task_events
 
@@ -43,6 +46,7 @@ def test_worker_finishes_a_template_task_with_pictures_and_announces_it(match_cl
         "result_files": task.result_files,
         "result_data": task.result_data,
         "error": None,
+        "request_id": None,  # made here, not by a request
     }
 
 
@@ -72,23 +76,34 @@ def test_bad_stored_input_ends_the_task_in_error_without_retries(match_client, d
     assert event["detail"]["status"] == "error" and "NaN" in event["detail"]["error"]
 
 
-def test_a_task_left_processing_by_a_dead_worker_is_finished_by_the_redelivery(match_client, deliver, tasks):
-    uid = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8, seed=3)})
-    assert isinstance(tasks.claim(uid, lease_seconds=1), Lease)  # ... and the worker died here
+def _claimed_long_ago(database_url, uid: str) -> None:
+    """A worker took the task 61 s ago with a 60 s lease and died (it never renewed it): its
+    claim made on a clock set back, so that its lease has lapsed now without the test waiting."""
+    dead_worker = TaskRepository(database_url, clock=Clock(utc_now() - timedelta(seconds=61)))
+    assert isinstance(dead_worker.claim(uid, lease_seconds=60), Lease)
+
+
+def test_a_task_left_processing_by_a_dead_worker_is_finished_by_the_redelivery(match_client, deliver, tasks, database_url):
     client = match_client("template")
-    busy = deliver(client, uid, receive_count=2)
+    held = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8, seed=3)})
+    assert isinstance(tasks.claim(held, lease_seconds=60), Lease)  # a worker holds it (for a minute from now)
+    busy = deliver(client, held, receive_count=2)
     assert len(busy["batchItemFailures"]) == 1  # within the lease: retried later
-    assert tasks.get(uid).status == "processing"
-    time.sleep(1.2)
-    assert deliver(client, uid, receive_count=3) == {"batchItemFailures": []}
-    task = tasks.get(uid)
+    assert (tasks.get(held).status, tasks.get(held).attempts) == ("processing", 1)
+
+    lapsed = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8, seed=3)})
+    _claimed_long_ago(database_url, lapsed)
+    assert deliver(client, lapsed, receive_count=3) == {"batchItemFailures": []}
+    task = tasks.get(lapsed)
     assert (task.status, task.attempts) == ("done", 2)
 
 
-def test_a_worker_that_lost_its_lease_cannot_write(tasks):
+def test_a_worker_that_lost_its_lease_cannot_write(database_url):
+    clock = Clock()
+    tasks = TaskRepository(database_url, clock=clock)
     uid = tasks.create("template", {}, []).uid
-    stale = tasks.claim(uid, lease_seconds=1)
-    time.sleep(1.2)
+    stale = tasks.claim(uid, lease_seconds=60)
+    clock.advance(seconds=61)
     current = tasks.claim(uid, lease_seconds=60)  # the redelivery took over
     assert isinstance(current, Lease) and current.attempt == stale.attempt + 1
     for write in (
@@ -131,13 +146,16 @@ def test_unknown_malformed_and_finished_jobs_are_not_retried(match_client, deliv
     assert _task_events(aws, platform, uid, timeout=3) == []  # nor announced again
 
 
-def test_a_job_in_the_dead_letter_queue_ends_its_unfinished_task_in_error(match_client, deliver, tasks, aws, platform):
+def test_a_job_in_the_dead_letter_queue_ends_its_unfinished_task_in_error(match_client, deliver, tasks, aws, platform, database_url):
     client = match_client("template")
-    uid = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8)})
-    assert isinstance(tasks.claim(uid, lease_seconds=1), Lease)  # the worker crashed on its last delivery
-    waiting = deliver(client, uid, dead_letter=True)
+    held = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8)})
+    assert isinstance(tasks.claim(held, lease_seconds=60), Lease)  # a worker may still be at it on its last delivery
+    waiting = deliver(client, held, dead_letter=True)
     assert len(waiting["batchItemFailures"]) == 1  # it might still be alive: wait for its lease
-    time.sleep(1.2)
+    assert tasks.get(held).status == "processing"
+
+    uid = _stored_task(tasks, "template", {}, {"i.png": _png(40, 40), "t.png": _png(8, 8)})
+    _claimed_long_ago(database_url, uid)  # the worker crashed on its last delivery, a minute ago
     assert deliver(client, uid, dead_letter=True) == {"batchItemFailures": []}
     task = tasks.get(uid)
     assert task.status == "error" and task.error.startswith("Gave up after 5 deliveries")
