@@ -1,19 +1,25 @@
 """The task repository against a real Postgres: atomic claims, leases, finishing, paging."""
 
 import threading
-import time
 import uuid
 
 import pytest
 
-from shared.platform.errors import TaskNotFound
+from shared.platform.errors import LeaseLost, TaskNotFound
 from shared.platform.leases import Claim, Lease
 from shared.platform.tasks import TaskRepository
+from tests.clock import Clock
 
 
 @pytest.fixture
-def tasks(database_url):
-    return TaskRepository(database_url)
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def tasks(database_url, clock):
+    """The repository on the test's clock: leases lapse when the test says, not when the machine does."""
+    return TaskRepository(database_url, clock=clock)
 
 
 def test_create_and_get(tasks):
@@ -52,22 +58,29 @@ def test_claim_happens_once_even_when_racing(tasks):
     assert (task.status, task.attempts) == ("processing", 1)
 
 
-def test_lapsed_lease_can_be_reclaimed_by_a_redelivery(tasks):
+def test_lapsed_lease_can_be_reclaimed_by_a_redelivery(tasks, clock):
     uid = tasks.create("surface", {}, []).uid
-    assert tasks.claim(uid, lease_seconds=1) == Lease(uid, 1)
-    assert tasks.claim(uid, lease_seconds=1) is Claim.BUSY  # the worker is still within its lease
-    time.sleep(1.2)
+    assert tasks.claim(uid, lease_seconds=60) == Lease(uid, 1)
+    clock.advance(seconds=59)
+    assert tasks.claim(uid, lease_seconds=60) is Claim.BUSY  # the worker is still within its lease
+    assert tasks.lease_seconds_left(uid) == pytest.approx(1)
+    clock.advance(seconds=2)
     assert tasks.claim(uid, lease_seconds=60) == Lease(uid, 2)  # the first worker died; the redelivery takes over
+    assert tasks.claim(uid, lease_seconds=60) is Claim.BUSY  # and holds it now
 
 
-def test_a_renewed_lease_is_not_taken_over(tasks):
+def test_a_renewed_lease_is_not_taken_over(tasks, clock):
     uid = tasks.create("surface", {}, []).uid
-    lease = tasks.claim(uid, lease_seconds=1)
+    lease = tasks.claim(uid, lease_seconds=60)
     for _ in range(3):  # the worker is alive and heartbeats past the first expiry
-        time.sleep(0.5)
-        tasks.renew(lease, 1)
-        assert tasks.claim(uid, lease_seconds=1) is Claim.BUSY
+        clock.advance(seconds=40)
+        tasks.renew(lease, 60)
+        assert tasks.claim(uid, lease_seconds=60) is Claim.BUSY
     assert tasks.get(uid).attempts == 1
+    clock.advance(seconds=61)  # then it stops: its lease lapses a minute after its last heartbeat
+    assert tasks.claim(uid, lease_seconds=60) == Lease(uid, 2)
+    with pytest.raises(LeaseLost):
+        tasks.renew(lease, 60)
 
 
 def test_finished_task_is_never_claimed_again(tasks):

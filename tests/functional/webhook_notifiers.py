@@ -5,12 +5,12 @@ platform's own notifier keeps off these deliveries)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 
 from shared.webhooks.models import TaskFinishedDetail
 from shared.webhooks.notifier import Notifier
 from shared.webhooks.repository import WebhookRepository
 from shared.webhooks.settings import WebhookSettings
+from tests.clock import Clock
 from tests.conftest import act_as
 
 LOOPBACK = '["127.0.0.0/8"]'
@@ -20,22 +20,6 @@ SECRET = "topsecret-6f1b2c"
 def owned(client, owner: str | None = None):
     """The client, as a new owner (hooks of one test never get another test's events)."""
     return act_as(client, owner or f"wh-{uuid.uuid4().hex[:12]}")
-
-
-class Clock:
-    """Far ahead of the platform's own notifier (which must not take these deliveries), and each
-    test's before the previous one's: what an earlier test left pending is never due here."""
-
-    epochs = iter(range(2900, 2100, -10))
-
-    def __init__(self) -> None:
-        self.now = datetime(next(Clock.epochs), 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def _notifier(database_url, resolver=None, **settings) -> tuple[Notifier, Clock]:

@@ -3,7 +3,7 @@ Postgres: inputs stored, a queued task and its job, parameters and files refused
 when a part of the platform fails (the outbox keeps what could not be sent)."""
 
 import io
-import time
+from datetime import timedelta
 
 import pytest
 from PIL import Image
@@ -116,6 +116,17 @@ def _outbox(database_url, uid: str) -> list:
         ]
 
 
+def _committed_seconds_ago(database_url, uid: str, seconds: float) -> None:
+    """The task's messages as a sender that died ``seconds`` ago left them (their commit time set
+    back, instead of the test waiting for the sweeper's grace period to pass)."""
+    from shared.platform.db.engine import session_scope
+    from shared.platform.db.models import OutboxMessage
+
+    with session_scope(database_url) as session:
+        for message in session.query(OutboxMessage).filter_by(task_uid=uid):
+            message.created_at -= timedelta(seconds=seconds)
+
+
 def _drop_outbox(database_url, uid: str) -> None:
     from shared.platform.db.engine import session_scope
     from shared.platform.db.models import OutboxMessage
@@ -175,9 +186,9 @@ def test_the_sweeper_sends_what_was_left_unsent(function_client, aws, database_u
     outbox = Outbox(aws("sqs"), aws("events"), "unused", database_url)
     uid = TaskRepository(database_url, outbox).create("template", {}, [], job_queue=job_queue).uid  # never dispatched
     assert _outbox(database_url, uid) == [("job", False)]
-    time.sleep(2.2)  # older than the grace period the sweeper leaves to the sender
+    _committed_seconds_ago(database_url, uid, 61)  # older than the grace period the sweeper leaves to the sender
     scheduled = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
-    sweeper = function_client("sweeper", VISIONFN_OUTBOX_GRACE_SECONDS="2")
+    sweeper = function_client("sweeper", VISIONFN_OUTBOX_GRACE_SECONDS="60")
     answer = sweeper.post("/events", json=scheduled)  # (the platform's own sweeper may have been first)
     assert answer.status_code == 200 and set(answer.get_json()) == {"relayed", "unused_uploads_removed"}
     assert _outbox(database_url, uid) == [("job", True)]
