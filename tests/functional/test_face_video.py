@@ -132,6 +132,38 @@ def test_worker_anonymizes_every_frame_into_a_playable_h264_mp4(video_client, cl
         assert sum(1 for _ in container.decode(video=0)) == 10
 
 
+@pytest.fixture(scope="module")
+def clip_with_a_gap() -> bytes:
+    """The crowd clip with frames 4 and 5 black: what a detector misses (a cut, a flash) while
+    the faces are still there a moment before and after."""
+    frames, _ = pan_zoom_clip(_photo(), np.zeros((0, 4), np.float32), frames=10, size=(320, 180))
+    for index in (4, 5):
+        frames[index] = np.zeros_like(frames[index])
+    return encode_clip(frames, fps=10)
+
+
+def _worked(video_client, tasks, aws, data: bytes, **form) -> dict:
+    task = _post(video_client(), data, **form).get_json()
+    assert deliver_message(aws("sqs"), video_client(), json.dumps({"uid": task["uid"]})) == {"batchItemFailures": []}
+    done = tasks.get(task["uid"])
+    assert done.status == "done", done.error
+    return done.result_data
+
+
+def test_worker_keeps_covering_faces_its_detector_lost_for_a_few_frames(video_client, clip_with_a_gap, tasks, aws):
+    data = _worked(video_client, tasks, aws, clip_with_a_gap)  # track_frames: the setting's 5
+    detected, covered = data["detected_per_frame"], data["covered_per_frame"]
+    assert detected[4:6] == [0, 0] and min(detected[3], detected[6]) >= 1, detected  # nothing to find in the black frames
+    assert covered[4] >= detected[3] and covered[5] >= detected[3], (detected, covered)  # frame 3's faces, carried on their tracks
+    assert all(c >= d for c, d in zip(covered, detected, strict=True))
+
+
+def test_worker_with_track_frames_0_covers_only_what_it_detects(video_client, clip_with_a_gap, tasks, aws):
+    data = _worked(video_client, tasks, aws, clip_with_a_gap, track_frames="0")
+    assert data["covered_per_frame"] == data["detected_per_frame"]
+    assert data["covered_per_frame"][4:6] == [0, 0]
+
+
 def test_a_job_that_is_not_a_uid_is_dropped(video_client):
     batch = load_event("sqs_match_job")
     batch["Records"][0]["body"] = "not json"
