@@ -172,11 +172,13 @@ def answer_protocol_error(
 @web.middleware
 async def request_ids(request: web.Request, handler):  # noqa: ANN001, ANN201 (aiohttp middleware)
     """Every request gets its id (the client's ``X-Request-Id`` when safe, else a new one, as API
-    Gateway makes one): sent on to the function, answered, and on the one line logged per request."""
+    Gateway makes one): sent on to the function, answered, and on the two lines logged per request
+    (its arrival; its answer, with status and duration)."""
     request_id = valid_request_id(request.headers.get(REQUEST_ID_HEADER)) or new_request_id()
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     with log_context(request_id=request_id):
+        log.info("%s %s received", request.method, request.rel_url.path, extra={"method": request.method, "path": request.rel_url.path})
         response = await handler(request)
         if not response.prepared:
             response.headers[REQUEST_ID_HEADER] = request_id

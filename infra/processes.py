@@ -1,17 +1,24 @@
 """Child processes of the runner: each in its own session, logged to one file, restarted when it dies.
 A function in a container is such a process too: ``podman run --rm`` in the foreground, which lives
-as long as its container, passes on its output and exit status, and forwards SIGTERM to it."""
+as long as its container, passes on its output and exit status, and forwards SIGTERM to it.
+
+A child's output reaches its log through the runner, line by line: a line that is not a JSON object
+(what native code or a third party writes: a crash's last words, LocalStack's own lines) is wrapped
+into one, so every line of every log is JSON, as in CloudWatch Logs."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 #: Restart delays after a child died: doubled on each quick death, up to the cap; a child that
 #: stayed up ``STABLE_SECONDS`` starts again from the first delay.
@@ -57,6 +64,36 @@ def open_private_log(path: Path) -> BinaryIO:
     return os.fdopen(descriptor, "ab")
 
 
+def copy_output(output: IO[bytes], log_path: Path, name: str) -> None:
+    """Append each line of ``output`` to the log, as it comes, until the process closes it."""
+    with open_private_log(log_path) as log_file:
+        for line in iter(output.readline, b""):
+            log_file.write(line if _is_json_object(line) else as_json_line(line, name))
+            log_file.flush()
+    output.close()
+
+
+def _is_json_object(line: bytes) -> bool:
+    if not line.startswith(b"{"):
+        return False
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def as_json_line(line: bytes, name: str) -> bytes:
+    """A line of plain output as a log record: its text is the message."""
+    record = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "level": "INFO",
+        "function": name,
+        "message": line.rstrip(b"\r\n").decode(errors="replace"),
+        "plain_output": True,
+    }
+    return json.dumps(record).encode() + b"\n"
+
+
 def describe_exit(code: int, container: bool = False) -> str:
     if container and code > 128:  # podman run exits with 128 + the signal that ended its container
         return f"{describe_exit(128 - code)} (container exit status {code})"
@@ -90,8 +127,10 @@ class ChildProcess:
         return child
 
     def _spawn(self) -> None:
-        with open_private_log(self.log_path) as log_file:
-            self.process = subprocess.Popen(self.command, env=self.env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        threading.Thread(target=copy_output, args=(self.process.stdout, self.log_path, self.name), daemon=True).start()
         self.started_at = time.monotonic()
 
     def exited(self) -> int | None:
