@@ -36,6 +36,7 @@ from shared.faces.models import (
 )
 from shared.faces.settings import FaceSettings
 from shared.faces.text import TextDetector, TextRecognizer, TextRegions, TextStage, hide_text
+from shared.platform.metrics import emit_metrics
 from shared.vision.images import EncodedImage, decode_image, encode_image, scale_to_8_bit
 
 
@@ -179,7 +180,7 @@ class FacePrivacy:
     def detect(self, data: bytes, options: FaceOptions) -> FaceReport:
         analysis = self.analyze(data, options)
         radii = [strength(w, h, options.mode) for _, _, w, h in analysis.detections.boxes]
-        return self._report(analysis, radii)
+        return measured("detect", len(data), self._report(analysis, radii))
 
     def anonymize(self, data: bytes, options: FaceOptions, keep_format: bool = False) -> tuple[FaceReport, EncodedImage]:
         analysis = self.analyze(data, options)
@@ -190,7 +191,7 @@ class FacePrivacy:
         output, radii = anonymize(pixels, analysis.detections, options.style(options.draw_boxes))
         image_format = analysis.source_format if keep_format else self.output_format(options, analysis.source_format)
         encoded = encode_image(Image.fromarray(output), image_format, quality=self.settings.face_output_quality)
-        return self._report(analysis, radii), encoded
+        return measured("anonymize", len(data), self._report(analysis, radii)), encoded
 
     @staticmethod
     def output_format(options: FaceOptions, source_format: str) -> str:
@@ -226,6 +227,24 @@ class FacePrivacy:
             width=int(analysis.rgb.shape[1]),
             height=int(analysis.rgb.shape[0]),
         )
+
+
+def measured(call: str, input_bytes: int, report: FaceReport) -> FaceReport:
+    """The seed's call log (input size, pixels, faces, duration, detector), as a log line that is
+    also a metric (per call and detector)."""
+    emit_metrics(
+        f"{call}: {report.total_count} face(s) in {report.width}x{report.height} ({input_bytes} bytes) "
+        f"by {report.detector} in {report.processing_time_ms} ms",
+        {"call": call, "detector": report.detector},
+        {
+            "images": (1, "Count"),
+            "faces": (report.total_count, "Count"),
+            "input_bytes": (input_bytes, "Bytes"),
+            "pixels": (report.width * report.height, "Count"),
+            "face_duration": (report.processing_time_ms, "Milliseconds"),
+        },
+    )
+    return report
 
 
 @lru_cache(maxsize=4)

@@ -205,6 +205,11 @@ def test_matching_a_template_task_reaches_done_with_its_result_picture(page, pla
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=picture.element_handle())
     assert page.evaluate("img => img.naturalWidth", picture.element_handle()) == 548
     assert '"filtered_matches": 1' in page.locator("#task-detail pre").first.inner_text()
+    # its timeline: submitted, queued, the attempt and its end, as the API records them
+    page.wait_for_function("() => document.querySelectorAll('#task-timeline li[data-event]').length >= 4", timeout=TIMEOUT_MS)
+    shown = page.locator("#task-timeline li").evaluate_all("items => items.map(item => item.dataset.event)")
+    assert shown == ["submitted", "queued", "started", "done"]
+    assert page.locator("#task-detail code").inner_text() == task["request_id"]
     # the list shows it done, with its thumbnail once the thumbnail function made it
     row = page.locator(f"#task-list li[data-uid='{uid}']")
     row.wait_for()

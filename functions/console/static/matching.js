@@ -232,7 +232,23 @@ export function mountMatching(root) {
       task.status === "queued" || task.status === "processing" ? h("progress", { "aria-label": "Task running" }) : null,
       pictures,
       task.result_data ? h("details", { open: true }, h("summary", {}, "Result data"), h("pre", {}, JSON.stringify(task.result_data, null, 2))) : null,
-      h("details", {}, h("summary", {}, "Parameters"), h("pre", {}, JSON.stringify(task.params, null, 2)))].filter(Boolean));
+      h("details", {}, h("summary", {}, "Parameters"), h("pre", {}, JSON.stringify(task.params, null, 2))),
+      timelineOf(task)].filter(Boolean));
+  }
+  // the task's moments (submitted, queued, each attempt, its end) and the request id its logs carry
+  function timelineOf(task) {
+    const list = h("ol", { class: "timeline", id: "task-timeline", "aria-label": "Timeline" });
+    const section = h("details", { open: true }, h("summary", {}, "Timeline"), list,
+      task.request_id ? h("p", { class: "muted" }, "Request id ", h("code", {}, task.request_id), " (make logs ID=… shows its log lines)") : null);
+    api(`/api/v1/tasks/${task.uid}/timeline`).then((timeline) => {
+      const start = timeline.events.length ? Date.parse(timeline.events[0].at) : 0;
+      list.replaceChildren(...timeline.events.map((entry) => h("li", { "data-event": entry.event },
+        h("span", { class: "mono" }, `+${Date.parse(entry.at) - start} ms`), " ",
+        h("span", { class: `badge ${entry.event}` }, entry.event),
+        entry.step ? ` step ${entry.step}` : "", entry.attempt ? ` attempt ${entry.attempt}` : "",
+        entry.detail ? h("span", { class: "muted" }, ` ${entry.detail}`) : "")));
+    }).catch(() => list.replaceChildren(h("li", { class: "muted" }, "(timeline unavailable)")));
+    return section;
   }
 
   // --- settings editor -----------------------------------------------------------------------
