@@ -38,8 +38,11 @@ def _saved(format_name: str) -> bytes:
 
 
 def _ply(value: str) -> bytes:
-    header = "ply\nformat ascii 1.0\nelement vertex 2\n" + "".join(f"property double {n}\n" for n in ("x", "y", "z", "nx", "ny", "nz"))
-    return (header + "end_header\n0 0 0 0 0 1\n" + f"{value} 0 0 0 0 1\n").encode()
+    """12 points with extent along x, y and z (past surface matching's minimum of 10 and its
+    flatness check, so that only the values can refuse it), the last one's x written as ``value``."""
+    header = "ply\nformat ascii 1.0\nelement vertex 12\n" + "".join(f"property double {n}\n" for n in ("x", "y", "z", "nx", "ny", "nz"))
+    rows = [f"{i % 3} {i % 4} {i % 5} 0 0 1\n" for i in range(11)] + [f"{value} 1 2 0 0 1\n"]
+    return (header + "end_header\n" + "".join(rows)).encode()
 
 
 BIG_TEXT = zlib.compress(b"a" * 20_000_000)
@@ -103,9 +106,11 @@ def test_ply_values_beyond_float32_never_reach_opencv(platform, value):
         from tests.integration.test_runtime import _finished
 
         task = _finished(platform, response.json()["uid"])
-        assert task["status"] == "error" and "NaN, infinite or out-of-range" in task["error"], task
-    else:
+        assert task["status"] == "error", task
+        assert "1 of 12 PLY vertices hold NaN, infinite or out-of-range values" in task["error"], task
+    else:  # refused at submission: for the same reason
         assert response.status_code == 400, response.text
+        assert "NaN, infinite or out-of-range" in response.json()["detail"], response.text
 
 
 def test_parsers_answer_4xx(platform):
