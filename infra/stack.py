@@ -83,6 +83,12 @@ class DeployedStack:
     outputs: dict[str, str]
 
 
+def template_defaults(template_path: Path = TEMPLATE_PATH) -> dict[str, str]:
+    """The template's parameters with a default, as CloudFormation passes them (strings)."""
+    declared = load_template(template_path).get("Parameters", {})
+    return {name: str(spec["Default"]) for name, spec in declared.items() if "Default" in spec}
+
+
 def deploy_template(settings: RunnerSettings, template_path: Path = TEMPLATE_PATH, timeout: float = 120) -> DeployedStack:
     """Create the stack from template.yaml with Stage=local and wait for CREATE_COMPLETE."""
     cloudformation = aws_client("cloudformation", settings)
@@ -119,7 +125,9 @@ def deploy_template(settings: RunnerSettings, template_path: Path = TEMPLATE_PAT
         stack_name=settings.stack_name,
         region=settings.aws_region,
         account_id=account,
-        parameters={item["ParameterKey"]: item.get("ParameterValue", "") for item in stack.get("Parameters", [])},
+        # what this deploy passed over the template's defaults: describe_stacks may answer without
+        # the parameters while LocalStack settles (a start-up that failed with "cannot resolve Ref Stage")
+        parameters={**template_defaults(template_path), **parameters},
         physical_ids={item["LogicalResourceId"]: item["PhysicalResourceId"] for item in resources},
     )
     outputs = {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}

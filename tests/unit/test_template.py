@@ -176,3 +176,29 @@ def test_the_images_the_template_builds_carry_the_face_models_make_images_gives_
     }
     assert len(built) == 19
     assert {name for name, models in built.items() if models == "faces"} == FACE_MODEL_FUNCTIONS
+
+
+def test_the_stack_resolves_refs_with_the_parameters_its_deploy_passed_even_when_describe_stacks_omits_them(monkeypatch):
+    """The start-up flake: LocalStack's describe_stacks answered once without Parameters, and the
+    runner failed with "cannot resolve Ref Stage"."""
+    from infra import stack
+    from infra.settings import RunnerSettings
+
+    class CloudFormation:
+        def create_stack(self, **_kwargs):
+            return {}
+
+        def describe_stacks(self, **_kwargs):
+            return {"Stacks": [{"StackStatus": "CREATE_COMPLETE", "Outputs": []}]}  # no "Parameters"
+
+        def describe_stack_resources(self, **_kwargs):
+            return {"StackResources": []}
+
+        def get_caller_identity(self):
+            return {"Account": "000000000000"}
+
+    monkeypatch.setattr(stack, "aws_client", lambda _service, _settings: CloudFormation())
+    deployed = stack.deploy_template(RunnerSettings(task_lease_seconds=7, max_receive_count=3))
+    assert deployed.context.parameters["Stage"] == "local"
+    assert deployed.context.parameters["QueueVisibilityTimeout"] == "7" and deployed.context.parameters["MaxReceiveCount"] == "3"
+    assert deployed.context.parameters["ImageTag"] == "latest"  # a template default
