@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 from infra.processes import port_accepts
 from infra.settings import get_runner_settings
@@ -40,6 +41,8 @@ from shared.platform.logs import REQUEST_ID_ATTRIBUTE, configure_logging, log_co
 from shared.platform.storage import aws_client
 
 log = logging.getLogger("visionfn.bridge")
+#: How often an invocation tries again to reach a function that is being restarted.
+RESTART_POLL_SECONDS = 0.05
 
 #: Seconds the bridge waits for a function beyond its Timeout (the function stops its own work).
 ANSWER_GRACE_SECONDS = 5
@@ -220,8 +223,12 @@ class QueuePoller(threading.Thread):
             http = self.local.__dict__.setdefault("http", requests.Session())
             event = lambda_sqs_event(messages, binding, self.settings.aws_region)
             try:
-                response = invoke(http, binding.endpoint, binding.function, binding.timeout, event)
+                response = self.invoke_through_restarts(http, event)
                 status, body = response.status_code, response.content
+            except requests.ConnectionError as error:  # the invocation's connection dropped: its process died
+                log.error("%s died during the invocation (%s); %d message(s) back at once", binding.function, error, len(messages))
+                self.make_visible(messages)
+                return
             except requests.RequestException as error:
                 log.error("%s did not answer (%s); %d message(s) will be redelivered", binding.function, error, len(messages))
                 return
@@ -243,6 +250,38 @@ class QueuePoller(threading.Thread):
             log.exception("delivery to %s failed; the messages will be redelivered", binding.function)
         finally:
             self.slots.release()
+
+    def invoke_through_restarts(self, http: requests.Session, event: dict[str, Any]) -> requests.Response:
+        """Invoke the function; while it refuses connections (it is being restarted) wait for it,
+        within its timeout, as an invocation waits for a cold start."""
+        binding, deadline = self.binding, time.monotonic() + self.binding.timeout
+        while True:
+            try:
+                return invoke(http, binding.endpoint, binding.function, binding.timeout, event)
+            except requests.ConnectionError as error:
+                if not refused(error) or time.monotonic() > deadline or self.stop_event.is_set():
+                    raise
+                time.sleep(RESTART_POLL_SECONDS)
+
+    def make_visible(self, messages: list[dict[str, Any]]) -> None:
+        """The messages of an invocation whose worker died: deliverable again now, not after their
+        visibility timeout (the next delivery takes over the dead worker's lease: leases.py)."""
+        try:
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=self.binding.queue_url,
+                Entries=[
+                    {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for index, m in enumerate(messages)
+                ],
+            )
+        except Exception as error:  # they come back after their visibility timeout all the same
+            log.warning("could not make %d message(s) visible again: %s", len(messages), error)
+
+
+def refused(error: requests.ConnectionError) -> bool:
+    """Whether the connection was refused (nothing was sent: the function is not listening)."""
+    cause = error.args[0] if error.args else None
+    reason = getattr(cause, "reason", cause)
+    return isinstance(reason, urllib3.exceptions.NewConnectionError) or isinstance(reason, ConnectionRefusedError)
 
 
 class Scheduler(threading.Thread):

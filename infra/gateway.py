@@ -104,7 +104,9 @@ LIMITS: web.AppKey[BodyLimits] = web.AppKey("limits", BodyLimits)
 PLATFORM_TOKEN: web.AppKey[str | None] = web.AppKey("platform_token", str)
 METRICS: web.AppKey[MetricLines] = web.AppKey("metrics", MetricLines)
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-REQUEST_ID = "visionfn.request_id"  # the request's id, where its handler finds it
+REQUEST_ID = "visionfn.request_id"
+#: How often a request tries again to reach a function that is being restarted.
+RESTART_POLL_SECONDS = 0.05  # the request's id, where its handler finds it
 
 
 @dataclass(frozen=True)
@@ -224,8 +226,15 @@ class RequestBody:
         self.limit = limit
         self.read_timeout = read_timeout
         self.refused: BodyRefused | None = None
+        self.started = False  # a piece of it was read (and so sent on)
 
     async def chunks(self):  # noqa: ANN201 (an async generator of bytes)
+        """The body as it arrives, streamed on to the function."""
+        self.started = True
+        async for chunk in self._pieces():
+            yield chunk
+
+    async def _pieces(self):  # noqa: ANN202 (an async generator of bytes)
         received = 0
         while True:
             try:
@@ -243,7 +252,7 @@ class RequestBody:
 
     async def buffered(self) -> bytes:
         """The whole body (for a chunked one: forwarded with its length once it is complete)."""
-        return b"".join([chunk async for chunk in self.chunks()])
+        return b"".join([chunk async for chunk in self._pieces()])
 
 
 def _unauthorized(detail: str) -> web.Response:
@@ -270,7 +279,7 @@ async def forward(request: web.Request, route: GatewayRoute) -> web.StreamRespon
     except Refused as refused:
         return refused.response
     try:
-        return await relay(request, route, headers, data)
+        return await relay_through_restarts(request, route, headers, data, body)
     except (BodyRefused, aiohttp.ClientError) as error:
         if body.refused is not None:  # the client's body failed on the way: its fault, said so
             return _json(body.refused.status, body.refused.detail)
@@ -346,6 +355,22 @@ async def upstream_body(request: web.Request, body: RequestBody, headers: dict[s
         return body.chunks()
     except BodyRefused as refused:
         raise Refused(_json(refused.status, refused.detail)) from None
+
+
+async def relay_through_restarts(
+    request: web.Request, route: GatewayRoute, headers: dict[str, str], data: Any, body: RequestBody
+) -> web.StreamResponse:
+    """``relay``; while the function refuses connections (it is being restarted) the request waits
+    for it within the route's timeout, as a request waits for a cold start on Lambda. A request
+    whose body started on its way to the function is not sent again."""
+    deadline = time.monotonic() + route.timeout
+    while True:
+        try:
+            return await relay(request, route, headers, data)
+        except aiohttp.ClientConnectorError:
+            if body.started or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(RESTART_POLL_SECONDS)
 
 
 async def relay(request: web.Request, route: GatewayRoute, headers: dict[str, str], data: Any) -> web.StreamResponse:

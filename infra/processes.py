@@ -64,9 +64,9 @@ def open_private_log(path: Path) -> BinaryIO:
     return os.fdopen(descriptor, "ab")
 
 
-def copy_output(output: IO[bytes], log_path: Path, name: str) -> None:
+def copy_output(output: IO[bytes], log_file: BinaryIO, name: str) -> None:
     """Append each line of ``output`` to the log, as it comes, until the process closes it."""
-    with open_private_log(log_path) as log_file:
+    with log_file:
         for line in iter(output.readline, b""):
             log_file.write(line if _is_json_object(line) else as_json_line(line, name))
             log_file.flush()
@@ -112,6 +112,7 @@ class ChildProcess:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen[bytes] = field(init=False)
+    output_copy: threading.Thread = field(init=False)  # copies its output to its log; ends when it does
     started_at: float = field(init=False, default=0.0)
     restarts: int = 0
     last_exit: str | None = None
@@ -127,10 +128,12 @@ class ChildProcess:
         return child
 
     def _spawn(self) -> None:
+        log_file = open_private_log(self.log_path)
         self.process = subprocess.Popen(
             self.command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
         )
-        threading.Thread(target=copy_output, args=(self.process.stdout, self.log_path, self.name), daemon=True).start()
+        self.output_copy = threading.Thread(target=copy_output, args=(self.process.stdout, log_file, self.name), daemon=True)
+        self.output_copy.start()
         self.started_at = time.monotonic()
 
     def exited(self) -> int | None:

@@ -31,7 +31,7 @@ class ProcessedObjects:
                 .on_conflict_do_nothing(index_elements=["consumer", "object_key", "etag"])
             )
             record = session.scalar(select(ProcessedObject.id).filter_by(**identity))
-        return self.leases.claim(record, lease_seconds)
+        return self.leases.claim(record, lease_seconds, delivery=receive_count)
 
     def lease_seconds_left(self, obj: ObjectRef) -> float:
         """How long another delivery's lease on this object version still runs."""

@@ -89,15 +89,21 @@ class LeasedTable:
         self.due = due
         self.clock = clock
 
-    def claim(self, key: Any, lease_seconds: float, *, reopen: bool = False, session: Session | None = None) -> Lease | Claim:
+    def claim(
+        self, key: Any, lease_seconds: float, *, reopen: bool = False, session: Session | None = None, delivery: int | None = None
+    ) -> Lease | Claim:
         """``waiting -> working`` once; ``working`` with a lapsed lease is taken over. ``reopen``: a
         finished row (or a waiting one whose time has not come) is taken too: someone asked for
-        the work again (a client's redelivery)."""
+        the work again (a client's redelivery). ``delivery``: the receive count of the queue
+        message this claim serves (tables with ``lease_delivery``): a lease held for an earlier
+        delivery of the message is taken over at once, lapsed or not. SQS delivers a message again
+        only when its earlier delivery is over (the queue hides it longer than its consumer may run,
+        and a live worker keeps it hidden), or when the platform saw that worker die."""
         model, now = self.model, self.clock()
         statement = (
             update(model)
-            .where(self.key == key, self._claimable(now, reopen))
-            .values(**self._taken(now, lease_seconds))
+            .where(self.key == key, self._claimable(now, reopen, delivery))
+            .values(**self._taken(now, lease_seconds, delivery))
             .returning(model.attempts)
         )
         with self._transaction(session) as transaction:
@@ -178,10 +184,13 @@ class LeasedTable:
                 raise LeaseLost(f"{model.__tablename__} {lease.key}: attempt {lease.attempt} no longer holds it")
             return then(transaction, row) if then else row
 
-    def _claimable(self, now: datetime, reopen: bool = False) -> ColumnElement[bool]:
-        """Waiting (and due), or working under a lapsed lease; with ``reopen``, any row not held."""
+    def _claimable(self, now: datetime, reopen: bool = False, delivery: int | None = None) -> ColumnElement[bool]:
+        """Waiting (and due), or working under a lapsed lease (or one held for an earlier delivery);
+        with ``reopen``, any row not held."""
         model, statuses = self.model, self.statuses
         lapsed = (model.status == statuses.working) & (model.lease_expires_at < now)
+        if delivery is not None:
+            lapsed = lapsed | ((model.status == statuses.working) & (model.lease_delivery < delivery))
         if reopen:
             return or_(model.status.in_((statuses.waiting, *statuses.finished)), lapsed)
         waiting = model.status == statuses.waiting
@@ -189,13 +198,14 @@ class LeasedTable:
             waiting = waiting & (self.due <= now)
         return or_(waiting, lapsed)
 
-    def _taken(self, now: datetime, lease_seconds: float) -> dict[str, Any]:
+    def _taken(self, now: datetime, lease_seconds: float, delivery: int | None = None) -> dict[str, Any]:
         model = self.model
         return {
             "status": self.statuses.working,
             "attempts": model.attempts + 1,
             "lease_expires_at": now + timedelta(seconds=lease_seconds),
             "updated_at": now,
+            **({"lease_delivery": delivery} if delivery is not None else {}),
         }
 
     @contextmanager

@@ -31,6 +31,8 @@ from shared.platform.tasks import TaskOut, TaskRepository
 log = logging.getLogger("visionfn.tasks")
 
 DEAD_LETTER_ERROR = "Gave up after {count} deliveries: the worker stopped each time without finishing (crash, timeout or out of memory)"
+#: A job whose attempt failed (its work process crashed, say) and was given back comes back this soon.
+RETRY_DELAY_SECONDS = 1
 #: Seconds kept, before the function's deadline, to record a timed-out task.
 TIMEOUT_MARGIN_SECONDS = 1.0
 
@@ -80,7 +82,8 @@ class TaskWorker:
 
     def _take(self, uid: str, record: SqsRecord, work: Work) -> Outcome:
         dead_letter = self.queue.is_dead_letter(record)
-        claim = self.tasks.claim(uid, self.settings.task_lease_seconds)
+        receive_count = record.attributes.approximate_receive_count
+        claim = self.tasks.claim(uid, self.settings.task_lease_seconds, delivery=receive_count)
         if claim is Claim.MISSING:
             log.warning("dropped job %s: no task %s", record.message_id, uid)
             return Outcome.DROPPED
@@ -92,7 +95,6 @@ class TaskWorker:
         if dead_letter:  # every delivery died (crash, kill, out of memory): end it, never stuck
             count = self.settings.max_receive_count
             return self._finish(claim, lambda lease: self.tasks.fail(lease, DEAD_LETTER_ERROR.format(count=count)))
-        receive_count = record.attributes.approximate_receive_count
         try:
             result_data, result_files = work(claim)
         except LeaseLost as error:
@@ -103,7 +105,10 @@ class TaskWorker:
             log.warning("task %s: %s", uid, message)
             return self._finish(claim, lambda lease: self.tasks.fail(lease, message))
         except Exception as error:
-            return self._failed(claim, error, receive_count)
+            outcome = self._failed(claim, error, receive_count)
+            if outcome is Outcome.RETRY:  # given back: the job comes back soon, not after its visibility timeout
+                self._retry_soon(record)
+            return outcome
         return self._finish(claim, lambda lease: self.tasks.complete(lease, result_data, result_files))
 
     def heartbeat(self, lease: Lease, record: SqsRecord) -> None:
@@ -111,6 +116,12 @@ class TaskWorker:
         message, so the lease lapses first."""
         self.tasks.renew(lease, self.settings.task_lease_seconds)
         self.queue.keep_invisible(record, self.settings.task_lease_seconds)
+
+    def _retry_soon(self, record: SqsRecord) -> None:
+        try:
+            self.queue.keep_invisible(record, RETRY_DELAY_SECONDS)
+        except Exception as error:  # an optimisation: the job comes back after its visibility timeout all the same
+            log.warning("job %s: could not bring it back in %d s (%s)", record.message_id, RETRY_DELAY_SECONDS, error)
 
     def timeout_message(self, invocation: Invocation) -> str:
         return f"Timed out after {invocation.timeout_seconds} s (the function's Timeout); stopped"

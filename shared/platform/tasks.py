@@ -125,9 +125,7 @@ class TaskRepository:
     task-finished event in the transaction that finishes it; without one (read-only callers,
     tests of the table), no messages are written."""
 
-    def __init__(
-        self, database_url: str | None = None, outbox: Outbox | None = None, clock: Callable[[], datetime] = utc_now
-    ) -> None:
+    def __init__(self, database_url: str | None = None, outbox: Outbox | None = None, clock: Callable[[], datetime] = utc_now) -> None:
         self.database_url = database_url
         self.outbox = outbox
         self.leases = LeasedTable(Task, Task.uid, database_url, clock=clock)  # ``clock``: what "now" is for leases (tests set it)
@@ -171,7 +169,7 @@ class TaskRepository:
             task = session.scalar(
                 update(Task)
                 .where(Task.uid == uid, Task.status == "queued")
-                .values(status="error", error=error, updated_at=utc_now())
+                .values(status="error", error=error, updated_at=self.leases.clock())
                 .returning(Task)
             )
             if task is None:
@@ -220,13 +218,14 @@ class TaskRepository:
             total = session.scalar(count) or 0
             return TaskPage(total=total, tasks=[TaskOut.model_validate(row) for row in session.scalars(rows)])
 
-    def claim(self, uid: str, lease_seconds: int) -> Lease | Claim:
-        """``queued -> processing`` exactly once; a lapsed lease (its worker died) may be reclaimed.
-        The attempt is on the task's timeline."""
+    def claim(self, uid: str, lease_seconds: int, delivery: int | None = None) -> Lease | Claim:
+        """``queued -> processing`` exactly once; a lapsed lease (its worker died) may be reclaimed,
+        and so may one an earlier ``delivery`` of the job holds (LeasedTable.claim). The attempt is
+        on the task's timeline."""
         with session_scope(self.database_url) as session:
-            claim = self.leases.claim(uid, lease_seconds, session=session)
+            claim = self.leases.claim(uid, lease_seconds, session=session, delivery=delivery)
             if isinstance(claim, Lease):
-                session.add(TaskEvent(task_uid=uid, event="started", attempt=claim.attempt, at=utc_now()))
+                session.add(TaskEvent(task_uid=uid, event="started", attempt=claim.attempt, at=self.leases.clock()))
         return claim
 
     def lease_seconds_left(self, uid: str) -> float:
@@ -239,7 +238,7 @@ class TaskRepository:
         """Give the task back for a retry (its timeline says why)."""
 
         def record(session: Session, _task: Task) -> None:
-            session.add(TaskEvent(task_uid=lease.key, event="released", attempt=lease.attempt, detail=reason, at=utc_now()))
+            session.add(TaskEvent(task_uid=lease.key, event="released", attempt=lease.attempt, detail=reason, at=self.leases.clock()))
 
         self.leases.write(lease, record, status="queued", lease_expires_at=None)
 
@@ -253,7 +252,7 @@ class TaskRepository:
         """The fenced last write, with the task-finished event in the same transaction."""
 
         def announce(session: Session, task: Task) -> TaskOut:
-            session.add(TaskEvent(task_uid=task.uid, event=task.status, attempt=lease.attempt, at=utc_now()))
+            session.add(TaskEvent(task_uid=task.uid, event=task.status, attempt=lease.attempt, at=self.leases.clock()))
             if self.outbox:
                 self.outbox.add_task_finished(session, task)
             return TaskOut.model_validate(task)

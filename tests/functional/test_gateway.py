@@ -72,7 +72,7 @@ class ServerThread:
 
 @pytest.fixture(scope="module")
 def gateway():
-    upstream_port, gateway_port, dead_port = (lambda base: (base, base + 1, base + 2))(free_port_block(3, 45000))
+    upstream_port, gateway_port, dead_port, late_port = (lambda base: (base, base + 1, base + 2, base + 3))(free_port_block(4, 45000))
     upstream = web.Application()
     upstream.router.add_route("*", "/{tail:.*}", _echo)
     upstream.router.add_get("/large", _large)
@@ -81,7 +81,8 @@ def gateway():
         GatewayRoute("POST", "/process", "face", f"http://127.0.0.1:{upstream_port}"),
         GatewayRoute("GET", "/api/v1/tasks/{uid}", "tasks", f"http://127.0.0.1:{upstream_port}"),
         GatewayRoute("GET", "/large", "tasks", f"http://127.0.0.1:{upstream_port}"),
-        GatewayRoute("GET", "/down", "ghost", f"http://127.0.0.1:{dead_port}"),
+        GatewayRoute("GET", "/down", "ghost", f"http://127.0.0.1:{dead_port}", timeout=1),
+        GatewayRoute("POST", "/late", "sleeper", f"http://127.0.0.1:{late_port}", timeout=10),
         GatewayRoute("GET", "/slow", "sleepy", f"http://127.0.0.1:{upstream_port}", timeout=1),
     ]
     servers = ServerThread()
@@ -89,8 +90,23 @@ def gateway():
     app = build_app(routes)
     app[LIMITS] = BodyLimits(max_body_bytes=8_000_000, body_read_timeout=2)
     servers.serve(app, gateway_port)
+    GATEWAY_PORTS["late"] = late_port
+    GATEWAY_PORTS["servers"] = servers
     yield f"http://127.0.0.1:{gateway_port}"
     servers.close()
+
+
+GATEWAY_PORTS: dict = {}
+
+
+def test_a_request_to_a_function_being_restarted_waits_for_it_as_for_a_cold_start(gateway):
+    """GIVEN a function that listens only 0.8 s after the request arrives (it is being restarted),
+    WHEN a request with a body comes, THEN it is answered once the function is up, not a 502."""
+    late = web.Application()
+    late.router.add_route("*", "/{tail:.*}", _echo)
+    threading.Timer(0.8, GATEWAY_PORTS["servers"].serve, args=(late, GATEWAY_PORTS["late"])).start()
+    response = requests.post(f"{gateway}/late", data=b"x" * 1000, timeout=30)
+    assert response.status_code == 200 and response.json()["size"] == 1000
 
 
 def test_body_is_streamed_intact_and_headers_kept(gateway):

@@ -122,3 +122,26 @@ def test_thumbnail_recorded_once(tasks):
     assert tasks.add_thumbnail(uid, key)
     assert tasks.get(uid).thumbnails == [key]
     assert not tasks.add_thumbnail(uuid.uuid4().hex, key)
+
+
+def test_a_later_delivery_of_the_job_takes_over_at_once_an_earlier_deliverys_lease(tasks):
+    """The platform saw the worker of delivery 1 die and made the message visible again: delivery
+    2 takes the task now, its lease running or not; the dead attempt's writes change nothing."""
+    uid = tasks.create("template", {}, []).uid
+    first = tasks.claim(uid, lease_seconds=60, delivery=1)
+    assert first == Lease(uid, 1)
+    assert tasks.claim(uid, lease_seconds=60, delivery=1) is Claim.BUSY  # the same delivery again (a duplicate)
+    second = tasks.claim(uid, lease_seconds=60, delivery=2)
+    assert second == Lease(uid, 2)
+    assert tasks.claim(uid, lease_seconds=60, delivery=2) is Claim.BUSY  # the new holder keeps it
+    with pytest.raises(LeaseLost):
+        tasks.complete(first, {"late": True}, [])  # fenced
+    assert tasks.complete(second, {"ok": True}, []).result_data == {"ok": True}
+    assert tasks.claim(uid, lease_seconds=60, delivery=3) is Claim.FINISHED
+    owner_view = tasks.timeline(uid, owner="")
+    assert [(event.event, event.attempt) for event in owner_view.events] == [
+        ("submitted", None),
+        ("started", 1),
+        ("started", 2),
+        ("done", 2),
+    ]

@@ -1,5 +1,6 @@
 """Port checks report clearly."""
 
+import json
 import socket
 
 import pytest
@@ -89,10 +90,15 @@ def test_logs_are_readable_by_their_owner_only(tmp_path):
     older.write_text("from a start before\n")
     older.chmod(0o644)
     for name in ("new", "older"):
-        child = ChildProcess.start(name, [sys.executable, "-c", "print('hello')"], {}, tmp_path)
+        script = "print('hello'); print('{\"message\": \"as is\"}')"
+        child = ChildProcess.start(name, [sys.executable, "-c", script], {}, tmp_path)
         child.process.wait(10)
+        child.output_copy.join(10)
         assert stat.S_IMODE((tmp_path / f"{name}.log").stat().st_mode) == 0o600, name
-    assert older.read_text() == "from a start before\nhello\n"
+    first, hello, as_is = older.read_text().splitlines()
+    assert first == "from a start before"
+    assert json.loads(hello)["message"] == "hello" and json.loads(hello)["function"] == "older"  # plain output: a JSON line
+    assert as_is == '{"message": "as is"}'  # a JSON line stays as written
 
 
 # --- functions in containers (VISIONFN_RUNTIME=container) ------------------------------------------

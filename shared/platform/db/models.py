@@ -37,6 +37,7 @@ class Task(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_delivery: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the job message's receive count that holds it
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     # chain matching: a step is a task of its chain (``parent_uid``, 1-based ``step``), seen by
@@ -75,6 +76,7 @@ class ProcessedObject(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_delivery: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the notification's receive count that holds it
     output_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     receive_count: Mapped[int] = mapped_column(Integer, default=1)
