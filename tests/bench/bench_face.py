@@ -10,7 +10,9 @@ tool `deface` (its own CenterFace code, threshold 0.2, mask scale 1.3, ellipse):
   >= 10 px) counts as covered when >= 70% of its box lies inside the anonymized region;
   overall, on faces >= 20 px and >= 40 px, and by WIDER's easy/medium/hard sets;
 - false positives per image: detections that touch no labelled face at all (invalid and
-  tiny faces included);
+  tiny faces included); both also on each half of the photos (even and odd positions);
+- the curve of recall against false positives of the fused detector's two profiles and of
+  deface, their thresholds scaled together (``curves``);
 - POST /process through the gateway of a running platform (p50/p95).
 """
 
@@ -28,11 +30,14 @@ import numpy as np
 
 from shared.faces.anonymize import AnonymizeStyle, anonymize, coverage_mask, covered_regions
 from shared.faces.detections import FaceDetections
+from shared.faces.detectors import FusedDetector, fuse_scores, in_image, network_input
 from shared.faces.privacy import FacePrivacy
 from shared.faces.settings import get_face_settings
 from tests.conftest import CROWD_PHOTO, SHARED_DATA
 
 WIDER = SHARED_DATA / "faces" / "wider_subset"
+#: our contenders: each detector, and the fused detector's thorough profile ("<detector> <profile>")
+OURS = ("fused", "fused thorough", "combined", "centerface", "retinaface", "mediapipe")
 STYLE = AnonymizeStyle()  # blur, ellipse, margin 0.3 (deface's mask scale 1.3)
 
 
@@ -47,8 +52,8 @@ class DefaceReference:
         self.model = CenterFace(backend="opencv")
         self.threshold = threshold
 
-    def detect(self, rgb: np.ndarray) -> FaceDetections:
-        found, _landmarks = self.model(rgb, threshold=self.threshold)
+    def detect(self, rgb: np.ndarray, threshold: float | None = None) -> FaceDetections:
+        found, _landmarks = self.model(rgb, threshold=self.threshold if threshold is None else threshold)
         return FaceDetections.from_corners(found[:, :4], found[:, 4])
 
 
@@ -106,6 +111,60 @@ def score_detections(detections: list[tuple[FaceDetections, int, int]], items: l
     return report
 
 
+#: the curves' points: every threshold of a contender times each factor (1: its chosen point)
+CURVE_FACTORS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5)
+
+
+def curves(fused: dict[str, FusedDetector], deface: DefaceReference, items: list[dict]) -> dict[str, list[dict]]:
+    """Recall against false positives per image (overall and per half) of each fused profile and
+    of deface, every threshold of each multiplied by each of CURVE_FACTORS: deface's threshold;
+    the fused detector's sure, candidate and confirm scores together. The networks run once per
+    photo at the lowest thresholds; each point keeps what clears its own (the same faces as a run
+    at those thresholds: both NMS keep a face unless a higher-scoring one overlaps it)."""
+    lowest = min(CURVE_FACTORS)
+    found: dict[str, list[dict[float, FaceDetections]]] = {name: [] for name in [*fused, "deface"]}
+    sizes = []
+    for item in items:
+        rgb = load_rgb(WIDER / item["file"])
+        sizes.append((rgb.shape[1], rgb.shape[0]))
+        everything = DefaceReference.detect(deface, rgb, deface.threshold * lowest)
+        found["deface"].append({k: everything.above(deface.threshold * k) for k in CURVE_FACTORS})
+        for name, detector in fused.items():
+            resized, factors = network_input(rgb, detector.centerface.max_input_side)
+            first = detector.centerface.find(resized, detector.candidate_score * lowest, detector.flip)
+            second = detector.retinaface.find(resized, detector.confirm_score * lowest)
+            found[name].append(
+                {
+                    k: in_image(
+                        fuse_scores(
+                            first.above(detector.candidate_score * k),
+                            second.above(detector.confirm_score * k),
+                            detector.sure_score * k,
+                            detector.match_iou,
+                        ),
+                        factors,
+                        rgb,
+                    )
+                    for k in CURVE_FACTORS
+                }
+            )
+    report = {}
+    for name, per_photo in found.items():
+        report[name] = []
+        for k in CURVE_FACTORS:
+            scored = score_detections([(by_factor[k], *size) for by_factor, size in zip(per_photo, sizes, strict=True)], items)
+            report[name].append(
+                {
+                    "factor": k,
+                    "recall": round(scored["recall"], 3),
+                    "false_positives_per_image": scored["false_positives_per_image"],
+                    "even": scored["even"],
+                    "odd": scored["odd"],
+                }
+            )
+    return report
+
+
 def time_frames(contenders: dict, frame: np.ndarray, runs: int) -> dict[str, float]:
     """Median detect + anonymize time (ms) of each contender on ``frame``. The contenders take
     turns, one call each per round, so that a change of load on the machine falls on all of them."""
@@ -148,14 +207,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--http", type=int, default=30)
+    parser.add_argument("--detectors", default=",".join(OURS), help="ours to measure beside deface, a comma list")
+    parser.add_argument("--no-curves", dest="curves", action="store_false", help="skip the recall/false positive curves")
     options = parser.parse_args()
 
     items = json.loads((WIDER / "ground_truth.json").read_text())
     photo = load_rgb(SHARED_DATA / CROWD_PHOTO)
     frames = {"1080p": cv2.resize(photo, (1920, 1080)), "4K": cv2.resize(photo, (3840, 2160))}
     privacy = FacePrivacy(get_face_settings())
-    ours = ("fused", "combined", "centerface", "retinaface", "mediapipe")
-    contenders = {name: privacy.detector(name) for name in ours}
+    ours = options.detectors.split(",")
+    contenders = {name: privacy.detector(*name.split(" ")) for name in ours}  # type: ignore[arg-type]
     contenders["deface"] = DefaceReference()
 
     ms_1080p = time_frames(contenders, frames["1080p"], options.runs)
@@ -180,6 +241,9 @@ def main() -> None:
     Image.fromarray(frames["1080p"]).save(buffer, "JPEG", quality=90)
     if options.http:
         results["http"] = http_end_to_end(buffer.getvalue(), options.http)
+    if options.curves:
+        profiles = {name: privacy.detector("fused", profile) for name, profile in (("fused", "default"), ("fused thorough", "thorough"))}
+        results["curves"] = curves(profiles, contenders["deface"], items)  # type: ignore[arg-type]
     results["settings"] = {"max_input_side": privacy.settings.face_max_input_side, "images": len(items)}
     print(json.dumps(results, indent=2))
 

@@ -166,3 +166,15 @@ def test_thin_and_tiny_images_are_answered_not_crashed(clients, path, width, hei
     response = _post(client, path, buffer.getvalue(), "thin.png", headers={"Accept": "application/json"})
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["total_count"] == 0
+
+
+def test_the_thorough_profile_through_the_function(clients):
+    data = shared_data(CROWD_PHOTO)
+    default = _post(clients["face_detect"], "/detect", data).get_json()
+    thorough = _post(clients["face_detect"], "/detect", data, profile="thorough").get_json()
+    assert thorough["detector"] == default["detector"] == "fused"
+    assert thorough["total_count"] >= default["total_count"] >= 5  # on this photo, every face of the default and more
+    unknown = _post(clients["face_detect"], "/detect", data, profile="slow")
+    assert unknown.status_code == 422 and unknown.get_json()["detail"][0]["loc"] == ["body", "profile"]
+    other_detector = _post(clients["face_detect"], "/detect", data, profile="thorough", detector="mediapipe")
+    assert other_detector.status_code == 422 and "fused" in other_detector.get_json()["detail"][0]["msg"]
