@@ -54,12 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     anonymize.add_argument("--draw-boxes", action="store_true")
     anonymize.add_argument("--format", choices=["jpeg", "png", "webp"])
     anonymize.add_argument("--detector", choices=["fused", "combined", "centerface", "retinaface", "mediapipe"])
+    anonymize.add_argument(
+        "--profile", choices=["default", "thorough"], help="the fused detector's profile (thorough: more faces, more false positives)"
+    )
     anonymize.add_argument("--hide", help="what to hide, a comma list of faces (the default), text, numbers (runs of >= 4 digits)")
     anonymize.set_defaults(run=cmd_faces_anonymize)
     detect = faces.add_parser("detect", help="count the faces of pictures")
     detect.add_argument("paths", nargs="+")
     detect.add_argument("--min-confidence", type=float)
     detect.add_argument("--detector", choices=["fused", "combined", "centerface", "retinaface", "mediapipe"])
+    detect.add_argument(
+        "--profile", choices=["default", "thorough"], help="the fused detector's profile (thorough: more faces, more false positives)"
+    )
     detect.add_argument("--hide", help="what to hide, a comma list of faces (the default), text, numbers (runs of >= 4 digits)")
     detect.set_defaults(run=cmd_faces_detect)
 

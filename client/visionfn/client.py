@@ -128,6 +128,7 @@ class Client:
         draw_boxes: bool | None = None,
         format: str | None = None,
         detector: str | None = None,
+        profile: str | None = None,
         hide: str | None = None,
     ) -> AnonymizedImage:
         """POST /process: every face hidden (``mode`` blur/pixelate/solid); ``hide`` a comma list of
@@ -145,6 +146,7 @@ class Client:
                     "draw_boxes": draw_boxes,
                     "format": format,
                     "detector": detector,
+                    "profile": profile,
                     "hide": hide,
                 }
             ),
@@ -162,10 +164,16 @@ class Client:
         )
 
     def detect_faces(
-        self, image: FileInput, *, min_confidence: float | None = None, detector: str | None = None, hide: str | None = None
+        self,
+        image: FileInput,
+        *,
+        min_confidence: float | None = None,
+        detector: str | None = None,
+        profile: str | None = None,
+        hide: str | None = None,
     ) -> dict[str, Any]:
         """POST /detect: the faces' boxes (and, with ``hide`` naming text or numbers, the text regions'), no pixel work."""
-        form = _form({"min_confidence": min_confidence, "detector": detector, "hide": hide})
+        form = _form({"min_confidence": min_confidence, "detector": detector, "profile": profile, "hide": hide})
         return self._json("POST", "/detect", files=[("image", read_file(image))], data=form)
 
     def anonymize_video(self, video: FileInput, **options: Any) -> Task:

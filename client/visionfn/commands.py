@@ -96,6 +96,7 @@ def cmd_faces_anonymize(client: Client, args: argparse.Namespace) -> int:
         "margin": args.margin,
         "min_confidence": args.min_confidence,
         "detector": args.detector,
+        "profile": args.profile,
         "hide": args.hide,
     }
     picture_options = {**options, "draw_boxes": True if args.draw_boxes else None, "format": args.format}
@@ -146,7 +147,9 @@ def cmd_faces_detect(client: Client, args: argparse.Namespace) -> int:
     failed = 0
     for image in collect_images(args.paths):
         try:
-            report = client.detect_faces(image, min_confidence=args.min_confidence, detector=args.detector, hide=args.hide)
+            report = client.detect_faces(
+                image, min_confidence=args.min_confidence, detector=args.detector, profile=args.profile, hide=args.hide
+            )
         except (VisionfnError, OSError) as error:
             print_error(f"{image}: {error}")
             failed += 1

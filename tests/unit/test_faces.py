@@ -2,6 +2,7 @@
 
 import argparse
 import io
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 
 from shared.faces.anonymize import AnonymizeStyle, anonymize, covered_regions, strength
 from shared.faces.detections import FaceDetections
-from shared.faces.detector_names import DETECTORS, Detector
+from shared.faces.detector_names import DETECTORS, Detector, Profile
 from shared.faces.detectors import decode_centerface, input_size, network_input
 from shared.faces.models import CENTERFACE, CENTERFACE_INT8, DETECTOR_MODELS, ModelMissing, QuantizedModel, model_identity, model_path
 from shared.faces.privacy import AnonymizeOptions, FaceOptions, FacePrivacy, to_rgb
@@ -203,12 +204,17 @@ def test_network_input_factors_bring_boxes_back_to_the_image():
 
 def _cli_detector_choices(*command: str) -> list[str]:
     """The ``--detector`` choices of a ``visionfn`` subcommand (the client cannot import shared/)."""
+    return _cli_choices("detector", *command)
+
+
+def _cli_choices(option: str, *command: str) -> list[str]:
+    """The choices of a ``visionfn`` subcommand's option."""
     from visionfn.cli import build_parser
 
     parser = build_parser()
     for name in command:
         parser = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction)).choices[name]
-    return next(action for action in parser._actions if action.dest == "detector").choices
+    return next(action for action in parser._actions if action.dest == option).choices
 
 
 def test_the_detectors_are_named_once():
@@ -329,6 +335,8 @@ def test_the_thorough_profile_is_an_option_of_the_fused_detector_only():
     with pytest.raises(ValidationError, match="profile"):
         FaceOptions.model_validate({"profile": "slow"})
     assert "profile" not in FaceOptions().params() and FaceOptions(profile="thorough").params()["profile"] == "thorough"
+    for command in (("faces", "anonymize"), ("faces", "detect")):  # the CLI's copy of the names
+        assert tuple(_cli_choices("profile", *command)) == get_args(Profile), command
 
 
 def test_the_profile_comes_from_the_request_then_the_setting(privacy):
