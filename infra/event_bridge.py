@@ -43,6 +43,8 @@ from shared.platform.storage import aws_client
 log = logging.getLogger("visionfn.bridge")
 #: How often an invocation tries again to reach a function that is being restarted.
 RESTART_POLL_SECONDS = 0.05
+#: The messages of an invocation whose process died come back after this long.
+AFTER_A_DEATH_SECONDS = 1
 
 #: Seconds the bridge waits for a function beyond its Timeout (the function stops its own work).
 ANSWER_GRACE_SECONDS = 5
@@ -219,6 +221,7 @@ class QueuePoller(threading.Thread):
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         binding = self.binding
+        log.debug("%s: %d message(s) received", binding.function, len(messages))
         try:
             http = self.local.__dict__.setdefault("http", requests.Session())
             event = lambda_sqs_event(messages, binding, self.settings.aws_region)
@@ -226,7 +229,13 @@ class QueuePoller(threading.Thread):
                 response = self.invoke_through_restarts(http, event)
                 status, body = response.status_code, response.content
             except requests.ConnectionError as error:  # the invocation's connection dropped: its process died
-                log.error("%s died during the invocation (%s); %d message(s) back at once", binding.function, error, len(messages))
+                log.error(
+                    "%s died during the invocation (%s); %d message(s) back in %d s",
+                    binding.function,
+                    error,
+                    len(messages),
+                    AFTER_A_DEATH_SECONDS,
+                )
                 self.make_visible(messages)
                 return
             except requests.RequestException as error:
@@ -264,13 +273,16 @@ class QueuePoller(threading.Thread):
                 time.sleep(RESTART_POLL_SECONDS)
 
     def make_visible(self, messages: list[dict[str, Any]]) -> None:
-        """The messages of an invocation whose worker died: deliverable again now, not after their
-        visibility timeout (the next delivery takes over the dead worker's lease: leases.py)."""
+        """The messages of an invocation whose worker died: deliverable again in a second (the time
+        a function takes to come back), not after their visibility timeout; the next delivery takes
+        over the dead worker's lease (leases.py). Not at once: a process that is still going down
+        could take them and die with them again, using up their deliveries."""
         try:
             self.sqs.change_message_visibility_batch(
                 QueueUrl=self.binding.queue_url,
                 Entries=[
-                    {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for index, m in enumerate(messages)
+                    {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": AFTER_A_DEATH_SECONDS}
+                    for index, m in enumerate(messages)
                 ],
             )
         except Exception as error:  # they come back after their visibility timeout all the same

@@ -1,4 +1,4 @@
-"""``make logs ID=<request id or task uid>``: every log line of one job, from every process of the
+"""``make logs ID=<request id, task uid or object key>``: every log line of one job, from every process of the
 local platform (gateway, functions, their work processes, the event bridge), in time order.
 
 A job's lines carry its ``request_id`` (the client's ``X-Request-Id`` or the gateway's) and, once a
@@ -21,7 +21,7 @@ from typing import Any
 from infra.settings import get_runner_settings
 
 #: The fields that name a job (a line's own), and the one that lists several (the bridge's batch).
-JOB_FIELDS = ("request_id", "task_uid")
+JOB_FIELDS = ("request_id", "task_uid", "object_key")
 LISTED = "request_ids"
 #: Printed after the message when a line has them.
 SHOWN_FIELDS = ("request_id", "task_uid", "owner", "route", "status", "duration", "attempt", "delivery_id", "object_key", "cold_start")

@@ -379,7 +379,8 @@ def command_up(settings: RunnerSettings) -> int:
         state = platform.up()
         log.info(
             'ready in %s s: gateway %s (try: curl %s/health); API key in %s (curl -H "Authorization: Bearer $(cat %s)" ...); '
-            "logs in %s/; Ctrl-C (or `make down`) stops everything",
+            "logs in %s/; webhooks: receivers on this machine (127.0.0.1, ::1) allowed, the platform's own ports never; "
+            "Ctrl-C (or `make down`) stops everything",
             state.ready_seconds,
             state.gateway_url,
             state.gateway_url,

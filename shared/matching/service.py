@@ -161,6 +161,7 @@ class MatchService:
 
             task = self.tasks.get(lease.key)
             inputs = self.store.get_many(task.input_files)
+            log.debug("task %s: inputs read", lease.key)
             inject_fault_if_requested(inputs[0].metadata, record.attributes.approximate_receive_count, self.settings)
             result_data, pictures = self.work.run(
                 run_tool,
@@ -171,8 +172,10 @@ class MatchService:
                 tick_seconds=self.settings.task_lease_seconds / 3,
             )
             folder = f"results/{task.parent_uid}/step-{task.step}" if task.parent_uid else f"results/{lease.key}"
+            log.debug("task %s: worked", lease.key)
             results = [(f"{folder}/{name}", data, content_type(name)) for name, data in pictures.items()]
             self.store.put_many(results)
+            log.debug("task %s: results stored", lease.key)
             return result_data, [key for key, _, _ in results]
 
         return self.worker.take(uid, record, work)

@@ -129,7 +129,10 @@ def configure_logging(name: str) -> logging.Logger:
     # the one handler: it replaces basicConfig's, the Lambda runtime's (a second copy of each line);
     # a test runner's capturing handler stays
     root.handlers = [*(kept for kept in root.handlers if type(kept).__module__.startswith("_pytest")), handler]
-    root.setLevel(get_settings().log_level.upper())
+    level = logging.getLevelName(get_settings().log_level.upper())
+    level = level if isinstance(level, int) else logging.INFO
+    root.setLevel(max(level, logging.INFO))  # DEBUG is this project's (each hop of a job), not every library's
+    logging.getLogger("visionfn").setLevel(level)
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     threading.excepthook = lambda hook: _log_uncaught(hook.exc_type, hook.exc_value or hook.exc_type(), hook.exc_traceback)

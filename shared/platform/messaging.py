@@ -147,6 +147,7 @@ class Outbox:
             if response.get("FailedEntryCount"):
                 raise ClientError({"Error": {"Code": "FailedEntry", "Message": str(response["Entries"])}}, "PutEvents")
         message.sent_at = utc_now()
+        log.debug("%s %d of task %s sent", message.kind, message.id, message.task_uid)
 
 
 def _unsent():  # noqa: ANN202 (SQLAlchemy select)

@@ -62,6 +62,7 @@ def store_and_dispatch(tasks: TaskRepository, store: ObjectStore, task: TaskOut,
     except Exception as error:
         tasks.abandon(task.uid, f"The inputs could not be stored: {error}")
         raise ServiceUnavailable(f"The inputs could not be stored, try again: {error}") from error
+    log.debug("task %s: inputs stored", task.uid)
     tasks.dispatch(task.uid)
     return task
 
@@ -92,6 +93,7 @@ class TaskWorker:
             return Outcome.HANDLED
         if claim is Claim.BUSY:
             raise Busy(f"task {uid} is held by another worker's lease", self.tasks.lease_seconds_left(uid))
+        log.debug("task %s claimed: attempt %d, delivery %d", uid, claim.attempt, receive_count)
         if dead_letter:  # every delivery died (crash, kill, out of memory): end it, never stuck
             count = self.settings.max_receive_count
             return self._finish(claim, lambda lease: self.tasks.fail(lease, DEAD_LETTER_ERROR.format(count=count)))

@@ -77,6 +77,7 @@ class UploadHandler(ABC):
             return Outcome.HANDLED
         if isinstance(lease, Claim):
             raise Busy(f"{obj.key} (etag {obj.etag}) is being processed by another delivery", self.processed.lease_seconds_left(obj))
+        log.debug("%s claimed: attempt %d", obj.key, lease.attempt)
         try:
             stored = self.store.get(obj.key)
             inject_fault_if_requested(stored.metadata, receive_count, self.settings)
