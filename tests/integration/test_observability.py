@@ -45,7 +45,8 @@ def _template_files() -> dict:
 
 
 def _log_records(platform, name: str) -> list[dict]:
-    return [json.loads(line) for line in platform.log(name).splitlines()]
+    """The log's complete lines (the last piece may be a line still being written)."""
+    return [json.loads(line) for line in platform.log(name).split("\n")[:-1]]
 
 
 def _finished_event(aws, platform, uid: str, seconds: float = 60) -> dict:
