@@ -10,6 +10,10 @@ to 8 degrees, a slight perspective, a blur and JPEG noise. The ground truth of e
 its quadrilateral (its tight box, transformed with it) and whether it holds a run of >= 4 digits
 (known from how it was made, not read by the code under test).
 
+The photos are split (``photo_parts``): the bench's figures come from the ``evaluation`` part
+(every third photo, 24); settings are chosen on the ``dev`` part (``--part dev``), and a
+quantizer calibrates on the ``calibration`` part; no photo is in two parts.
+
 Prints, in one run:
 - ``text``: strings covered (>= 70% of the quadrilateral hidden), overall, for strings >= 16 px
   high, and by height, angle, contrast (on a plate or on the photo) and blur;
@@ -183,14 +187,26 @@ def render_string(rng: random.Random, photo: np.ndarray, taken: np.ndarray) -> t
     return photo, Rendered(kind, digit_run, quad, text_h, angle, on_plate, blur)
 
 
-def make_set(seed: int, photos: int) -> list[tuple[np.ndarray, list[Rendered]]]:
-    """``photos`` dev photos (every n-th, sorted by path), each with up to 6 strings, JPEG-compressed."""
+PARTS = ("evaluation", "calibration", "dev")
+
+
+def photo_parts(photos: int = 24) -> dict[str, list[str]]:
+    """The dev photos (sorted by path) in three parts that share no photo: ``evaluation``, every
+    n-th one (``photos`` of them: the bench's figures); of the others, alternately, ``calibration``
+    (for a quantizer: ``tools/faces/simplify_text.py --int8``) and ``dev`` (where the text
+    settings are chosen: ``--part dev``, several ``--seed``s for more strings)."""
+    files = sorted(item["file"] for item in json.loads((WIDER / "ground_truth.json").read_text()))
+    evaluation = files[:: max(1, len(files) // photos)][:photos]
+    rest = [name for name in files if name not in set(evaluation)]
+    return {"evaluation": evaluation, "calibration": rest[0::2], "dev": rest[1::2]}
+
+
+def make_set(seed: int, photos: int, part: str = "evaluation") -> list[tuple[np.ndarray, list[Rendered]]]:
+    """The photos of that part (``photo_parts(photos)``), each with up to 6 strings, JPEG-compressed."""
     rng = random.Random(seed)
-    items = sorted(json.loads((WIDER / "ground_truth.json").read_text()), key=lambda item: item["file"])
-    chosen = items[:: max(1, len(items) // photos)][:photos]
     out = []
-    for item in chosen:
-        photo = load_rgb(WIDER / item["file"]).copy()
+    for name in photo_parts(photos)[part]:
+        photo = load_rgb(WIDER / name).copy()
         taken = np.zeros(photo.shape[:2], bool)
         strings = [found[1] for _ in range(6) if (found := render_string(rng, photo, taken)) is not None]
         buffer = io.BytesIO()
@@ -302,12 +318,18 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=24)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=26)
+    parser.add_argument(
+        "--part",
+        choices=PARTS,
+        default="evaluation",
+        help="which photos: the bench's figures (evaluation) or where settings are chosen (dev)",
+    )
     options = parser.parse_args()
 
     privacy = FacePrivacy(get_face_settings())
-    dataset = make_set(options.seed, options.photos)
+    dataset = make_set(options.seed, options.photos, options.part)
     strings = sum(len(found) for _, found in dataset)
-    print(f"set: {len(dataset)} photos, {strings} strings, seed {options.seed}", flush=True)
+    print(f"set: {options.part} part, {len(dataset)} photos, {strings} strings, seed {options.seed}", flush=True)
     results = evaluate(privacy, dataset)
     print(json.dumps(results, indent=2), flush=True)
     frame = cv2.resize(dataset[0][0], (1920, 1080))
