@@ -124,7 +124,7 @@ clean:
 
 # the defect model (shared/defects): retrain from scratch on NEU-DET (CPU, one thread, under an hour;
 # torch comes from requirements-train.txt and is never needed at request time), then evaluate it
-.PHONY: train-defects evaluate-defects quantize-faces
+.PHONY: train-defects evaluate-defects quantize-faces simplify-text
 train-defects: $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-train.txt
 	$(PY) -m tools.defects.train --out shared/defects/model/neu_det.onnx
@@ -136,3 +136,7 @@ evaluate-defects: $(VENV)/.installed
 quantize-faces: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-train.txt
 	$(PY) -m tools.faces.quantize
+
+simplify-text: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-train.txt
+	$(PY) -m tools.faces.simplify_text

@@ -97,9 +97,12 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "model"
 
 @dataclass(frozen=True)
 class QuantizedModel:
+    """A model made here from a fetched one (quantized, or its graph simplified), shipped in ``SHIPPED_DIR``."""
+
     name: str
     filename: str
     source: ModelFile
+    make_target: str = "quantize-faces"  # what makes it (tools/faces/)
 
     @property
     def path(self) -> Path:
@@ -108,6 +111,10 @@ class QuantizedModel:
 
 CENTERFACE_INT8 = QuantizedModel("centerface_int8", "centerface_int8.onnx", CENTERFACE)
 RETINAFACE_INT8 = QuantizedModel("retinaface_mnet025_int8", "retinaface_mnet025_int8.onnx", RETINAFACE)
+#: the text detector the functions run (TEXT_MODEL_CARD.md): the same float network, its graph simplified
+PPOCR_TEXT_DETECTION_SIMPLIFIED = QuantizedModel(
+    "ppocrv4_det_simplified", "ch_PP-OCRv4_det_simplified.onnx", PPOCR_TEXT_DETECTION, "simplify-text"
+)
 
 
 class ModelMissing(ServiceUnavailable):
@@ -118,7 +125,7 @@ def model_path(model: ModelFile | QuantizedModel, model_dir: Path) -> Path:
     """The model's file; raises ModelMissing (with the fix) when it is not there."""
     if isinstance(model, QuantizedModel):
         if not model.path.is_file():
-            raise ModelMissing(f"model file {model.path} is missing; run `make quantize-faces` to make it from {model.source.name}")
+            raise ModelMissing(f"model file {model.path} is missing; run `make {model.make_target}` to make it from {model.source.name}")
         return model.path
     path = model_dir / model.filename
     if not path.is_file() or path.stat().st_size != model.size:

@@ -28,7 +28,7 @@ from shared.faces.hide import HideTarget, parse_hide
 from shared.faces.models import (
     CENTERFACE_INT8,
     MEDIAPIPE_FULL_RANGE,
-    PPOCR_TEXT_DETECTION,
+    PPOCR_TEXT_DETECTION_SIMPLIFIED,
     PPOCR_TEXT_RECOGNITION,
     RETINAFACE,
     RETINAFACE_INT8,
@@ -150,7 +150,14 @@ class FacePrivacy:
         self.settings = settings
         self.model_paths = {
             model.name: model_path(model, settings.model_dir)
-            for model in (MEDIAPIPE_FULL_RANGE, CENTERFACE_INT8, RETINAFACE, RETINAFACE_INT8, PPOCR_TEXT_DETECTION, PPOCR_TEXT_RECOGNITION)
+            for model in (
+                MEDIAPIPE_FULL_RANGE,
+                CENTERFACE_INT8,
+                RETINAFACE,
+                RETINAFACE_INT8,
+                PPOCR_TEXT_DETECTION_SIMPLIFIED,
+                PPOCR_TEXT_RECOGNITION,
+            )
         }
         self._loading = threading.Lock()
 
@@ -173,7 +180,7 @@ class FacePrivacy:
         """The text detector and recogniser of this process (loaded on first use, once)."""
         with self._loading:
             return load_text_stage(
-                self.model_paths[PPOCR_TEXT_DETECTION.name],
+                self.model_paths[PPOCR_TEXT_DETECTION_SIMPLIFIED.name],
                 self.model_paths[PPOCR_TEXT_RECOGNITION.name],
                 self.settings.text_max_input_side,
             )

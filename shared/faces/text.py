@@ -193,6 +193,12 @@ def text_input_size(width: int, height: int, max_side: int, min_side: int) -> tu
     return max(32, round(width * scale / 32) * 32), max(32, round(height * scale / 32) * 32)
 
 
+def text_blob(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The detector's input: ``rgb`` resized to ``size`` (bilinear), BGR scaled to -1..1, NCHW."""
+    resized = rgb if size == (rgb.shape[1], rgb.shape[0]) else cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
+    return cv2.dnn.blobFromImage(resized, 1 / 127.5, None, (127.5, 127.5, 127.5), swapRB=True, crop=False)
+
+
 class TextDetector:
     """PP-OCRv4's text detector (DB: a per-pixel text probability, thresholded), on onnxruntime.
 
@@ -205,12 +211,13 @@ class TextDetector:
 
     name = "text"
     MIN_SIDE = 3  # network pixels: thinner regions are noise
+    MIN_INPUT_SIDE = 640  # a small image is enlarged until its shorter side reaches it
 
     def __init__(
         self,
         model_path: Path,
         max_input_side: int = 1536,
-        min_input_side: int = 640,
+        min_input_side: int = MIN_INPUT_SIDE,
         pixel_threshold: float = 0.3,
         min_score: float = 0.5,
         unclip_ratio: float = 1.6,
@@ -229,9 +236,7 @@ class TextDetector:
         """The text probability map of ``rgb`` at the network's input size."""
         height, width = rgb.shape[:2]
         size = text_input_size(width, height, self.max_input_side, self.min_input_side)
-        resized = rgb if size == (width, height) else cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
-        blob = cv2.dnn.blobFromImage(resized, 1 / 127.5, None, (127.5, 127.5, 127.5), swapRB=True, crop=False)
-        (output,) = self._session.run(None, {"x": blob})
+        (output,) = self._session.run(None, {"x": text_blob(rgb, size)})
         return output[0, 0]
 
     def detect(self, rgb: np.ndarray) -> TextRegions:

@@ -20,6 +20,7 @@ from shared.faces.text import (
     quads_mask,
     quads_to_boxes,
     regions_from_probabilities,
+    text_blob,
     text_input_size,
 )
 from tests.text_images import CARD_NUMBER, SHOP_WORD, encoded, plate, street_scene
@@ -198,6 +199,24 @@ def test_the_recogniser_tells_a_number_from_a_word(privacy):
         height, width = sign.shape[:2]
         quad = np.array([[[0, 0], [width, 0], [width, height], [0, height]]], np.float32)
         assert stage.recognizer.holds_numbers(sign, quad).tolist() == [expected], text
+
+
+def test_the_simplified_detector_computes_what_the_fetched_one_computes(privacy):
+    """The shipped detector (tools/faces/simplify_text.py: affine blocks folded, HardSwish fused)
+    against the float file it was made from, on a drawn street scene."""
+    from shared.faces.detectors import onnx_session
+    from shared.faces.models import PPOCR_TEXT_DETECTION
+
+    scene = np.asarray(street_scene()[0])
+    stage = privacy.text_stage()
+    assert stage.detector.model_name == "ch_PP-OCRv4_det_simplified"
+    fetched = onnx_session(privacy.settings.model_dir / PPOCR_TEXT_DETECTION.filename)
+    height, width = scene.shape[:2]
+    blob = text_blob(scene, text_input_size(width, height, stage.detector.max_input_side, stage.detector.min_input_side))
+    expected = fetched.run(None, {"x": blob})[0][0, 0]
+    found = stage.detector.probabilities(scene)
+    assert found.shape == expected.shape and (expected > 0.5).sum() > 100  # the scene's text
+    assert np.abs(found - expected).max() < 1e-4
 
 
 def test_hide_numbers_keeps_the_shop_word(privacy):

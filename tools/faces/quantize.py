@@ -102,36 +102,38 @@ def servable(source: Path, shapes: dict[str, list[str | int]], target: Path) -> 
     onnx.save(model, str(target))
 
 
-def quantize(source: Path, recipe_name: str, photos: list[Path]) -> Path:
+def quantize_qdq(float_model: Path, target: Path, inputs: Iterator[dict[str, np.ndarray]]) -> None:
+    """Step 2: onnxruntime's static quantization of a servable float model, calibrated on ``inputs``."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    quantized, shapes, to_input = RECIPES[recipe_name]
-
-    class Photos(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.inputs: Iterator[dict[str, np.ndarray]] = (
-                to_input(cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)) for photo in photos
-            )
-
+    class Calibration(CalibrationDataReader):
         def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.inputs, None)
+            return next(inputs, None)
 
     with tempfile.TemporaryDirectory() as work:
-        float_model, prepared = Path(work) / "float.onnx", Path(work) / "prepared.onnx"
-        servable(source, shapes, float_model)
+        prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
-        quantized.path.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         quantize_static(
             str(prepared),
-            str(quantized.path),
-            Photos(),
+            str(target),
+            Calibration(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             reduce_range=True,  # 7-bit weights: no int16 saturation on AVX2 without VNNI (see above)
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
         )
+
+
+def quantize(source: Path, recipe_name: str, photos: list[Path]) -> Path:
+    quantized, shapes, to_input = RECIPES[recipe_name]
+    inputs = (to_input(cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)) for photo in photos)
+    with tempfile.TemporaryDirectory() as work:
+        float_model = Path(work) / "float.onnx"
+        servable(source, shapes, float_model)
+        quantize_qdq(float_model, quantized.path, inputs)
     return quantized.path
 
 
