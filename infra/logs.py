@@ -24,7 +24,19 @@ from infra.settings import get_runner_settings
 JOB_FIELDS = ("request_id", "task_uid", "object_key")
 LISTED = "request_ids"
 #: Printed after the message when a line has them.
-SHOWN_FIELDS = ("request_id", "request_ids", "task_uid", "owner", "route", "status", "duration", "attempt", "delivery_id", "object_key", "cold_start")
+SHOWN_FIELDS = (
+    "request_id",
+    "request_ids",
+    "task_uid",
+    "owner",
+    "route",
+    "status",
+    "duration",
+    "attempt",
+    "delivery_id",
+    "object_key",
+    "cold_start",
+)
 
 
 def read_lines(log_dir: Path) -> Iterator[dict[str, Any]]:
