@@ -21,7 +21,7 @@ from typing import Any
 from infra.settings import get_runner_settings
 
 #: The fields that name a job (a line's own), and the one that lists several (the bridge's batch).
-JOB_FIELDS = ("request_id", "task_uid", "object_key")
+JOB_FIELDS = ("request_id", "task_uid", "chain_uid", "object_key")
 LISTED = "request_ids"
 #: Printed after the message when a line has them.
 SHOWN_FIELDS = (

@@ -22,6 +22,7 @@ from shared.platform.errors import RequestValidationFailed, ServiceUnavailable, 
 from shared.platform.events import SqsRecord
 from shared.platform.faults import extra_work_seconds, inject_fault_if_requested
 from shared.platform.leases import Lease
+from shared.platform.logs import log_context
 from shared.platform.messaging import JobQueue
 from shared.platform.storage import ObjectStore
 from shared.platform.task_jobs import TIMEOUT_MARGIN_SECONDS, TaskJob, TaskWorker, store_and_dispatch
@@ -128,7 +129,8 @@ class MatchService:
     def handle_job(self, record: SqsRecord, invocation: Invocation) -> Outcome:
         job = read_message(record, JOB, '{"uid"} or a chain step')
         if isinstance(job, StepJob):
-            return self._handle_step(job, record, invocation)
+            with log_context(chain_uid=job.chain, step=job.step):
+                return self._handle_step(job, record, invocation)
         return self._handle_task(job.uid, record, invocation)
 
     def _handle_step(self, job: StepJob, record: SqsRecord, invocation: Invocation) -> Outcome:
