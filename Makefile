@@ -137,6 +137,7 @@ quantize-faces: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-train.txt
 	$(PY) -m tools.faces.quantize
 
+# the text detector the functions run (shared/faces/model/), from the float one `make install` fetched
 simplify-text: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-train.txt
 	$(PY) -m tools.faces.simplify_text

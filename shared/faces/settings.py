@@ -31,7 +31,7 @@ class FaceSettings(Settings):
     )
     face_output_quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of anonymized images.")
     text_max_input_side: int = Field(
-        1280,
+        1152,
         ge=64,
         le=8192,
         description="Longer side (px) an image is scaled down to before the text detector (hide=text, numbers) "

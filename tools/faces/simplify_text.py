@@ -112,7 +112,10 @@ class GraphSimplifier:
             self.renamed[add.output[0]] = conv.output[0]
 
     def fold_affine_into_pointwise_after(self) -> None:
-        """Mul(a) -> Add(b) read only by a 1x1 Conv without padding: into its weights and bias."""
+        """Mul(a) -> Add(b) read only by a Conv without padding: into its weights (x a) and bias
+        (+ b x the sum of its weights). Not into a Conv that pads: it would pad as if its input
+        were ``b`` there instead of 0, and that border effect reaches the whole of the small deep
+        maps (tried: 12% faster, probabilities off by up to 1.0 on a drawn scene)."""
         from onnx import helper
 
         for mul in [node for node in self.nodes if node.op_type == "Mul" and id(node) not in self.removed]:
@@ -125,9 +128,9 @@ class GraphSimplifier:
             if conv is None or conv.input[0] != add.output[0]:
                 continue
             pads = next((helper.get_attribute_value(a) for a in conv.attribute if a.name == "pads"), [0])
-            weight, bias = self.conv_weights(conv)
-            if weight.shape[2:] != (1, 1) or any(pads):
+            if any(pads):
                 continue
+            weight, bias = self.conv_weights(conv)
             self.set_conv(conv, source, weight * scale, bias + shift * weight.reshape(weight.shape[0], -1).sum(axis=1), "scaled")
             self.removed |= {id(mul), id(add)}
 
