@@ -118,6 +118,8 @@ bench: install
 	$(PY) -m tests.bench.bench_matching
 	$(PY) -m tests.bench.bench_defects
 	$(PY) -m tests.bench.bench_chain
+	$(PY) -m tests.bench.bench_trace
+	$(PY) -m tests.bench.bench_logging
 
 clean:
 	rm -rf .run
