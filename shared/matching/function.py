@@ -24,7 +24,7 @@ def match_service(tool_name: str) -> MatchService:
         TaskRepository(outbox=outbox),
         ToolDefaults(),
         JobQueue(sqs, settings.job_queue_url),
-        WorkProcesses(),
+        WorkProcesses(warm="shared.matching.tools"),
         settings,
         StepAnswers(aws_client("stepfunctions", settings)),
     )

@@ -12,6 +12,7 @@ function process that asked for it.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing
 import os
@@ -28,6 +29,7 @@ log = logging.getLogger("visionfn.work")
 
 _SPAWN = multiprocessing.get_context("spawn")  # no fork: OpenCV/MediaPipe threads do not survive it
 PARENT_CHECK_SECONDS = 0.5
+PREWARM_SECONDS = 120.0
 
 
 class WorkCrashed(VisionFnError):
@@ -40,6 +42,11 @@ class WorkFailed(VisionFnError):
     """The call raised an unexpected exception in the child (a bug; the message says which)."""
 
     status = 500
+
+
+def import_module(name: str) -> None:
+    """Import ``name`` in this (child) process: what a warm child runs first."""
+    importlib.import_module(name)
 
 
 def _watch_parent(parent: int) -> None:
@@ -83,13 +90,58 @@ class _Child:
 
 class WorkProcesses:
     """A pool of warm children; as many run at once as calls are made (the platform bounds that:
-    the event source's concurrency), at most ``max_idle`` wait for the next call."""
+    the event source's concurrency), at most ``max_idle`` wait for the next call.
 
-    def __init__(self, max_idle: int = 2) -> None:
+    ``warm``: a module the work needs (its imports are most of a child's start). A server process
+    forked from this one (gunicorn's worker, and the worker it starts again after a crash) makes
+    one child ahead of time with that module imported, so the first task after a start or a
+    restart does not wait for it; with no fork (Lambda) the first call makes its child."""
+
+    def __init__(self, max_idle: int = 2, warm: str | None = None) -> None:
         self.max_idle = max_idle
+        self.warm = warm
         self._idle: list[_Child] = []
         self._lock = threading.Lock()
         self._owner = os.getpid()
+        self._no_warming = threading.Event()  # cleared while a warm child is being made
+        self._no_warming.set()
+        if warm:
+            os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        """In a process just forked from this one: the children and the lock were the parent's."""
+        self._lock, self._idle, self._owner = threading.Lock(), [], os.getpid()
+        self._no_warming = threading.Event()
+        self._no_warming.set()
+        self.prewarm()
+
+    def prewarm(self) -> None:
+        """Make one child with ``warm`` imported, in the background; it joins the idle ones (a call
+        that comes meanwhile waits for it rather than making a cold one)."""
+        if self.warm:
+            self._no_warming.clear()
+            threading.Thread(target=self._make_warm_child, args=(self.warm,), name="prewarm", daemon=True).start()
+
+    def _make_warm_child(self, module: str) -> None:
+        try:
+            self._warm_child(module)
+        finally:
+            self._no_warming.set()
+
+    def _warm_child(self, module: str) -> None:
+        child = _Child()
+        try:
+            child.connection.send((import_module, (module,), {}))
+            if not child.connection.poll(PREWARM_SECONDS):
+                raise TimeoutError(f"importing {module} took over {PREWARM_SECONDS} s")
+            kind, _payload = child.connection.recv()
+            if kind != "ok":
+                raise RuntimeError(f"importing {module}: {kind}")
+        except Exception as error:  # an optimisation: the first call makes its own child
+            log.warning("no warm work process (%s)", error)
+            child.kill()
+            return
+        self._give_back(child)
 
     def run(
         self,
@@ -125,6 +177,7 @@ class WorkProcesses:
         raise WorkFailed(payload)
 
     def _take(self) -> _Child:
+        self._no_warming.wait(PREWARM_SECONDS)
         with self._lock:
             if self._owner != os.getpid():  # inherited through a fork: those children are not ours
                 self._idle, self._owner = [], os.getpid()
