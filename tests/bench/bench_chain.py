@@ -6,7 +6,9 @@ submitted one by one as plain tasks (the reference), in the same run.
 Starts its own platform as `make up` does. A chain of N template steps that all miss runs
 every step; its overhead per step is (submit -> done) minus the steps' compute (measured
 in-process beforehand), divided by N. The reference is one async task per step, each submitted
-when the previous one is done. Then the webhook delivery latency, task finished -> receipt at a
+when the previous one is done. LocalStack's own floor, in the same run: a state machine of N
+Pass states, and one of N ``sqs:sendMessage.waitForTaskToken`` Task states each answered at once
+by a poller (SendTaskSuccess), timed from StartExecution to SUCCEEDED; per step: (5 - 1) / 4. Then the webhook delivery latency, task finished -> receipt at a
 receiver on 127.0.0.1 (tests/bench/bench_webhooks.py). Prints JSON.
 """
 
@@ -16,7 +18,11 @@ import argparse
 import json
 import os
 import statistics
+import threading
 import time
+import uuid
+
+import boto3
 
 from shared.matching.tools import run_tool
 from shared.platform.db.migrate import upgrade
@@ -77,6 +83,69 @@ class Client:
         return (time.perf_counter() - started) * 1000
 
 
+def localstack_floor(platform, runs: int) -> dict:
+    """ms per extra state of a Pass-only machine and of a waitForTaskToken machine answered at once."""
+    client = {
+        "endpoint_url": platform.env["AWS_ENDPOINT_URL"],
+        "region_name": "us-east-1",
+        "aws_access_key_id": "test",
+        "aws_secret_access_key": "test",
+    }
+    sfn, sqs = boto3.client("stepfunctions", **client), boto3.client("sqs", **client)
+    queue = sqs.create_queue(QueueName=f"bench-floor-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    stop = threading.Event()
+
+    def answer_at_once() -> None:
+        while not stop.is_set():
+            for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+                sfn.send_task_success(taskToken=json.loads(message["Body"])["token"], output="{}")
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+
+    def machine(kind: str, states: int) -> str:
+        def state(index: int) -> dict:
+            following = {"Next": f"S{index + 1}"} if index + 1 < states else {"End": True}
+            if kind == "pass":
+                return {"Type": "Pass", **following}
+            return {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
+                "ResultPath": None,
+                **following,
+            }
+
+        definition = {"StartAt": "S0", "States": {f"S{index}": state(index) for index in range(states)}}
+        return sfn.create_state_machine(
+            name=f"bench-{kind}-{states}-{uuid.uuid4().hex[:6]}",
+            definition=json.dumps(definition),
+            roleArn="arn:aws:iam::000000000000:role/bench",
+        )["stateMachineArn"]
+
+    def run_ms(arn: str) -> float:
+        started = time.perf_counter()
+        execution = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
+        while (status := sfn.describe_execution(executionArn=execution)["status"]) == "RUNNING":
+            time.sleep(0.005)
+        assert status == "SUCCEEDED", status
+        return (time.perf_counter() - started) * 1000
+
+    poller = threading.Thread(target=answer_at_once, daemon=True)
+    poller.start()
+    floor = {}
+    try:
+        for kind in ("pass", "task_token"):
+            one, five = machine(kind, 1), machine(kind, 5)
+            run_ms(one), run_ms(five)  # warm
+            ones = [run_ms(one) for _ in range(runs)]
+            fives = [run_ms(five) for _ in range(runs)]
+            floor[f"{kind}_ms_per_extra_state"] = round((statistics.median(fives) - statistics.median(ones)) / 4, 1)
+            floor[f"{kind}_1_state_ms"] = round(statistics.median(ones), 1)
+    finally:
+        stop.set()
+        poller.join(5)
+    return floor
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chains", type=int, default=10, help="runs of each length")
@@ -98,6 +167,12 @@ def main() -> None:
                     "chain_overhead_per_step_ms": summary([(total - steps * compute) / steps for total in chains]),
                     "reference_one_task_per_step_overhead_per_step_ms": summary([(total - steps * compute) / steps for total in plain]),
                 }
+            report["localstack_floor"] = floor = localstack_floor(platform, options.chains)
+            for steps in (3, 5):
+                overhead = report[f"{steps}_steps"]["chain_overhead_per_step_ms"]["p50"]
+                report[f"{steps}_steps"]["chain_overhead_per_step_above_the_task_token_floor_ms"] = round(
+                    overhead - floor["task_token_ms_per_extra_state"], 1
+                )
             report["webhook_delivery_ms"] = delivery_latency(platform, database_url, options.deliveries)
     report["path"] = (
         "chain: POST (gateway) -> outbox -> StartExecution -> per step: sqs:sendMessage.waitForTaskToken -> "
