@@ -226,21 +226,7 @@ class FacePrivacy:
             FaceOut(bbox=[round(v) for v in box], confidence=round(float(score), 3), blur_radius=radius)
             for box, score, radius in zip(analysis.detections.boxes, analysis.detections.scores, radii, strict=True)
         ]
-        if analysis.text is not None:
-            text = text_out(analysis.text)
-            return FaceTextReport(
-                faces=faces,
-                total_count=len(faces),
-                processing_time_ms=round((time.perf_counter() - analysis.started) * 1000),
-                detector=analysis.detector.name,
-                model=analysis.detector.model_name,
-                width=int(analysis.rgb.shape[1]),
-                height=int(analysis.rgb.shape[0]),
-                text=text,
-                text_count=len(text),
-                text_model=analysis.text_model,
-            )
-        return FaceReport(
+        report = FaceReport(
             faces=faces,
             total_count=len(faces),
             processing_time_ms=round((time.perf_counter() - analysis.started) * 1000),
@@ -249,7 +235,10 @@ class FacePrivacy:
             width=int(analysis.rgb.shape[1]),
             height=int(analysis.rgb.shape[0]),
         )
-
+        if analysis.text is None:
+            return report
+        text = text_out(analysis.text)
+        return FaceTextReport(**dict(report), text=text, text_count=len(text), text_model=analysis.text_model)
 
 def measured(call: str, input_bytes: int, report: FaceReport) -> FaceReport:
     """The seed's call log (input size, pixels, faces, duration, detector), as a log line that is
