@@ -75,9 +75,10 @@ def read_message(record: SqsRecord, schema: TypeAdapter[Message], expected: str)
 ObjectHandler = Callable[[ObjectRef, int], Outcome]
 
 
-def _retry_after(retry_after: RetryAfter, record: SqsRecord, seconds: int) -> None:
-    """Bring a busy record back sooner; if SQS will not (an expired receipt handle, a missing
-    permission), it comes back after its visibility timeout all the same: never a failed batch."""
+def bring_back_in(retry_after: RetryAfter, record: SqsRecord, seconds: int) -> None:
+    """Bring a record back in ``seconds`` (a busy one, or one given back for a retry); if SQS will
+    not (an expired receipt handle, a missing permission), it comes back after its visibility
+    timeout all the same: never a failed batch."""
     try:
         retry_after(record, seconds)
     except Exception as error:  # an optimisation that failed: logged, never the batch
@@ -118,7 +119,7 @@ def _handle(record: SqsRecord, handle_record: RecordHandler, invocation: Invocat
     except Busy as busy:
         log.info("message %s: %s; back in %d s", record.message_id, busy.detail, busy.retry_after_seconds)
         if retry_after is not None:
-            _retry_after(retry_after, record, busy.retry_after_seconds)
+            bring_back_in(retry_after, record, busy.retry_after_seconds)
         return Outcome.RETRY
     except Exception as error:  # a bug or an outage: another delivery may pass
         detail = error.detail if isinstance(error, VisionFnError) else repr(error)

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from shared.platform.batch import Invocation, Outcome
+from shared.platform.batch import Invocation, Outcome, bring_back_in
 from shared.platform.errors import Busy, LeaseLost, ServiceUnavailable, TimedOut, VisionFnError
 from shared.platform.events import SqsRecord
 from shared.platform.leases import Claim, Lease
@@ -109,7 +109,7 @@ class TaskWorker:
         except Exception as error:
             outcome = self._failed(claim, error, receive_count)
             if outcome is Outcome.RETRY:  # given back: the job comes back soon, not after its visibility timeout
-                self._retry_soon(record)
+                bring_back_in(self.queue.keep_invisible, record, RETRY_DELAY_SECONDS)
             return outcome
         return self._finish(claim, lambda lease: self.tasks.complete(lease, result_data, result_files))
 
@@ -118,12 +118,6 @@ class TaskWorker:
         message, so the lease lapses first."""
         self.tasks.renew(lease, self.settings.task_lease_seconds)
         self.queue.keep_invisible(record, self.settings.task_lease_seconds)
-
-    def _retry_soon(self, record: SqsRecord) -> None:
-        try:
-            self.queue.keep_invisible(record, RETRY_DELAY_SECONDS)
-        except Exception as error:  # an optimisation: the job comes back after its visibility timeout all the same
-            log.warning("job %s: could not bring it back in %d s (%s)", record.message_id, RETRY_DELAY_SECONDS, error)
 
     def timeout_message(self, invocation: Invocation) -> str:
         return f"Timed out after {invocation.timeout_seconds} s (the function's Timeout); stopped"
