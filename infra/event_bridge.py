@@ -32,7 +32,7 @@ from typing import Any
 import requests
 import urllib3
 
-from infra.processes import port_accepts
+from infra.processes import RESTART_POLL_SECONDS, port_accepts
 from infra.settings import get_runner_settings
 from shared.platform.access import PLATFORM_TOKEN_HEADER
 from shared.platform.batch import LAMBDA_CONTEXT_HEADER
@@ -41,8 +41,6 @@ from shared.platform.logs import REQUEST_ID_ATTRIBUTE, configure_logging, log_co
 from shared.platform.storage import aws_client
 
 log = logging.getLogger("visionfn.bridge")
-#: How often an invocation tries again to reach a function that is being restarted.
-RESTART_POLL_SECONDS = 0.05
 #: The messages of an invocation whose process died come back after this long.
 AFTER_A_DEATH_SECONDS = 1
 

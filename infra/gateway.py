@@ -24,6 +24,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from infra.metrics import MetricLines, prometheus_text
+from infra.processes import RESTART_POLL_SECONDS
 from infra.settings import get_runner_settings
 from shared.platform.access import OWNER_HEADER, PLATFORM_HEADERS, PLATFORM_TOKEN_HEADER, api_key_of
 from shared.platform.errors import PayloadTooLarge
@@ -104,9 +105,7 @@ LIMITS: web.AppKey[BodyLimits] = web.AppKey("limits", BodyLimits)
 PLATFORM_TOKEN: web.AppKey[str | None] = web.AppKey("platform_token", str)
 METRICS: web.AppKey[MetricLines] = web.AppKey("metrics", MetricLines)
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-REQUEST_ID = "visionfn.request_id"
-#: How often a request tries again to reach a function that is being restarted.
-RESTART_POLL_SECONDS = 0.05  # the request's id, where its handler finds it
+REQUEST_ID = "visionfn.request_id"  # the request's id, where its handler finds it
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from typing import IO, BinaryIO
 FIRST_RESTART_DELAY = 0.5
 MAX_RESTART_DELAY = 30.0
 STABLE_SECONDS = 10.0
+#: How often a request or an invocation tries again to reach a function that is being restarted.
+RESTART_POLL_SECONDS = 0.05
 
 #: podman with the runc runtime: crun, its default, fails on this machine kind's hybrid cgroups
 PODMAN = ("podman", "--runtime", "runc")

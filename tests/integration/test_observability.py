@@ -62,6 +62,20 @@ def _finished_event(aws, platform, uid: str, seconds: float = 60) -> dict:
     raise AssertionError(f"no Task Finished event of {uid} within {seconds} s")
 
 
+def _make_logs(platform, job_id: str) -> list[dict]:
+    """What `make logs ID=<job_id> JSON=1` prints for this platform."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "infra.logs", job_id, "--json"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "VISIONFN_RUN_DIR": str(platform.run_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    return [json.loads(line) for line in shown.stdout.splitlines()]
+
+
 def test_one_request_id_from_the_gateway_to_the_webhook(platform, aws, owner_http):
     request_id = f"abc-123-{uuid.uuid4().hex[:8]}"
     with Receiver() as receiver:
@@ -92,30 +106,13 @@ def test_one_request_id_from_the_gateway_to_the_webhook(platform, aws, owner_htt
     assert any(line.get("task_uid") == uid and line.get("tool") == "template" for line in template_lines)  # the worker's end
 
     # make logs ID=...: every line of the job in time order, from every process it went through
-    shown = subprocess.run(
-        [sys.executable, "-m", "infra.logs", request_id, "--json"],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "VISIONFN_RUN_DIR": str(platform.run_dir)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert shown.returncode == 0, shown.stderr
-    records = [json.loads(line) for line in shown.stdout.splitlines()]
+    records = _make_logs(platform, request_id)
     functions = [record["function"] for record in records]
     assert functions[0] == "gateway"
     assert {"gateway", "match_template", "notifier"} <= set(functions)
     assert [record["timestamp"] for record in records] == sorted(record["timestamp"] for record in records)
     assert functions.index("notifier") > functions.index("match_template")
-    by_uid = subprocess.run(
-        [sys.executable, "-m", "infra.logs", uid, "--json"],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "VISIONFN_RUN_DIR": str(platform.run_dir)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert [json.loads(line) for line in by_uid.stdout.splitlines()] == records  # the task uid finds the same job
+    assert _make_logs(platform, uid) == records  # the task uid finds the same job
 
 
 def test_a_tasks_timeline_lists_submission_queueing_each_attempt_and_its_end(platform, owner_http):
