@@ -240,6 +240,7 @@ class FacePrivacy:
         text = text_out(analysis.text)
         return FaceTextReport(**dict(report), text=text, text_count=len(text), text_model=analysis.text_model)
 
+
 def measured(call: str, input_bytes: int, report: FaceReport) -> FaceReport:
     """The seed's call log (input size, pixels, faces, duration, detector), as a log line that is
     also a metric (per call and detector)."""
