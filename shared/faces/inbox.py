@@ -47,8 +47,9 @@ class FaceInbox(UploadHandler):
         report, image = self.privacy.anonymize(stored.data, FaceOptions(hide=hide), keep_format=True)
         output_key = OUTPUT_PREFIX + obj.key.removeprefix(INBOX_PREFIX)
         sidecar_key = f"{output_key}.json"
-        self.store.put(output_key, image.data, image.content_type)
-        self.store.put(sidecar_key, report.model_dump_json(indent=2).encode(), "application/json")
+        self.store.put_many(
+            [(output_key, image.data, image.content_type), (sidecar_key, report.model_dump_json(indent=2).encode(), "application/json")]
+        )
         log.info("%s: %d face(s) anonymized -> %s", obj.key, report.total_count, output_key)
         record = FaceAnonymization(
             object_key=obj.key,

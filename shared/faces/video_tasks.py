@@ -155,8 +155,12 @@ class FaceVideoTasks:
                     "text_covered_per_frame": frame_work.text_covered,
                 }
             if output_key := task.params.get("output_key"):  # an inbox upload: next to its other outputs
-                self.store.put(output_key, result.data, OUTPUT_CONTENT_TYPE)
-                self.store.put(f"{output_key}.json", json.dumps({"task": lease.key, **result_data}).encode(), "application/json")
+                self.store.put_many(
+                    [
+                        (output_key, result.data, OUTPUT_CONTENT_TYPE),
+                        (f"{output_key}.json", json.dumps({"task": lease.key, **result_data}).encode(), "application/json"),
+                    ]
+                )
                 keys += [output_key, f"{output_key}.json"]
         return result_data, keys
 

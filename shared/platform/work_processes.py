@@ -94,41 +94,50 @@ class WorkProcesses:
 
     ``warm``: a module the work needs (its imports are most of a child's start). A server process
     forked from this one (gunicorn's worker, and the worker it starts again after a crash) makes
-    one child ahead of time with that module imported, so the first task after a start or a
-    restart does not wait for it; with no fork (Lambda) the first call makes its child."""
+    ``max_idle`` children ahead of time with that module imported, side by side, so that the
+    first calls after a start or a restart (as many as the function's concurrency) do not each
+    wait for one; with no fork (Lambda) the first call makes its child."""
 
     def __init__(self, max_idle: int = 2, warm: str | None = None) -> None:
         self.max_idle = max_idle
         self.warm = warm
-        self._idle: list[_Child] = []
-        self._lock = threading.Lock()
-        self._owner = os.getpid()
-        self._no_warming = threading.Event()  # cleared while a warm child is being made
-        self._no_warming.set()
+        self._reset()
         if warm:
             os.register_at_fork(after_in_child=self._forked)
 
+    def _reset(self) -> None:
+        self._idle: list[_Child] = []
+        self._changed = threading.Condition()  # guards _idle and _warming
+        self._warming = 0  # warm children being made
+        self._owner = os.getpid()
+
     def _forked(self) -> None:
         """In a process just forked from this one: the children and the lock were the parent's."""
-        self._lock, self._idle, self._owner = threading.Lock(), [], os.getpid()
-        self._no_warming = threading.Event()
-        self._no_warming.set()
+        self._reset()
         self.prewarm()
 
     def prewarm(self) -> None:
-        """Make one child with ``warm`` imported, in the background; it joins the idle ones (a call
-        that comes meanwhile waits for it rather than making a cold one)."""
-        if self.warm:
-            self._no_warming.clear()
+        """Make ``max_idle`` children with ``warm`` imported, in the background; they join the idle
+        ones (a call that comes meanwhile waits for the first of them rather than making a cold one)."""
+        if not self.warm:
+            return
+        with self._changed:
+            self._warming += self.max_idle
+        for _ in range(self.max_idle):
             threading.Thread(target=self._make_warm_child, args=(self.warm,), name="prewarm", daemon=True).start()
 
     def _make_warm_child(self, module: str) -> None:
+        child = None
         try:
-            self._warm_child(module)
+            child = self._warm_child(module)
         finally:
-            self._no_warming.set()
+            with self._changed:
+                self._warming -= 1
+                self._changed.notify_all()
+        if child:
+            self._give_back(child)
 
-    def _warm_child(self, module: str) -> None:
+    def _warm_child(self, module: str) -> _Child | None:
         child = _Child()
         try:
             child.connection.send((import_module, (module,), {}))
@@ -140,8 +149,8 @@ class WorkProcesses:
         except Exception as error:  # an optimisation: the first call makes its own child
             log.warning("no warm work process (%s)", error)
             child.kill()
-            return
-        self._give_back(child)
+            return None
+        return child
 
     def run(
         self,
@@ -177,10 +186,12 @@ class WorkProcesses:
         raise WorkFailed(payload)
 
     def _take(self) -> _Child:
-        self._no_warming.wait(PREWARM_SECONDS)
-        with self._lock:
+        """An idle child that is alive; while warm ones are being made and none is idle, the first
+        of them; else a new one."""
+        with self._changed:
             if self._owner != os.getpid():  # inherited through a fork: those children are not ours
-                self._idle, self._owner = [], os.getpid()
+                self._idle, self._warming, self._owner = [], 0, os.getpid()
+            self._changed.wait_for(lambda: self._idle or not self._warming, timeout=PREWARM_SECONDS)
             while self._idle:
                 child = self._idle.pop()
                 if child.process.is_alive():
@@ -188,9 +199,10 @@ class WorkProcesses:
         return _Child()
 
     def _give_back(self, child: _Child) -> None:
-        with self._lock:
+        with self._changed:
             if len(self._idle) < self.max_idle:
                 self._idle.append(child)
+                self._changed.notify_all()
                 return
         child.kill()
 
