@@ -59,6 +59,8 @@ def read_annotation(path: Path) -> tuple[np.ndarray, np.ndarray]:
         if name not in LABELS:
             raise ValueError(f"{path.name}: unknown class {name!r}")
         box = obj.find("bndbox")
+        if box is None:
+            raise ValueError(f"{path.name}: an object without a bndbox")
         x1, y1, x2, y2 = (float(box.findtext(key, "nan")) for key in ("xmin", "ymin", "xmax", "ymax"))
         boxes.append([x1, y1, x2 - x1, y2 - y1])
         labels.append(LABELS.index(name))

@@ -1,12 +1,15 @@
 """Evaluate a defect model on a NEU-DET split through ``DefectModel`` (onnxruntime; no torch).
 
     .venv/bin/python -m tools.defects.evaluate [--model PATH] [--split test|val|train|all] [--sweep]
+        [--no-flip] [--nms-iou X] [--vote-iou X | --no-vote]
 
 Prints class accuracy, per-class recall, the confusion matrix, box recall and precision at
 IoU >= 0.3 and >= 0.5 (at the model's reporting threshold, ``--min-score``; both with the
 label required to match and class-agnostic), VOC mAP@0.5 (all-point interpolation, detections
 down to score 0.01) and the median inference time per image (one thread) at 200 x 200 and at
 1920 x 1080. ``--sweep`` prints recall/precision at several thresholds (pick them on ``val``).
+``--no-flip``, ``--nms-iou`` and ``--vote-iou``/``--no-vote`` change the decoding from the
+runtime's defaults (``shared/defects/model.py``), to compare them on ``val``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import cv2
 import numpy as np
 
 from shared.defects.metrics import ImageBoxes, MatchCounts, average_precision, confusion_matrix, count_matches
-from shared.defects.model import DEFAULT_MIN_SCORE, LABELS, DefectModel, Inspection
+from shared.defects.model import DEFAULT_MIN_SCORE, FLIP, LABELS, NMS_IOU, VOTE_IOU, DefectModel, Inspection
 from tools.defects.dataset import DATA_DIR, SPLITS, Sample, load_samples
 
 AP_MIN_SCORE = 0.01
@@ -55,18 +58,19 @@ def evaluate(args: argparse.Namespace) -> None:
     cv2.setNumThreads(1)
     model = DefectModel.load(args.model)
     samples = load_samples(args.data, args.split)
+    decoding = {"flip": args.flip, "nms_iou": args.nms_iou, "vote_iou": None if args.no_vote else args.vote_iou}
     inspections, timings = [], []
     for sample in samples:
         image = cv2.imread(str(sample.image_path), cv2.IMREAD_GRAYSCALE)
         started = time.perf_counter()
-        model.inspect(image)
+        model.inspect(image, **decoding)
         timings.append(time.perf_counter() - started)
-        inspections.append(model.inspect(image, min_score=AP_MIN_SCORE))
+        inspections.append(model.inspect(image, min_score=AP_MIN_SCORE, **decoding))
     large = cv2.resize(cv2.imread(str(samples[0].image_path), cv2.IMREAD_COLOR_RGB), (1920, 1080))
     large_timings = []
     for _ in range(20):
         started = time.perf_counter()
-        model.inspect(large)
+        model.inspect(large, **decoding)
         large_timings.append(time.perf_counter() - started)
 
     truth = [s.label for s in samples]
@@ -74,7 +78,7 @@ def evaluate(args: argparse.Namespace) -> None:
     matrix = confusion_matrix(truth, predicted, len(LABELS))
     print(
         f"model {args.model or 'shipped/VISIONFN_DEFECT_MODEL_PATH'}; split {args.split}: {len(samples)} images, "
-        f"{sum(len(s.boxes) for s in samples)} boxes"
+        f"{sum(len(s.boxes) for s in samples)} boxes; decoding {decoding}"
     )
     print(f"class accuracy: {np.trace(matrix) / matrix.sum():.4f}")
     print("per-class recall: " + ", ".join(f"{label} {matrix[k, k] / max(matrix[k].sum(), 1):.3f}" for k, label in enumerate(LABELS)))
@@ -114,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DATA_DIR, help="NEU-DET folder (images/, annotations/)")
     parser.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE, help="reporting threshold for box recall/precision")
     parser.add_argument("--sweep", action="store_true", help="also print recall/precision at several thresholds")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=FLIP, help="average over the left-right mirror")
+    parser.add_argument("--nms-iou", type=float, default=NMS_IOU, help="per-class NMS overlap")
+    parser.add_argument("--vote-iou", type=float, default=VOTE_IOU, help="box voting overlap")
+    parser.add_argument("--no-vote", action="store_true", help="no box voting")
     evaluate(parser.parse_args(argv))
 
 

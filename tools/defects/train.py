@@ -12,7 +12,9 @@ The network (``DefectNet``) is a small fully convolutional ResNet-style backbone
   linear layer, softmax over the six classes;
 - a CenterNet-style localisation head at stride 8 (25 x 25 cells, fed by a small feature
   pyramid): a per-class heatmap of defect centres (focal loss on Gaussian targets) and, per
-  cell, the centre's sub-cell offset and the box's log width and height (L1 loss).
+  cell, the centre's sub-cell offset and the box's log width and height (L1 loss), and a
+  GIoU loss on the boxes decoded at every cell of each box's central region (TTFNet-style,
+  ``--giou-weight``).
 The exported graph decodes offsets and sizes into boxes (``cx, cy, w, h`` in input pixels) and
 applies softmax and sigmoid, so its outputs are exactly the contract of ``model.py``.
 
@@ -86,7 +88,9 @@ class DefectNet(nn.Module):
         self.neck = conv_bn(neck, neck)
         self.heat = nn.Sequential(conv_bn(neck, neck), nn.Conv2d(neck, NUM_CLASSES, 1))
         self.regression = nn.Sequential(conv_bn(neck, neck), nn.Conv2d(neck, 4, 1))
-        self.heat[-1].bias.data.fill_(-math.log((1 - 0.1) / 0.1))
+        heat_out = self.heat[-1]
+        assert isinstance(heat_out, nn.Conv2d) and heat_out.bias is not None
+        nn.init.constant_(heat_out.bias, -math.log((1 - 0.1) / 0.1))  # a prior of 0.1 per cell
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = (image - 128.0) / 64.0
@@ -404,9 +408,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--giou-weight",
         type=float,
-        default=0.0,
+        default=2.0,
         help="weight of a GIoU loss on the boxes decoded at every cell of each box's centre region "
-        "(TTFNet-style dense regression; 0 = the L1 centre-cell losses only)",
+        "(TTFNet-style dense regression, added to the L1 centre-cell losses; 0 = those only)",
     )
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
