@@ -112,6 +112,7 @@ lint: install
 bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-bench.txt
 	$(PY) -m tests.bench.bench_platform
+	$(PY) -m tests.bench.bench_inbox
 	$(PY) -m tests.bench.bench_face
 	$(PY) -m tests.bench.bench_text
 	$(PY) -m tests.bench.bench_video

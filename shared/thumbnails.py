@@ -7,6 +7,7 @@ import re
 from functools import lru_cache
 
 from pydantic import Field
+from sqlalchemy.orm import Session
 
 from shared.platform.events import ObjectRef
 from shared.platform.settings import Settings
@@ -76,8 +77,13 @@ class ThumbnailWriter(UploadHandler):
         thumbnail = make_thumbnail(stored.data, self.settings.thumbnail_max_side, self.settings.max_image_pixels)
         output_key = thumbnail_key(obj.key)
         self.store.put(output_key, thumbnail.data, thumbnail.content_type)
-        uid = task_uid_of(obj.key)
-        if uid and not self.tasks.add_thumbnail(uid, output_key):
-            log.info("thumbnail %s written; no task %s to record it on", output_key, uid)
         log.info("thumbnail %s (%dx%d) written", output_key, thumbnail.width, thumbnail.height)
-        return Processed(output_key)
+        uid = task_uid_of(obj.key)
+        if uid is None:
+            return Processed(output_key)
+        return Processed(output_key, lambda session, _processed: self._record(session, uid, output_key))
+
+    def _record(self, session: Session, uid: str, key: str) -> None:
+        """On the task the upload belongs to, in the transaction that marks the upload done."""
+        if not self.tasks.add_thumbnail(uid, key, session):
+            log.info("thumbnail %s written; no task %s to record it on", key, uid)

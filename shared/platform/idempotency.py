@@ -22,16 +22,19 @@ class ProcessedObjects:
         self.leases = LeasedTable(ProcessedObject, ProcessedObject.id, database_url)
 
     def claim(self, obj: ObjectRef, receive_count: int, lease_seconds: int) -> Lease | Claim:
-        """Take this object version for work (once; FINISHED when it was done already)."""
+        """Take this object version for work (once; FINISHED when it was done already): its row is
+        made if new and claimed, in one transaction."""
         identity = {"consumer": self.consumer, "object_key": obj.key, "etag": obj.etag or ""}
         with session_scope(self.database_url) as session:
-            session.execute(
+            record = session.scalar(
                 dialect_insert(session, ProcessedObject)
                 .values(**identity, status="queued", attempts=0, receive_count=receive_count)
                 .on_conflict_do_nothing(index_elements=["consumer", "object_key", "etag"])
+                .returning(ProcessedObject.id)
             )
-            record = session.scalar(select(ProcessedObject.id).filter_by(**identity))
-        return self.leases.claim(record, lease_seconds, delivery=receive_count)
+            if record is None:  # seen before
+                record = session.scalar(select(ProcessedObject.id).filter_by(**identity))
+            return self.leases.claim(record, lease_seconds, delivery=receive_count, session=session)
 
     def lease_seconds_left(self, obj: ObjectRef) -> float:
         """How long another delivery's lease on this object version still runs."""

@@ -261,16 +261,19 @@ class TaskRepository:
         self.dispatch(lease.key)
         return finished
 
-    def add_thumbnail(self, uid: str, key: str) -> bool:
-        """Record a thumbnail on its task once; False when no task has that uid."""
-        with session_scope(self.database_url) as session:
-            task = session.get(Task, uid, with_for_update=True)
-            if task is None:
-                return False
-            if key not in task.thumbnails:
-                task.thumbnails = [*task.thumbnails, key]
-                task.updated_at = utc_now()
-            return True
+    def add_thumbnail(self, uid: str, key: str, session: Session | None = None) -> bool:
+        """Record a thumbnail on its task once (in ``session``'s transaction, when given: the upload
+        handler's own); False when no task has that uid."""
+        if session is None:
+            with session_scope(self.database_url) as own:
+                return self.add_thumbnail(uid, key, own)
+        task = session.get(Task, uid, with_for_update=True)
+        if task is None:
+            return False
+        if key not in task.thumbnails:
+            task.thumbnails = [*task.thumbnails, key]
+            task.updated_at = utc_now()
+        return True
 
     # --- chains ----------------------------------------------------------------------------------
     def open_step(self, chain_uid: str, step: int, abandoned: str) -> TaskOut:

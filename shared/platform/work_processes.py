@@ -94,9 +94,9 @@ class WorkProcesses:
 
     ``warm``: a module the work needs (its imports are most of a child's start). A server process
     forked from this one (gunicorn's worker, and the worker it starts again after a crash) makes
-    ``max_idle`` children ahead of time with that module imported, side by side, so that the
-    first calls after a start or a restart (as many as the function's concurrency) do not each
-    wait for one; with no fork (Lambda) the first call makes its child."""
+    ``max_idle`` children ahead of time with that module imported, one after another, so that
+    the first calls after a start or a restart (as many as the function's concurrency) do not
+    each spawn a cold one; with no fork (Lambda) the first call makes its child."""
 
     def __init__(self, max_idle: int = 2, warm: str | None = None) -> None:
         self.max_idle = max_idle
@@ -118,24 +118,32 @@ class WorkProcesses:
 
     def prewarm(self) -> None:
         """Make ``max_idle`` children with ``warm`` imported, in the background; they join the idle
-        ones (a call that comes meanwhile waits for the first of them rather than making a cold one)."""
+        ones (a call that comes meanwhile waits for the next of them rather than making a cold one)."""
         if not self.warm:
             return
         with self._changed:
             self._warming += self.max_idle
-        for _ in range(self.max_idle):
-            threading.Thread(target=self._make_warm_child, args=(self.warm,), name="prewarm", daemon=True).start()
+        threading.Thread(target=self._make_warm_children, args=(self.warm, self.max_idle), name="prewarm", daemon=True).start()
+
+    def _make_warm_children(self, module: str, count: int) -> None:
+        """One after another: side by side they took the cores from the function's own start (its
+        first invocation waited past its message's visibility)."""
+        for _ in range(count):
+            self._make_warm_child(module)
 
     def _make_warm_child(self, module: str) -> None:
         child = None
         try:
             child = self._warm_child(module)
         finally:
-            with self._changed:
+            with self._changed:  # joins the idle ones as it stops being made: a waiting call sees one or the other
                 self._warming -= 1
+                if child is not None and len(self._idle) < self.max_idle:
+                    self._idle.append(child)
+                    child = None
                 self._changed.notify_all()
-        if child:
-            self._give_back(child)
+        if child is not None:
+            child.kill()
 
     def _warm_child(self, module: str) -> _Child | None:
         child = _Child()
@@ -162,7 +170,7 @@ class WorkProcesses:
         tick_seconds: float = 1.0,
     ) -> Any:
         """``function(*args)`` in a child; ``function`` must be importable (module level)."""
-        child = self._take()
+        child = self._take(tick, tick_seconds)
         try:
             child.connection.send((function, args, current_log_context()))
             while not child.connection.poll(max(0.0, min(tick_seconds, deadline - time.monotonic()))):
@@ -185,17 +193,23 @@ class WorkProcesses:
             raise _rebuild(error_class, detail)
         raise WorkFailed(payload)
 
-    def _take(self) -> _Child:
+    def _take(self, tick: Callable[[], None], tick_seconds: float) -> _Child:
         """An idle child that is alive; while warm ones are being made and none is idle, the first
-        of them; else a new one."""
-        with self._changed:
-            if self._owner != os.getpid():  # inherited through a fork: those children are not ours
-                self._idle, self._warming, self._owner = [], 0, os.getpid()
-            self._changed.wait_for(lambda: self._idle or not self._warming, timeout=PREWARM_SECONDS)
-            while self._idle:
-                child = self._idle.pop()
-                if child.process.is_alive():
-                    return child
+        of them, running ``tick`` meanwhile as while the work runs (the lease's heartbeat: waiting
+        for a warm child must not let the job's message come back); else a new one."""
+        while True:
+            with self._changed:
+                if self._owner != os.getpid():  # inherited through a fork: those children are not ours
+                    self._idle, self._warming, self._owner = [], 0, os.getpid()
+                while self._idle:
+                    child = self._idle.pop()
+                    if child.process.is_alive():
+                        return child
+                if not self._warming:
+                    break
+                if self._changed.wait_for(lambda: self._idle or not self._warming, timeout=tick_seconds):
+                    continue
+            tick()
         return _Child()
 
     def _give_back(self, child: _Child) -> None:

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -162,3 +163,22 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_call_waiting_for_a_warm_child_keeps_its_heartbeat():
+    """GIVEN a warm child still being made, WHEN a call comes, THEN it waits for one, running its
+    ``tick`` (the lease's heartbeat) every ``tick_seconds`` meanwhile, and then runs."""
+    work = WorkProcesses(max_idle=1)
+    with work._changed:
+        work._warming = 1  # as prewarm() leaves it while the child imports its module
+    ticks = []
+
+    def warm_child_gives_up() -> None:
+        time.sleep(0.6)
+        with work._changed:
+            work._warming = 0
+            work._changed.notify_all()
+
+    threading.Thread(target=warm_child_gives_up, daemon=True).start()
+    assert work.run(child_pid, (), deadline=time.monotonic() + 30, timeout_message="x", tick=lambda: ticks.append(1), tick_seconds=0.1)
+    assert len(ticks) >= 4
