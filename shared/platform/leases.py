@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.platform.db.engine import session_scope
+from shared.platform.db.engine import session_scope, within
 from shared.platform.db.models import utc_now
 from shared.platform.errors import LeaseLost
 
@@ -106,7 +105,7 @@ class LeasedTable:
             .values(**self._taken(now, lease_seconds, delivery))
             .returning(model.attempts)
         )
-        with self._transaction(session) as transaction:
+        with within(session, self.database_url) as transaction:
             attempt = transaction.scalar(statement)
             if attempt is not None:
                 return Lease(key, attempt)
@@ -141,7 +140,7 @@ class LeasedTable:
             .returning(self.key, model.attempts)
             .execution_options(synchronize_session=False)
         )
-        with self._transaction(session) as transaction:
+        with within(session, self.database_url) as transaction:
             return [Lease(key, attempt) for key, attempt in transaction.execute(statement)]
 
     def seconds_left(self, key: Any) -> float:
@@ -178,7 +177,7 @@ class LeasedTable:
             .values(**values, updated_at=self.clock())
             .returning(model)
         )
-        with self._transaction(session) as transaction:
+        with within(session, self.database_url) as transaction:
             row = transaction.scalar(statement)
             if row is None:
                 raise LeaseLost(f"{model.__tablename__} {lease.key}: attempt {lease.attempt} no longer holds it")
@@ -207,14 +206,6 @@ class LeasedTable:
             "updated_at": now,
             **({"lease_delivery": delivery} if delivery is not None else {}),
         }
-
-    @contextmanager
-    def _transaction(self, session: Session | None) -> Iterator[Session]:
-        if session is not None:
-            yield session
-            return
-        with session_scope(self.database_url) as own:
-            yield own
 
 
 def _aware(moment: datetime) -> datetime:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.platform.db.engine import dialect_insert, session_scope
+from shared.platform.db.engine import dialect_insert, session_scope, within
 from shared.platform.db.models import OutboxMessage, Task, TaskEvent, utc_now
 from shared.platform.errors import TaskNotFound
 from shared.platform.leases import FINISHED_STATUSES, Claim, Lease, LeasedTable
@@ -264,16 +264,14 @@ class TaskRepository:
     def add_thumbnail(self, uid: str, key: str, session: Session | None = None) -> bool:
         """Record a thumbnail on its task once (in ``session``'s transaction, when given: the upload
         handler's own); False when no task has that uid."""
-        if session is None:
-            with session_scope(self.database_url) as own:
-                return self.add_thumbnail(uid, key, own)
-        task = session.get(Task, uid, with_for_update=True)
-        if task is None:
-            return False
-        if key not in task.thumbnails:
-            task.thumbnails = [*task.thumbnails, key]
-            task.updated_at = utc_now()
-        return True
+        with within(session, self.database_url) as transaction:
+            task = transaction.get(Task, uid, with_for_update=True)
+            if task is None:
+                return False
+            if key not in task.thumbnails:
+                task.thumbnails = [*task.thumbnails, key]
+                task.updated_at = utc_now()
+            return True
 
     # --- chains ----------------------------------------------------------------------------------
     def open_step(self, chain_uid: str, step: int, abandoned: str) -> TaskOut:

@@ -123,27 +123,17 @@ class WorkProcesses:
             return
         with self._changed:
             self._warming += self.max_idle
-        threading.Thread(target=self._make_warm_children, args=(self.warm, self.max_idle), name="prewarm", daemon=True).start()
+        threading.Thread(target=self._make_warm_children, args=(self.warm,), name="prewarm", daemon=True).start()
 
-    def _make_warm_children(self, module: str, count: int) -> None:
+    def _make_warm_children(self, module: str) -> None:
         """One after another: side by side they took the cores from the function's own start (its
         first invocation waited past its message's visibility)."""
-        for _ in range(count):
-            self._make_warm_child(module)
-
-    def _make_warm_child(self, module: str) -> None:
-        child = None
-        try:
-            child = self._warm_child(module)
-        finally:
-            with self._changed:  # joins the idle ones as it stops being made: a waiting call sees one or the other
-                self._warming -= 1
-                if child is not None and len(self._idle) < self.max_idle:
-                    self._idle.append(child)
-                    child = None
-                self._changed.notify_all()
-        if child is not None:
-            child.kill()
+        for _ in range(self.max_idle):
+            child = None
+            try:
+                child = self._warm_child(module)
+            finally:
+                self._give_back(child, warmed=True)
 
     def _warm_child(self, module: str) -> _Child | None:
         child = _Child()
@@ -212,13 +202,18 @@ class WorkProcesses:
             tick()
         return _Child()
 
-    def _give_back(self, child: _Child) -> None:
+    def _give_back(self, child: _Child | None, warmed: bool = False) -> None:
+        """``child`` joins the idle ones if there is room, else it is killed. ``warmed``: it is (or,
+        None, it failed to be) one of the warm children being made, counted off in the same step,
+        so that a call waiting for one sees either it or that none is coming."""
         with self._changed:
-            if len(self._idle) < self.max_idle:
+            self._warming -= warmed
+            if child is not None and len(self._idle) < self.max_idle:
                 self._idle.append(child)
-                self._changed.notify_all()
-                return
-        child.kill()
+                child = None
+            self._changed.notify_all()
+        if child is not None:
+            child.kill()
 
 
 def _rebuild(error_class: type[VisionFnError], detail: Any) -> VisionFnError:

@@ -55,6 +55,16 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         session.close()
 
 
+@contextmanager
+def within(session: Session | None, url: str | None = None) -> Iterator[Session]:
+    """``session``'s transaction when given (a caller's, which commits it), else a new one of its own."""
+    if session is not None:
+        yield session
+        return
+    with session_scope(url) as own:
+        yield own
+
+
 def dialect_insert(session: Session, model: type) -> Any:
     """``INSERT`` for ``model`` in the session's dialect, with its ``ON CONFLICT`` clauses
     (Postgres in production and tests, SQLite for a quick local run)."""
