@@ -15,6 +15,7 @@ from shared.platform.settings import PROJECT_ROOT
 from shared.platform.storage import aws_client
 
 LOCALSTACK_PYTHON = PROJECT_ROOT / "infra" / "localstack" / ".venv" / "bin" / "python"
+LOCALSTACK_START = PROJECT_ROOT / "infra" / "localstack" / "start.py"  # LocalStack's entry point, JSONPaths parsed once
 LOCALSTACK_SERVICES = "s3,sqs,stepfunctions,events,sts,iam,cloudformation,lambda"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 
@@ -30,7 +31,7 @@ def localstack_url(settings: RunnerSettings) -> str:
 def localstack_command() -> list[str]:
     if not LOCALSTACK_PYTHON.exists():
         raise StackError(f"LocalStack is not installed ({LOCALSTACK_PYTHON} is missing): run `make install`")
-    return [str(LOCALSTACK_PYTHON), "-m", "localstack.runtime.main"]
+    return [str(LOCALSTACK_PYTHON), str(LOCALSTACK_START)]
 
 
 def localstack_environment(settings: RunnerSettings) -> dict[str, str]:

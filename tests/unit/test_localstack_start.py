@@ -1,0 +1,35 @@
+"""LocalStack's entry point (infra/localstack/start.py): every JSONPath parsed once, selecting what
+the parser selects. Runs under LocalStack's own Python, where jsonpath-ng lives."""
+
+from __future__ import annotations
+
+import subprocess
+
+from infra.stack import LOCALSTACK_PYTHON, LOCALSTACK_START, localstack_command
+
+CHECK = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import jsonpath_ng, jsonpath_ng.ext
+uncached = jsonpath_ng.ext.parse, jsonpath_ng.parse
+import start
+document = {"next": {"queue_url": "q", "next": {"step": 1}}, "answer": {"found": False}, "items": [1, 2]}
+paths = ["$.next.queue_url", "$.next.next", "$.answer.found", "$.items[1]", "$.items[*]"]
+print(json.dumps({
+    "same_object": all(jsonpath_ng.ext.parse(p) is jsonpath_ng.ext.parse(p) for p in paths)
+                   and jsonpath_ng.parse("$.answer") is jsonpath_ng.parse("$.answer"),
+    "same_values": all([m.value for m in jsonpath_ng.ext.parse(p).find(document)]
+                       == [m.value for m in uncached[0](p).find(document)] for p in paths),
+    "set_path": jsonpath_ng.parse("$.answer").update_or_create(dict(document), {"found": True})["answer"],
+    "same_set_twice": jsonpath_ng.parse("$.answer").update_or_create({}, 1) == {"answer": 1},
+}))
+"""
+
+
+def test_localstack_runs_from_its_start_script() -> None:
+    assert localstack_command() == [str(LOCALSTACK_PYTHON), str(LOCALSTACK_START)]
+
+
+def test_each_jsonpath_is_parsed_once_and_selects_what_the_parser_selects() -> None:
+    answer = subprocess.run([str(LOCALSTACK_PYTHON), "-c", CHECK, str(LOCALSTACK_START.parent)], capture_output=True, text=True, check=True)
+    assert answer.stdout.strip() == '{"same_object": true, "same_values": true, "set_path": {"found": true}, "same_set_twice": true}'
