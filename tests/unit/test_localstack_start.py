@@ -1,11 +1,13 @@
 """LocalStack's entry point (infra/localstack/start.py): every JSONPath parsed once, selecting what
-the parser selects. Runs under LocalStack's own Python, where jsonpath-ng lives."""
+the parser selects; connections kept alive. Runs under LocalStack's own Python, where both live."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
-from infra.stack import LOCALSTACK_PYTHON, LOCALSTACK_START, localstack_command
+from infra.settings import RunnerSettings
+from infra.stack import LOCALSTACK_PYTHON, LOCALSTACK_START, localstack_command, localstack_environment
 
 CHECK = """
 import json, sys
@@ -33,3 +35,31 @@ def test_localstack_runs_from_its_start_script() -> None:
 def test_each_jsonpath_is_parsed_once_and_selects_what_the_parser_selects() -> None:
     answer = subprocess.run([str(LOCALSTACK_PYTHON), "-c", CHECK, str(LOCALSTACK_START.parent)], capture_output=True, text=True, check=True)
     assert answer.stdout.strip() == '{"same_object": true, "same_values": true, "set_path": {"found": true}, "same_set_twice": true}'
+
+
+KEEP_ALIVE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import start
+start.patch_gateway()
+from localstack import config
+from localstack.aws.api import RequestContext
+from localstack.aws.app import LocalstackAwsGateway
+from localstack.http import Request, Response
+finalizers = LocalstackAwsGateway().finalizers
+response = Response()
+finalizers[0](None, RequestContext(Request("GET", "/")), response)
+print(config.GATEWAY_SERVER, response.headers.get("Connection"))
+"""
+
+
+def test_the_gateway_keeps_connections_open() -> None:
+    environment = {**os.environ, **localstack_environment(RunnerSettings())}
+    answer = subprocess.run(
+        [str(LOCALSTACK_PYTHON), "-c", KEEP_ALIVE, str(LOCALSTACK_START.parent)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment,
+    )
+    assert answer.stdout.split()[-2:] == ["hypercorn", "None"]
