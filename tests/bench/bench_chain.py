@@ -8,8 +8,12 @@ every step; its overhead per step is (submit -> done) minus the steps' compute (
 in-process beforehand), divided by N. The reference is one async task per step, each submitted
 when the previous one is done. LocalStack's own floor, in the same run: a state machine of N
 Pass states, and one of N ``sqs:sendMessage.waitForTaskToken`` Task states each answered at once
-by a poller (SendTaskSuccess), timed from StartExecution to SUCCEEDED; per step: (5 - 1) / 4. Then the webhook delivery latency, task finished -> receipt at a
-receiver on 127.0.0.1 (tests/bench/bench_webhooks.py). Prints JSON.
+by a poller (SendTaskSuccess), timed from StartExecution to SUCCEEDED; per step: (5 - 1) / 4. Beside
+them, the chain's own definition (infra/statemachines/chain_matching.asl.json, its end a Succeed
+state) answered by the same poller 50 ms after each message (answered sooner, LocalStack can lose
+the answer to its heartbeat wait), the 50 ms taken off: what the definition costs without
+workers. Then the webhook delivery latency, task finished -> receipt at a receiver on 127.0.0.1
+(tests/bench/bench_webhooks.py). Prints JSON.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ SAMPLES = PROJECT_ROOT.parent / "shared" / "data" / "matching" / "opencv_samples
 IMAGE = (SAMPLES / "box_in_scene.png").read_bytes()
 TEMPLATE = (SAMPLES / "box.png").read_bytes()
 MISS = {"threshold": 0.995}
+CHAIN_DEFINITION = PROJECT_ROOT / "infra" / "statemachines" / "chain_matching.asl.json"
+DEFINITION_ANSWER_DELAY = 0.05  # seconds before the poller answers a step of the chain's definition
 
 
 def compute_ms() -> float:
@@ -83,25 +89,41 @@ class Client:
         return (time.perf_counter() - started) * 1000
 
 
-def localstack_floor(platform, runs: int) -> dict:
-    """ms per extra state of a Pass-only machine and of a waitForTaskToken machine answered at once."""
-    client = {
-        "endpoint_url": platform.env["AWS_ENDPOINT_URL"],
-        "region_name": "us-east-1",
-        "aws_access_key_id": "test",
-        "aws_secret_access_key": "test",
-    }
-    sfn, sqs = boto3.client("stepfunctions", **client), boto3.client("sqs", **client)
-    queue = sqs.create_queue(QueueName=f"bench-floor-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    stop = threading.Event()
+class Floor:
+    """LocalStack's Step Functions alone: machines created on a queue of their own, every message
+    answered by a poller thread (a token state at once, a step of the chain's definition after
+    ``DEFINITION_ANSWER_DELAY``), each run timed from StartExecution to SUCCEEDED."""
 
-    def answer_at_once() -> None:
-        while not stop.is_set():
-            for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
-                sfn.send_task_success(taskToken=json.loads(message["Body"])["token"], output="{}")
-                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    def __init__(self, platform) -> None:
+        client = {
+            "endpoint_url": platform.env["AWS_ENDPOINT_URL"],
+            "region_name": "us-east-1",
+            "aws_access_key_id": "test",
+            "aws_secret_access_key": "test",
+        }
+        self.sfn, self.sqs = boto3.client("stepfunctions", **client), boto3.client("sqs", **client)
+        self.queue = self.sqs.create_queue(QueueName=f"bench-floor-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        self.stop = threading.Event()
 
-    def machine(kind: str, states: int) -> str:
+    def answer(self) -> None:
+        while not self.stop.is_set():
+            for message in self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+                body = json.loads(message["Body"])
+                if "task_token" in body:  # a step of the chain's definition: answered as a worker that found nothing
+                    time.sleep(DEFINITION_ANSWER_DELAY)
+                    self.sfn.send_task_success(taskToken=body["task_token"], output='{"found": false}')
+                else:
+                    self.sfn.send_task_success(taskToken=body["token"], output="{}")
+                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
+
+    def create(self, name: str, definition: dict) -> str:
+        return self.sfn.create_state_machine(
+            name=f"bench-{name}-{uuid.uuid4().hex[:6]}", definition=json.dumps(definition), roleArn="arn:aws:iam::000000000000:role/bench"
+        )["stateMachineArn"]
+
+    def machine(self, kind: str, states: int) -> str:
+        """``states`` Pass states, or ``states`` token states, one after another."""
+
         def state(index: int) -> dict:
             following = {"Next": f"S{index + 1}"} if index + 1 < states else {"End": True}
             if kind == "pass":
@@ -109,41 +131,62 @@ def localstack_floor(platform, runs: int) -> dict:
             return {
                 "Type": "Task",
                 "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-                "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
+                "Parameters": {"QueueUrl": self.queue, "MessageBody": {"token.$": "$$.Task.Token"}},
                 "ResultPath": None,
                 **following,
             }
 
-        definition = {"StartAt": "S0", "States": {f"S{index}": state(index) for index in range(states)}}
-        return sfn.create_state_machine(
-            name=f"bench-{kind}-{states}-{uuid.uuid4().hex[:6]}",
-            definition=json.dumps(definition),
-            roleArn="arn:aws:iam::000000000000:role/bench",
-        )["stateMachineArn"]
+        return self.create(f"{kind}-{states}", {"StartAt": "S0", "States": {f"S{index}": state(index) for index in range(states)}})
 
-    def run_ms(arn: str) -> float:
+    def definition(self) -> str:
+        """The chain's state machine as deployed, ending in a Succeed state instead of the chain queue."""
+        states = json.loads(CHAIN_DEFINITION.read_text())["States"]
+        states["Finish"] = {"Type": "Succeed"}
+        return self.create("definition", {"StartAt": "RunStep", "States": states})
+
+    def chain_input(self, steps: int) -> str:
+        following = None
+        for step in reversed(range(steps)):
+            following = {"step": step, "queue_url": self.queue, **({"next": following} if following else {})}
+        return json.dumps(
+            {"uid": "bench", "request_id": "bench", "step_heartbeat_seconds": 60, "step_timeout_seconds": 600, "next": following}
+        )
+
+    def run_ms(self, arn: str, execution_input: str = "{}") -> float:
         started = time.perf_counter()
-        execution = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
-        while (status := sfn.describe_execution(executionArn=execution)["status"]) == "RUNNING":
+        execution = self.sfn.start_execution(stateMachineArn=arn, input=execution_input)["executionArn"]
+        while (status := self.sfn.describe_execution(executionArn=execution)["status"]) == "RUNNING":
             time.sleep(0.005)
         assert status == "SUCCEEDED", status
         return (time.perf_counter() - started) * 1000
 
-    poller = threading.Thread(target=answer_at_once, daemon=True)
+    def medians(self, one: tuple[str, str], five: tuple[str, str], runs: int) -> tuple[float, float]:
+        """Median ms of ``runs`` runs of a 1-step and a 5-step machine (``(arn, input)`` each), after one warm run each."""
+        self.run_ms(*one), self.run_ms(*five)
+        ones = [self.run_ms(*one) for _ in range(runs)]
+        fives = [self.run_ms(*five) for _ in range(runs)]
+        return statistics.median(ones), statistics.median(fives)
+
+
+def localstack_floor(platform, runs: int) -> dict:
+    """ms per extra state of a Pass-only machine and of a waitForTaskToken machine answered at once,
+    and per extra step of the chain's own definition answered after the delay (the delay taken off)."""
+    floor = Floor(platform)
+    poller = threading.Thread(target=floor.answer, daemon=True)
     poller.start()
-    floor = {}
+    figures = {}
     try:
         for kind in ("pass", "task_token"):
-            one, five = machine(kind, 1), machine(kind, 5)
-            run_ms(one), run_ms(five)  # warm
-            ones = [run_ms(one) for _ in range(runs)]
-            fives = [run_ms(five) for _ in range(runs)]
-            floor[f"{kind}_ms_per_extra_state"] = round((statistics.median(fives) - statistics.median(ones)) / 4, 1)
-            floor[f"{kind}_1_state_ms"] = round(statistics.median(ones), 1)
+            one, five = floor.medians((floor.machine(kind, 1), "{}"), (floor.machine(kind, 5), "{}"), runs)
+            figures[f"{kind}_ms_per_extra_state"] = round((five - one) / 4, 1)
+            figures[f"{kind}_1_state_ms"] = round(one, 1)
+        arn = floor.definition()
+        one, five = floor.medians((arn, floor.chain_input(1)), (arn, floor.chain_input(5)), runs)
+        figures["chain_definition_ms_per_extra_step"] = round((five - one) / 4 - DEFINITION_ANSWER_DELAY * 1000, 1)
     finally:
-        stop.set()
+        floor.stop.set()
         poller.join(5)
-    return floor
+    return figures
 
 
 def main() -> None:
