@@ -15,7 +15,7 @@ from shared.platform.settings import PROJECT_ROOT
 from shared.platform.storage import aws_client
 
 LOCALSTACK_PYTHON = PROJECT_ROOT / "infra" / "localstack" / ".venv" / "bin" / "python"
-LOCALSTACK_START = PROJECT_ROOT / "infra" / "localstack" / "start.py"  # LocalStack's entry point, JSONPaths parsed once
+LOCALSTACK_START = PROJECT_ROOT / "infra" / "localstack" / "start.py"  # LocalStack's entry point (its two speed changes)
 LOCALSTACK_SERVICES = "s3,sqs,stepfunctions,events,sts,iam,cloudformation,lambda"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 

@@ -10,8 +10,7 @@ from infra.settings import RunnerSettings
 from infra.stack import LOCALSTACK_PYTHON, LOCALSTACK_START, localstack_command, localstack_environment
 
 CHECK = """
-import json, sys
-sys.path.insert(0, sys.argv[1])
+import json
 import jsonpath_ng, jsonpath_ng.ext
 uncached = jsonpath_ng.ext.parse, jsonpath_ng.parse
 import start
@@ -32,14 +31,23 @@ def test_localstack_runs_from_its_start_script() -> None:
     assert localstack_command() == [str(LOCALSTACK_PYTHON), str(LOCALSTACK_START)]
 
 
+def under_localstack(script: str) -> str:
+    """What ``script`` prints, run by LocalStack's Python with the platform's LocalStack
+    environment, ``start`` importable (as a module: its patches apply, LocalStack does not start)."""
+    preamble = f"import sys\nsys.path.insert(0, {str(LOCALSTACK_START.parent)!r})\n"
+    environment = {**os.environ, **localstack_environment(RunnerSettings())}
+    return subprocess.run(
+        [str(LOCALSTACK_PYTHON), "-c", preamble + script], capture_output=True, text=True, check=True, env=environment
+    ).stdout
+
+
 def test_each_jsonpath_is_parsed_once_and_selects_what_the_parser_selects() -> None:
-    answer = subprocess.run([str(LOCALSTACK_PYTHON), "-c", CHECK, str(LOCALSTACK_START.parent)], capture_output=True, text=True, check=True)
-    assert answer.stdout.strip() == '{"same_object": true, "same_values": true, "set_path": {"found": true}, "same_set_twice": true}'
+    assert (
+        under_localstack(CHECK).strip() == '{"same_object": true, "same_values": true, "set_path": {"found": true}, "same_set_twice": true}'
+    )
 
 
 KEEP_ALIVE = """
-import sys
-sys.path.insert(0, sys.argv[1])
 import start
 start.patch_gateway()
 from localstack import config
@@ -54,12 +62,4 @@ print(config.GATEWAY_SERVER, response.headers.get("Connection"))
 
 
 def test_the_gateway_keeps_connections_open() -> None:
-    environment = {**os.environ, **localstack_environment(RunnerSettings())}
-    answer = subprocess.run(
-        [str(LOCALSTACK_PYTHON), "-c", KEEP_ALIVE, str(LOCALSTACK_START.parent)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=environment,
-    )
-    assert answer.stdout.split()[-2:] == ["hypercorn", "None"]
+    assert under_localstack(KEEP_ALIVE).split()[-2:] == ["hypercorn", "None"]
