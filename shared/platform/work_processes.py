@@ -160,7 +160,7 @@ class WorkProcesses:
         tick_seconds: float = 1.0,
     ) -> Any:
         """``function(*args)`` in a child; ``function`` must be importable (module level)."""
-        child = self._take(tick, tick_seconds)
+        child = self._take(tick, tick_seconds, deadline, timeout_message)
         try:
             child.connection.send((function, args, current_log_context()))
             while not child.connection.poll(max(0.0, min(tick_seconds, deadline - time.monotonic()))):
@@ -183,10 +183,11 @@ class WorkProcesses:
             raise _rebuild(error_class, detail)
         raise WorkFailed(payload)
 
-    def _take(self, tick: Callable[[], None], tick_seconds: float) -> _Child:
+    def _take(self, tick: Callable[[], None], tick_seconds: float, deadline: float, timeout_message: str) -> _Child:
         """An idle child that is alive; while warm ones are being made and none is idle, the first
         of them, running ``tick`` meanwhile as while the work runs (the lease's heartbeat: waiting
-        for a warm child must not let the job's message come back); else a new one."""
+        for a warm child must not let the job's message come back), until the call's ``deadline``
+        (``TimedOut``); else a new one."""
         while True:
             with self._changed:
                 if self._owner != os.getpid():  # inherited through a fork: those children are not ours
@@ -197,7 +198,10 @@ class WorkProcesses:
                         return child
                 if not self._warming:
                     break
-                if self._changed.wait_for(lambda: self._idle or not self._warming, timeout=tick_seconds):
+                if time.monotonic() >= deadline:
+                    raise TimedOut(timeout_message)
+                wait = min(tick_seconds, deadline - time.monotonic())
+                if self._changed.wait_for(lambda: self._idle or not self._warming, timeout=max(0.0, wait)):
                     continue
             tick()
         return _Child()

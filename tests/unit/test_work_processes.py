@@ -182,3 +182,21 @@ def test_a_call_waiting_for_a_warm_child_keeps_its_heartbeat():
     threading.Thread(target=warm_child_gives_up, daemon=True).start()
     assert work.run(child_pid, (), deadline=time.monotonic() + 30, timeout_message="x", tick=lambda: ticks.append(1), tick_seconds=0.1)
     assert len(ticks) >= 4
+
+
+def test_a_call_waiting_for_a_warm_child_stops_at_its_deadline():
+    """GIVEN a warm child still being made (for longer than the call may take), WHEN a call comes,
+    THEN it is timed out at its deadline instead of waiting for the child."""
+    work = WorkProcesses(max_idle=1)
+    with work._changed:
+        work._warming = 1
+
+    def warm_child_gives_up() -> None:
+        time.sleep(3)
+        with work._changed:
+            work._warming = 0
+            work._changed.notify_all()
+
+    threading.Thread(target=warm_child_gives_up, daemon=True).start()
+    with pytest.raises(TimedOut, match="took too long"):
+        work.run(child_pid, (), deadline=time.monotonic() + 0.3, timeout_message="took too long", tick_seconds=0.1)
