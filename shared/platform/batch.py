@@ -34,6 +34,7 @@ class Outcome(enum.Enum):
     HANDLED = "handled"  # done (or nothing to do): the message is deleted
     DROPPED = "dropped"  # can never succeed (bad input): logged and deleted, not retried
     RETRY = "retry"  # may pass on a later delivery: reported as a batch item failure
+    LEFT = "left"  # another delivery of it holds the work now: left to that one (not deleted), as a batch item failure
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def process_sqs_batch(
     for record in event.records:
         with log_context(request_id=record.request_id(), message_id=record.message_id):
             outcome = _handle(record, handle_record, invocation, retry_after)
-        if outcome is Outcome.RETRY:
+        if outcome in (Outcome.RETRY, Outcome.LEFT):
             failures.append(BatchItemFailure(item_identifier=record.message_id))
     return BatchResponse(batch_item_failures=failures)
 

@@ -101,7 +101,7 @@ class TaskWorker:
             result_data, result_files = work(claim)
         except LeaseLost as error:
             log.warning("task %s: %s; this attempt stopped", uid, error.detail)
-            return Outcome.HANDLED
+            return Outcome.LEFT
         except TimedOut as error:
             message = str(error.detail)
             log.warning("task %s: %s", uid, message)
@@ -114,10 +114,18 @@ class TaskWorker:
         return self._finish(claim, lambda lease: self.tasks.complete(lease, result_data, result_files))
 
     def heartbeat(self, lease: Lease, record: SqsRecord) -> None:
-        """Keep the task and its job while the work runs: the task's lease first, then the
-        message, so the lease lapses first."""
+        """Keep the task and its job while the work runs: the task's lease first (LeaseLost stops
+        the work), then the message, so the lease lapses first. The lease is what the work's
+        writes are fenced by; the message only brings the task back if this worker dies. So a
+        message that cannot be kept (received again after a late heartbeat, or deleted) is
+        logged and the work goes on: stopping it would leave a task that no message brings back."""
         self.tasks.renew(lease, self.settings.task_lease_seconds)
-        self.queue.keep_invisible(record, self.settings.task_lease_seconds)
+        try:
+            self.queue.keep_invisible(record, self.settings.task_lease_seconds)
+        except Exception as error:
+            log.warning(
+                "task %s: message %s not kept invisible (%s); the work goes on under its lease", lease.key, record.message_id, error
+            )
 
     def timeout_message(self, invocation: Invocation) -> str:
         return f"Timed out after {invocation.timeout_seconds} s (the function's Timeout); stopped"
@@ -141,7 +149,7 @@ class TaskWorker:
             task = write(lease)
         except LeaseLost as error:
             log.warning("task %s: %s; its result is not recorded", lease.key, error.detail)
-            return Outcome.HANDLED
+            return Outcome.LEFT
         if isinstance(task, TaskOut):
             finished = time.time()
             emit_metrics(

@@ -35,11 +35,12 @@ def _batch(*bodies: str) -> dict:
         (Outcome.HANDLED, []),
         (Outcome.DROPPED, []),  # permanent: dropped, not retried forever
         (Outcome.RETRY, ["m-0"]),
+        (Outcome.LEFT, ["m-0"]),  # another delivery holds the work: its message is not deleted
         (ServiceUnavailable("db down"), ["m-0"]),  # a handler that raises is retried
         (RuntimeError("bug"), ["m-0"]),
     ],
 )
-def test_only_retry_outcomes_and_raises_are_reported(result, reported):
+def test_only_retry_and_left_outcomes_and_raises_are_reported(result, reported):
     def handle(_record, _invocation):
         if isinstance(result, Exception):
             raise result

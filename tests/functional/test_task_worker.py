@@ -1,0 +1,72 @@
+"""The task worker's two holds on a job, against a real SQS queue (LocalStack) and Postgres: the
+task's lease (what every write is fenced by) and the message's visibility (what brings the task
+back if the worker dies). When a heartbeat comes late, the job is delivered again while the first
+attempt still works; each attempt must then leave the other its hold, or the task is lost."""
+
+from shared.platform.batch import Outcome
+from shared.platform.events import SqsRecord
+from shared.platform.leases import Lease
+from shared.platform.messaging import JobQueue
+from shared.platform.settings import Settings
+from shared.platform.task_jobs import TaskWorker
+from shared.platform.tasks import TaskRepository
+from tests.clock import Clock
+from tests.conftest import queue_arn, throwaway_queue
+
+
+def _received(sqs, queue: str) -> SqsRecord:
+    """The queue's one message as the event bridge hands it to a function."""
+    (message,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5, AttributeNames=["All"])["Messages"]
+    return SqsRecord.model_validate(
+        {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": {"ApproximateReceiveCount": message["Attributes"]["ApproximateReceiveCount"]},
+            "eventSourceARN": queue_arn(sqs, queue),
+        }
+    )
+
+
+def test_an_attempt_whose_lease_was_taken_over_leaves_the_message_to_the_new_one(aws, database_url):
+    sqs = aws("sqs")
+    tasks = TaskRepository(database_url, clock=Clock())
+    worker = TaskWorker("test", tasks, JobQueue(sqs, None), Settings())
+    uid = tasks.create("template", {}, []).uid
+    with throwaway_queue(sqs, "lease") as queue:
+        sqs.send_message(QueueUrl=queue, MessageBody=uid)
+        first = _received(sqs, queue)
+        taken_over: list[Lease] = []
+
+        def work(lease: Lease) -> tuple[dict, list[str]]:
+            # its heartbeat comes late: the message is delivered again and the delivery takes the task
+            sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=first.receipt_handle, VisibilityTimeout=0)
+            second = _received(sqs, queue)
+            claim = tasks.claim(uid, 60, delivery=second.attributes.approximate_receive_count)
+            assert isinstance(claim, Lease) and claim.attempt == lease.attempt + 1
+            taken_over.append(claim)
+            worker.heartbeat(lease, first)  # LeaseLost: this attempt stops
+            raise AssertionError("the heartbeat of a lost lease must stop the work")
+
+        assert worker.take(uid, first, work) is Outcome.LEFT  # not HANDLED: that would delete the message
+        assert tasks.get(uid).status == "processing"
+        assert tasks.complete(taken_over[0], {"ok": True}, []).status == "done"
+
+
+def test_a_heartbeat_whose_message_is_gone_lets_the_work_finish(aws, database_url):
+    sqs = aws("sqs")
+    tasks = TaskRepository(database_url, clock=Clock())
+    worker = TaskWorker("test", tasks, JobQueue(sqs, None), Settings())
+    uid = tasks.create("template", {}, []).uid
+    with throwaway_queue(sqs, "gone") as queue:
+        sqs.send_message(QueueUrl=queue, MessageBody=uid)
+        record = _received(sqs, queue)
+
+        def work(lease: Lease) -> tuple[dict, list[str]]:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=record.receipt_handle)  # e.g. by an attempt that lost it
+            worker.heartbeat(lease, record)  # the lease still holds: the work goes on
+            return {"ok": True}, []
+
+        assert worker.take(uid, record, work) is Outcome.HANDLED
+    task = tasks.get(uid)
+    assert (task.status, task.result_data) == ("done", {"ok": True})
