@@ -33,7 +33,7 @@ import requests
 import urllib3
 
 from infra.processes import RESTART_POLL_SECONDS, port_accepts
-from infra.settings import get_runner_settings
+from infra.settings import REUSE_IDLE_SECONDS, get_runner_settings
 from shared.platform.access import PLATFORM_TOKEN_HEADER
 from shared.platform.batch import LAMBDA_CONTEXT_HEADER
 from shared.platform.http import EVENTS_PATH
@@ -221,7 +221,7 @@ class QueuePoller(threading.Thread):
         binding = self.binding
         log.debug("%s: %d message(s) received", binding.function, len(messages))
         try:
-            http = self.local.__dict__.setdefault("http", requests.Session())
+            http = self.session()
             event = lambda_sqs_event(messages, binding, self.settings.aws_region)
             try:
                 response = self.invoke_through_restarts(http, event)
@@ -257,6 +257,16 @@ class QueuePoller(threading.Thread):
             log.exception("delivery to %s failed; the messages will be redelivered", binding.function)
         finally:
             self.slots.release()
+
+    def session(self) -> requests.Session:
+        """This delivery thread's session; its connection is dropped once idle for
+        ``REUSE_IDLE_SECONDS``, before the function's server may close it under a request."""
+        now, local = time.monotonic(), self.local.__dict__
+        http = local.setdefault("http", requests.Session())
+        if now - local.get("used", now) >= REUSE_IDLE_SECONDS:
+            http.close()  # its pool: the next request opens a new connection
+        local["used"] = now
+        return http
 
     def invoke_through_restarts(self, http: requests.Session, event: dict[str, Any]) -> requests.Response:
         """Invoke the function; while it refuses connections (it is being restarted) wait for it,

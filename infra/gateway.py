@@ -25,7 +25,7 @@ from aiohttp.web_request import BaseRequest
 
 from infra.metrics import MetricLines, prometheus_text
 from infra.processes import RESTART_POLL_SECONDS
-from infra.settings import get_runner_settings
+from infra.settings import REUSE_IDLE_SECONDS, get_runner_settings
 from shared.platform.access import OWNER_HEADER, PLATFORM_HEADERS, PLATFORM_TOKEN_HEADER, api_key_of
 from shared.platform.errors import PayloadTooLarge
 from shared.platform.keys import ApiKeys, key_hash
@@ -395,7 +395,10 @@ async def relay(request: web.Request, route: GatewayRoute, headers: dict[str, st
 
 
 async def _open_session(app: web.Application) -> None:
-    app[SESSION] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+    app[SESSION] = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(keepalive_timeout=REUSE_IDLE_SECONDS),  # let go before the function does
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+    )
 
 
 async def _close_session(app: web.Application) -> None:

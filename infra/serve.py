@@ -25,7 +25,7 @@ from functions_framework._http import create_server
 from gunicorn.workers.gthread import ThreadWorker
 from werkzeug.exceptions import HTTPException
 
-from infra.settings import get_runner_settings
+from infra.settings import SERVER_KEEPALIVE_SECONDS, get_runner_settings
 from shared.platform.http import json_response
 
 
@@ -87,7 +87,12 @@ def main() -> None:
     app.register_error_handler(HTTPException, refused_by_flask)
     gunicorn.util.write_error = write_json_error  # what its workers call on a request they cannot parse
     create_server(
-        app, False, worker_class=f"{__name__}.ReadTimeoutThreadWorker", logger_class=f"{__name__}.RootLogger", **TRUST_NO_FORWARDER
+        app,
+        False,
+        worker_class=f"{__name__}.ReadTimeoutThreadWorker",
+        logger_class=f"{__name__}.RootLogger",
+        keepalive=SERVER_KEEPALIVE_SECONDS,
+        **TRUST_NO_FORWARDER,
     ).run(options.host, options.port)
 
 

@@ -9,6 +9,14 @@ from pydantic import Field
 
 from shared.platform.settings import PROJECT_ROOT, Settings
 
+#: How long a function's server keeps an idle connection open (gunicorn's ``keepalive``; its default
+#: is 2 s). The platform's clients of the functions (the gateway, the event bridge) reuse a
+#: connection only while it has been idle for less than ``REUSE_IDLE_SECONDS``: the client always
+#: lets go first. Otherwise a request sent just as the server closed its idle connection is lost
+#: (the bridge read it as the function dying, and spent one of the message's deliveries on it).
+SERVER_KEEPALIVE_SECONDS = 75
+REUSE_IDLE_SECONDS = 15
+
 
 class RunnerSettings(Settings):
     """What infra/ reads to run the platform on this machine."""

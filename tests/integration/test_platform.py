@@ -1,11 +1,15 @@
 """The real stack as `make up` starts it: gateway -> functions, S3 -> SQS -> bridge -> function."""
 
+import http.client
 import json
 import os
 import subprocess
 import sys
+import time
 import uuid
+from urllib.parse import urlsplit
 
+from infra.settings import REUSE_IDLE_SECONDS, SERVER_KEEPALIVE_SECONDS
 from shared.platform.idempotency import ProcessedObjects
 from shared.platform.settings import PROJECT_ROOT
 from shared.platform.tasks import TaskRepository
@@ -70,6 +74,24 @@ def test_failing_once_is_redelivered_and_processed_exactly_once(platform, aws, d
     assert (entry.status, entry.receive_count, entry.attempts) == ("done", 2, 2)
     assert platform.log("thumbnail").count(f"thumbnail {key.replace('uploads/', 'thumbnails/', 1)} (") == 1  # made once
     assert f"{key}: injected failure on delivery 1 of 1" in platform.log("thumbnail")
+
+
+def test_a_function_keeps_an_idle_connection_longer_than_its_clients_do(platform):
+    """The gateway and the event bridge reuse a connection to a function only while it has been
+    idle for less than REUSE_IDLE_SECONDS; the function's server must not close it sooner, or a
+    request sent as it closes is lost (gunicorn's default keep-alive, 2 s, lost bridge deliveries)."""
+    assert SERVER_KEEPALIVE_SECONDS > REUSE_IDLE_SECONDS
+    address = urlsplit(platform.state["functions"]["health"])
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+    connection.request("GET", "/")
+    connection.getresponse().read()
+    opened = connection.sock
+    time.sleep(3)  # idle for longer than gunicorn's default keep-alive
+    connection.request("GET", "/")
+    answer = connection.getresponse()
+    answer.read()
+    assert connection.sock is opened and answer.status < 500  # answered on the same connection
+    connection.close()
 
 
 def test_poison_message_ends_in_the_dead_letter_queue(platform, aws, s3, bucket):

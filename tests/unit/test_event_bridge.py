@@ -1,18 +1,23 @@
-"""Which messages the bridge deletes, by the same rules as Lambda's SQS event source."""
+"""Which messages the bridge deletes, by the same rules as Lambda's SQS event source; its
+connections to the functions."""
 
+import dataclasses
 import json
+import threading
 
 import pytest
 
 from infra.event_bridge import (
     Bindings,
     QueueBinding,
+    QueuePoller,
     ScheduleBinding,
     lambda_context,
     lambda_sqs_event,
     scheduled_event,
     succeeded_messages,
 )
+from infra.settings import REUSE_IDLE_SECONDS
 from shared.platform.batch import Invocation
 from shared.platform.events import SqsEvent
 
@@ -72,3 +77,18 @@ def test_bindings_round_trip(tmp_path):
     path = tmp_path / "bridge.json"
     path.write_text(Bindings([BINDING], [SCHEDULE]).to_json())
     assert Bindings.load(path) == Bindings([BINDING], [SCHEDULE])
+
+
+def test_a_delivery_thread_lets_go_of_its_connection_before_the_function_would(monkeypatch):
+    """Reused while idle for less than REUSE_IDLE_SECONDS (shorter than the functions' keep-alive);
+    after that the pool is closed, so a request never goes out on a connection the server closes."""
+    now = [1000.0]
+    monkeypatch.setattr("infra.event_bridge.time.monotonic", lambda: now[0])
+    poller = QueuePoller(dataclasses.replace(BINDING, endpoint="http://127.0.0.1:9"), threading.Event())
+    closed = []
+    http = poller.session()
+    monkeypatch.setattr(http, "close", lambda: closed.append(now[0]))
+    now[0] += REUSE_IDLE_SECONDS - 0.5
+    assert poller.session() is http and closed == []
+    now[0] += REUSE_IDLE_SECONDS
+    assert poller.session() is http and closed == [now[0]]
