@@ -83,7 +83,8 @@ class Settings(BaseSettings):
         20,
         ge=1,
         description="A worker's lease on its task and its job message: renewed every third of it while the "
-        "work runs, so a dead worker's job is redelivered (and its task reclaimed) within this many seconds.",
+        "work runs (the message hidden for two leases, so a late heartbeat costs nothing), so a worker that stops "
+        "without being seen to die has its job redelivered (and its task reclaimed) within twice this many seconds.",
     )
     function_timeout: int = Field(
         60,

@@ -33,6 +33,11 @@ log = logging.getLogger("visionfn.tasks")
 DEAD_LETTER_ERROR = "Gave up after {count} deliveries: the worker stopped each time without finishing (crash, timeout or out of memory)"
 #: A job whose attempt failed (its work process crashed, say) and was given back comes back this soon.
 RETRY_DELAY_SECONDS = 1
+#: A heartbeat hides the job's message for this many leases: a worker starved of the CPU for
+#: longer than its lease (its heartbeat late) keeps its job, since no delivery comes back to take
+#: it over, and its next renewal succeeds (nobody claimed the task). A dead worker's job comes back
+#: at once all the same (its process exit or its dropped invocation is seen), a frozen one's later.
+MESSAGE_HOLD_LEASES = 2
 #: Seconds kept, before the function's deadline, to record a timed-out task.
 TIMEOUT_MARGIN_SECONDS = 1.0
 
@@ -115,13 +120,13 @@ class TaskWorker:
 
     def heartbeat(self, lease: Lease, record: SqsRecord) -> None:
         """Keep the task and its job while the work runs: the task's lease first (LeaseLost stops
-        the work), then the message, so the lease lapses first. The lease is what the work's
+        the work), then the message, for twice as long (``MESSAGE_HOLD_LEASES``). The lease is what the work's
         writes are fenced by; the message only brings the task back if this worker dies. So a
         message that cannot be kept (received again after a late heartbeat, or deleted) is
         logged and the work goes on: stopping it would leave a task that no message brings back."""
         self.tasks.renew(lease, self.settings.task_lease_seconds)
         try:
-            self.queue.keep_invisible(record, self.settings.task_lease_seconds)
+            self.queue.keep_invisible(record, MESSAGE_HOLD_LEASES * self.settings.task_lease_seconds)
         except Exception as error:
             log.warning(
                 "task %s: message %s not kept invisible (%s); the work goes on under its lease", lease.key, record.message_id, error

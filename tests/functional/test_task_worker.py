@@ -1,7 +1,10 @@
 """The task worker's two holds on a job, against a real SQS queue (LocalStack) and Postgres: the
 task's lease (what every write is fenced by) and the message's visibility (what brings the task
 back if the worker dies). When a heartbeat comes late, the job is delivered again while the first
-attempt still works; each attempt must then leave the other its hold, or the task is lost."""
+attempt still works; each attempt must then leave the other its hold, or the task is lost. And a
+heartbeat hides the message for longer than the lease, so that a late one costs nothing."""
+
+import time
 
 from shared.platform.batch import Outcome
 from shared.platform.events import SqsRecord
@@ -70,3 +73,30 @@ def test_a_heartbeat_whose_message_is_gone_lets_the_work_finish(aws, database_ur
         assert worker.take(uid, record, work) is Outcome.HANDLED
     task = tasks.get(uid)
     assert (task.status, task.result_data) == ("done", {"ok": True})
+
+
+def test_a_worker_starved_past_its_lease_keeps_its_job(aws, database_url):
+    """Its heartbeat hides the message for two leases: one that comes a little late finds no
+    delivery of its job taking over, and renews the lease that lapsed meanwhile."""
+    sqs, clock = aws("sqs"), Clock()
+    tasks = TaskRepository(database_url, clock=clock)
+    worker = TaskWorker("test", tasks, JobQueue(sqs, None), Settings(task_lease_seconds=2))
+    uid = tasks.create("template", {}, []).uid
+    with throwaway_queue(sqs, "starved", VisibilityTimeout="2") as queue:
+        sqs.send_message(QueueUrl=queue, MessageBody=uid)
+        record = _received(sqs, queue)
+
+        redelivered = []
+
+        def work(lease: Lease) -> tuple[dict, list[str]]:
+            worker.heartbeat(lease, record)
+            clock.advance(seconds=3.5)  # the lease (2 s) lapses: the next heartbeat is late
+            time.sleep(2.5)  # past the lease in SQS's time too (LocalStack brings messages back within a second of due)
+            redelivered.extend(sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", []))
+            worker.heartbeat(lease, record)
+            return {"ok": True}, []
+
+        assert worker.take(uid, record, work) is Outcome.HANDLED
+        assert redelivered == []  # no delivery came back to take the job over
+    task = tasks.get(uid)
+    assert (task.status, task.attempts) == ("done", 1)
