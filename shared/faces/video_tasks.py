@@ -25,7 +25,7 @@ from shared.platform.file_names import printable_name
 from shared.platform.leases import Lease
 from shared.platform.messaging import JobQueue, Outbox
 from shared.platform.storage import ObjectStore, aws_client, get_object_store
-from shared.platform.task_jobs import MESSAGE_HOLD_LEASES, TASK_JOB, TaskWorker, store_and_dispatch
+from shared.platform.task_jobs import TASK_JOB, TaskWorker, store_and_dispatch
 from shared.platform.tasks import TaskOut, TaskRepository
 
 log = logging.getLogger("visionfn.faces.video")
@@ -195,11 +195,11 @@ class _Progress:
             progress = {"frames_done": self.frames_done, "frames_total": max(self.total, self.frames_done)}
             try:
                 self.service.tasks.leases.write(self.lease, result_data=progress, **_lease_until(self.lease_seconds))
-                self.service.queue.keep_invisible(self.record, MESSAGE_HOLD_LEASES * self.lease_seconds)
+                self.service.worker.hold_message(self.lease, self.record)
             except LeaseLost as error:
                 self.lost = error
                 return
-            except Exception as error:  # an outage of the queue or the database: the lease may still hold
+            except Exception as error:  # an outage of the database: the lease may still hold
                 log.warning("task %s: heartbeat failed: %s", self.lease.key, error)
 
     def __call__(self, frames_done: int) -> None:

@@ -125,6 +125,11 @@ class TaskWorker:
         message that cannot be kept (received again after a late heartbeat, or deleted) is
         logged and the work goes on: stopping it would leave a task that no message brings back."""
         self.tasks.renew(lease, self.settings.task_lease_seconds)
+        self.hold_message(lease, record)
+
+    def hold_message(self, lease: Lease, record: SqsRecord) -> None:
+        """The message's half of a heartbeat (every worker's): hidden for ``MESSAGE_HOLD_LEASES``
+        leases; if it cannot be (deleted, or received again), logged, and the work goes on."""
         try:
             self.queue.keep_invisible(record, MESSAGE_HOLD_LEASES * self.settings.task_lease_seconds)
         except Exception as error:
