@@ -5,6 +5,9 @@ attempt still works; each attempt must then leave the other its hold, or the tas
 heartbeat hides the message for longer than the lease, so that a late one costs nothing."""
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from shared.platform.batch import Outcome
 from shared.platform.events import SqsRecord
@@ -31,14 +34,23 @@ def _received(sqs, queue: str) -> SqsRecord:
     )
 
 
-def test_an_attempt_whose_lease_was_taken_over_leaves_the_message_to_the_new_one(aws, database_url):
-    sqs = aws("sqs")
-    tasks = TaskRepository(database_url, clock=Clock())
-    worker = TaskWorker("test", tasks, JobQueue(sqs, None), Settings())
+@contextmanager
+def one_job(
+    aws, database_url: str, lease_seconds: int = 20
+) -> Iterator[tuple[Any, Clock, TaskRepository, TaskWorker, str, str, SqsRecord]]:
+    """``(sqs, clock, tasks, worker, uid, queue, record)``: a task whose job was sent to a queue of
+    its own (visibility: one lease) and received once, a worker of that lease, the tasks on a test clock."""
+    sqs, clock = aws("sqs"), Clock()
+    tasks = TaskRepository(database_url, clock=clock)
+    worker = TaskWorker("test", tasks, JobQueue(sqs, None), Settings(task_lease_seconds=lease_seconds))
     uid = tasks.create("template", {}, []).uid
-    with throwaway_queue(sqs, "lease") as queue:
+    with throwaway_queue(sqs, "worker", VisibilityTimeout=str(lease_seconds)) as queue:
         sqs.send_message(QueueUrl=queue, MessageBody=uid)
-        first = _received(sqs, queue)
+        yield sqs, clock, tasks, worker, uid, queue, _received(sqs, queue)
+
+
+def test_an_attempt_whose_lease_was_taken_over_leaves_the_message_to_the_new_one(aws, database_url):
+    with one_job(aws, database_url) as (sqs, _clock, tasks, worker, uid, queue, first):
         taken_over: list[Lease] = []
 
         def work(lease: Lease) -> tuple[dict, list[str]]:
@@ -57,13 +69,7 @@ def test_an_attempt_whose_lease_was_taken_over_leaves_the_message_to_the_new_one
 
 
 def test_a_heartbeat_whose_message_is_gone_lets_the_work_finish(aws, database_url):
-    sqs = aws("sqs")
-    tasks = TaskRepository(database_url, clock=Clock())
-    worker = TaskWorker("test", tasks, JobQueue(sqs, None), Settings())
-    uid = tasks.create("template", {}, []).uid
-    with throwaway_queue(sqs, "gone") as queue:
-        sqs.send_message(QueueUrl=queue, MessageBody=uid)
-        record = _received(sqs, queue)
+    with one_job(aws, database_url) as (sqs, _clock, tasks, worker, uid, queue, record):
 
         def work(lease: Lease) -> tuple[dict, list[str]]:
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=record.receipt_handle)  # e.g. by an attempt that lost it
@@ -78,14 +84,7 @@ def test_a_heartbeat_whose_message_is_gone_lets_the_work_finish(aws, database_ur
 def test_a_worker_starved_past_its_lease_keeps_its_job(aws, database_url):
     """Its heartbeat hides the message for two leases: one that comes a little late finds no
     delivery of its job taking over, and renews the lease that lapsed meanwhile."""
-    sqs, clock = aws("sqs"), Clock()
-    tasks = TaskRepository(database_url, clock=clock)
-    worker = TaskWorker("test", tasks, JobQueue(sqs, None), Settings(task_lease_seconds=2))
-    uid = tasks.create("template", {}, []).uid
-    with throwaway_queue(sqs, "starved", VisibilityTimeout="2") as queue:
-        sqs.send_message(QueueUrl=queue, MessageBody=uid)
-        record = _received(sqs, queue)
-
+    with one_job(aws, database_url, lease_seconds=2) as (sqs, clock, tasks, worker, uid, queue, record):
         redelivered = []
 
         def work(lease: Lease) -> tuple[dict, list[str]]:

@@ -165,6 +165,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _warm_child_gives_up_after(work: WorkProcesses, seconds: float) -> None:
+    """In a thread: after ``seconds``, the warm child being made (``_warming``) gives up."""
+
+    def give_up() -> None:
+        time.sleep(seconds)
+        with work._changed:
+            work._warming = 0
+            work._changed.notify_all()
+
+    threading.Thread(target=give_up, daemon=True).start()
+
+
 def test_a_call_waiting_for_a_warm_child_keeps_its_heartbeat():
     """GIVEN a warm child still being made, WHEN a call comes, THEN it waits for one, running its
     ``tick`` (the lease's heartbeat) every ``tick_seconds`` meanwhile, and then runs."""
@@ -173,13 +185,7 @@ def test_a_call_waiting_for_a_warm_child_keeps_its_heartbeat():
         work._warming = 1  # as prewarm() leaves it while the child imports its module
     ticks = []
 
-    def warm_child_gives_up() -> None:
-        time.sleep(0.6)
-        with work._changed:
-            work._warming = 0
-            work._changed.notify_all()
-
-    threading.Thread(target=warm_child_gives_up, daemon=True).start()
+    _warm_child_gives_up_after(work, 0.6)
     assert work.run(child_pid, (), deadline=time.monotonic() + 30, timeout_message="x", tick=lambda: ticks.append(1), tick_seconds=0.1)
     assert len(ticks) >= 4
 
@@ -191,12 +197,6 @@ def test_a_call_waiting_for_a_warm_child_stops_at_its_deadline():
     with work._changed:
         work._warming = 1
 
-    def warm_child_gives_up() -> None:
-        time.sleep(3)
-        with work._changed:
-            work._warming = 0
-            work._changed.notify_all()
-
-    threading.Thread(target=warm_child_gives_up, daemon=True).start()
+    _warm_child_gives_up_after(work, 3)
     with pytest.raises(TimedOut, match="took too long"):
         work.run(child_pid, (), deadline=time.monotonic() + 0.3, timeout_message="took too long", tick_seconds=0.1)
