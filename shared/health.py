@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -119,24 +118,13 @@ def platform_health(settings: FaceSettings, store: ObjectStore) -> PlatformHealt
     )
 
 
-class DeadLetterDepths:
-    """The messages waiting in each dead-letter queue, written as the ``dlq_depth`` metric at most
-    every ``every_seconds`` (a scheduled function calls it on each run)."""
-
-    def __init__(self, settings: Settings, every_seconds: float) -> None:
-        self.settings = settings
-        self.every_seconds = every_seconds
-        self._next = 0.0
-
-    def emit_when_due(self) -> None:
-        if time.monotonic() < self._next:
-            return
-        self._next = time.monotonic() + self.every_seconds
-        queues = queue_depths(self.settings)
-        for name, depth in (queues.queues or {}).items():
-            if depth.dead_letter:
-                emit_metrics(
-                    f"dead-letter queue {name}: {depth.visible + depth.in_flight} message(s)",
-                    {"queue": name},
-                    {"dlq_depth": (depth.visible + depth.in_flight, "Count")},
-                )
+def emit_dead_letter_depths(settings: Settings) -> None:
+    """The messages waiting in each dead-letter queue, written as the ``dlq_depth`` metric."""
+    queues = queue_depths(settings)
+    for name, depth in (queues.queues or {}).items():
+        if depth.dead_letter:
+            emit_metrics(
+                f"dead-letter queue {name}: {depth.visible + depth.in_flight} message(s)",
+                {"queue": name},
+                {"dlq_depth": (depth.visible + depth.in_flight, "Count")},
+            )

@@ -31,6 +31,8 @@ log = logging.getLogger("visionfn.messaging")
 EVENT_SOURCE = "visionfn"
 TASK_FINISHED = "Task Finished"
 RELAY_BATCH = 100
+#: The counts of a queue's messages: waiting, received and not yet deleted, sent with a delay.
+DEPTH_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
 
 
 #: An EventBridge entry carries at most 256 KB: a larger result stays on the task row only (the
@@ -114,6 +116,17 @@ class Outbox:
             log.info("relayed %s %d of task %s (committed %s)", message.kind, message.id, message.task_uid, message.created_at.isoformat())
         return len(sent)
 
+    def queue_is_empty(self, queue_url: str, queue_prefix: str) -> bool:
+        """Whether a queue named ``queue_prefix...`` (the stack's) holds no message, dead letters
+        included; another's, or one that cannot be read, is not counted (False)."""
+        if not queue_url.rsplit("/", 1)[-1].startswith(queue_prefix):
+            return False
+        try:
+            return not JobQueue(self.sqs, queue_url).holds_messages()
+        except (BotoCoreError, ClientError) as error:
+            log.warning("queue %s not counted: %s", queue_url, error)
+            return False
+
     def _send_all(self, session: Session, query: Any) -> list[OutboxMessage]:
         """Send in order, marking each sent. What fails is kept for a later try, and so is what
         follows it for the same task (its event never overtakes its job). Rows another sender
@@ -169,6 +182,18 @@ class JobQueue:
             ReceiptHandle=record.receipt_handle,
             VisibilityTimeout=seconds,
         )
+
+    def holds_messages(self) -> bool:
+        """Whether this queue or its dead-letter queue holds any message: waiting, in flight or
+        delayed (SQS's approximate counts, which may lag by a minute)."""
+        urls = [self.queue_url] if self.queue_url else []
+        if self._dead_letter_arn:
+            urls.append(self._url_of(self._dead_letter_arn))
+        for url in urls:
+            attributes = self.client.get_queue_attributes(QueueUrl=url, AttributeNames=list(DEPTH_ATTRIBUTES))["Attributes"]
+            if any(int(attributes.get(name, "0")) for name in DEPTH_ATTRIBUTES):
+                return True
+        return False
 
     def is_dead_letter(self, record: SqsRecord) -> bool:
         """Whether the record comes from this queue's dead-letter queue (its RedrivePolicy)."""

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     outbox_grace_seconds: float = Field(
         10, ge=0, description="The sweeper sends outbox messages left unsent for longer than this (their sender died)."
     )
+    lost_job_seconds: float = Field(
+        300,
+        gt=0,
+        description="The sweeper sends a task's job again when the task has waited this long without a worker "
+        "and its queue, dead letters included, holds no message at all (the job's message was lost: deleted, purged).",
+    )
     log_level: str = Field("INFO", description="Python log level of every process.")
     log_format: Literal["json", "text"] = Field(
         "json", description="`json`: one JSON object per log line (as CloudWatch reads it); `text`: plain lines for a terminal."

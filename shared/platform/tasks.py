@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.platform.db.engine import dialect_insert, session_scope, within
@@ -20,6 +21,8 @@ from shared.platform.leases import FINISHED_STATUSES, Claim, Lease, LeasedTable
 from shared.platform.logs import current_request_id
 from shared.platform.messaging import Outbox
 from shared.platform.pages import page_statements
+
+log = logging.getLogger("visionfn.tasks")
 
 TaskStatus = Literal["queued", "processing", "done", "error"]
 
@@ -343,6 +346,45 @@ class TaskRepository:
             finished = TaskOut.model_validate(task)
         self.dispatch(uid)
         return finished
+
+    def resend_lost_jobs(self, idle_seconds: float, queue_prefix: str, limit: int = 100) -> list[str]:
+        """The sweeper's net under a job whose message was lost (deleted by hand, its queue
+        purged): a task waiting for a worker (queued, or its lease lapsed) and unchanged for
+        ``idle_seconds``, whose job was sent to one of the stack's queues (``queue_prefix``) that
+        holds no message at all (none waiting, in flight or delayed, none in its dead letters),
+        gets its job again (on its timeline: queued again). A second message of a job is
+        harmless: one delivery claims the task, the other finds it taken or finished. Returns
+        the uids sent again."""
+        if self.outbox is None:
+            return []
+        outbox = self.outbox
+        now = self.leases.clock()
+        waiting = (
+            select(Task.uid, Task.request_id, OutboxMessage.target)
+            .join(OutboxMessage, (OutboxMessage.task_uid == Task.uid) & (OutboxMessage.kind == "job"))
+            .where(
+                Task.status.in_(("queued", "processing")),
+                Task.updated_at < now - timedelta(seconds=idle_seconds),
+                or_(Task.lease_expires_at.is_(None), Task.lease_expires_at < now),
+            )
+            .group_by(Task.uid, Task.request_id, Task.updated_at, OutboxMessage.target)
+            .having(func.count(OutboxMessage.sent_at) == func.count())  # an unsent job is the relay's
+        )
+        with session_scope(self.database_url) as session:
+            targets = session.scalars(select(waiting.subquery().c.target).distinct()).all()
+            empty = [target for target in targets if outbox.queue_is_empty(target, queue_prefix)]
+            lost = (
+                session.execute(waiting.where(OutboxMessage.target.in_(empty)).order_by(Task.updated_at).limit(limit)).all()
+                if empty
+                else []
+            )
+            for uid, request_id, target in lost:
+                outbox.add_job(session, uid, target, request_id)
+                session.execute(update(Task).where(Task.uid == uid).values(updated_at=now))
+        for uid, _request_id, target in lost:
+            log.warning("task %s: its job's message is gone (%s holds none); sent again", uid, target.rsplit("/", 1)[-1])
+            self.dispatch(uid)
+        return [uid for uid, _request_id, _target in lost]
 
     def unfinished_chains(self, idle_seconds: float, limit: int = 100) -> list[TaskOut]:
         """Chains not finished and not changed for ``idle_seconds`` (oldest first)."""

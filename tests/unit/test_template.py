@@ -150,17 +150,30 @@ def test_in_the_cloud_every_queue_hides_a_message_at_least_as_long_as_its_consum
         assert int(visibility) >= spec.timeout, (spec.name, trigger.queue, visibility, spec.timeout)
 
 
+def _allowed_actions(function: str) -> list[str]:
+    """The actions a function's own policy statements allow (SAM's policy templates aside)."""
+    return [
+        action
+        for policy in load_template()["Resources"][function]["Properties"]["Policies"]
+        if "Statement" in policy
+        for statement in policy["Statement"]
+        for action in statement["Action"]
+    ]
+
+
 def test_workers_that_heartbeat_their_job_may_change_its_visibility():
-    resources = load_template()["Resources"]
     for function in ("FaceVideoFunction", "MatchTemplateFunction", "MatchFeatureFunction", "MatchSurfaceFunction"):
-        actions = [
-            action
-            for policy in resources[function]["Properties"]["Policies"]
-            if "Statement" in policy
-            for statement in policy["Statement"]
-            for action in statement["Action"]
-        ]
+        actions = _allowed_actions(function)
         assert "sqs:ChangeMessageVisibility" in actions and "sqs:GetQueueUrl" in actions, function
+
+
+def test_functions_that_count_queue_messages_may_list_and_read_the_queues():
+    """/health's queue depths, and the sweeper's dead-letter metric and lost-job check: without
+    these, in the cloud /health says error and the sweeper's checks fail (the sweeper had none)."""
+    for function in ("HealthFunction", "SweeperFunction"):
+        actions = _allowed_actions(function)
+        assert {"sqs:ListQueues", "sqs:GetQueueAttributes"} <= set(actions), function
+    assert "sqs:GetQueueUrl" in _allowed_actions("SweeperFunction")  # a queue's dead-letter queue, from its ARN
 
 
 def test_the_images_the_template_builds_carry_the_face_models_make_images_gives_them():

@@ -190,7 +190,7 @@ def test_the_sweeper_sends_what_was_left_unsent(function_client, aws, database_u
     scheduled = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
     sweeper = function_client("sweeper", VISIONFN_OUTBOX_GRACE_SECONDS="60")
     answer = sweeper.post("/events", json=scheduled)  # (the platform's own sweeper may have been first)
-    assert answer.status_code == 200 and set(answer.get_json()) == {"relayed", "unused_uploads_removed"}
+    assert answer.status_code == 200 and set(answer.get_json()) == {"relayed", "jobs_resent", "unused_uploads_removed"}
     assert _outbox(database_url, uid) == [("job", True)]
     assert {"uid": uid} in _queued_jobs(aws, job_queue)
     assert sweeper.post("/events", json={"Records": []}).status_code == 400
