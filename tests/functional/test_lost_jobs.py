@@ -5,9 +5,11 @@ job again, and a job whose message is anywhere (waiting, in flight, dead-lettere
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.platform.db.engine import session_scope
+from shared.platform.db.models import Task
 from shared.platform.leases import Lease
 from shared.platform.messaging import Outbox
 from shared.platform.tasks import TaskRepository
@@ -78,3 +80,14 @@ def test_a_task_under_a_live_lease_or_not_idle_long_enough_is_left_alone(aws, da
         clock.advance(seconds=IDLE_SECONDS)
         assert tasks.resend_lost_jobs(IDLE_SECONDS, _name(queue)) == [uid]  # lapsed: its worker is gone
         assert tasks.get(uid).status == "processing"  # the next delivery claims it from the lapsed lease
+
+
+def test_the_sweeper_function_sends_a_lost_job_again(aws, database_url, function_client):
+    with waiting_task(aws, database_url, Clock()) as (sqs, _tasks, uid, queue, _dead):
+        _take_message(sqs, queue)
+        with session_scope(database_url) as session:
+            session.get(Task, uid).updated_at -= timedelta(seconds=120)  # waiting for two minutes
+        sweeper = function_client("sweeper", VISIONFN_LOST_JOB_SECONDS="60", VISIONFN_QUEUE_PREFIX=_name(queue))
+        answer = sweeper.post("/events", json={"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}})
+        assert answer.status_code == 200 and answer.get_json()["jobs_resent"] == 1
+        assert json.loads(_take_message(sqs, queue)["Body"]) == {"uid": uid}
