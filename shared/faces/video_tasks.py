@@ -9,7 +9,6 @@ import logging
 import threading
 import time
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from pydantic import Field
@@ -18,7 +17,6 @@ from shared.faces.privacy import AnonymizeOptions, FacePrivacy
 from shared.faces.settings import FaceSettings, get_face_settings
 from shared.faces.video import OUTPUT_CONTENT_TYPE, FrameAnonymizer, VideoInfo, VideoLimits, anonymize_video, probe_video
 from shared.platform.batch import Invocation, Outcome, read_message
-from shared.platform.db.models import utc_now
 from shared.platform.errors import BadRequest, LeaseLost, ServiceUnavailable, TimedOut
 from shared.platform.events import SqsRecord
 from shared.platform.file_names import printable_name
@@ -167,8 +165,8 @@ class FaceVideoTasks:
 
 class _Progress:
     """The worker's heartbeat, in a thread while the frames are worked: every
-    ``lease_seconds / 3`` it renews the lease and the message and writes
-    ``frames_done``/``frames_total`` into the task's result_data. Called after each frame, it
+    ``lease_seconds / 3``, ``TaskWorker.heartbeat`` with ``frames_done``/``frames_total`` as the
+    progress (the task's result_data meanwhile). Called after each frame, it
     counts it, stops the work when the lease was lost, and stops it (TimedOut) before the
     function's deadline."""
 
@@ -194,8 +192,7 @@ class _Progress:
         while not self._stop.wait(self.lease_seconds / 3):
             progress = {"frames_done": self.frames_done, "frames_total": max(self.total, self.frames_done)}
             try:
-                self.service.tasks.leases.write(self.lease, result_data=progress, **_lease_until(self.lease_seconds))
-                self.service.worker.hold_message(self.lease, self.record)
+                self.service.worker.heartbeat(self.lease, self.record, progress)
             except LeaseLost as error:
                 self.lost = error
                 return
@@ -211,10 +208,6 @@ class _Progress:
                 f"Timed out after {self.invocation.timeout_seconds} s (the function's Timeout) at frame "
                 f"{frames_done} of {self.total}; stopped"
             )
-
-
-def _lease_until(lease_seconds: int) -> dict[str, Any]:
-    return {"lease_expires_at": utc_now() + timedelta(seconds=lease_seconds)}
 
 
 def _info(info: VideoInfo) -> dict[str, Any]:

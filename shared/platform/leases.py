@@ -149,9 +149,10 @@ class LeasedTable:
             expires = session.scalar(select(self.model.lease_expires_at).where(self.key == key))
         return max(0.0, (_aware(expires) - self.clock()).total_seconds()) if expires else 0.0
 
-    def renew(self, lease: Lease, lease_seconds: float) -> None:
-        """Heartbeat: the lease now ends ``lease_seconds`` from now; LeaseLost if it is gone."""
-        self.write(lease, lease_expires_at=self.clock() + timedelta(seconds=lease_seconds))
+    def renew(self, lease: Lease, lease_seconds: float, **values: Any) -> None:
+        """Heartbeat: the lease now ends ``lease_seconds`` from now (and the row takes ``values``,
+        its progress, in the same write); LeaseLost if it is gone."""
+        self.write(lease, lease_expires_at=self.clock() + timedelta(seconds=lease_seconds), **values)
 
     def release(self, lease: Lease) -> None:
         """Give the row back (``working -> waiting``) so a retry may claim it at once."""

@@ -118,18 +118,14 @@ class TaskWorker:
             return outcome
         return self._finish(claim, lambda lease: self.tasks.complete(lease, result_data, result_files))
 
-    def heartbeat(self, lease: Lease, record: SqsRecord) -> None:
+    def heartbeat(self, lease: Lease, record: SqsRecord, progress: dict[str, Any] | None = None) -> None:
         """Keep the task and its job while the work runs: the task's lease first (LeaseLost stops
-        the work), then the message, for twice as long (``MESSAGE_HOLD_LEASES``). The lease is what the work's
-        writes are fenced by; the message only brings the task back if this worker dies. So a
-        message that cannot be kept (received again after a late heartbeat, or deleted) is
-        logged and the work goes on: stopping it would leave a task that no message brings back."""
-        self.tasks.renew(lease, self.settings.task_lease_seconds)
-        self.hold_message(lease, record)
-
-    def hold_message(self, lease: Lease, record: SqsRecord) -> None:
-        """The message's half of a heartbeat (every worker's): hidden for ``MESSAGE_HOLD_LEASES``
-        leases; if it cannot be (deleted, or received again), logged, and the work goes on."""
+        the work; the work's ``progress``, when given, is written with it), then the message, for
+        twice as long (``MESSAGE_HOLD_LEASES``). The lease is what the work's writes are fenced
+        by; the message only brings the task back if this worker dies. So a message that cannot
+        be kept (received again after a late heartbeat, or deleted) is logged and the work goes
+        on: stopping it would leave a task that no message brings back."""
+        self.tasks.renew(lease, self.settings.task_lease_seconds, progress)
         try:
             self.queue.keep_invisible(record, MESSAGE_HOLD_LEASES * self.settings.task_lease_seconds)
         except Exception as error:

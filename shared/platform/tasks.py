@@ -234,8 +234,9 @@ class TaskRepository:
     def lease_seconds_left(self, uid: str) -> float:
         return self.leases.seconds_left(uid)
 
-    def renew(self, lease: Lease, lease_seconds: int) -> None:
-        self.leases.renew(lease, lease_seconds)
+    def renew(self, lease: Lease, lease_seconds: int, progress: dict[str, Any] | None = None) -> None:
+        """The lease renewed, with the work's ``progress`` (its result_data meanwhile) when given."""
+        self.leases.renew(lease, lease_seconds, **({"result_data": progress} if progress is not None else {}))
 
     def release(self, lease: Lease, reason: str | None = None) -> None:
         """Give the task back for a retry (its timeline says why)."""

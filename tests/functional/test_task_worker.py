@@ -99,3 +99,39 @@ def test_a_worker_starved_past_its_lease_keeps_its_job(aws, database_url):
         assert redelivered == []  # no delivery came back to take the job over
     task = tasks.get(uid)
     assert (task.status, task.attempts) == ("done", 1)
+
+
+def test_a_heartbeat_writes_the_work_s_progress_with_its_lease(aws, database_url):
+    with one_job(aws, database_url) as (_sqs, _clock, tasks, worker, uid, _queue, record):
+        seen = []
+
+        def work(lease: Lease) -> tuple[dict, list[str]]:
+            worker.heartbeat(lease, record)
+            seen.append(tasks.get(uid).result_data)  # no progress given: none written
+            worker.heartbeat(lease, record, {"frames_done": 3, "frames_total": 10})
+            seen.append(tasks.get(uid).result_data)
+            return {"ok": True}, []
+
+        assert worker.take(uid, record, work) is Outcome.HANDLED
+        assert seen == [None, {"frames_done": 3, "frames_total": 10}]
+
+
+def test_the_video_worker_s_heartbeat_thread_writes_its_frames_done(aws, database_url):
+    from types import SimpleNamespace
+
+    from shared.faces.video_tasks import _Progress
+    from shared.platform.batch import Invocation
+
+    with one_job(aws, database_url) as (_sqs, _clock, tasks, worker, uid, _queue, record):
+
+        def work(lease: Lease) -> tuple[dict, list[str]]:
+            invocation = Invocation(time.monotonic() + 60, 60)
+            with _Progress(SimpleNamespace(worker=worker), lease, record, invocation, total=8, lease_seconds=1) as progress:
+                progress(5)
+                deadline = time.monotonic() + 10
+                while tasks.get(uid).result_data is None and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            return tasks.get(uid).result_data or {}, []
+
+        assert worker.take(uid, record, work) is Outcome.HANDLED
+    assert tasks.get(uid).result_data == {"frames_done": 5, "frames_total": 8}
