@@ -14,7 +14,8 @@ The network (``DefectNet``) is a small fully convolutional ResNet-style backbone
   pyramid): a per-class heatmap of defect centres (focal loss on Gaussian targets) and, per
   cell, the centre's sub-cell offset and the box's log width and height (L1 loss), and a
   GIoU loss on the boxes decoded at every cell of each box's central region (TTFNet-style,
-  ``--giou-weight``).
+  ``--giou-weight``). ``--head-stride 4`` puts it on 50 x 50 cells instead (tried, not kept:
+  the model card).
 The exported graph decodes offsets and sizes into boxes (``cx, cy, w, h`` in input pixels) and
 applies softmax and sigmoid, so its outputs are exactly the contract of ``model.py``.
 
@@ -44,8 +45,7 @@ from shared.defects.model import LABELS, SHIPPED_MODEL
 from tools.defects.dataset import DATA_DIR, Sample, load_samples
 
 SIZE = 200
-STRIDE = 8
-GRID = SIZE // STRIDE  # 25
+HEAD_STRIDES = (8, 4)  # the localisation head's cell size in pixels: 25 x 25 or 50 x 50 cells (--head-stride)
 NUM_CLASSES = len(LABELS)
 BOX_AREA = 0.54  # TTFNet's beta: the central part of a box whose cells regress it (--giou-weight)
 
@@ -72,10 +72,19 @@ class Residual(nn.Module):
 
 
 class DefectNet(nn.Module):
-    """Backbone (strides 4-32), classification head and stride-8 CenterNet head; raw outputs."""
+    """Backbone (strides 4-32), classification head and a CenterNet head at ``head_stride``; raw outputs.
 
-    def __init__(self, widths: tuple[int, int, int, int, int] = (16, 32, 64, 96, 128), neck: int = 64) -> None:
+    At stride 4 the pyramid goes one level further: the stride-8 features, narrowed to
+    ``fine`` channels, upsampled and added to the stem's (stride 4), and the heads run there.
+    """
+
+    def __init__(
+        self, widths: tuple[int, int, int, int, int] = (16, 32, 64, 96, 128), neck: int = 64, head_stride: int = 8, fine: int = 32
+    ) -> None:
         super().__init__()
+        if head_stride not in HEAD_STRIDES:
+            raise ValueError(f"head stride must be one of {HEAD_STRIDES}, got {head_stride}")
+        self.head_stride = head_stride
         c2, c4, c8, c16, c32 = widths
         self.stem = nn.Sequential(conv_bn(1, c2, 2), conv_bn(c2, c4, 2), Residual(c4))  # 50 x 50
         self.stage8 = nn.Sequential(conv_bn(c4, c8, 2), Residual(c8), Residual(c8))  # 25 x 25
@@ -86,21 +95,31 @@ class DefectNet(nn.Module):
         self.lateral16 = nn.Conv2d(c16, neck, 1)
         self.lateral32 = nn.Conv2d(c32, neck, 1)
         self.neck = conv_bn(neck, neck)
-        self.heat = nn.Sequential(conv_bn(neck, neck), nn.Conv2d(neck, NUM_CLASSES, 1))
-        self.regression = nn.Sequential(conv_bn(neck, neck), nn.Conv2d(neck, 4, 1))
+        head = neck
+        if head_stride == 4:
+            self.lateral4 = nn.Conv2d(c4, fine, 1)
+            self.narrow8 = nn.Conv2d(neck, fine, 1)
+            self.neck4 = conv_bn(fine, fine)
+            head = fine
+        self.heat = nn.Sequential(conv_bn(head, head), nn.Conv2d(head, NUM_CLASSES, 1))
+        self.regression = nn.Sequential(conv_bn(head, head), nn.Conv2d(head, 4, 1))
         heat_out = self.heat[-1]
         assert isinstance(heat_out, nn.Conv2d) and heat_out.bias is not None
         nn.init.constant_(heat_out.bias, -math.log((1 - 0.1) / 0.1))  # a prior of 0.1 per cell
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = (image - 128.0) / 64.0
-        f8 = self.stage8(self.stem(x))
+        f4 = self.stem(x)
+        f8 = self.stage8(f4)
         f16 = self.stage16(f8)
         f32 = self.stage32(f16)
         logits = self.classifier(torch.cat([f16.mean((2, 3)), f32.mean((2, 3))], 1))
         p16 = self.lateral16(f16) + F.interpolate(self.lateral32(f32), size=f16.shape[2:], mode="nearest")
         p8 = self.lateral8(f8) + F.interpolate(p16, size=f8.shape[2:], mode="nearest")
         features = self.neck(p8)
+        if self.head_stride == 4:
+            p4 = self.lateral4(f4) + F.interpolate(self.narrow8(features), size=f4.shape[2:], mode="nearest")
+            features = self.neck4(p4)
         return logits, self.heat(features), self.regression(features)
 
 
@@ -110,14 +129,20 @@ class ExportedNet(nn.Module):
     def __init__(self, net: DefectNet) -> None:
         super().__init__()
         self.net = net
-        ys, xs = torch.meshgrid(torch.arange(GRID, dtype=torch.float32), torch.arange(GRID, dtype=torch.float32), indexing="ij")
-        self.register_buffer("grid", torch.stack([xs, ys])[None])  # 1, 2, GRID, GRID
+        self.stride = net.head_stride
+        self.register_buffer("grid", cell_grid(SIZE // self.stride)[None])  # 1, 2, G, G
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits, heat, regression = self.net(image)
-        centres = (self.grid + regression[:, :2]) * STRIDE
-        sizes = torch.exp(regression[:, 2:].clamp(-4.0, 4.0)) * STRIDE
+        centres = (self.grid + regression[:, :2]) * self.stride
+        sizes = torch.exp(regression[:, 2:].clamp(-4.0, 4.0)) * self.stride
         return torch.softmax(logits, 1), torch.sigmoid(heat), torch.cat([centres, sizes], 1)
+
+
+def cell_grid(cells: int) -> torch.Tensor:
+    """Each cell's column and row (2, cells, cells)."""
+    ys, xs = torch.meshgrid(torch.arange(cells, dtype=torch.float32), torch.arange(cells, dtype=torch.float32), indexing="ij")
+    return torch.stack([xs, ys])
 
 
 # --- targets and losses ------------------------------------------------------------------------
@@ -137,33 +162,34 @@ def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> fl
     return min(r1, r2, r3)
 
 
-def make_targets(boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
+def make_targets(boxes: np.ndarray, labels: np.ndarray, stride: int) -> tuple[np.ndarray, ...]:
     """Heatmap (C, G, G), regression targets (4, G, G), their mask (G, G), and the dense box targets.
 
-    Boxes are in 200 x 200 pixels. The dense targets (for ``--giou-weight``) are each cell's
+    Boxes are in 200 x 200 pixels; a cell is ``stride`` pixels (G = 200 / stride). The dense targets (for ``--giou-weight``) are each cell's
     box ``x1, y1, x2, y2`` in cells (4, G, G) and its weight (G, G): TTFNet's elliptical Gaussian
     over the central ``BOX_AREA`` of the box, normalised to sum 1 per box (smaller boxes win).
     """
-    heat = np.zeros((NUM_CLASSES, GRID, GRID), np.float32)
-    regression = np.zeros((4, GRID, GRID), np.float32)
-    mask = np.zeros((GRID, GRID), np.float32)
-    dense = np.zeros((4, GRID, GRID), np.float32)
-    weight = np.zeros((GRID, GRID), np.float32)
-    ys, xs = np.mgrid[0:GRID, 0:GRID].astype(np.float32)
+    cells = SIZE // stride
+    heat = np.zeros((NUM_CLASSES, cells, cells), np.float32)
+    regression = np.zeros((4, cells, cells), np.float32)
+    mask = np.zeros((cells, cells), np.float32)
+    dense = np.zeros((4, cells, cells), np.float32)
+    weight = np.zeros((cells, cells), np.float32)
+    ys, xs = np.mgrid[0:cells, 0:cells].astype(np.float32)
     for (x, y, w, h), label in zip(boxes, labels, strict=True):
-        cx, cy = (x + w / 2) / STRIDE, (y + h / 2) / STRIDE
-        col, row = min(int(cx), GRID - 1), min(int(cy), GRID - 1)
-        radius = max(0.0, gaussian_radius(h / STRIDE, w / STRIDE))
+        cx, cy = (x + w / 2) / stride, (y + h / 2) / stride
+        col, row = min(int(cx), cells - 1), min(int(cy), cells - 1)
+        radius = max(0.0, gaussian_radius(h / stride, w / stride))
         sigma = (2 * int(radius) + 1) / 6
         blob = np.exp(-((xs - col) ** 2 + (ys - row) ** 2) / (2 * sigma**2))
         heat[label] = np.maximum(heat[label], blob)
         heat[label, row, col] = 1.0
-        regression[:, row, col] = (cx - col, cy - row, math.log(w / STRIDE), math.log(h / STRIDE))
+        regression[:, row, col] = (cx - col, cy - row, math.log(w / stride), math.log(h / stride))
         mask[row, col] = 1.0
     for index in np.argsort(-(boxes[:, 2] * boxes[:, 3])) if len(boxes) else []:  # largest first: small ones overwrite
-        x, y, w, h = boxes[index] / STRIDE
+        x, y, w, h = boxes[index] / stride
         cx, cy = x + w / 2, y + h / 2
-        col, row = min(int(cx), GRID - 1), min(int(cy), GRID - 1)
+        col, row = min(int(cx), cells - 1), min(int(cy), cells - 1)
         sx, sy = max(BOX_AREA * w / 6, 0.25), max(BOX_AREA * h / 6, 0.25)
         region = np.exp(-((xs + 0.5 - cx) ** 2 / (2 * sx**2) + (ys + 0.5 - cy) ** 2 / (2 * sy**2)))
         region *= (np.abs(xs + 0.5 - cx) <= max(BOX_AREA * w / 2, 0.5)) & (np.abs(ys + 0.5 - cy) <= max(BOX_AREA * h / 2, 0.5))
@@ -177,7 +203,7 @@ def make_targets(boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...
 
 def giou_loss(regression: torch.Tensor, dense: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """1 - GIoU of each weighted cell's decoded box (as exported) with its target box, per box."""
-    ys, xs = torch.meshgrid(torch.arange(GRID, dtype=torch.float32), torch.arange(GRID, dtype=torch.float32), indexing="ij")
+    xs, ys = cell_grid(regression.shape[-1])
     cx, cy = xs + regression[:, 0], ys + regression[:, 1]
     half = torch.exp(regression[:, 2:].clamp(-4.0, 4.0)) / 2
     x1, y1, x2, y2 = cx - half[:, 0], cy - half[:, 1], cx + half[:, 0], cy + half[:, 1]
@@ -242,14 +268,16 @@ def read_grey(path: Path) -> np.ndarray:
     return image
 
 
-def batch_tensors(samples: list[Sample], images: list[np.ndarray], rng: np.random.Generator | None) -> tuple[torch.Tensor, ...]:
+def batch_tensors(
+    samples: list[Sample], images: list[np.ndarray], rng: np.random.Generator | None, stride: int
+) -> tuple[torch.Tensor, ...]:
     """Images, class labels, heatmaps, regression targets and masks of one batch (augmented with ``rng``)."""
     xs, heats, regs, masks, denses, weights = [], [], [], [], [], []
     for sample, image in zip(samples, images, strict=True):
         boxes, labels = sample.boxes, sample.box_labels
         if rng is not None:
             image, boxes, labels = augment(image, boxes, labels, rng)
-        heat, reg, mask, dense, weight = make_targets(boxes, labels)
+        heat, reg, mask, dense, weight = make_targets(boxes, labels, stride)
         xs.append(np.asarray(image, np.float32))
         heats.append(heat)
         regs.append(reg)
@@ -300,7 +328,7 @@ def train(args: argparse.Namespace) -> None:
     val_images = [read_grey(sample.image_path) for sample in val_set]
     print(f"train {len(train_set)} images, val {len(val_set)}; epochs {args.epochs}, batch {args.batch_size}", flush=True)
 
-    net = DefectNet()
+    net = DefectNet(head_stride=args.head_stride)
     ema = copy.deepcopy(net).eval()
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
@@ -321,7 +349,7 @@ def train(args: argparse.Namespace) -> None:
         sums: dict[str, float] = {}
         for first in range(0, len(order), args.batch_size):
             chosen = order[first : first + args.batch_size]
-            batch = batch_tensors([train_set[i] for i in chosen], [train_images[i] for i in chosen], rng)
+            batch = batch_tensors([train_set[i] for i in chosen], [train_images[i] for i in chosen], rng, args.head_stride)
             parts = losses(net, batch)
             loss = parts["cls"] + parts["heat"] + parts["off"] + parts["size"]
             if args.giou_weight:
@@ -356,12 +384,12 @@ def update_ema(ema: nn.Module, net: nn.Module, decay: float) -> None:
 
 
 @torch.no_grad()
-def validate(net: nn.Module, samples: list[Sample], images: list[np.ndarray], batch_size: int) -> str:
+def validate(net: DefectNet, samples: list[Sample], images: list[np.ndarray], batch_size: int) -> str:
     net.eval()
     sums: dict[str, float] = {}
     correct = 0
     for first in range(0, len(samples), batch_size):
-        batch = batch_tensors(samples[first : first + batch_size], images[first : first + batch_size], None)
+        batch = batch_tensors(samples[first : first + batch_size], images[first : first + batch_size], None, net.head_stride)
         parts = losses(net, batch)
         correct += int((parts.pop("logits").argmax(1) == batch[1]).sum())
         for key, value in parts.items():
@@ -411,6 +439,13 @@ def main(argv: list[str] | None = None) -> None:
         default=2.0,
         help="weight of a GIoU loss on the boxes decoded at every cell of each box's centre region "
         "(TTFNet-style dense regression, added to the L1 centre-cell losses; 0 = those only)",
+    )
+    parser.add_argument(
+        "--head-stride",
+        type=int,
+        choices=HEAD_STRIDES,
+        default=8,
+        help="cell size of the localisation head in pixels (8: 25 x 25 cells, 4: 50 x 50)",
     )
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (120 epochs: 38 min with 2 on this 2-core machine)")
