@@ -23,7 +23,7 @@ import numpy as np
 
 from shared.faces.anonymize import AnonymizeStyle, _replacement
 from shared.faces.detections import FaceDetections
-from shared.faces.detectors import onnx_session
+from shared.faces.detectors import OpenVinoSession, onnx_session
 from shared.faces.hide import HideTarget
 
 TextKind = Literal["text", "number"]
@@ -200,7 +200,7 @@ def text_blob(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class TextDetector:
-    """PP-OCRv4's text detector (DB: a per-pixel text probability, thresholded), on onnxruntime.
+    """PP-OCRv4's text detector (DB: a per-pixel text probability, thresholded), on OpenVINO.
 
     The image (BGR, scaled to ``text_input_size``) gives a probability map; its connected regions
     above ``pixel_threshold`` (the ``MAX_TEXT_REGIONS`` largest) each give the rotated rectangle
@@ -223,7 +223,7 @@ class TextDetector:
         unclip_ratio: float = 1.6,
         max_regions: int = MAX_TEXT_REGIONS,
     ) -> None:
-        self._session = onnx_session(model_path)
+        self._session = OpenVinoSession(model_path)
         self.model_name = model_path.stem
         self.max_input_side = max_input_side
         self.min_input_side = min_input_side

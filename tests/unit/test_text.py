@@ -201,22 +201,45 @@ def test_the_recogniser_tells_a_number_from_a_word(privacy):
         assert stage.recognizer.holds_numbers(sign, quad).tolist() == [expected], text
 
 
+def _float_probabilities(privacy, scene: np.ndarray, model_file) -> np.ndarray:
+    """A detector file's text probabilities for ``scene`` in float32 on onnxruntime, at the shipped detector's input size."""
+    from shared.faces.detectors import onnx_session
+
+    detector = privacy.text_stage().detector
+    height, width = scene.shape[:2]
+    blob = text_blob(scene, text_input_size(width, height, detector.max_input_side, detector.min_input_side))
+    return onnx_session(model_file).run(None, {"x": blob})[0][0, 0]
+
+
 def test_the_simplified_detector_computes_what_the_fetched_one_computes(privacy):
     """The shipped detector (tools/faces/simplify_text.py: affine blocks folded, HardSwish fused)
-    against the float file it was made from, on a drawn street scene."""
-    from shared.faces.detectors import onnx_session
-    from shared.faces.models import PPOCR_TEXT_DETECTION
+    against the float file it was made from, on a drawn street scene, both in float32."""
+    from shared.faces.models import PPOCR_TEXT_DETECTION, PPOCR_TEXT_DETECTION_SIMPLIFIED
 
     scene = np.asarray(street_scene()[0])
-    stage = privacy.text_stage()
-    assert stage.detector.model_name == "ch_PP-OCRv4_det_simplified"
-    fetched = onnx_session(privacy.settings.model_dir / PPOCR_TEXT_DETECTION.filename)
-    height, width = scene.shape[:2]
-    blob = text_blob(scene, text_input_size(width, height, stage.detector.max_input_side, stage.detector.min_input_side))
-    expected = fetched.run(None, {"x": blob})[0][0, 0]
-    found = stage.detector.probabilities(scene)
+    assert privacy.text_stage().detector.model_name == "ch_PP-OCRv4_det_simplified"
+    expected = _float_probabilities(privacy, scene, privacy.settings.model_dir / PPOCR_TEXT_DETECTION.filename)
+    found = _float_probabilities(privacy, scene, privacy.model_paths[PPOCR_TEXT_DETECTION_SIMPLIFIED.name])
     assert found.shape == expected.shape and (expected > 0.5).sum() > 100  # the scene's text
     assert np.abs(found - expected).max() < 1e-4
+
+
+def test_the_detector_on_openvino_finds_what_it_finds_in_float(privacy):
+    """OpenVINO computes in bfloat16 on a CPU that has it: the probabilities move a little at the
+    regions' edges, the regions stay."""
+    from shared.faces.models import PPOCR_TEXT_DETECTION_SIMPLIFIED
+
+    scene = np.asarray(street_scene()[0])
+    detector = privacy.text_stage().detector
+    expected = _float_probabilities(privacy, scene, privacy.model_paths[PPOCR_TEXT_DETECTION_SIMPLIFIED.name])
+    found = detector.probabilities(scene)
+    assert found.shape == expected.shape
+    assert np.mean(np.abs(found - expected) > 0.05) < 0.005  # a few edge pixels at most
+    in_float = regions_from_probabilities(expected, detector.pixel_threshold, detector.min_score, detector.unclip_ratio, 100)[0]
+    found_regions = regions_from_probabilities(found, detector.pixel_threshold, detector.min_score, detector.unclip_ratio, 100)[0]
+    assert len(found_regions) == len(in_float) >= 2
+    for quad in in_float:  # each float region has one found within a pixel or two
+        assert min(np.abs(other - quad).max() for other in found_regions) < 3
 
 
 def test_hide_numbers_keeps_the_shop_word(privacy):
