@@ -81,16 +81,26 @@ class OpenVinoSession:
     """An ONNX model compiled by OpenVINO for the CPU (any input size, a thread per core),
     answering ``run`` as an onnxruntime session does: ``run(None, {input name: array})`` is the
     list of outputs. Each calling thread has its own inference request, so it serves concurrent
-    calls. For PP-OCRv4's text detector it gives onnxruntime's outputs (within 1e-5) in 0.6x
-    the time on this AVX2 CPU (docs/measurements.md); the 8-bit face networks stay on
-    onnxruntime (their quantized operators give other numbers under OpenVINO)."""
+    calls. It computes in bfloat16 where the CPU has it (AVX-512 BF16, AMX), float32 elsewhere:
+    the text models ran in 0.57x (detector) and 0.67x (recogniser) onnxruntime's time on this
+    AVX-512 machine, finding the same regions and reading the same digits (docs/measurements.md),
+    and in about onnxruntime's time in float32. The 8-bit face networks stay on onnxruntime
+    (their quantized operators give other numbers under OpenVINO, and their thresholds were
+    chosen on onnxruntime's)."""
 
     def __init__(self, model_path: Path) -> None:
         import openvino
 
         core = openvino.Core()
-        self._model = core.compile_model(core.read_model(str(model_path)), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        self._source = core.read_model(str(model_path))
+        self._model = core.compile_model(self._source, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
         self._requests = threading.local()
+
+    def metadata(self, key: str) -> str:
+        """A value of the ONNX file's metadata (``metadata_props``); KeyError if it has none."""
+        if not self._source.has_rt_info(["framework", key]):
+            raise KeyError(key)
+        return str(self._source.get_rt_info(["framework", key]).astype(str))
 
     def run(self, _output_names: None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         request = getattr(self._requests, "request", None)

@@ -23,7 +23,7 @@ import numpy as np
 
 from shared.faces.anonymize import AnonymizeStyle, _replacement
 from shared.faces.detections import FaceDetections
-from shared.faces.detectors import OpenVinoSession, onnx_session
+from shared.faces.detectors import OpenVinoSession
 from shared.faces.hide import HideTarget
 
 TextKind = Literal["text", "number"]
@@ -297,12 +297,12 @@ def mean_inside(probability: np.ndarray, quad: np.ndarray) -> float:
 
 class TextRecognizer:
     """PP-OCRv4's recogniser (CTC over its 6623-character dictionary, kept in the model's
-    metadata), used only to tell which regions hold a digit run (``holds_numbers``)."""
+    metadata), on OpenVINO, used only to tell which regions hold a digit run (``holds_numbers``)."""
 
     def __init__(self, model_path: Path) -> None:
-        self._session = onnx_session(model_path)
+        self._session = OpenVinoSession(model_path)
         self.model_name = model_path.stem
-        characters = self._session.get_modelmeta().custom_metadata_map["character"].splitlines()
+        characters = self._session.metadata("character").splitlines()
         self.characters = ["", *characters, " "]  # CTC's blank first, a space last (as PaddleOCR decodes)
 
     def holds_numbers(self, rgb: np.ndarray, quads: np.ndarray) -> np.ndarray:
