@@ -294,3 +294,24 @@ def test_video_frames_hide_text_and_track_it(privacy):
     assert work.text_detected == [1, 1, 0] and work.text_covered == [1, 1, 1]
     sx, sy, sw, sh = boxes[SHOP_WORD]
     assert (outputs[0][sy : sy + sh, sx : sx + sw] == with_text[sy : sy + sh, sx : sx + sw]).all()
+
+
+def test_the_detector_serves_threads_at_once(privacy):
+    """A function serves requests from several threads: each has its own inference request."""
+    import threading
+
+    scene = np.asarray(street_scene()[0])
+    detector = privacy.text_stage().detector
+    expected = detector.probabilities(scene)
+    answers: list[bool] = []
+
+    def work() -> None:
+        for _ in range(4):
+            answers.append(np.array_equal(detector.probabilities(scene), expected))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [True] * 16
