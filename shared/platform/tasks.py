@@ -373,12 +373,11 @@ class TaskRepository:
         )
         with session_scope(self.database_url) as session:
             targets = session.scalars(select(waiting.subquery().c.target).distinct()).all()
-            empty = [target for target in targets if outbox.queue_is_empty(target, queue_prefix)]
-            lost = (
-                session.execute(waiting.where(OutboxMessage.target.in_(empty)).order_by(Task.updated_at).limit(limit)).all()
-                if empty
-                else []
-            )
+        empty = [target for target in targets if outbox.queue_is_empty(target, queue_prefix)]  # no transaction open meanwhile
+        if not empty:
+            return []
+        with session_scope(self.database_url) as session:
+            lost = session.execute(waiting.where(OutboxMessage.target.in_(empty)).order_by(Task.updated_at).limit(limit)).all()
             for uid, request_id, target in lost:
                 outbox.add_job(session, uid, target, request_id)
                 session.execute(update(Task).where(Task.uid == uid).values(updated_at=now))
