@@ -101,7 +101,7 @@ class LeasedTable:
         model, now = self.model, self.clock()
         statement = (
             update(model)
-            .where(self.key == key, self._claimable(now, reopen, delivery))
+            .where(self.key == key, self.claimable(now, reopen, delivery))
             .values(**self._taken(now, lease_seconds, delivery))
             .returning(model.attempts)
         )
@@ -128,14 +128,14 @@ class LeasedTable:
         model, now = self.model, self.clock()
         chosen = (
             select(self.key)
-            .where(self._claimable(now), *where)
+            .where(self.claimable(now), *where)
             .order_by(order_by if order_by is not None else self.key)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         statement = (
             update(model)
-            .where(self.key.in_(chosen), self._claimable(now))
+            .where(self.key.in_(chosen), self.claimable(now))
             .values(**self._taken(now, lease_seconds))
             .returning(self.key, model.attempts)
             .execution_options(synchronize_session=False)
@@ -184,7 +184,7 @@ class LeasedTable:
                 raise LeaseLost(f"{model.__tablename__} {lease.key}: attempt {lease.attempt} no longer holds it")
             return then(transaction, row) if then else row
 
-    def _claimable(self, now: datetime, reopen: bool = False, delivery: int | None = None) -> ColumnElement[bool]:
+    def claimable(self, now: datetime, reopen: bool = False, delivery: int | None = None) -> ColumnElement[bool]:
         """Waiting (and due), or working under a lapsed lease (or one held for an earlier delivery);
         with ``reopen``, any row not held."""
         model, statuses = self.model, self.statuses

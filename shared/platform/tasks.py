@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.platform.db.engine import dialect_insert, session_scope, within
@@ -363,11 +363,7 @@ class TaskRepository:
         waiting = (
             select(Task.uid, Task.request_id, OutboxMessage.target)
             .join(OutboxMessage, (OutboxMessage.task_uid == Task.uid) & (OutboxMessage.kind == "job"))
-            .where(
-                Task.status.in_(("queued", "processing")),
-                Task.updated_at < now - timedelta(seconds=idle_seconds),
-                or_(Task.lease_expires_at.is_(None), Task.lease_expires_at < now),
-            )
+            .where(self.leases.claimable(now), Task.updated_at < now - timedelta(seconds=idle_seconds))
             .group_by(Task.uid, Task.request_id, Task.updated_at, OutboxMessage.target)
             .having(func.count(OutboxMessage.sent_at) == func.count())  # an unsent job is the relay's
         )
@@ -380,7 +376,7 @@ class TaskRepository:
             lost = session.execute(waiting.where(OutboxMessage.target.in_(empty)).order_by(Task.updated_at).limit(limit)).all()
             for uid, request_id, target in lost:
                 outbox.add_job(session, uid, target, request_id)
-                session.execute(update(Task).where(Task.uid == uid).values(updated_at=now))
+            session.execute(update(Task).where(Task.uid.in_([uid for uid, _request_id, _target in lost])).values(updated_at=now))
         for uid, _request_id, target in lost:
             log.warning("task %s: its job's message is gone (%s holds none); sent again", uid, target.rsplit("/", 1)[-1])
             self.dispatch(uid)
