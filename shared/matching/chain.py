@@ -38,6 +38,8 @@ log = logging.getLogger("visionfn.matching.chain")
 INPUT_FIELDS = ("image", "template")
 #: A chain's trail, one letter per step run: found, not found, failed.
 FOUND, NOT_FOUND, FAILED = "f", "n", "e"
+#: The error of a step that the state machine went past before its job reached a worker.
+NEVER_DELIVERED = "Not run: its job never reached a worker (the state machine went on to the next step)"
 
 
 class ChainForm(BaseModel):
@@ -105,7 +107,9 @@ def chain_result(
             result.result_data, result.result_files = task.result_data, task.result_files
         elif letter is not None or (stopped and FOUND not in trail):
             result.status = "error"
-            result.error = (task.error if task is not None else None) or f"Not run: {stopped}"
+            result.error = (task.error if task is not None else None) or (
+                f"Not run: {stopped}" if letter is None else NEVER_DELIVERED
+            )
         results.append(result)
     found = FOUND in trail
     chain = ChainResult(chain_result="found" if found else "not_found", completed_step=len(trail), total_steps=len(steps), steps=results)
@@ -118,12 +122,18 @@ def chain_result(
 
 
 def trail_of(steps: list[ChainStep], opened: dict[int, TaskOut]) -> str:
-    """What the steps' tasks tell, a letter per step run, up to the first find."""
+    """What the steps' tasks tell, a letter per step run, up to the first find. A step never
+    opened counts as failed when a later step was (the state machine went past it: its job never
+    reached a worker), and ends the trail otherwise."""
     trail = ""
+    last_opened = max(opened, default=0)
     for number, spec in enumerate(steps, start=1):
         task = opened.get(number)
         if task is None:
-            break
+            if number > last_opened:
+                break
+            trail += FAILED
+            continue
         if task.status == "done" and tool_class(spec.tool).found(task.result_data):
             return trail + FOUND
         trail += NOT_FOUND if task.status == "done" else FAILED

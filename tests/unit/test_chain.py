@@ -8,7 +8,7 @@ from typing import get_args
 import pytest
 from pydantic import ValidationError
 
-from shared.matching.chain import ChainFinished, ChainForm, ChainService, chain_result, trail_of
+from shared.matching.chain import NEVER_DELIVERED, ChainFinished, ChainForm, ChainService, chain_result, trail_of
 from shared.matching.feature import FeatureParams
 from shared.matching.service import JOB
 from shared.matching.steps import MAX_STEPS, STEPS, ChainParams, ChainStep, StepJob, read_steps
@@ -117,6 +117,18 @@ def test_the_trail_as_the_steps_tell_it():
     assert trail_of(CHAIN_STEPS, {1: _task(1, "done", MISS), 2: _task(2, "error")}) == "ne"
     assert trail_of(CHAIN_STEPS, {1: _task(1, "done", HIT), 2: _task(2, "done", HIT)}) == "f"
     assert trail_of(CHAIN_STEPS, {1: _task(1, "processing")}) == "e"
+    assert trail_of(CHAIN_STEPS, {2: _task(2, "done", HIT)}) == "ef"
+    assert trail_of(CHAIN_STEPS, {1: _task(1, "done", MISS), 3: _task(3, "done", {"good_matches": 0})}) == "nen"
+
+
+def test_a_step_the_state_machine_went_past_before_a_worker_got_it_is_an_error_step():
+    """Step 1's job never sent (the emulator failed its Task state, Catch went on): the chain
+    reports step 1 as an error and step 2's find after it, not an empty trail."""
+    status, result, error = chain_result(CHAIN_STEPS, {2: _task(2, "done", HIT)})
+    assert (status, result.chain_result, result.completed_step, error) == ("done", "found", 2, None)
+    assert [(step.status, step.found) for step in result.steps] == [("error", False), ("done", True), ("skipped", False)]
+    assert result.steps[0].error == NEVER_DELIVERED
+    assert result.steps[1].result_files == ["results/c/step-2/m.png"]
 
 
 @pytest.mark.parametrize(
