@@ -11,6 +11,7 @@ from pathlib import Path
 
 from infra.settings import RunnerSettings
 from infra.template import TEMPLATE_PATH, StackContext, load_template
+from shared.faces.settings import get_face_settings
 from shared.platform.settings import PROJECT_ROOT
 from shared.platform.storage import aws_client
 
@@ -97,6 +98,7 @@ def deploy_template(settings: RunnerSettings, template_path: Path = TEMPLATE_PAT
         "Stage": "local",
         "QueueVisibilityTimeout": str(settings.task_lease_seconds),
         "MaxReceiveCount": str(settings.max_receive_count),
+        "FaceInboxHide": get_face_settings().face_inbox_hide,  # VISIONFN_FACE_INBOX_HIDE, as the function reads it
     }
     cloudformation.create_stack(
         StackName=settings.stack_name,

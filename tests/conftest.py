@@ -82,6 +82,7 @@ def platform(database_url: str):
         VISIONFN_KEY_CACHE_SECONDS="1",
         VISIONFN_REQUEST_READ_TIMEOUT="2",
         VISIONFN_CHAIN_STEP_HEARTBEAT_SECONDS="10",  # a chain step whose worker is gone fails after 10 s
+        VISIONFN_FACE_INBOX_HIDE="faces,numbers",  # the stack's FaceInboxHide: the inbox also hides ID numbers
     ) as running:
         subscribe_to_task_events(running)
         yield running

@@ -42,3 +42,14 @@ def encoded(image: Image.Image, image_format: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, image_format)
     return buffer.getvalue()
+
+
+def changed_fraction(before: Image.Image, after: bytes | Image.Image | np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Fraction of the box's pixels (``x, y, w, h``) that differ by more than 8 in some channel
+    between ``before`` and ``after`` (an encoded picture, a picture or RGB pixels)."""
+    if isinstance(after, bytes):
+        after = Image.open(io.BytesIO(after))
+    pixels = np.asarray(after.convert("RGB") if isinstance(after, Image.Image) else after)
+    x, y, w, h = box
+    old = np.asarray(before.convert("RGB"))[y : y + h, x : x + w].astype(int)
+    return float((np.abs(old - pixels[y : y + h, x : x + w].astype(int)).max(axis=2) > 8).mean())

@@ -15,6 +15,7 @@ from tests.bench.bench_video import encode_clip, pan_zoom_clip
 from tests.conftest import CROWD_PHOTO, shared_data
 from tests.crafted_videos import stamped_mp4, switching_size_webm
 from tests.integration.conftest import object_exists, wait_for
+from tests.text_images import CARD_NUMBER, SHOP_WORD, changed_fraction, street_scene
 
 
 def _clip(frames: int = 8) -> bytes:
@@ -50,6 +51,30 @@ def test_a_short_clip_goes_to_done_with_a_playable_h264_mp4(platform):
     download = platform.http.get(f"{platform.gateway}/api/v1/files/{task['result_files'][0]}", timeout=30)
     assert download.status_code == 200
     assert _frames_of(download.content) == ("h264", 8, False)
+
+
+def _decoded(data: bytes) -> list[np.ndarray]:
+    with av.open(io.BytesIO(data)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def test_a_clip_with_hide_numbers_has_its_card_number_hidden_in_every_frame_and_its_shop_sign_left(platform):
+    image, boxes = street_scene()
+    clip = encode_clip([np.asarray(image)] * 5, fps=10)
+    response = platform.http.post(
+        f"{platform.gateway}/api/v1/faces/video", files={"video": ("street.mp4", clip)}, data={"hide": "numbers"}, timeout=60
+    )
+    assert response.status_code == 201, response.text
+    task = _finished(platform, response.json()["uid"])
+    assert task["status"] == "done", task["error"]
+    assert task["params"]["hide"] == "numbers"
+    assert task["result_data"]["text_covered_per_frame"] == [1] * 5
+    download = platform.http.get(f"{platform.gateway}/api/v1/files/{task['result_files'][0]}", timeout=30)
+    before, after = _decoded(clip), _decoded(download.content)
+    assert len(after) == 5
+    for original, hidden in zip(before, after, strict=True):
+        assert changed_fraction(Image.fromarray(original), hidden, boxes[CARD_NUMBER]) > 0.3
+        assert changed_fraction(Image.fromarray(original), hidden, boxes[SHOP_WORD]) < 0.05
 
 
 def test_a_truncated_video_is_400_through_the_gateway_and_makes_no_task(platform):

@@ -8,6 +8,7 @@ from PIL import Image
 
 from tests.conftest import CROWD_PHOTO, shared_data
 from tests.integration.conftest import drained, object_exists, wait_for
+from tests.text_images import CARD_NUMBER, SHOP_WORD, changed_fraction, encoded, street_scene
 
 
 def test_seed_client_works_unchanged(platform):
@@ -49,6 +50,22 @@ def test_inbox_upload_is_anonymized_once_with_a_sidecar_and_a_row(platform, data
     etag = s3.head_object(Bucket=bucket, Key=f"inbox/faces/{name}")["ETag"].strip('"')
     record = wait_for(lambda: _face_record(database_url, f"inbox/faces/{name}", etag))
     assert record.faces_count == report["total_count"] and record.output_key == output
+
+
+def test_the_inbox_hides_what_the_deploy_s_face_inbox_hide_names(platform, s3, bucket):
+    """The test platform is deployed with VISIONFN_FACE_INBOX_HIDE=faces,numbers (tests/conftest.py),
+    passed as the stack's FaceInboxHide parameter to the face function's environment: a picture put
+    under inbox/faces/ has its card number hidden and its shop sign left, and the sidecar lists it."""
+    image, boxes = street_scene()
+    name = f"{uuid.uuid4().hex}/street.png"
+    s3.put_object(Bucket=bucket, Key=f"inbox/faces/{name}", Body=encoded(image))
+    output, sidecar = f"outputs/faces/{name}", f"outputs/faces/{name}.json"
+    wait_for(lambda: object_exists(s3, bucket, sidecar), timeout=60)
+    report = json.loads(s3.get_object(Bucket=bucket, Key=sidecar)["Body"].read())
+    assert [region["kind"] for region in report["text"]] == ["number"] and report["text_count"] == 1
+    hidden = s3.get_object(Bucket=bucket, Key=output)["Body"].read()
+    assert changed_fraction(image, hidden, boxes[CARD_NUMBER]) > 0.3
+    assert changed_fraction(image, hidden, boxes[SHOP_WORD]) == 0.0
 
 
 def _face_record(database_url, key: str, etag: str):

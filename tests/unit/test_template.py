@@ -1,5 +1,6 @@
 """template.yaml is the one description: valid, and readable by the local runtime."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.template import TEMPLATE_PATH, StackContext, function_specs, load_template, rate_seconds
+from tests.conftest import environment
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +217,39 @@ def test_the_stack_resolves_refs_with_the_parameters_its_deploy_passed_even_when
     assert deployed.context.parameters["Stage"] == "local"
     assert deployed.context.parameters["QueueVisibilityTimeout"] == "7" and deployed.context.parameters["MaxReceiveCount"] == "3"
     assert deployed.context.parameters["ImageTag"] == "latest"  # a template default
+
+
+def test_what_the_inbox_hides_is_a_parameter_of_the_deploy_that_the_face_function_reads(specs, monkeypatch):
+    """Deployed, VISIONFN_FACE_INBOX_HIDE can only come from the template (a container gets the
+    template's variables, not the host's): the FaceInboxHide parameter, which `make up` passes
+    from the same setting."""
+    from infra import stack
+    from infra.settings import RunnerSettings
+    template = load_template()
+    assert template["Parameters"]["FaceInboxHide"]["Default"] == "faces"
+    pattern = re.compile(template["Parameters"]["FaceInboxHide"]["AllowedPattern"])
+    assert all(pattern.match(value) for value in ("faces", "faces,numbers", "faces,numbers,text", "text"))
+    assert not any(pattern.match(value) for value in ("", "faces,", "plates", "faces;text"))
+    face_process = specs["face_process"]
+    assert face_process.environment["VISIONFN_FACE_INBOX_HIDE"] == {"Ref": "FaceInboxHide"}
+
+    class CloudFormation:
+        def create_stack(self, **kwargs):
+            self.parameters = {item["ParameterKey"]: item["ParameterValue"] for item in kwargs["Parameters"]}
+
+        def describe_stacks(self, **_kwargs):
+            return {"Stacks": [{"StackStatus": "CREATE_COMPLETE", "Outputs": []}]}
+
+        def describe_stack_resources(self, **_kwargs):
+            return {"StackResources": []}
+
+        def get_caller_identity(self):
+            return {"Account": "000000000000"}
+
+    cloudformation = CloudFormation()
+    monkeypatch.setattr(stack, "aws_client", lambda _service, _settings: cloudformation)
+    with environment(VISIONFN_FACE_INBOX_HIDE="numbers,faces"):
+        deployed = stack.deploy_template(RunnerSettings())
+    assert cloudformation.parameters["FaceInboxHide"] == "faces,numbers"
+    context = StackContext(stack_name="s", region="us-east-1", account_id="0", parameters=deployed.context.parameters, physical_ids={})
+    assert context.resolve(face_process.environment["VISIONFN_FACE_INBOX_HIDE"]) == "faces,numbers"
