@@ -107,9 +107,7 @@ def chain_result(
             result.result_data, result.result_files = task.result_data, task.result_files
         elif letter is not None or (stopped and FOUND not in trail):
             result.status = "error"
-            result.error = (task.error if task is not None else None) or (
-                f"Not run: {stopped}" if letter is None else NEVER_DELIVERED
-            )
+            result.error = (task.error if task is not None else None) or (f"Not run: {stopped}" if letter is None else NEVER_DELIVERED)
         results.append(result)
     found = FOUND in trail
     chain = ChainResult(chain_result="found" if found else "not_found", completed_step=len(trail), total_steps=len(steps), steps=results)

@@ -225,6 +225,7 @@ def test_what_the_inbox_hides_is_a_parameter_of_the_deploy_that_the_face_functio
     from the same setting."""
     from infra import stack
     from infra.settings import RunnerSettings
+
     template = load_template()
     assert template["Parameters"]["FaceInboxHide"]["Default"] == "faces"
     pattern = re.compile(template["Parameters"]["FaceInboxHide"]["AllowedPattern"])
