@@ -24,6 +24,8 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from infra.containers import ContainersUnavailable, check_can_run, container_command, container_name, running_containers
 from infra.event_bridge import Bindings, QueueBinding, ScheduleBinding
 from infra.gateway import GatewayRoute
@@ -40,6 +42,7 @@ from infra.stack import (
     wait_for_localstack,
 )
 from infra.template import FunctionSpec, StackContext, function_specs, load_template
+from shared.faces.settings import get_face_settings
 from shared.platform.db.migrate import upgrade
 from shared.platform.keys import ApiKeys
 from shared.platform.logs import configure_logging
@@ -455,7 +458,14 @@ def main() -> int:
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
         print(__doc__)
         return 2
-    return commands[sys.argv[1]](get_runner_settings())
+    try:
+        settings = get_runner_settings()
+        get_face_settings()  # the deploy passes its inbox_hide as the stack's FaceInboxHide
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}" for problem in error.errors())
+        print(f"[visionfn] a setting is wrong ({error.title}): {problems}", file=sys.stderr)
+        return 2
+    return commands[sys.argv[1]](settings)
 
 
 if __name__ == "__main__":

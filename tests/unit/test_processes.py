@@ -148,3 +148,24 @@ def test_the_face_model_images_are_functions_of_the_template():
     digests = {inputs_digest(image, "base") for image in images.values()}
     assert len(digests) == len(images)  # each image its own inputs
     assert inputs_digest(FunctionImage("health", "handle"), "base") != inputs_digest(FunctionImage("health", "handle"), "other base")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [("VISIONFN_FACE_INBOX_HIDE", "plates", "face_inbox_hide"), ("VISIONFN_RUNTIME", "bogus", "runtime")],
+)
+def test_make_up_refuses_a_wrong_setting_in_one_line_before_starting_anything(monkeypatch, capsys, variable, value, named):
+    """A wrong VISIONFN_FACE_INBOX_HIDE used to stop `make up` with a traceback once LocalStack was up
+    (the deploy reads it for the stack's FaceInboxHide)."""
+    from infra import runner
+    from tests.conftest import environment
+
+    def started(_settings):
+        raise AssertionError("the platform was started")
+
+    monkeypatch.setattr(runner, "command_up", started)
+    monkeypatch.setattr("sys.argv", ["runner", "up"])
+    with environment(**{variable: value}):
+        assert runner.main() == 2
+    error = capsys.readouterr().err
+    assert error.startswith("[visionfn] a setting is wrong") and f"{named}: " in error and len(error.splitlines()) == 1
