@@ -7,7 +7,10 @@
 The platform is started as `make up` starts it (the template's concurrency: 2 per queue). Each
 round times the in-process pass (the platform idle) and then the burst. Done is read from the
 database (the inbox's rows are written last, after both objects), polled every 10 ms: listing the
-bucket that often would take LocalStack's CPU from the work being measured. Prints JSON.
+bucket that often would take LocalStack's CPU from the work being measured. It also prints the
+CPU each part of the platform used per photo during the bursts (from /proc: the functions,
+LocalStack, the bench's own puts, the event bridge, Postgres, the runner) beside the work's own
+CPU in one process: where the time above the in-process figure goes. Prints JSON.
 """
 
 from __future__ import annotations
