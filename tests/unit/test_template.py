@@ -193,33 +193,47 @@ def test_the_images_the_template_builds_carry_the_face_models_make_images_gives_
     assert {name for name, models in built.items() if models == "faces"} == FACE_MODEL_FUNCTIONS
 
 
-def test_the_stack_resolves_refs_with_the_parameters_its_deploy_passed_even_when_describe_stacks_omits_them(monkeypatch):
+class FakeCloudFormation:
+    """CloudFormation (and STS) as deploy_template calls them: the stack created at once, the
+    parameters it was given recorded; describe_stacks answers without them, as LocalStack once did."""
+
+    parameters: dict[str, str]
+
+    def create_stack(self, **kwargs):
+        self.parameters = {item["ParameterKey"]: item["ParameterValue"] for item in kwargs["Parameters"]}
+
+    def describe_stacks(self, **_kwargs):
+        return {"Stacks": [{"StackStatus": "CREATE_COMPLETE", "Outputs": []}]}  # no "Parameters"
+
+    def describe_stack_resources(self, **_kwargs):
+        return {"StackResources": []}
+
+    def get_caller_identity(self):
+        return {"Account": "000000000000"}
+
+
+@pytest.fixture
+def cloudformation(monkeypatch):
+    from infra import stack
+
+    fake = FakeCloudFormation()
+    monkeypatch.setattr(stack, "aws_client", lambda _service, _settings: fake)
+    return fake
+
+
+def test_the_stack_resolves_refs_with_the_parameters_its_deploy_passed_even_when_describe_stacks_omits_them(cloudformation):
     """The start-up flake: LocalStack's describe_stacks answered once without Parameters, and the
     runner failed with "cannot resolve Ref Stage"."""
     from infra import stack
     from infra.settings import RunnerSettings
 
-    class CloudFormation:
-        def create_stack(self, **_kwargs):
-            return {}
-
-        def describe_stacks(self, **_kwargs):
-            return {"Stacks": [{"StackStatus": "CREATE_COMPLETE", "Outputs": []}]}  # no "Parameters"
-
-        def describe_stack_resources(self, **_kwargs):
-            return {"StackResources": []}
-
-        def get_caller_identity(self):
-            return {"Account": "000000000000"}
-
-    monkeypatch.setattr(stack, "aws_client", lambda _service, _settings: CloudFormation())
     deployed = stack.deploy_template(RunnerSettings(task_lease_seconds=7, max_receive_count=3))
     assert deployed.context.parameters["Stage"] == "local"
     assert deployed.context.parameters["QueueVisibilityTimeout"] == "7" and deployed.context.parameters["MaxReceiveCount"] == "3"
     assert deployed.context.parameters["ImageTag"] == "latest"  # a template default
 
 
-def test_what_the_inbox_hides_is_a_parameter_of_the_deploy_that_the_face_function_reads(specs, monkeypatch):
+def test_what_the_inbox_hides_is_a_parameter_of_the_deploy_that_the_face_function_reads(specs, cloudformation):
     """Deployed, VISIONFN_FACE_INBOX_HIDE can only come from the template (a container gets the
     template's variables, not the host's): the FaceInboxHide parameter, which `make up` passes
     from the same setting."""
@@ -234,23 +248,7 @@ def test_what_the_inbox_hides_is_a_parameter_of_the_deploy_that_the_face_functio
     face_process = specs["face_process"]
     assert face_process.environment["VISIONFN_FACE_INBOX_HIDE"] == {"Ref": "FaceInboxHide"}
 
-    class CloudFormation:
-        def create_stack(self, **kwargs):
-            self.parameters = {item["ParameterKey"]: item["ParameterValue"] for item in kwargs["Parameters"]}
-
-        def describe_stacks(self, **_kwargs):
-            return {"Stacks": [{"StackStatus": "CREATE_COMPLETE", "Outputs": []}]}
-
-        def describe_stack_resources(self, **_kwargs):
-            return {"StackResources": []}
-
-        def get_caller_identity(self):
-            return {"Account": "000000000000"}
-
-    cloudformation = CloudFormation()
-    monkeypatch.setattr(stack, "aws_client", lambda _service, _settings: cloudformation)
     with environment(VISIONFN_FACE_INBOX_HIDE="numbers,faces"):
         deployed = stack.deploy_template(RunnerSettings())
     assert cloudformation.parameters["FaceInboxHide"] == "faces,numbers"
-    context = StackContext(stack_name="s", region="us-east-1", account_id="0", parameters=deployed.context.parameters, physical_ids={})
-    assert context.resolve(face_process.environment["VISIONFN_FACE_INBOX_HIDE"]) == "faces,numbers"
+    assert deployed.context.resolve(face_process.environment["VISIONFN_FACE_INBOX_HIDE"]) == "faces,numbers"
