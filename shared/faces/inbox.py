@@ -43,8 +43,7 @@ class FaceInbox(UploadHandler):
     def process(self, obj: ObjectRef, stored: StoredObject) -> Processed:
         if obj.key.lower().endswith(VIDEO_EXTENSIONS):
             return self._queue_video(obj, stored)
-        hide = None if self.settings.face_inbox_hide == "faces" else self.settings.face_inbox_hide
-        report, image = self.privacy.anonymize(stored.data, FaceOptions(hide=hide), keep_format=True)
+        report, image = self.privacy.anonymize(stored.data, FaceOptions(hide=self.settings.inbox_hide_option), keep_format=True)
         output_key = OUTPUT_PREFIX + obj.key.removeprefix(INBOX_PREFIX)
         sidecar_key = f"{output_key}.json"
         self.store.put_many(

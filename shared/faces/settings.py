@@ -83,6 +83,12 @@ class FaceSettings(Settings):
     def _known_targets(cls, value: str) -> str:
         return ",".join(sorted(parse_hide(value)))
 
+    @property
+    def inbox_hide_option(self) -> str | None:
+        """The ``hide`` option of the inbox's photos and videos: None for faces alone (their
+        answers then as without the option)."""
+        return None if self.face_inbox_hide == "faces" else self.face_inbox_hide
+
 
 @lru_cache(maxsize=1)
 def get_face_settings() -> FaceSettings:

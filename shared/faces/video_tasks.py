@@ -48,7 +48,7 @@ class FaceVideoOptions(AnonymizeOptions):
 
 def inbox_options(settings: FaceSettings) -> FaceVideoOptions:
     """The options of the inbox's videos: the defaults, hiding what VISIONFN_FACE_INBOX_HIDE names."""
-    return FaceVideoOptions(hide=None if settings.face_inbox_hide == "faces" else settings.face_inbox_hide)
+    return FaceVideoOptions(hide=settings.inbox_hide_option)
 
 
 def limits_of(settings: FaceSettings) -> VideoLimits:

@@ -88,6 +88,8 @@ def test_a_task_keeps_hide_only_when_given():
 
 def test_inbox_setting_is_validated():
     assert FaceSettings(face_inbox_hide="Numbers,faces").face_inbox_hide == "faces,numbers"
+    assert FaceSettings(face_inbox_hide="Numbers,faces").inbox_hide_option == "faces,numbers"
+    assert FaceSettings(face_inbox_hide="faces").inbox_hide_option is None  # faces alone: answers as without hide
     with pytest.raises(ValidationError):
         FaceSettings(face_inbox_hide="everything")
 
