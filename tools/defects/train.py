@@ -19,8 +19,10 @@ The network (``DefectNet``) is a small fully convolutional ResNet-style backbone
 The exported graph decodes offsets and sizes into boxes (``cx, cy, w, h`` in input pixels) and
 applies softmax and sigmoid, so its outputs are exactly the contract of ``model.py``.
 
-Augmentation: the 8 flips/transposes of the square, a random zoom-in crop (1.0-1.3x), brightness
-and contrast jitter and mild Gaussian noise; boxes follow. Training uses the ``train`` split;
+Augmentation (``augment.py``): the 8 flips/transposes of the square, a random zoom-in crop
+(1.0-1.3x), brightness and contrast jitter and mild Gaussian noise; boxes follow. ``--mosaic P``
+makes a share P of the images a mosaic of four (YOLO's, at the images' own scale), until the last
+``--close-mosaic`` epochs. Training uses the ``train`` split;
 ``val`` is reported every few epochs (and picks the score threshold in ``evaluate.py``); the
 ``test`` split is never read here.
 """
@@ -42,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.defects.model import LABELS, SHIPPED_MODEL
+from tools.defects.augment import augment, jitter, mosaic, reshape
 from tools.defects.dataset import DATA_DIR, Sample, load_samples
 
 SIZE = 200
@@ -225,40 +228,6 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(pos_loss.sum() + neg_loss.sum()) / positive.sum().clamp(min=1)
 
 
-# --- augmentation ------------------------------------------------------------------------------
-
-
-def augment(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """A random dihedral flip, zoom-in crop and photometric jitter; boxes (x, y, w, h) follow."""
-    size = image.shape[0]
-    corners = np.column_stack([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]]).astype(np.float32)
-    if rng.random() < 0.5:  # horizontal flip
-        image = image[:, ::-1]
-        corners[:, [0, 2]] = size - corners[:, [2, 0]]
-    if rng.random() < 0.5:  # vertical flip
-        image = image[::-1]
-        corners[:, [1, 3]] = size - corners[:, [3, 1]]
-    if rng.random() < 0.5:  # transpose
-        image = image.T
-        corners = corners[:, [1, 0, 3, 2]]
-    if rng.random() < 0.6:  # zoom-in crop, no border
-        scale = rng.uniform(1.0, 1.3)
-        crop = size / scale
-        x0, y0 = rng.uniform(0, size - crop, 2)
-        matrix = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], np.float32)
-        image = cv2.warpAffine(np.ascontiguousarray(image), matrix, (size, size), flags=cv2.INTER_LINEAR)
-        area = (corners[:, 2] - corners[:, 0]) * (corners[:, 3] - corners[:, 1])
-        corners = ((corners - [x0, y0, x0, y0]) * scale).clip(0, size)
-        visible = (corners[:, 2] - corners[:, 0]) * (corners[:, 3] - corners[:, 1]) / scale**2
-        keep = (visible >= 0.35 * area) & (corners[:, 2] - corners[:, 0] >= 4) & (corners[:, 3] - corners[:, 1] >= 4)
-        corners, labels = corners[keep], labels[keep]
-    image = image.astype(np.float32) * rng.uniform(0.75, 1.25) + rng.uniform(-25, 25)
-    if rng.random() < 0.3:
-        image += rng.normal(0, rng.uniform(1, 6), image.shape).astype(np.float32)
-    boxes = np.column_stack([corners[:, :2], corners[:, 2:] - corners[:, :2]])
-    return image.clip(0, 255), boxes, labels
-
-
 def read_grey(path: Path) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if image is None:
@@ -269,14 +238,31 @@ def read_grey(path: Path) -> np.ndarray:
 
 
 def batch_tensors(
-    samples: list[Sample], images: list[np.ndarray], rng: np.random.Generator | None, stride: int
+    samples: list[Sample],
+    images: list[np.ndarray],
+    rng: np.random.Generator | None,
+    stride: int,
+    mosaic_share: float = 0.0,
+    pool: tuple[list[Sample], list[np.ndarray]] | None = None,
 ) -> tuple[torch.Tensor, ...]:
-    """Images, class labels, heatmaps, regression targets and masks of one batch (augmented with ``rng``)."""
-    xs, heats, regs, masks, denses, weights = [], [], [], [], [], []
+    """Images, class targets (probabilities), heatmaps, regression targets and masks of one batch.
+
+    With ``rng`` the images are augmented, and a ``mosaic_share`` of them become a mosaic with three
+    others drawn from ``pool``; a mosaic's class target is its parts' classes weighted by area.
+    """
+    xs, classes, heats, regs, masks, denses, weights = [], [], [], [], [], [], []
     for sample, image in zip(samples, images, strict=True):
         boxes, labels = sample.boxes, sample.box_labels
-        if rng is not None:
+        target = np.eye(NUM_CLASSES, dtype=np.float32)[sample.label]
+        if rng is not None and pool is not None and rng.random() < mosaic_share:
+            drawn = [(sample, image)] + [(pool[0][i], pool[1][i]) for i in rng.integers(0, len(pool[0]), 3)]
+            parts = [reshape(part_image, part.boxes, part.box_labels, rng) for part, part_image in drawn]
+            image, boxes, labels, shares = mosaic(parts, rng)
+            image, boxes, labels = jitter(image, boxes, labels, rng)
+            target = shares @ np.eye(NUM_CLASSES, dtype=np.float32)[[part.label for part, _ in drawn]]
+        elif rng is not None:
             image, boxes, labels = augment(image, boxes, labels, rng)
+        classes.append(target)
         heat, reg, mask, dense, weight = make_targets(boxes, labels, stride)
         xs.append(np.asarray(image, np.float32))
         heats.append(heat)
@@ -286,7 +272,7 @@ def batch_tensors(
         weights.append(weight)
     return (
         torch.from_numpy(np.stack(xs)[:, None]),
-        torch.tensor([sample.label for sample in samples]),
+        torch.from_numpy(np.stack(classes)),
         torch.from_numpy(np.stack(heats)),
         torch.from_numpy(np.stack(regs)),
         torch.from_numpy(np.stack(masks)),
@@ -349,7 +335,9 @@ def train(args: argparse.Namespace) -> None:
         sums: dict[str, float] = {}
         for first in range(0, len(order), args.batch_size):
             chosen = order[first : first + args.batch_size]
-            batch = batch_tensors([train_set[i] for i in chosen], [train_images[i] for i in chosen], rng, args.head_stride)
+            mosaic_share = args.mosaic if epoch <= args.epochs - args.close_mosaic else 0.0
+            samples, images = [train_set[i] for i in chosen], [train_images[i] for i in chosen]
+            batch = batch_tensors(samples, images, rng, args.head_stride, mosaic_share, (train_set, train_images))
             parts = losses(net, batch)
             loss = parts["cls"] + parts["heat"] + parts["off"] + parts["size"]
             if args.giou_weight:
@@ -391,7 +379,7 @@ def validate(net: DefectNet, samples: list[Sample], images: list[np.ndarray], ba
     for first in range(0, len(samples), batch_size):
         batch = batch_tensors(samples[first : first + batch_size], images[first : first + batch_size], None, net.head_stride)
         parts = losses(net, batch)
-        correct += int((parts.pop("logits").argmax(1) == batch[1]).sum())
+        correct += int((parts.pop("logits").argmax(1) == batch[1].argmax(1)).sum())
         for key, value in parts.items():
             sums[key] = sums.get(key, 0.0) + float(value) * len(batch[1])
     return f"accuracy {correct / len(samples):.4f} " + " ".join(f"{key} {value / len(samples):.3f}" for key, value in sums.items())
@@ -447,6 +435,8 @@ def main(argv: list[str] | None = None) -> None:
         default=8,
         help="cell size of the localisation head in pixels (8: 25 x 25 cells, 4: 50 x 50)",
     )
+    parser.add_argument("--mosaic", type=float, default=0.0, help="share of training images made a mosaic of four (0 = none)")
+    parser.add_argument("--close-mosaic", type=int, default=15, help="the last this many epochs train without mosaics")
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (120 epochs: 38 min with 2 on this 2-core machine)")
     parser.add_argument("--eval-every", type=int, default=5, help="report the val split every this many epochs")
