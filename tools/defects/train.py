@@ -82,7 +82,12 @@ class DefectNet(nn.Module):
     """
 
     def __init__(
-        self, widths: tuple[int, int, int, int, int] = (16, 32, 64, 96, 128), neck: int = 64, head_stride: int = 8, fine: int = 32
+        self,
+        widths: tuple[int, int, int, int, int] = (16, 32, 64, 96, 128),
+        neck: int = 64,
+        head_stride: int = 8,
+        fine: int = 32,
+        agnostic: bool = False,
     ) -> None:
         super().__init__()
         if head_stride not in HEAD_STRIDES:
@@ -104,7 +109,7 @@ class DefectNet(nn.Module):
             self.narrow8 = nn.Conv2d(neck, fine, 1)
             self.neck4 = conv_bn(fine, fine)
             head = fine
-        self.heat = nn.Sequential(conv_bn(head, head), nn.Conv2d(head, NUM_CLASSES, 1))
+        self.heat = nn.Sequential(conv_bn(head, head), nn.Conv2d(head, 1 if agnostic else NUM_CLASSES, 1))
         self.regression = nn.Sequential(conv_bn(head, head), nn.Conv2d(head, 4, 1))
         heat_out = self.heat[-1]
         assert isinstance(heat_out, nn.Conv2d) and heat_out.bias is not None
@@ -139,7 +144,11 @@ class ExportedNet(nn.Module):
         logits, heat, regression = self.net(image)
         centres = (self.grid + regression[:, :2]) * self.stride
         sizes = torch.exp(regression[:, 2:].clamp(-4.0, 4.0)) * self.stride
-        return torch.softmax(logits, 1), torch.sigmoid(heat), torch.cat([centres, sizes], 1)
+        probs = torch.softmax(logits, 1)
+        heat = torch.sigmoid(heat)
+        if heat.shape[1] == 1:  # one class-agnostic heatmap: each class's is it times the class's probability
+            heat = heat * probs[:, :, None, None]
+        return probs, heat, torch.cat([centres, sizes], 1)
 
 
 def cell_grid(cells: int) -> torch.Tensor:
@@ -288,7 +297,7 @@ def losses(net: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.T
     n = mask.sum().clamp(min=1)
     return {
         "cls": F.cross_entropy(logits, classes, label_smoothing=0.05),
-        "heat": focal_loss(heat_logits, heat),
+        "heat": focal_loss(heat_logits, heat if heat_logits.shape[1] == heat.shape[1] else heat.amax(1, keepdim=True)),
         "off": (F.l1_loss(regression[:, :2], reg[:, :2], reduction="none") * mask4).sum() / n,
         "size": (F.l1_loss(regression[:, 2:], reg[:, 2:], reduction="none") * mask4).sum() / n,
         "giou": giou_loss(regression, dense, weight),
@@ -314,7 +323,7 @@ def train(args: argparse.Namespace) -> None:
     val_images = [read_grey(sample.image_path) for sample in val_set]
     print(f"train {len(train_set)} images, val {len(val_set)}; epochs {args.epochs}, batch {args.batch_size}", flush=True)
 
-    net = DefectNet(head_stride=args.head_stride)
+    net = DefectNet(head_stride=args.head_stride, agnostic=args.agnostic)
     ema = copy.deepcopy(net).eval()
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
@@ -437,6 +446,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--mosaic", type=float, default=0.0, help="share of training images made a mosaic of four (0 = none)")
     parser.add_argument("--close-mosaic", type=int, default=15, help="the last this many epochs train without mosaics")
+    parser.add_argument(
+        "--agnostic",
+        action="store_true",
+        help="one class-agnostic centre heatmap, exported as each class's times the image's class probability",
+    )
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (120 epochs: 38 min with 2 on this 2-core machine)")
     parser.add_argument("--eval-every", type=int, default=5, help="report the val split every this many epochs")
