@@ -50,6 +50,7 @@ from tools.defects.dataset import DATA_DIR, Sample, load_samples
 SIZE = 200
 HEAD_STRIDES = (8, 4)  # the localisation head's cell size in pixels: 25 x 25 or 50 x 50 cells (--head-stride)
 NUM_CLASSES = len(LABELS)
+ONE_HOT = np.eye(NUM_CLASSES, dtype=np.float32)  # a class index's target probabilities
 BOX_AREA = 0.54  # TTFNet's beta: the central part of a box whose cells regress it (--giou-weight)
 
 
@@ -262,13 +263,13 @@ def batch_tensors(
     xs, classes, heats, regs, masks, denses, weights = [], [], [], [], [], [], []
     for sample, image in zip(samples, images, strict=True):
         boxes, labels = sample.boxes, sample.box_labels
-        target = np.eye(NUM_CLASSES, dtype=np.float32)[sample.label]
+        target = ONE_HOT[sample.label]
         if rng is not None and pool is not None and rng.random() < mosaic_share:
             drawn = [(sample, image)] + [(pool[0][i], pool[1][i]) for i in rng.integers(0, len(pool[0]), 3)]
             parts = [reshape(part_image, part.boxes, part.box_labels, rng) for part, part_image in drawn]
             image, boxes, labels, shares = mosaic(parts, rng)
             image, boxes, labels = jitter(image, boxes, labels, rng)
-            target = shares @ np.eye(NUM_CLASSES, dtype=np.float32)[[part.label for part, _ in drawn]]
+            target = shares @ ONE_HOT[[part.label for part, _ in drawn]]
         elif rng is not None:
             image, boxes, labels = augment(image, boxes, labels, rng)
         classes.append(target)
