@@ -4,7 +4,7 @@ what the image shows (tested on drawn rectangles), and a mosaic's class target i
 import numpy as np
 import pytest
 
-from tools.defects.augment import mosaic, reshape
+from tools.defects.augment import MIN_SIDE, MIN_VISIBLE, mosaic, reshape, still_shown
 
 SIZE = 200
 DARK, BRIGHT = 20, 230
@@ -68,3 +68,15 @@ def test_a_mosaic_keeps_the_boxes_that_show_clipped_to_their_window(seed):
             assert (_inside(image, box) == BRIGHT).all() and _inside(image, box).size == (image == BRIGHT)[rows, columns].sum()
         else:
             assert in_window == []  # a sliver of it is not
+
+
+def test_a_cut_box_is_kept_when_enough_of_it_shows_and_it_is_not_a_sliver():
+    # uncut: 40 x 50, 40 x 50, 8 x 50, 8 x 50; cut: all of it, under MIN_VISIBLE of it, half, 3/8 but 3 px wide
+    area = np.array([2000.0, 2000.0, 400.0, 400.0])
+    sides = np.array([[40, 50], [40, 50 * MIN_VISIBLE - 1], [MIN_SIDE, 50], [MIN_SIDE - 1, 50]], np.float32)
+    assert still_shown(sides, area).tolist() == [True, False, True, False]
+    # a zoom by 2 doubles the sides (and the sliver is then wide enough)
+    assert still_shown(sides * 2, area, scale=2.0).tolist() == [True, False, True, True]
+    # a region defect seen through a window is kept however little of it shows, unless it is a sliver
+    region = np.array([False, True, False, True])
+    assert still_shown(sides, area, region=region).tolist() == [True, True, True, False]

@@ -9,6 +9,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+MIN_VISIBLE = 0.35  # a box cut by a crop or a window is kept when this share of it still shows,
+MIN_SIDE = 4  # and both its sides are this many pixels or more
+
 
 def augment(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """A random dihedral flip, zoom-in crop and photometric jitter; boxes (x, y, w, h) follow."""
@@ -37,11 +40,19 @@ def reshape(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.ra
         image = cv2.warpAffine(np.ascontiguousarray(image), matrix, (size, size), flags=cv2.INTER_LINEAR)
         area = (corners[:, 2] - corners[:, 0]) * (corners[:, 3] - corners[:, 1])
         corners = ((corners - [x0, y0, x0, y0]) * scale).clip(0, size)
-        visible = (corners[:, 2] - corners[:, 0]) * (corners[:, 3] - corners[:, 1]) / scale**2
-        keep = (visible >= 0.35 * area) & (corners[:, 2] - corners[:, 0] >= 4) & (corners[:, 3] - corners[:, 1] >= 4)
+        keep = still_shown(corners[:, 2:] - corners[:, :2], area, scale)
         corners, labels = corners[keep], labels[keep]
     boxes = np.column_stack([corners[:, :2], corners[:, 2:] - corners[:, :2]])
     return np.ascontiguousarray(image), boxes, labels
+
+
+def still_shown(sides: np.ndarray, area: np.ndarray, scale: float = 1.0, region: np.ndarray | None = None) -> np.ndarray:
+    """Which cut boxes to keep: their ``sides`` (N x 2, after a zoom by ``scale``) show ``MIN_VISIBLE`` of
+    their uncut ``area`` (or ``region`` is true for them), and both sides are ``MIN_SIDE`` px or more."""
+    shows = sides.prod(1) / scale**2 >= MIN_VISIBLE * area
+    if region is not None:
+        shows |= region
+    return shows & (sides.min(1) >= MIN_SIDE)
 
 
 def jitter(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -72,8 +83,7 @@ def mosaic(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], rng: np.rando
         corners = np.column_stack([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]]).astype(np.float32)
         corners = np.clip(corners - np.array([left, top, left, top], np.float32), 0, np.array([width, height, width, height], np.float32))
         sides = corners[:, 2:] - corners[:, :2]
-        shows = (sides.prod(1) >= 0.35 * boxes[:, 2:].prod(1)) | ((sides[:, 0] >= width / 2) & (sides[:, 1] >= height / 2))
-        keep = shows & (sides.min(1) >= 4)
+        keep = still_shown(sides, boxes[:, 2:].prod(1), region=(sides[:, 0] >= width / 2) & (sides[:, 1] >= height / 2))
         all_boxes.append(np.column_stack([corners[keep, :2] + np.array([x0, y0], np.float32), sides[keep]]))
         all_labels.append(labels[keep])
         shares.append(width * height / size**2)

@@ -46,8 +46,10 @@ from torch import nn
 from shared.defects.model import LABELS, SHIPPED_MODEL
 from tools.defects.augment import augment, jitter, mosaic, reshape
 from tools.defects.dataset import DATA_DIR, Sample, load_samples
+from tools.defects.pretrained import PpocrBackbone
 
 SIZE = 200
+BACKBONES = ("scratch", "ppocr")  # --backbone: random initialisation, or PP-OCRv4's text detector (pretrained.py)
 HEAD_STRIDES = (8, 4)  # the localisation head's cell size in pixels: 25 x 25 or 50 x 50 cells (--head-stride)
 NUM_CLASSES = len(LABELS)
 ONE_HOT = np.eye(NUM_CLASSES, dtype=np.float32)  # a class index's target probabilities
@@ -75,6 +77,25 @@ class Residual(nn.Module):
         return F.relu(x + self.body(x))
 
 
+class ScratchBackbone(nn.Module):
+    """The grey 0..255 image in, features at strides 4 (50 x 50), 8, 16 and 32 (7 x 7) out; randomly initialised."""
+
+    def __init__(self, widths: tuple[int, int, int, int, int]) -> None:
+        super().__init__()
+        c2, c4, c8, c16, c32 = widths
+        self.widths = widths[1:]
+        self.stem = nn.Sequential(conv_bn(1, c2, 2), conv_bn(c2, c4, 2), Residual(c4))
+        self.stage8 = nn.Sequential(conv_bn(c4, c8, 2), Residual(c8), Residual(c8))
+        self.stage16 = nn.Sequential(conv_bn(c8, c16, 2), Residual(c16), Residual(c16))
+        self.stage32 = nn.Sequential(conv_bn(c16, c32, 2), Residual(c32))
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        f4 = self.stem((image - 128.0) / 64.0)
+        f8 = self.stage8(f4)
+        f16 = self.stage16(f8)
+        return [f4, f8, f16, self.stage32(f16)]
+
+
 class DefectNet(nn.Module):
     """Backbone (strides 4-32), classification head and a CenterNet head at ``head_stride``; raw outputs.
 
@@ -89,16 +110,16 @@ class DefectNet(nn.Module):
         head_stride: int = 8,
         fine: int = 32,
         agnostic: bool = False,
+        backbone: str = "scratch",
     ) -> None:
         super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone}")
         if head_stride not in HEAD_STRIDES:
             raise ValueError(f"head stride must be one of {HEAD_STRIDES}, got {head_stride}")
         self.head_stride = head_stride
-        c2, c4, c8, c16, c32 = widths
-        self.stem = nn.Sequential(conv_bn(1, c2, 2), conv_bn(c2, c4, 2), Residual(c4))  # 50 x 50
-        self.stage8 = nn.Sequential(conv_bn(c4, c8, 2), Residual(c8), Residual(c8))  # 25 x 25
-        self.stage16 = nn.Sequential(conv_bn(c8, c16, 2), Residual(c16), Residual(c16))  # 13 x 13
-        self.stage32 = nn.Sequential(conv_bn(c16, c32, 2), Residual(c32))  # 7 x 7
+        self.backbone: nn.Module = ScratchBackbone(widths) if backbone == "scratch" else PpocrBackbone()
+        c4, c8, c16, c32 = self.backbone.widths
         self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(c16 + c32, NUM_CLASSES))
         self.lateral8 = nn.Conv2d(c8, neck, 1)
         self.lateral16 = nn.Conv2d(c16, neck, 1)
@@ -117,11 +138,7 @@ class DefectNet(nn.Module):
         nn.init.constant_(heat_out.bias, -math.log((1 - 0.1) / 0.1))  # a prior of 0.1 per cell
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = (image - 128.0) / 64.0
-        f4 = self.stem(x)
-        f8 = self.stage8(f4)
-        f16 = self.stage16(f8)
-        f32 = self.stage32(f16)
+        f4, f8, f16, f32 = self.backbone(image)
         logits = self.classifier(torch.cat([f16.mean((2, 3)), f32.mean((2, 3))], 1))
         p16 = self.lateral16(f16) + F.interpolate(self.lateral32(f32), size=f16.shape[2:], mode="nearest")
         p8 = self.lateral8(f8) + F.interpolate(p16, size=f8.shape[2:], mode="nearest")
@@ -324,9 +341,17 @@ def train(args: argparse.Namespace) -> None:
     val_images = [read_grey(sample.image_path) for sample in val_set]
     print(f"train {len(train_set)} images, val {len(val_set)}; epochs {args.epochs}, batch {args.batch_size}", flush=True)
 
-    net = DefectNet(head_stride=args.head_stride, agnostic=args.agnostic)
+    net = DefectNet(head_stride=args.head_stride, agnostic=args.agnostic, backbone=args.backbone)
     ema = copy.deepcopy(net).eval()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    backbone = {id(parameter) for parameter in net.backbone.parameters()}
+    groups = [  # a pretrained backbone learns at --backbone-lr times the rate of the rest
+        {
+            "params": [p for p in net.parameters() if id(p) in backbone],
+            "lr": args.lr * (args.backbone_lr if args.backbone != "scratch" else 1.0),
+        },
+        {"params": [p for p in net.parameters() if id(p) not in backbone], "lr": args.lr},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
     total_steps = steps_per_epoch * args.epochs
     warmup = min(steps_per_epoch, total_steps // 10)
@@ -452,6 +477,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="one class-agnostic centre heatmap, exported as each class's times the image's class probability",
     )
+    parser.add_argument(
+        "--backbone",
+        choices=BACKBONES,
+        default="scratch",
+        help="scratch: a small ResNet from a random start; ppocr: PP-OCRv4's text detector backbone (pretrained.py), fine-tuned",
+    )
+    parser.add_argument("--backbone-lr", type=float, default=0.25, help="with a pretrained backbone, its learning rate as a share of --lr")
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (120 epochs: 38 min with 2 on this 2-core machine)")
     parser.add_argument("--eval-every", type=int, default=5, help="report the val split every this many epochs")
