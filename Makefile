@@ -125,7 +125,7 @@ bench: install
 clean:
 	rm -rf .run
 
-# the defect model (shared/defects): retrain from scratch on NEU-DET (CPU, one thread, under an hour;
+# the defect model (shared/defects): retrain from scratch on NEU-DET (CPU, two threads, under an hour;
 # torch comes from requirements-train.txt and is never needed at request time), then evaluate it
 .PHONY: train-defects evaluate-defects quantize-faces simplify-text
 train-defects: $(VENV)/.installed

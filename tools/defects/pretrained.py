@@ -22,6 +22,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from shared.faces.models import PPOCR_TEXT_DETECTION, model_path
+from shared.faces.settings import get_face_settings
 
 #: PP-LCNetV3's four stages (strides 4, 8, 16, 32 of the input): their last tensors and channels
 PPOCR_STAGES = ("p2o.Add.43", "p2o.Add.71", "p2o.Add.147", "p2o.Add.215")
@@ -33,7 +34,8 @@ OPERATORS = {"Add", "Mul", "Div", "Clip", "Relu", "HardSigmoid", "GlobalAverageP
 
 
 def ppocr_model_file() -> Path:
-    return model_path(PPOCR_TEXT_DETECTION, Path(".models"))
+    """The detector's file in the model directory (``VISIONFN_MODEL_DIR``), where ``make install`` put it."""
+    return model_path(PPOCR_TEXT_DETECTION, get_face_settings().model_dir)
 
 
 class OnnxFeatures(nn.Module):

@@ -3,8 +3,10 @@
     .venv/bin/pip install -r requirements-train.txt
     .venv/bin/python -m tools.defects.train --out shared/defects/model/neu_det.onnx
 
-The only module that imports torch (a training dependency, never needed at request time).
-No pretrained weights: every weight starts from a seeded random initialisation.
+With ``pretrained.py``, the only modules that import torch (a training dependency, never needed at
+request time). By default nothing is pretrained: every weight starts from a seeded random
+initialisation. ``--backbone ppocr`` starts the backbone from PP-OCRv4's text detector instead
+(tried, not kept: the model card's rows "p40" and "p70").
 
 The network (``DefectNet``) is a small fully convolutional ResNet-style backbone over the
 200 x 200 grey image (strides 4, 8, 16, 32) with
