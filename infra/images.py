@@ -288,13 +288,15 @@ def build_all(images: list[FunctionImage], base: str, log_dir: Path) -> None:
     first = [next(entry for entry in pending if entry[0].models == kind) for kind in {entry[0].models for entry in pending}]
     rest = [entry for entry in pending if entry not in first]
 
+    replaced: list[str] = []
+
     def build_one(entry: tuple[FunctionImage, str, BuiltImage | None]) -> None:
         image, digest, previous = entry
         begun = time.monotonic()
         build(image, base, base_id, digest, log_dir / f"{image.function}.log")
         now = podman("image", "inspect", "--format", "{{.Id}} {{.Size}}", image.name).stdout.split()
         if previous and previous.id != now[0]:
-            podman("rmi", previous.id, check=False)  # the replaced image, unless something uses it
+            replaced.append(previous.id)
         _report(image, int(now[1]), f"built in {time.monotonic() - begun:5.1f} s")
 
     for entry in first:
@@ -302,6 +304,10 @@ def build_all(images: list[FunctionImage], base: str, log_dir: Path) -> None:
     with ThreadPoolExecutor(max_workers=BUILDS_AT_ONCE) as pool:
         for done in [pool.submit(build_one, entry) for entry in rest]:
             done.result()
+    # the replaced images go once every build is done: removing one's layers while another build looks
+    # for cached layers fails that build ("layer not known"); an image something still uses stays
+    for old_id in replaced:
+        podman("rmi", old_id, check=False)
 
 
 def _report(image: FunctionImage, size: int, state: str) -> None:
