@@ -48,6 +48,17 @@ class RunningPlatform:
         return (self.run_dir / "logs" / f"{name}.log").read_text(errors="replace")
 
 
+def _ephemeral_ports_start() -> int:
+    """Where the kernel's ports for outgoing connections begin (Linux's default: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+EPHEMERAL_PORTS_START = _ephemeral_ports_start()
+
+
 def _port_block_is_free(first: int, count: int) -> bool:
     for port in range(first, first + count):
         with socket.socket() as probe:
@@ -59,7 +70,11 @@ def _port_block_is_free(first: int, count: int) -> bool:
 
 
 def free_port_block(count: int, start: int = 20000) -> int:
-    for first in range(start, 60000, count):
+    """The first of ``count`` free ports on 127.0.0.1 from ``start``. Keep ``start`` below the kernel's ephemeral
+    ports (Linux: 32768-60999): there an outgoing connection can take the port between this probe and the bind."""
+    if start + count > EPHEMERAL_PORTS_START:
+        raise ValueError(f"ports from {start} reach the ephemeral range ({EPHEMERAL_PORTS_START}+)")
+    for first in range(start, EPHEMERAL_PORTS_START - count, count):
         if _port_block_is_free(first, count):
             return first
     raise RuntimeError("no free block of ports on 127.0.0.1")

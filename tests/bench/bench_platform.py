@@ -156,7 +156,7 @@ def key_check_cost(count: int) -> dict:
         def owner_of(self, _key: str) -> str:
             return "local"
 
-    base = free_port_block(3, 46000)
+    base = free_port_block(3, 31200)
     upstream = web.Application()
     upstream.router.add_route("*", "/{tail:.*}", _echo)
     routes = [GatewayRoute("GET", "/api/v1/tasks", "tasks", f"http://127.0.0.1:{base}")]

@@ -124,7 +124,7 @@ def test_on_lambda_awslambdaric_runs_the_entry_for_a_request_and_fails_a_refused
 def test_elsewhere_the_same_command_serves_http_with_functions_framework(platform_env, tmp_path):
     from tests.platform import free_port_block
 
-    port = free_port_block(1, start=41000)
+    port = free_port_block(1, start=31000)
     process = _entry_script({"FUNCTION": "docs", "PORT": str(port)}, tmp_path / "serve.log")
     try:
         deadline, answer = time.monotonic() + 30, None

@@ -72,7 +72,7 @@ class ServerThread:
 
 @pytest.fixture(scope="module")
 def gateway():
-    upstream_port, gateway_port, dead_port, late_port = (lambda base: (base, base + 1, base + 2, base + 3))(free_port_block(4, 45000))
+    upstream_port, gateway_port, dead_port, late_port = (lambda base: (base, base + 1, base + 2, base + 3))(free_port_block(4, 31100))
     upstream = web.Application()
     upstream.router.add_route("*", "/{tail:.*}", _echo)
     upstream.router.add_get("/large", _large)
