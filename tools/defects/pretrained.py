@@ -63,13 +63,14 @@ class OnnxFeatures(nn.Module):
         self.outputs = outputs
         self.params = nn.ParameterDict()
         self.keys: dict[str, str] = {}  # a constant's name in the graph -> its key here
+        statistics = {name for node in self.nodes if node.op_type == "BatchNormalization" for name in node.input[3:]}
         for node in self.nodes:
             for name in node.input:
                 if name in constants and name not in self.keys:
                     key = f"t{len(self.keys)}"
                     self.keys[name] = key
                     value = torch.from_numpy(np.array(constants[name], np.float32))
-                    if name.startswith("p2o."):  # the exporter's own constants (3, 6, shapes): fixed
+                    if name.startswith("p2o.") or name in statistics:  # the exporter's constants (3, 6), BN's statistics: fixed
                         self.register_buffer(key, value)
                     else:
                         self.params[key] = nn.Parameter(value)
@@ -107,7 +108,7 @@ def run(op: str, args: list[torch.Tensor], attributes: dict) -> torch.Tensor:
         return args[0].mean((2, 3), keepdim=True)
     if op == "BatchNormalization":  # frozen statistics, trainable scale and shift
         x, scale, shift, mean, variance = args
-        return F.batch_norm(x, mean.detach(), variance.detach(), scale, shift, False, 0.0, attributes["epsilon"])
+        return F.batch_norm(x, mean, variance, scale, shift, False, 0.0, attributes["epsilon"])
     if op == "Conv":
         padding = attributes.get("pads", [0, 0, 0, 0])
         if padding[:2] != padding[2:]:
