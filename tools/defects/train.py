@@ -345,13 +345,9 @@ def train(args: argparse.Namespace) -> None:
 
     net = DefectNet(head_stride=args.head_stride, agnostic=args.agnostic, backbone=args.backbone)
     ema = copy.deepcopy(net).eval()
-    backbone = {id(parameter) for parameter in net.backbone.parameters()}
     groups = [  # a pretrained backbone learns at --backbone-lr times the rate of the rest
-        {
-            "params": [p for p in net.parameters() if id(p) in backbone],
-            "lr": args.lr * (args.backbone_lr if args.backbone != "scratch" else 1.0),
-        },
-        {"params": [p for p in net.parameters() if id(p) not in backbone], "lr": args.lr},
+        {"params": list(net.backbone.parameters()), "lr": args.lr * (args.backbone_lr if args.backbone != "scratch" else 1.0)},
+        {"params": [p for name, p in net.named_parameters() if not name.startswith("backbone.")], "lr": args.lr},
     ]
     optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
