@@ -299,15 +299,17 @@ def build_all(images: list[FunctionImage], base: str, log_dir: Path) -> None:
             replaced.append(previous.id)
         _report(image, int(now[1]), f"built in {time.monotonic() - begun:5.1f} s")
 
-    for entry in first:
-        build_one(entry)
-    with ThreadPoolExecutor(max_workers=BUILDS_AT_ONCE) as pool:
-        for done in [pool.submit(build_one, entry) for entry in rest]:
-            done.result()
-    # the replaced images go once every build is done: removing one's layers while another build looks
-    # for cached layers fails that build ("layer not known"); an image something still uses stays
-    for old_id in replaced:
-        podman("rmi", old_id, check=False)
+    try:
+        for entry in first:
+            build_one(entry)
+        with ThreadPoolExecutor(max_workers=BUILDS_AT_ONCE) as pool:
+            for done in [pool.submit(build_one, entry) for entry in rest]:
+                done.result()
+    finally:
+        # the replaced images go once every build is done (also when one failed): removing one's layers while
+        # another build looks for cached layers fails that build ("layer not known"); one something uses stays
+        for old_id in replaced:
+            podman("rmi", old_id, check=False)
 
 
 def _report(image: FunctionImage, size: int, state: str) -> None:

@@ -74,7 +74,7 @@ def free_port_block(count: int, start: int = 20000) -> int:
     ports (Linux: 32768-60999): there an outgoing connection can take the port between this probe and the bind."""
     if start + count > EPHEMERAL_PORTS_START:
         raise ValueError(f"ports from {start} reach the ephemeral range ({EPHEMERAL_PORTS_START}+)")
-    for first in range(start, EPHEMERAL_PORTS_START - count, count):
+    for first in range(start, EPHEMERAL_PORTS_START - count + 1, count):
         if _port_block_is_free(first, count):
             return first
     raise RuntimeError("no free block of ports on 127.0.0.1")
